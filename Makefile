@@ -1,0 +1,37 @@
+# Thin wrapper around CMake and CTest. `make test` alone sets up a fresh Debian 12 machine and runs every test.
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
+
+.PHONY: all setup setup-build configure build test amalgamate static demo clean
+
+all: build
+
+setup:            ## install every Debian package the build and the tests need (only what is missing)
+	tools/install-deps.sh test
+
+setup-build:
+	tools/install-deps.sh build
+
+configure: setup-build
+	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+
+build: configure
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: setup build ## set up, build, and run every test through ctest
+	ctest --test-dir $(BUILD) $(CTEST_FLAGS)
+
+amalgamate:       ## regenerate single_include/amb/amb.hpp from include/
+	python3 tools/amalgamate.py
+
+static: setup-build ## fully static, stripped programs in build-static/examples (for FROM scratch)
+	cmake -S . -B build-static -DCMAKE_BUILD_TYPE=Release -DAMB_STATIC=ON -DAMB_BUILD_TESTS=OFF
+	cmake --build build-static -j $(JOBS)
+
+demo:
+	@echo "make demo: coming with the demo issue; for now see README.md for simple-amb by hand"
+
+clean:
+	rm -rf $(BUILD) build-static

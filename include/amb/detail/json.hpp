@@ -1,0 +1,40 @@
+// The one place that includes picojson, so its layout macro is the same in every TU.
+#pragma once
+
+// etcd's lease ids and Docker's timeNano exceed 2^53: without int64 support
+// picojson would round them through double (PROTOCOLS.md 1.3).
+#if defined(picojson_h) && !defined(PICOJSON_USE_INT64)
+#error "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
+#endif
+#ifndef PICOJSON_USE_INT64
+#define PICOJSON_USE_INT64
+#endif
+#include <picojson.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace amb::detail {
+
+/// Member `name` of object `v`, or nullptr when `v` is not an object or lacks it.
+inline const picojson::value* json_member(const picojson::value& v, const std::string& name) noexcept {
+  if (!v.is<picojson::object>()) return nullptr;
+  const auto& o = v.get<picojson::object>();
+  auto it = o.find(name);
+  return it == o.end() ? nullptr : &it->second;
+}
+
+/// String member, or `fallback` when absent or not a string.
+inline std::string json_string(const picojson::value& v, const std::string& name, std::string fallback = {}) {
+  const auto* m = json_member(v, name);
+  return m && m->is<std::string>() ? m->get<std::string>() : fallback;
+}
+
+/// Boolean member, false when absent (etcd omits false values).
+inline bool json_bool(const picojson::value& v, const std::string& name) noexcept {
+  const auto* m = json_member(v, name);
+  return m && m->is<bool>() && m->get<bool>();
+}
+
+} // namespace amb::detail

@@ -1,0 +1,43 @@
+# Builds amb the three ways a user takes it, each from a clean folder:
+#  1. installed, then found by a separate project with find_package(amb);
+#  2. through add_subdirectory (amb's tests and programs stay off there);
+#  3. the README's single-header snippet, compiled as it stands in the README.
+# Run by ctest: cmake -DSOURCE_DIR=.. -DWORK_DIR=.. -DCXX=.. -P run_consumer_tests.cmake
+cmake_minimum_required(VERSION 3.21)
+
+function(step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    string(REPLACE ";" " " cmd "${ARGN}")
+    message(FATAL_ERROR "consumer test step failed (${rc}): ${cmd}\n${out}")
+  endif()
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+
+# 1. install + find_package
+step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/amb-build -DAMB_BUILD_TESTS=OFF -DAMB_BUILD_EXAMPLES=OFF
+     -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
+step(${CMAKE_COMMAND} --install ${WORK_DIR}/amb-build)
+step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer/find_package -B ${WORK_DIR}/find_package
+     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
+step(${CMAKE_COMMAND} --build ${WORK_DIR}/find_package)
+step(${WORK_DIR}/find_package/consumer)
+
+# 2. add_subdirectory
+step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer/add_subdirectory -B ${WORK_DIR}/add_subdirectory
+     -DAMB_SOURCE_DIR=${SOURCE_DIR})
+step(${CMAKE_COMMAND} --build ${WORK_DIR}/add_subdirectory)
+step(${WORK_DIR}/add_subdirectory/consumer)
+
+# 3. the README's single-header snippet
+file(READ ${SOURCE_DIR}/README.md readme)
+string(REGEX MATCH "<!-- single-header-snippet -->[^`]*```cpp\n(.*)\n```[^<]*<!-- /single-header-snippet -->" found "${readme}")
+if(NOT found)
+  message(FATAL_ERROR "README.md has no <!-- single-header-snippet --> block")
+endif()
+file(WRITE ${WORK_DIR}/readme_snippet.cpp "${CMAKE_MATCH_1}\n")
+step(${CXX} -std=c++20 -I${SOURCE_DIR}/single_include ${WORK_DIR}/readme_snippet.cpp -o ${WORK_DIR}/readme_snippet -pthread)
+step(${WORK_DIR}/readme_snippet)
+message(STATUS "find_package, add_subdirectory and the README snippet all built and ran")

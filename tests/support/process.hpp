@@ -1,0 +1,322 @@
+// Test support: start real programs by PID, capture their output, stop them even when a test fails.
+#pragma once
+
+#include <doctest/doctest.h>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace amb::test {
+
+using namespace std::chrono_literals;
+
+/// Full path of `name` found on PATH (plus the sbin folders), or "" when absent.
+inline std::string find_program(const std::string& name) {
+  std::string path = std::getenv("PATH") ? std::getenv("PATH") : "";
+  path += ":/usr/local/sbin:/usr/sbin:/sbin:/usr/local/bin:/usr/bin:/bin";
+  std::stringstream ss(path);
+  std::string dir;
+  while (std::getline(ss, dir, ':')) {
+    if (dir.empty()) continue;
+    auto candidate = std::filesystem::path(dir) / name;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return "";
+}
+
+/// Like find_program, but a missing program is a failed set-up naming the Debian package.
+inline std::string require_program(const std::string& name, const std::string& debian_package) {
+  auto p = find_program(name);
+  if (p.empty())
+    throw std::runtime_error("test set-up: '" + name + "' not found on PATH: install the Debian package " +
+                             debian_package + " (make setup does)");
+  return p;
+}
+
+/// A temporary folder, removed with everything in it when this object goes.
+class temp_dir {
+public:
+  temp_dir() {
+    std::string tmpl = (std::filesystem::temp_directory_path() / "amb-test-XXXXXX").string();
+    if (!::mkdtemp(tmpl.data())) throw std::runtime_error("test set-up: mkdtemp failed");
+    path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ignored;  // best effort: a leftover folder in /tmp is harmless
+    std::filesystem::remove_all(path_, ignored);
+  }
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+private:
+  std::filesystem::path path_;
+};
+
+/// A free TCP port on 127.0.0.1 (bound once by the kernel, then released).
+inline std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("test set-up: cannot bind a free port");
+  }
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+/// True when something accepts TCP connections on 127.0.0.1:port.
+inline bool port_open(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+  if (fd >= 0) ::close(fd);
+  return ok;
+}
+
+/// Polls `done` every `interval` until it returns true or `timeout` passes.
+inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                       std::chrono::milliseconds interval = 20ms) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(interval);
+  }
+}
+
+/// Reads a whole file ("" when it does not exist).
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+/// A child process started by the test; stopped by PID (SIGKILL) when this object goes.
+class child_process {
+public:
+  struct options {
+    std::map<std::string, std::string> env;  ///< added to (or replacing in) the test's environment
+    std::vector<std::string> unset_env;      ///< removed from the environment
+    std::filesystem::path output;            ///< stdout+stderr go here; a temp file when empty
+    std::filesystem::path working_dir;       ///< when set, the child starts there
+  };
+
+  child_process() = default;
+  explicit child_process(std::vector<std::string> argv) : child_process(std::move(argv), options{}) {}
+  child_process(std::vector<std::string> argv, options opts) { start(std::move(argv), std::move(opts)); }
+  child_process(child_process&& o) noexcept { *this = std::move(o); }
+  child_process& operator=(child_process&& o) noexcept {
+    if (this != &o) {
+      stop();
+      pid_ = o.pid_;
+      status_ = o.status_;
+      output_ = std::move(o.output_);
+      own_output_ = o.own_output_;
+      o.pid_ = -1;
+      o.own_output_ = false;
+    }
+    return *this;
+  }
+  ~child_process() {
+    stop();
+    if (own_output_) {
+      std::error_code ignored;  // temp file may already be gone
+      std::filesystem::remove(output_, ignored);
+    }
+  }
+
+  /// Starts argv[0] (searched on PATH) with output captured to a file.
+  void start(std::vector<std::string> argv, options opts) {
+    if (argv.empty()) throw std::runtime_error("child_process: empty argv");
+    if (opts.output.empty()) {
+      std::string tmpl = (std::filesystem::temp_directory_path() / "amb-test-out-XXXXXX").string();
+      int fd = ::mkstemp(tmpl.data());
+      if (fd < 0) throw std::runtime_error("test set-up: mkstemp failed");
+      ::close(fd);
+      output_ = tmpl;
+      own_output_ = true;
+    } else {
+      output_ = opts.output;
+    }
+    std::map<std::string, std::string> env;
+    for (char** e = environ; e && *e; ++e) {
+      std::string kv = *e;
+      auto eq = kv.find('=');
+      if (eq != std::string::npos) env[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+    for (auto& [k, v] : opts.env) env[k] = v;
+    for (auto& k : opts.unset_env) env.erase(k);
+    std::vector<std::string> env_strings;
+    for (auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+    std::vector<char*> envp, args;
+    for (auto& s : env_strings) envp.push_back(s.data());
+    envp.push_back(nullptr);
+    for (auto& s : argv) args.push_back(s.data());
+    args.push_back(nullptr);
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, output_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    if (!opts.working_dir.empty()) posix_spawn_file_actions_addchdir_np(&fa, opts.working_dir.c_str());
+    posix_spawnattr_t attr;
+    posix_spawnattr_init(&attr);
+    // Reset signal dispositions and mask: the test runner's must not leak into servers.
+    sigset_t all, none;
+    sigfillset(&all);
+    sigemptyset(&none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    int rc = ::posix_spawnp(&pid_, args[0], &fa, &attr, args.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    if (rc != 0) {
+      pid_ = -1;
+      throw std::runtime_error("test set-up: cannot start '" + argv[0] + "': " + std::strerror(rc));
+    }
+    status_ = -1;
+  }
+
+  pid_t pid() const { return pid_; }
+  /// True while the process has not exited (reaps it when it has).
+  bool running() {
+    if (pid_ <= 0) return false;
+    int st = 0;
+    pid_t r = ::waitpid(pid_, &st, WNOHANG);
+    if (r == pid_) {
+      status_ = decode(st);
+      pid_ = -1;
+      return false;
+    }
+    return r == 0;
+  }
+  /// Sends `sig` to the process (by PID).
+  void signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  /// Waits for exit; returns the exit code (128+signal when killed), or -1 on timeout.
+  int wait(std::chrono::milliseconds timeout = 10s) {
+    if (pid_ <= 0) return status_;
+    bool exited = wait_until([&] { return !running(); }, timeout, 5ms);
+    return exited ? status_ : -1;
+  }
+  /// SIGKILL and reap; harmless when already gone.
+  void stop() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+      status_ = decode(st);
+      pid_ = -1;
+    }
+  }
+  /// Everything the process wrote to stdout and stderr so far.
+  std::string output() const { return read_file(output_); }
+  const std::filesystem::path& output_path() const { return output_; }
+
+private:
+  static int decode(int st) {
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return -1;
+  }
+  pid_t pid_ = -1;
+  int status_ = -1;
+  std::filesystem::path output_;
+  bool own_output_ = false;
+};
+
+/// The outcome of a finished command.
+struct run_result {
+  int status = -1;     ///< exit code, 128+signal, or -1 when it had to be killed after the timeout
+  std::string output;  ///< stdout and stderr together
+};
+
+/// Runs a command to completion (killed after `timeout`) and returns its exit code and output.
+inline run_result run(std::vector<std::string> argv, std::chrono::milliseconds timeout = 30s,
+                      child_process::options opts = {}) {
+  child_process p(std::move(argv), std::move(opts));
+  run_result r;
+  r.status = p.wait(timeout);
+  if (r.status == -1) p.stop();
+  r.output = p.output();
+  return r;
+}
+
+/// Sends raw bytes to 127.0.0.1:port and returns everything read until EOF or `timeout`.
+inline std::string tcp_exchange(std::uint16_t port, const std::string& request, std::chrono::milliseconds timeout = 5s,
+                                bool half_close = true) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return "";
+  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    std::size_t done = 0;
+    while (done < request.size()) {
+      ssize_t n = ::send(fd, request.data() + done, request.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      done += static_cast<std::size_t>(n);
+    }
+    if (half_close) ::shutdown(fd, SHUT_WR);
+    char buf[65536];
+    while (true) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return out;
+}
+
+/// Number of open file descriptors of process `pid` (from /proc).
+inline int open_fd_count(pid_t pid) {
+  int n = 0;
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++n;
+  return n;
+}
+
+} // namespace amb::test

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages amb's build and tests need; only the missing ones.
+# Usage: tools/install-deps.sh [build|test|bench] (default: test, which includes build)
+set -euo pipefail
+
+build_packages=(g++ make cmake python3 libasio-dev picojson-dev doctest-dev)
+# Real servers the tests start themselves: etcd, redis, podman (with runc) and a static busybox for images.
+test_packages=(etcd-server etcd-client redis-server redis-tools podman runc busybox-static iproute2 uidmap)
+
+case "${1:-test}" in
+  build) wanted=("${build_packages[@]}") ;;
+  test) wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "install-deps: unknown set '$1' (build or test)" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${wanted[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "install-deps: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  sudo=sudo
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
