@@ -20,3 +20,18 @@ TEST_CASE("redis starts and answers PING") {
   CHECK(r.status == 0);
   CHECK(r.output == "PONG\n");
 }
+
+#include "support/podman_service.hpp"
+
+TEST_CASE("podman serves the Docker API on its socket and runs a published container") {
+  amb::test::podman_service podman;
+  CHECK(amb::test::unix_exchange(podman.socket_path(), "GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n").find("\r\n\r\nOK") !=
+        std::string::npos);
+  auto name = podman.unique_name("web");
+  podman.run_container(name, {"-p", "127.0.0.1::80"}, {"httpd", "-f", "-p", "80"});
+  auto port = podman.published_port(name, 80);
+  REQUIRE(port != 0);
+  CHECK(amb::test::wait_until([&] { return amb::test::port_open(port); }, std::chrono::seconds(10)));
+  podman.restart();
+  CHECK(podman.podman_ok({"inspect", "-f", "{{.State.Running}}", name}) == "true");
+}
