@@ -1,0 +1,38 @@
+# Tiny images for amb's three programs: a Debian builder makes fully static, stripped
+# binaries; each program then gets its own FROM scratch image holding only its binary.
+#
+#   docker build --target simple-amb -t amb/simple-amb .
+#   docker build --target docker-register -t amb/docker-register .
+#   docker build --target dynamic-etcd-amb -t amb/dynamic-etcd-amb .
+#
+# A scratch image resolves numeric addresses; names only through /etc/hosts (which
+# container engines mount) or DNS. Prefer numeric addresses.
+
+FROM debian:bookworm AS builder
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends g++ make cmake libasio-dev picojson-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY cmake cmake
+COPY include include
+COPY examples examples
+RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DAMB_STATIC=ON -DAMB_BUILD_TESTS=OFF \
+ && cmake --build /build -j "$(nproc)"
+
+FROM scratch AS simple-amb
+COPY --from=builder /build/examples/simple-amb /simple-amb
+USER 65534:65534
+EXPOSE 10000
+ENTRYPOINT ["/simple-amb"]
+
+# docker-register reads the engine's API socket, which is usually root-only: it runs as
+# root unless the socket is made readable to another user (see README, "Security").
+FROM scratch AS docker-register
+COPY --from=builder /build/examples/docker-register /docker-register
+ENTRYPOINT ["/docker-register"]
+
+FROM scratch AS dynamic-etcd-amb
+COPY --from=builder /build/examples/dynamic-etcd-amb /dynamic-etcd-amb
+USER 65534:65534
+ENTRYPOINT ["/dynamic-etcd-amb"]

@@ -1,0 +1,35 @@
+# Builds the three programs with -DAMB_STATIC=ON (as the Dockerfile does) and checks that
+# each is fully static (no program interpreter, no dynamic section), stripped (no symbol
+# table) and runs its --version with an empty environment, as in a FROM scratch image.
+# Run by ctest: cmake -DSOURCE_DIR=.. -DWORK_DIR=.. -P run_static_build_test.cmake
+cmake_minimum_required(VERSION 3.21)
+
+function(step)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    string(REPLACE ";" " " cmd "${ARGN}")
+    message(FATAL_ERROR "static build step failed (${rc}): ${cmd}\n${out}")
+  endif()
+  set(step_output "${out}" PARENT_SCOPE)
+endfunction()
+
+file(REMOVE_RECURSE ${WORK_DIR})
+step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR} -DCMAKE_BUILD_TYPE=Release -DAMB_STATIC=ON -DAMB_BUILD_TESTS=OFF)
+step(${CMAKE_COMMAND} --build ${WORK_DIR} -j 2)
+foreach(program simple-amb docker-register dynamic-etcd-amb)
+  set(bin ${WORK_DIR}/examples/${program})
+  step(readelf --program-headers --wide ${bin})
+  if(step_output MATCHES "INTERP|DYNAMIC")
+    message(FATAL_ERROR "${program} is not fully static:\n${step_output}")
+  endif()
+  step(readelf --section-headers --wide ${bin})
+  if(step_output MATCHES "\\.symtab")
+    message(FATAL_ERROR "${program} is not stripped")
+  endif()
+  step(env -i ${bin} --version)
+  if(NOT step_output MATCHES "${program} [0-9]+\\.[0-9]+\\.[0-9]+")
+    message(FATAL_ERROR "${program} --version printed: ${step_output}")
+  endif()
+  file(SIZE ${bin} size)
+  message(STATUS "${program}: static, stripped, ${size} bytes")
+endforeach()
