@@ -1,9 +1,192 @@
-// Placeholder until its own issue lands.
-#include <amb/version.hpp>
+// simple-amb: a static TCP ambassador. Listen on one port, forward every connection to one address.
+//
+//   simple-amb 172.17.42.1:4001          # listens on 0.0.0.0:10000, as the seed's polvi/simple-amb
+//
+// The lesson in four steps: parse the flags, find the target, listen, and for each accepted client
+// connect to the target and relay bytes both ways (amb::relay passes half-closes on).
+#include <amb/address.hpp>
+#include <amb/cli.hpp>
+#include <amb/docker_links.hpp>
+#include <amb/log.hpp>
+#include <amb/relay.hpp>
+#include <amb/tcp_connect.hpp>
+#include <amb/tcp_listener.hpp>
 
-#include <cstdio>
+#include <asio.hpp>
 
-int main() {
-  std::fprintf(stderr, "simple-amb: not yet implemented (amb %s)\n", amb::version);
-  return 1;
+#include <chrono>
+#include <csignal>
+#include <set>
+#include <string>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+struct config {
+  amb::host_port listen{"0.0.0.0", 10000};
+  amb::host_port target;
+  std::chrono::milliseconds connect_timeout = 5s;
+  std::chrono::milliseconds idle_timeout = 0ms;
+};
+
+/// The Docker-links aliases present in `env`: every ALIAS with an ALIAS_PORT_<p>_TCP_ADDR variable.
+std::set<std::string> link_aliases(const std::vector<std::string>& env) {
+  std::set<std::string> aliases;
+  for (const auto& kv : env) {
+    std::string_view name(kv.data(), std::min(kv.find('='), kv.size()));
+    constexpr std::string_view suffix = "_TCP_ADDR";
+    if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix) continue;
+    name.remove_suffix(suffix.size());
+    auto port_at = name.rfind("_PORT_");
+    std::uint16_t port = 0;
+    if (port_at == std::string_view::npos || port_at == 0 || !amb::parse_port(name.substr(port_at + 6), port)) continue;
+    aliases.emplace(name.substr(0, port_at));
+  }
+  return aliases;
+}
+
+/// Reads the flags; every mistake ends here with one line and exit code 2.
+config parse_flags(int argc, char** argv) {
+  amb::cli::parser cli("simple-amb", "[OPTIONS] [TARGET_HOST:PORT]",
+                       "Listen on one TCP port and forward every connection to TARGET_HOST:PORT.");
+  cli.option("--listen", "HOST:PORT", "where to listen (default 0.0.0.0:10000)")
+      .option("--target", "HOST:PORT", "where to forward (instead of the positional TARGET_HOST:PORT)")
+      .option("--link-alias", "NAME", "take the target from the Docker-links variables of alias NAME")
+      .option("--connect-timeout", "D", "give up connecting to the target after D (default 5s)")
+      .option("--idle-timeout", "D", "close a connection with no byte either way for D (default: never)")
+      .option("--log-level", "L", "debug, info, warn, error or off (default info)")
+      .positionals(0, 1, "TARGET_HOST:PORT")
+      .example("simple-amb 172.17.42.1:4001")
+      .example("simple-amb --listen 127.0.0.1:6380 --idle-timeout 10m 10.0.0.5:6379")
+      .note("The target is, first match wins: TARGET_HOST:PORT, --target, or the Docker-links variables\n"
+            "<ALIAS>_PORT_<p>_TCP_ADDR and <ALIAS>_PORT_<p>_TCP_PORT (lowest such port p) of the alias named\n"
+            "by --link-alias, or of the only alias present when there is exactly one (e.g. after\n"
+            "'docker run --link redis:db', DB_PORT_6379_TCP_ADDR/_PORT). Durations: 500ms, 5s, 2m, 1h.\n"
+            "Prefer numeric addresses: a static binary in an empty image may not resolve names.");
+  cli.parse_or_exit(argc, argv);
+
+  config c;
+  auto address = [&](const std::string& text, const std::string& what) {
+    auto hp = amb::parse_host_port(text);
+    if (!hp) cli.usage_error(what.empty() ? hp.error : what + ": " + hp.error);
+    return *hp;
+  };
+  auto duration = [&](const char* flag, std::chrono::milliseconds& out) {
+    if (auto v = cli.value(flag)) {
+      auto d = amb::cli::parse_duration(*v);
+      if (!d) cli.usage_error(std::string(flag) + ": " + d.error);
+      out = *d;
+    }
+  };
+  if (auto v = cli.value("--listen")) c.listen = address(*v, "--listen");
+  duration("--connect-timeout", c.connect_timeout);
+  duration("--idle-timeout", c.idle_timeout);
+  if (auto v = cli.value("--log-level")) {
+    amb::log::level level;
+    if (!amb::log::parse_level(*v, level))
+      cli.usage_error("--log-level: bad level \"" + *v + "\" (use debug, info, warn, error or off)");
+    amb::log::set_level(level);
+  }
+
+  const bool positional = !cli.positional().empty(), flag = cli.has("--target");
+  if (positional && flag) cli.usage_error("target given twice: use TARGET_HOST:PORT or --target, not both");
+  if (positional || flag) {
+    c.target = positional ? address(cli.positional()[0], "") : address(*cli.value("--target"), "--target");
+    return c;
+  }
+
+  // No target on the command line: Docker links, as the seed's containers were wired.
+  const auto env = amb::environment_list();
+  std::string alias;
+  if (auto v = cli.value("--link-alias")) {
+    alias = *v;
+  } else {
+    auto aliases = link_aliases(env);
+    if (aliases.empty())
+      cli.usage_error("no target: give TARGET_HOST:PORT, --target, or Docker-links variables "
+                      "(<ALIAS>_PORT_<p>_TCP_ADDR and _PORT)");
+    if (aliases.size() > 1) {
+      std::string names;
+      for (auto& a : aliases) names += (names.empty() ? "" : ", ") + a;
+      cli.usage_error("no target, and several Docker-links aliases (" + names + "): choose one with --link-alias");
+    }
+    alias = *aliases.begin();
+  }
+  std::string error;
+  auto linked = amb::link_address(alias, env, &error);
+  if (!linked)
+    cli.usage_error(error.empty() ? "no Docker-links variables for alias \"" + alias + "\"" : error);
+  c.target = *linked;
+  return c;
+}
+
+/// One client connection: connect to the target, relay, log why it ended when it is worth saying.
+/// `c` and `active` are main()'s and outlive io.run(), so references are safe here.
+asio::awaitable<void> serve(asio::ip::tcp::socket client, const config& c, int& active) {
+  ++active;
+  std::error_code ignored;  // a client that already left has no address; the line still helps
+  const auto peer = client.remote_endpoint(ignored);
+  try {
+    asio::ip::tcp::socket server(client.get_executor());
+    if (auto ec = co_await amb::connect_tcp(server, c.target, c.connect_timeout)) {
+      // Closing the client is all we can do; it sees the connection end, the listener stays up.
+      amb::log::warn("connection from ", peer.address().to_string(), ":", peer.port(), ": connect ",
+                     c.target.to_string(), ": ", ec.message());
+    } else {
+      auto moved = co_await amb::relay(std::move(client), std::move(server), {c.idle_timeout, nullptr});
+      amb::log::debug("connection from ", peer.address().to_string(), ":", peer.port(), " closed: ", moved.bytes_up,
+                      " bytes up, ", moved.bytes_down, " bytes down");
+    }
+  } catch (const std::exception& e) {
+    amb::log::error("connection from ", peer.address().to_string(), ":", peer.port(), ": ", e.what());
+  }
+  --active;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  amb::log::set_program("simple-amb");
+  const config c = parse_flags(argc, argv);
+  std::signal(SIGPIPE, SIG_IGN);  // a write to a vanished peer is an error code, not a dead process
+  amb::raise_fd_limit();
+
+  // Threading model: one io_context run by this one thread. Every coroutine below (the accept
+  // loop, each connection, the signal watcher) runs here, so they share state without locks.
+  asio::io_context io(1);
+  std::error_code ec;
+  auto acceptor = amb::listen_tcp(io.get_executor(), c.listen, ec);
+  if (ec) {
+    amb::log::error("listen ", c.listen.to_string(), ": ", ec.message());
+    return 1;
+  }
+  amb::log::info("listening on ", c.listen.to_string(), ", forwarding to ", c.target.to_string());
+
+  int active = 0;
+  auto on_accept = [&](asio::ip::tcp::socket client) {
+    asio::co_spawn(io, serve(std::move(client), c, active), [](std::exception_ptr e) {
+      if (e) amb::log::error("a connection ended with an unexpected exception");  // serve() catches std ones
+    });
+  };
+  asio::co_spawn(io, amb::accept_loop(acceptor, on_accept), [](std::exception_ptr e) {
+    if (e) amb::log::error("accept loop ended unexpectedly");
+  });
+
+  // SIGTERM (docker stop) or SIGINT: stop accepting, give open connections up to 2s, then exit 0.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code, int signal) {
+    amb::log::info(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopped accepting; ", active,
+                   " connection(s) open, waiting up to 2s");
+    std::error_code ignored;  // closing is all we want; the accept loop ends on its own
+    acceptor.close(ignored);
+    signals.async_wait([&](std::error_code e, int) { if (!e) io.stop(); });  // a second signal: leave now
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      for (auto waited = 0ms; active > 0 && waited < 2s; waited += 50ms) co_await amb::detail::sleep_for(50ms);
+      io.stop();
+    }, [](std::exception_ptr) {});  // only sleeps and stops, cannot fail
+  });
+
+  io.run();
+  return 0;
 }

@@ -1,0 +1,126 @@
+// Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
+#pragma once
+
+#include "amb/address.hpp"
+#include "amb/detail/async.hpp"
+#include "amb/log.hpp"
+
+#include <asio.hpp>
+
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <system_error>
+
+namespace amb {
+
+/// Opens an acceptor on `where` (numeric address, or a name resolved once), with SO_REUSEADDR and
+/// a large backlog. On failure `ec` says why and the returned acceptor is closed.
+inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where, std::error_code& ec) {
+  using tcp = asio::ip::tcp;
+  tcp::acceptor acceptor(executor);
+  ec.clear();
+  tcp::endpoint endpoint;
+  auto address = asio::ip::make_address(where.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, where.port);
+  } else {
+    // Start-up only, so a blocking lookup is fine here.
+    tcp::resolver resolver(executor);
+    auto results = resolver.resolve(where.host, std::to_string(where.port), tcp::resolver::passive, ec);
+    if (ec) return acceptor;
+    if (results.empty()) {
+      ec = make_error_code(asio::error::host_not_found);
+      return acceptor;
+    }
+    endpoint = results.begin()->endpoint();
+  }
+  std::error_code ignored;  // the acceptor is being abandoned anyway
+  if (acceptor.open(endpoint.protocol(), ec)) return acceptor;
+  // A restarted proxy must not wait for old connections in TIME_WAIT to clear.
+  if (acceptor.set_option(tcp::acceptor::reuse_address(true), ec) || acceptor.bind(endpoint, ec) ||
+      // Bursts of connects (connection churn) must not overflow the queue; the kernel caps it at somaxconn.
+      acceptor.listen(4096, ec)) {
+    acceptor.close(ignored);
+  }
+  return acceptor;
+}
+
+/// Like listen_tcp, but throws std::system_error(ec, "listen HOST:PORT") on failure (for programs' start-up).
+inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where) {
+  std::error_code ec;
+  auto acceptor = listen_tcp(std::move(executor), where, ec);
+  if (ec) throw std::system_error(ec, "listen " + where.to_string());
+  return acceptor;
+}
+
+namespace detail {
+/// True for accept errors that mean "no resources right now": back off and try again later.
+inline bool accept_resource_error(const std::error_code& ec) noexcept {
+  if (ec.category() != asio::error::get_system_category() && ec.category() != std::system_category()) return false;
+  switch (ec.value()) {
+    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: return true;
+    default: return false;
+  }
+}
+} // namespace detail
+
+/// Accepts connections and hands each to `on_accept` until the acceptor is closed.
+/// Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): logs one line per burst, waits 100 ms,
+/// and tries again, so it neither spins nor dies (the idea of Asio's throttling_proxy example).
+/// A connection aborted before it was accepted is skipped. `on_accept` must not throw.
+inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
+                                         std::function<void(asio::ip::tcp::socket)> on_accept) {
+  using namespace std::chrono_literals;
+  bool in_burst = false;
+  std::uint64_t failed_in_burst = 0;
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
+    if (!ec) {
+      if (in_burst)
+        log::debug("accepting again after ", failed_in_burst, " failed accepts");
+      in_burst = false;
+      on_accept(std::move(socket));
+      continue;
+    }
+    if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+    if (ec == asio::error::connection_aborted) continue;  // the client gave up while queued: nothing to do
+    ++failed_in_burst;
+    if (!in_burst) {
+      std::error_code ignored;  // only used for the log line
+      auto local = acceptor.local_endpoint(ignored);
+      log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
+                detail::accept_resource_error(ec) ? "; pausing accepts for 100ms until fds free up"
+                                                  : "; retrying in 100ms");
+      in_burst = true;
+      failed_in_burst = 1;
+    }
+    // The pending connection stays queued and the acceptor stays readable: without a pause this spins.
+    co_await detail::sleep_for(100ms);
+  }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (a proxy needs two fds per connection).
+/// Returns the soft limit in force afterwards.
+inline std::uint64_t raise_fd_limit() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit wanted = limit;
+    wanted.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0) {
+      limit = wanted;
+    } else {
+      // An "unlimited" hard limit is refused by Linux (fs.nr_open caps it); 1M is the usual cap.
+      wanted.rlim_cur = 1u << 20;
+      if (wanted.rlim_cur > limit.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &wanted) == 0) limit = wanted;
+    }
+  }
+  return static_cast<std::uint64_t>(limit.rlim_cur);
+}
+
+} // namespace amb
