@@ -1,0 +1,299 @@
+// Watching an etcd prefix: snapshot, then events in order exactly once, across disconnects, failover and compaction.
+#pragma once
+
+#include "amb/detail/async.hpp"
+#include "amb/detail/etcd_json.hpp"
+#include "amb/etcd_client.hpp"
+#include "amb/etcd_types.hpp"
+#include "amb/http_client.hpp"
+#include "amb/log.hpp"
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace amb {
+
+/// What an etcd_watcher hands its callback.
+struct etcd_watch_update {
+  enum class kind {
+    snapshot,  ///< every key under the prefix: REPLACE your whole state with `kvs` (first update, and after a compaction)
+    events,    ///< changes in revision order, each delivered once: apply them
+    progress,  ///< nothing changed up to `revision` (etcd's progress notify)
+  };
+  kind type = kind::events;
+  std::int64_t revision = 0;       ///< snapshot: the read's revision; events: the last event's mod_revision; progress: header revision
+  std::vector<etcd_kv> kvs;        ///< snapshot only
+  std::vector<etcd_event> events;  ///< events only
+};
+
+/// How an etcd_watcher behaves.
+struct etcd_watch_options {
+  /// A stream silent for this long is taken for dead and reconnected. It must exceed etcd's
+  /// progress-notify interval (10 min by default, --experimental-watch-progress-notify-interval).
+  std::chrono::milliseconds silence_timeout{std::chrono::minutes(11)};
+  bool progress_notify = true;                        ///< ask etcd for progress notifications (they keep a live stream audible)
+  bool prev_kv = false;                               ///< ask for the previous key-value in events
+  std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failed connection
+  std::chrono::milliseconds retry_backoff_max{5000};  ///< cap of the doubling wait
+};
+
+/// Watches every key under a prefix (one HTTP connection per watch; PROTOCOLS.md 1.6). run() delivers
+/// a snapshot (unless started at a given revision), then events. After any disconnect it re-watches
+/// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
+/// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then
+/// watches on from the snapshot's revision + 1. Consumer pattern: on snapshot replace all, on events
+/// apply. Transient failures are logged (one line each, with the retry delay) and retried forever.
+class etcd_watcher {
+public:
+  /// A watcher of `prefix` through `client` (whose endpoints, timeouts and auth it uses; it must outlive the watcher).
+  etcd_watcher(etcd_client& client, std::string prefix, etcd_watch_options options = {})
+      : client_(client), prefix_(std::move(prefix)), options_(options), endpoint_(client.current_index()) {}
+  etcd_watcher(const etcd_watcher&) = delete;
+  etcd_watcher& operator=(const etcd_watcher&) = delete;
+
+  /// Watches until stop(). `start_revision` 0: read a snapshot first; otherwise deliver events from that
+  /// revision on. `on_update` runs on the executor's thread and must not block; if it throws, run()
+  /// stops and rethrows. Returns normally after stop().
+  asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
+    stopped_ = false;
+    next_ = start_revision;
+    if (next_ <= 0) co_await snapshot(on_update);
+    std::chrono::milliseconds backoff = options_.retry_backoff;
+    bool reauthenticated = false;
+    while (!stopped_) {
+      outcome out = co_await watch_once(on_update);
+      if (out.callback_error) std::rethrow_exception(out.callback_error);
+      if (stopped_) break;
+      if (out.healthy) {  // the stream worked: start the backoff over
+        backoff = options_.retry_backoff;
+        reauthenticated = false;
+      }
+      if (out.compacted) {
+        log::warn("watch ", prefix_, " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
+                  out.compact_revision, "); reading the prefix again");
+        co_await snapshot(on_update);
+        continue;
+      }
+      if (out.auth && !reauthenticated) {  // once per failure streak: a refused fresh token waits like any failure
+        reauthenticated = true;
+        client_.invalidate_token();
+        try {
+          co_await client_.authenticate();
+          continue;
+        } catch (const std::exception& e) {
+          out.why = e.what();
+        }
+      }
+      log::warn("watch ", prefix_, " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
+      if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
+      ++reconnects_;
+      co_await wait(backoff);
+      backoff = std::min(backoff * 2, options_.retry_backoff_max);
+    }
+  }
+
+  /// Ends run() soon: closes the stream and cancels any wait.
+  void stop() {
+    stopped_ = true;
+    if (stream_) stream_->close();
+    if (timer_) timer_->cancel();
+  }
+
+  /// The revision the next watch starts from (last delivered revision + 1).
+  std::int64_t next_revision() const noexcept { return next_; }
+  /// How many times the stream was lost and re-established (for tests and logs).
+  std::size_t reconnects() const noexcept { return reconnects_; }
+  /// How many snapshots were delivered.
+  std::size_t snapshots() const noexcept { return snapshots_; }
+  /// The watched prefix.
+  const std::string& prefix() const noexcept { return prefix_; }
+
+private:
+  struct outcome {
+    bool healthy = false;    // "created" was seen
+    bool compacted = false;  // canceled with compact_revision
+    std::int64_t compact_revision = 0;
+    bool auth = false;       // refused for auth: get a new token
+    std::string why;         // for the log line
+    std::exception_ptr callback_error;
+  };
+  // Thrown from inside on_data to end the stream (http_client::stream closes it and rethrows).
+  struct end_stream {};
+
+  std::string endpoint_name() const { return client_.endpoints()[endpoint_].to_string(); }
+
+  static std::string format(std::chrono::milliseconds d) {
+    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
+    return std::to_string(d.count()) + "ms";
+  }
+
+  asio::awaitable<void> wait(std::chrono::milliseconds d) {
+    timer_ = std::make_unique<asio::steady_timer>(client_.executor(), d);
+    co_await timer_->async_wait(detail::use_nothrow_awaitable);
+    timer_.reset();
+  }
+
+  // Reads the prefix until it works and delivers it as a snapshot.
+  asio::awaitable<void> snapshot(const std::function<void(const etcd_watch_update&)>& on_update) {
+    std::chrono::milliseconds backoff = options_.retry_backoff;
+    while (!stopped_) {
+      std::string why;
+      std::optional<etcd_range_result> r;
+      try {
+        client_.prefer(endpoint_);
+        r = co_await client_.get_prefix(prefix_);
+      } catch (const std::exception& e) {
+        if (stopped_) co_return;
+        why = e.what();
+      }
+      if (r) {
+        etcd_watch_update u;
+        u.type = etcd_watch_update::kind::snapshot;
+        u.revision = r->revision;
+        u.kvs = std::move(r->kvs);
+        next_ = r->revision + 1;
+        ++snapshots_;
+        on_update(u);  // a throw here ends run(), as documented
+        co_return;
+      }
+      log::warn("watch ", prefix_, ": reading the prefix failed: ", why, "; retrying in ", format(backoff));
+      co_await wait(backoff);
+      backoff = std::min(backoff * 2, options_.retry_backoff_max);
+    }
+  }
+
+  // One watch connection, from next_ until it breaks, is canceled or stop() is called.
+  asio::awaitable<outcome> watch_once(const std::function<void(const etcd_watch_update&)>& on_update) {
+    outcome out;
+    http_client_options o;
+    o.connect_timeout = client_.options().connect_timeout;
+    o.request_timeout = client_.options().request_timeout;
+    stream_ = std::make_shared<http_client>(client_.executor(), client_.endpoints()[endpoint_], o);
+    auto keep = stream_;  // stop() may reset nothing, but keep the client alive for the whole stream
+    if (client_.uses_auth()) {
+      try {
+        client_.prefer(endpoint_);
+        co_await client_.authenticate_if_needed();
+      } catch (const std::exception& e) {
+        out.why = e.what();
+        co_return out;
+      }
+    }
+    http_request req;
+    req.method = "POST";
+    req.target = "/v3/watch";
+    req.headers = client_.auth_headers();
+    req.body = detail::etcd_watch_body(prefix_, detail::etcd_prefix_end(prefix_), next_, options_.progress_notify,
+                                       options_.prev_kv);
+    std::string buffer;
+    auto handle_line = [&](std::string_view line) {
+      if (line.find_first_not_of(" \r\t") == std::string_view::npos) return;  // empty line
+      detail::etcd_watch_message m;
+      if (auto ec = detail::etcd_parse_watch_line(line, m)) {
+        out.why = "bad watch message: " + std::string(line.substr(0, 200));
+        throw end_stream{};
+      }
+      using k = detail::etcd_watch_message::kind;
+      switch (m.type) {
+        case k::created:
+          out.healthy = true;
+          break;
+        case k::events: {
+          etcd_watch_update u;
+          u.type = etcd_watch_update::kind::events;
+          for (auto& ev : m.events)  // a replay may overlap what was delivered: never twice
+            if (ev.kv.mod_revision >= next_) u.events.push_back(std::move(ev));
+          if (u.events.empty()) break;
+          u.revision = u.events.back().kv.mod_revision;
+          // Resume from the last EVENT, not header.revision: a catch-up batch carries the store's
+          // current revision in its header while more events may still follow.
+          next_ = u.revision + 1;
+          deliver(on_update, u, out);
+          break;
+        }
+        case k::progress: {
+          if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
+          etcd_watch_update u;
+          u.type = etcd_watch_update::kind::progress;
+          u.revision = m.revision;
+          deliver(on_update, u, out);
+          break;
+        }
+        case k::canceled:
+          if (m.compact_revision > 0) {
+            out.compacted = true;
+            out.compact_revision = m.compact_revision;
+          } else if (m.cancel_reason.find("Unauthenticated") != std::string::npos ||
+                     m.cancel_reason.find("auth token") != std::string::npos ||
+                     m.cancel_reason.find("user name is empty") != std::string::npos) {
+            out.auth = true;
+            out.why = "watch refused: " + m.cancel_reason;
+          } else {
+            out.why = "watch canceled by etcd: " + (m.cancel_reason.empty() ? std::string("no reason given") : m.cancel_reason);
+          }
+          throw end_stream{};
+        case k::error:
+          out.why = "etcd ended the stream: " + m.error_message;
+          throw end_stream{};
+      }
+    };
+    auto on_data = [&](std::string_view piece) {
+      buffer.append(piece);
+      std::size_t start = 0;
+      for (std::size_t nl; (nl = buffer.find('\n', start)) != std::string::npos; start = nl + 1)
+        handle_line(std::string_view(buffer).substr(start, nl - start));
+      buffer.erase(0, start);
+    };
+    try {
+      auto resp = co_await stream_->stream(std::move(req), on_data, options_.silence_timeout);
+      if (resp.status / 100 != 2) {
+        auto err = detail::etcd_parse_error(resp.body);
+        if (err && err->code == static_cast<int>(grpc_code::unauthenticated)) out.auth = true;
+        out.why = "HTTP " + std::to_string(resp.status) + " " + resp.reason +
+                  (err ? ": " + err->message : std::string(" with a body that is not an etcd reply"));
+      } else {
+        if (!buffer.empty()) handle_line(buffer);  // the shutdown message has no trailing '\n'
+        if (out.why.empty()) out.why = "stream ended";
+      }
+    } catch (const end_stream&) {
+    } catch (const std::system_error& e) {
+      if (e.code() == errc::timeout)
+        out.why = "no message for " + format(options_.silence_timeout) + "; the stream looks dead";
+      else
+        out.why = detail::etcd_error_context(e) + ": " + e.code().message();
+    }
+    stream_.reset();
+    co_return out;
+  }
+
+  void deliver(const std::function<void(const etcd_watch_update&)>& on_update, const etcd_watch_update& u,
+               outcome& out) {
+    try {
+      on_update(u);
+    } catch (...) {
+      out.callback_error = std::current_exception();
+      throw end_stream{};
+    }
+  }
+
+  etcd_client& client_;
+  std::string prefix_;
+  etcd_watch_options options_;
+  std::size_t endpoint_ = 0;
+  std::int64_t next_ = 0;
+  bool stopped_ = false;
+  std::size_t reconnects_ = 0;
+  std::size_t snapshots_ = 0;
+  std::shared_ptr<http_client> stream_;
+  std::unique_ptr<asio::steady_timer> timer_;
+};
+
+} // namespace amb
