@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -59,7 +60,13 @@ public:
     out += '"';
     return out;
   }
-  /// The whole exposition text.
+  /// Adds a function that refreshes samples just before each scrape (e.g. copies live totals in).
+  void add_collector(std::function<void(metrics_registry&)> f) { collectors_.push_back(std::move(f)); }
+  /// Runs the collectors.
+  void collect() {
+    for (auto& f : collectors_) f(*this);
+  }
+  /// The whole exposition text (call collect() first for fresh values).
   std::string render() const {
     std::string out;
     for (const auto& name : order_) {
@@ -100,6 +107,7 @@ private:
   }
   std::map<std::string, family> families_;
   std::vector<std::string> order_;
+  std::vector<std::function<void(metrics_registry&)>> collectors_;
 };
 
 /// Limits for the metrics endpoint.
@@ -120,7 +128,7 @@ inline std::string http_reply(int status, std::string_view reason, std::string_v
 }
 
 /// The reply for one request head; `ready` drives /healthz. HEAD gets headers only.
-inline std::string metrics_answer(std::string_view head, const metrics_registry& m, bool ready) {
+inline std::string metrics_answer(std::string_view head, metrics_registry& m, bool ready) {
   auto line_end = head.find("\r\n");
   auto line = head.substr(0, line_end);
   auto sp1 = line.find(' ');
@@ -134,13 +142,15 @@ inline std::string metrics_answer(std::string_view head, const metrics_registry&
   if (method != "GET" && !head_only)
     return http_reply(405, "Method Not Allowed", "text/plain; charset=utf-8", "method not allowed\n");
   std::string reply;
-  if (target == "/metrics")
+  if (target == "/metrics") {
+    m.collect();
     reply = http_reply(200, "OK", "text/plain; version=0.0.4; charset=utf-8", m.render());
-  else if (target == "/healthz")
+  } else if (target == "/healthz") {
     reply = ready ? http_reply(200, "OK", "text/plain; charset=utf-8", "ok\n")
                   : http_reply(503, "Service Unavailable", "text/plain; charset=utf-8", "not ready\n");
-  else
+  } else {
     reply = http_reply(404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+  }
   if (head_only) reply.resize(reply.find("\r\n\r\n") + 4);
   return reply;
 }
@@ -148,13 +158,13 @@ inline std::string metrics_answer(std::string_view head, const metrics_registry&
 } // namespace detail
 
 /// Serves /metrics and /healthz on an HTTP/1.1 listener: one request per connection, then close.
-/// `ready` is read at each request (true once the first etcd read succeeded).
+/// `ready` is asked at each /healthz request (e.g. "the first etcd read succeeded").
 class metrics_server {
 public:
   /// Binds `where`; throws std::system_error naming the address when that fails.
-  metrics_server(asio::any_io_executor ex, const host_port& where, const metrics_registry& m, const bool& ready,
+  metrics_server(asio::any_io_executor ex, const host_port& where, metrics_registry& m, std::function<bool()> ready,
                  metrics_server_options o = {})
-      : acceptor_(ex), metrics_(m), ready_(ready), opts_(o) {
+      : acceptor_(ex), metrics_(m), ready_(std::move(ready)), opts_(o) {
     asio::ip::tcp::resolver resolver(ex);
     std::error_code ec;
     auto results = resolver.resolve(where.host, std::to_string(where.port), asio::ip::resolver_base::passive, ec);
@@ -229,7 +239,7 @@ private:
           co_return;
         }
       }
-      auto reply = detail::metrics_answer(head, metrics_, ready_);
+      auto reply = detail::metrics_answer(head, metrics_, ready_ && ready_());
       co_await asio::async_write(sock, asio::buffer(reply), detail::use_nothrow_awaitable);
       deadline.cancel();
       std::error_code ignored;  // the client may already be gone
@@ -240,8 +250,8 @@ private:
   }
 
   asio::ip::tcp::acceptor acceptor_;
-  const metrics_registry& metrics_;
-  const bool& ready_;
+  metrics_registry& metrics_;
+  std::function<bool()> ready_;
   metrics_server_options opts_;
   std::size_t clients_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -53,11 +53,12 @@ TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent c
   asio::io_context io;
   amb::metrics_registry m;
   m.declare("amb_instances", "gauge", "Instances known.");
-  m.set("amb_instances", 2);
+  int scrapes = 0;
+  m.add_collector([&](amb::metrics_registry& r) { r.set("amb_instances", 2 + scrapes++); });
   bool ready = false;
   amb::metrics_server_options o;
   o.read_timeout = 300ms;
-  amb::metrics_server server(io.get_executor(), amb::host_port{"127.0.0.1", 0}, m, ready, o);
+  amb::metrics_server server(io.get_executor(), amb::host_port{"127.0.0.1", 0}, m, [&] { return ready; }, o);
   auto port = server.port();
   asio::co_spawn(io, server.run(), asio::detached);  // run() catches nothing but throws nothing either
   std::thread t([&] { io.run(); });
@@ -66,6 +67,8 @@ TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent c
   CHECK(metrics.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
   CHECK(metrics.find("\r\n\r\n# HELP amb_instances Instances known.\n# TYPE amb_instances gauge\namb_instances 2\n") !=
         std::string::npos);
+  CHECK(amb::test::tcp_exchange(port, "GET /metrics HTTP/1.1\r\n\r\n", 5s, false).find("amb_instances 3\n") !=
+        std::string::npos);  // collectors run at every scrape
   CHECK(amb::test::tcp_exchange(port, "GET /healthz HTTP/1.1\r\n\r\n", 5s, false).rfind("HTTP/1.1 503 ", 0) == 0);
   asio::post(io, [&] { ready = true; });
   CHECK(amb::test::wait_until(

@@ -1,0 +1,159 @@
+// The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
+#pragma once
+
+#include "amb/balancer.hpp"
+#include "amb/detail/async.hpp"
+#include "amb/log.hpp"
+#include "amb/relay.hpp"
+#include "amb/tcp_connect.hpp"
+
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// How the proxy treats each client connection.
+struct proxy_options {
+  std::string service = "service";                       ///< named in log lines, e.g. "/services/redis-A/"
+  std::chrono::milliseconds connect_timeout{3000};       ///< per upstream connect attempt
+  std::chrono::milliseconds idle_timeout{0};             ///< no byte either way this long closes the pair; 0 = never
+  std::chrono::milliseconds wait_for_backend{0};         ///< hold a client this long when no instance is reachable; 0 = close at once
+};
+
+/// Running totals the proxy keeps (read by the metrics endpoint).
+struct proxy_stats {
+  std::uint64_t accepted = 0;                               ///< client connections accepted
+  std::uint64_t active = 0;                                 ///< client connections open now
+  std::uint64_t rejected = 0;                               ///< clients closed because no instance could be reached
+  relay_counters bytes;                                     ///< bytes up (client -> instance) and down, all connections
+  std::map<std::string, std::uint64_t> connect_failures;    ///< failed connects per instance id
+};
+
+/// Hands each accepted client to an instance from `balancer` and relays bytes until both sides close.
+/// A refused or timed-out connect is counted against the instance and the next instance is tried;
+/// the client notices nothing unless every instance fails. Changing the balancer's set never touches
+/// established connections: each holds its own instance object and sockets.
+/// Single-threaded: use from the io_context's one thread. Must outlive its sessions (see drain()).
+class proxy {
+public:
+  proxy(asio::any_io_executor ex, balancer& b, proxy_options o)
+      : executor_(std::move(ex)), balancer_(b), opts_(std::move(o)), changed_(executor_), idle_(executor_) {
+    changed_.expires_at(std::chrono::steady_clock::time_point::max());
+    idle_.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+
+  /// Starts a session for an accepted client (suits accept_loop's callback; never throws).
+  void handle(asio::ip::tcp::socket client) noexcept {
+    try {
+      ++stats_.accepted;
+      ++stats_.active;
+      asio::co_spawn(executor_, session(std::move(client)), [this](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            log::error("connection: ", ex.what());
+          } catch (...) {
+            log::error("connection: unknown error");
+          }
+        }
+        if (--stats_.active == 0) idle_.cancel();
+      });
+    } catch (const std::exception& e) {
+      --stats_.active;
+      log::error("cannot start a connection: ", e.what());
+    }
+  }
+
+  /// Call after the balancer's set changed: clients waiting for an instance try again at once.
+  void instances_changed() {
+    changed_.cancel();
+    changed_.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+
+  /// Waits until no connection is open, or `timeout` passed; returns the number still open.
+  asio::awaitable<std::uint64_t> drain(std::chrono::milliseconds timeout) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer deadline(executor_, timeout);
+    while (stats_.active > 0 && std::chrono::steady_clock::now() < deadline.expiry()) {
+      idle_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await (idle_.async_wait(detail::use_nothrow_awaitable) || deadline.async_wait(detail::use_nothrow_awaitable));
+    }
+    co_return stats_.active;
+  }
+
+  /// The totals so far.
+  const proxy_stats& stats() const noexcept { return stats_; }
+
+private:
+  asio::awaitable<void> session(asio::ip::tcp::socket client) {
+    using namespace asio::experimental::awaitable_operators;
+    std::error_code ignored;  // the client may have gone already; the address is only for logs and hashing
+    auto remote = client.remote_endpoint(ignored);
+    const std::string client_ip = remote.address().to_string();
+    const std::string client_name = host_port{client_ip, remote.port()}.to_string();
+    const auto give_up_at = std::chrono::steady_clock::now() + opts_.wait_for_backend;
+
+    std::vector<std::shared_ptr<instance>> tried;
+    for (;;) {
+      auto inst = balancer_.pick(client_ip, tried);
+      if (!inst) {
+        auto now = std::chrono::steady_clock::now();
+        if (now >= give_up_at) {
+          ++stats_.rejected;
+          if (tried.empty())
+            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name);
+          else
+            log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
+                      " tried); closing connection from ", client_name);
+          co_return;  // closing the socket tells the client at once
+        }
+        // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
+        asio::steady_timer retry(executor_, std::min<std::chrono::steady_clock::duration>(
+                                                give_up_at - now, std::chrono::milliseconds(500)));
+        co_await (changed_.async_wait(detail::use_nothrow_awaitable) || retry.async_wait(detail::use_nothrow_awaitable));
+        tried.clear();
+        continue;
+      }
+      asio::ip::tcp::socket upstream(executor_);
+      auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
+      if (ec) {
+        tried.push_back(inst);
+        ++stats_.connect_failures[inst->id];
+        log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name, ": ",
+                   ec.message(), "; trying the next instance");
+        if (balancer_.report_failure(*inst))
+          log::warn("instance ", inst->id, " at ", inst->address.to_string(), " ejected for ",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
+                    "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
+        continue;
+      }
+      if (balancer_.report_success(*inst))
+        log::info("instance ", inst->id, " at ", inst->address.to_string(), " is reachable again");
+      connection_slot slot(inst);
+      log::debug("connection from ", client_name, " -> ", inst->id, " at ", inst->address.to_string());
+      relay_options ro;
+      ro.idle_timeout = opts_.idle_timeout;
+      ro.counters = &stats_.bytes;
+      co_await relay(std::move(client), std::move(upstream), ro);
+      co_return;
+    }
+  }
+
+  asio::any_io_executor executor_;
+  balancer& balancer_;
+  proxy_options opts_;
+  proxy_stats stats_;
+  asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
+  asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
+};
+
+} // namespace amb

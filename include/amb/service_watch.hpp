@@ -1,0 +1,150 @@
+// Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
+#pragma once
+
+#include "amb/balancer.hpp"
+#include "amb/etcd_client.hpp"
+#include "amb/etcd_types.hpp"
+#include "amb/etcd_watch.hpp"
+#include "amb/log.hpp"
+#include "amb/registry_value.hpp"
+
+#include <asio.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// The directory of a service's instances: "<prefix>/<service>/" (one '/' between parts, whatever the input).
+inline std::string service_directory(std::string_view prefix, std::string_view service) {
+  std::string dir(prefix);
+  while (!dir.empty() && dir.back() == '/') dir.pop_back();
+  if (dir.empty() || dir.front() != '/') dir.insert(dir.begin(), '/');
+  if (dir == "/") dir.clear();
+  while (!service.empty() && service.front() == '/') service.remove_prefix(1);
+  while (!service.empty() && service.back() == '/') service.remove_suffix(1);
+  return dir + "/" + std::string(service) + "/";
+}
+
+/// Applies etcd snapshots and events to a balancer, logging one line per instance added, changed or
+/// removed and one warning per bad value (a key re-put with the same bad value is not warned again;
+/// a key whose value turns bad is removed). Identical re-puts (heartbeats) change and log nothing.
+class service_instances {
+public:
+  /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
+  explicit service_instances(balancer& b, std::function<void()> on_change = {})
+      : balancer_(b), on_change_(std::move(on_change)) {}
+
+  /// Applies what an etcd_watcher delivered.
+  void apply(const etcd_watch_update& u) {
+    switch (u.type) {
+      case etcd_watch_update::kind::snapshot: apply_snapshot(u.revision, u.kvs); break;
+      case etcd_watch_update::kind::events: apply_events(u.events); break;
+      case etcd_watch_update::kind::progress:
+        if (u.revision > revision_) revision_ = u.revision;
+        break;
+    }
+  }
+
+  /// Replaces the whole set with the keys of a prefix read at `revision` (first read, SIGHUP,
+  /// re-read after compaction): instances not in it go, so nothing stale survives.
+  void apply_snapshot(std::int64_t revision, const std::vector<etcd_kv>& kvs) {
+    std::vector<balancer::entry> wanted;
+    std::map<std::string, std::string> still_bad;
+    for (const auto& kv : kvs) {
+      auto v = parse_registry_value(kv.value);
+      if (!v) {
+        warn_bad(kv.key, kv.value, v.error, still_bad);
+        continue;
+      }
+      wanted.push_back({kv.key, v->address, v->weight});
+    }
+    bad_ = std::move(still_bad);
+    log_changes(balancer_.replace_all(wanted));
+    revision_ = revision;
+    snapshot_seen_ = true;
+  }
+
+  /// Applies watch events in order. Events at or below the revision already applied (a snapshot
+  /// taken by SIGHUP while the watch was behind) are skipped: the snapshot already holds them.
+  void apply_events(const std::vector<etcd_event>& events) {
+    std::vector<balancer_change> changes;
+    // Fixed for the batch: one transaction gives several events the same revision.
+    const std::int64_t floor = revision_;
+    for (const auto& ev : events) {
+      if (ev.kv.mod_revision != 0 && ev.kv.mod_revision <= floor) continue;
+      if (ev.kv.mod_revision > revision_) revision_ = ev.kv.mod_revision;
+      if (ev.type == etcd_event::kind::del) {
+        bad_.erase(ev.kv.key);
+        auto c = balancer_.remove(ev.kv.key);
+        changes.insert(changes.end(), c.begin(), c.end());
+        continue;
+      }
+      auto v = parse_registry_value(ev.kv.value);
+      if (!v) {
+        warn_bad(ev.kv.key, ev.kv.value, v.error, bad_);
+        auto c = balancer_.remove(ev.kv.key);  // the key no longer says where to go
+        changes.insert(changes.end(), c.begin(), c.end());
+        continue;
+      }
+      bad_.erase(ev.kv.key);
+      auto c = balancer_.upsert(ev.kv.key, v->address, v->weight);
+      changes.insert(changes.end(), c.begin(), c.end());
+    }
+    log_changes(changes);
+  }
+
+  /// The newest etcd revision applied (0 before the first snapshot).
+  std::int64_t revision() const noexcept { return revision_; }
+  /// True once a snapshot was applied (the first read of etcd succeeded).
+  bool ready() const noexcept { return snapshot_seen_; }
+  /// Keys whose value could not be parsed, with the error.
+  const std::map<std::string, std::string>& bad_keys() const noexcept { return bad_; }
+
+private:
+  void warn_bad(const std::string& key, const std::string& value, const std::string& error,
+                std::map<std::string, std::string>& into) {
+    auto it = bad_.find(key);
+    // Warn once per bad value, not once per re-put of the same value (heartbeats).
+    if (it == bad_.end() || it->second != value) log::warn("skipping ", key, ": ", error);
+    into[key] = value;
+  }
+
+  void log_changes(const std::vector<balancer_change>& changes) {
+    for (const auto& c : changes) {
+      const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
+      switch (c.what) {
+        case balancer_change::added: log::info("instance ", c.id, " added: ", c.address.to_string(), weight); break;
+        case balancer_change::changed: log::info("instance ", c.id, " changed: ", c.address.to_string(), weight); break;
+        case balancer_change::removed: log::info("instance ", c.id, " removed (was ", c.address.to_string(), ")"); break;
+      }
+    }
+    if (!changes.empty() && on_change_) on_change_();
+  }
+
+  balancer& balancer_;
+  std::function<void()> on_change_;
+  std::map<std::string, std::string> bad_;  // key -> the bad value already warned about
+  std::int64_t revision_ = 0;
+  bool snapshot_seen_ = false;
+};
+
+/// Re-reads the service directory and applies it as a snapshot (SIGHUP). Logs and returns false on failure.
+inline asio::awaitable<bool> reread_service(etcd_client& client, const std::string& directory,
+                                            service_instances& instances) {
+  try {
+    auto r = co_await client.get_prefix(directory);
+    instances.apply_snapshot(r.revision, r.kvs);
+    log::info("re-read ", directory, ": ", r.kvs.size(), " keys at revision ", r.revision);
+    co_return true;
+  } catch (const std::exception& e) {
+    log::warn("re-read ", directory, ": ", e.what(), "; keeping the current instances");
+    co_return false;
+  }
+}
+
+} // namespace amb
