@@ -1,0 +1,205 @@
+// The relay on real loopback sockets: bytes both ways, half-close passed on, errors and idle timeout close both.
+//
+// Layout of every test: client <-> [downstream | relay | upstream] <-> server. The relay runs on
+// an io_context in its own thread; the test plays client and server with blocking calls.
+#include <amb/relay.hpp>
+
+#include <doctest/doctest.h>
+
+#include <future>
+#include <string>
+#include <thread>
+
+using namespace std::chrono_literals;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+/// A connected pair of loopback sockets: `near` (on `io`) and `far` (on `io`).
+std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& near_io, asio::io_context& far_io) {
+  tcp::acceptor acceptor(far_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  tcp::socket near(near_io);
+  near.connect(acceptor.local_endpoint());
+  tcp::socket far = acceptor.accept();
+  return {std::move(near), std::move(far)};
+}
+
+/// Reads until EOF or an error; returns what arrived and the error that ended it.
+std::string read_all(tcp::socket& s, std::error_code& ec) {
+  std::string out;
+  char buf[65536];
+  while (true) {
+    std::size_t n = s.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
+/// Sets a receive timeout so a broken relay fails the test instead of hanging it.
+void recv_timeout(tcp::socket& s, std::chrono::seconds t) {
+  timeval tv{static_cast<time_t>(t.count()), 0};
+  ::setsockopt(s.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+/// A running relay between a fresh client and a fresh server.
+struct fixture {
+  asio::io_context relay_io{1};  // the relay's own thread, as in the programs
+  asio::io_context test_io;      // blocking calls only, never run
+  tcp::socket client{test_io}, server{test_io};
+  amb::relay_counters live;
+  std::future<amb::relay_counters> result;
+  std::thread thread;
+
+  explicit fixture(std::chrono::milliseconds idle = 0ms) {
+    auto [c, down] = socket_pair(test_io, relay_io);
+    auto [up, s] = socket_pair(relay_io, test_io);
+    client = std::move(c);
+    server = std::move(s);
+    recv_timeout(client, 10s);
+    recv_timeout(server, 10s);
+    auto promise = std::make_shared<std::promise<amb::relay_counters>>();
+    result = promise->get_future();
+    asio::co_spawn(relay_io, amb::relay(std::move(down), std::move(up), {idle, &live}),
+                   [promise](std::exception_ptr e, amb::relay_counters r) {
+                     if (e) promise->set_exception(e);
+                     else promise->set_value(r);
+                   });
+    thread = std::thread([this] { relay_io.run(); });
+  }
+  ~fixture() {
+    relay_io.stop();
+    thread.join();
+  }
+  /// The relay's result, or a failed check when it has not ended within 10 s.
+  amb::relay_counters finished() {
+    REQUIRE(result.wait_for(10s) == std::future_status::ready);
+    return result.get();
+  }
+};
+
+} // namespace
+
+TEST_CASE("bytes flow both ways and the counters add up") {
+  fixture f;
+  asio::write(f.client, asio::buffer(std::string("hello")));
+  char got[5];
+  asio::read(f.server, asio::buffer(got));
+  CHECK(std::string(got, 5) == "hello");
+
+  // More than the relay's buffer and the socket buffers, so back-pressure paths run too.
+  std::string big(3 * 1024 * 1024, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 + i / 65536);
+  std::thread writer([&] {
+    asio::write(f.server, asio::buffer(big));
+    f.server.shutdown(tcp::socket::shutdown_send);
+  });
+  std::error_code ec;
+  std::string received = read_all(f.client, ec);
+  writer.join();
+  CHECK(ec == asio::error::eof);
+  CHECK(received.size() == big.size());
+  CHECK(received == big);
+
+  f.client.shutdown(tcp::socket::shutdown_send);
+  std::string rest = read_all(f.server, ec);
+  CHECK(rest.empty());
+  CHECK(ec == asio::error::eof);
+
+  auto totals = f.finished();
+  CHECK(totals.bytes_up == 5);
+  CHECK(totals.bytes_down == big.size());
+  CHECK(f.live.bytes_up == 5);
+  CHECK(f.live.bytes_down == big.size());
+}
+
+TEST_CASE("half-close is passed on: the client sends, shuts down its side, and still gets the whole reply") {
+  fixture f;
+  std::string request(200 * 1024, 'q');
+  asio::write(f.client, asio::buffer(request));
+  f.client.shutdown(tcp::socket::shutdown_send);
+
+  std::error_code ec;
+  std::string seen = read_all(f.server, ec);  // ends only if the relay passed the EOF on
+  CHECK(ec == asio::error::eof);
+  CHECK(seen == request);
+
+  std::string reply(500 * 1024, 'r');
+  std::thread writer([&] {
+    asio::write(f.server, asio::buffer(reply));
+    f.server.close();
+  });
+  std::string got = read_all(f.client, ec);
+  writer.join();
+  CHECK(ec == asio::error::eof);
+  CHECK(got.size() == reply.size());
+  auto totals = f.finished();
+  CHECK(totals.bytes_up == request.size());
+  CHECK(totals.bytes_down == reply.size());
+}
+
+TEST_CASE("an upstream reset mid-stream closes the downstream and ends the relay") {
+  fixture f;
+  asio::write(f.server, asio::buffer(std::string("partial")));
+  char got[7];
+  asio::read(f.client, asio::buffer(got));
+  CHECK(std::string(got, 7) == "partial");
+  // SO_LINGER 0: close sends RST, as a crashed server's kernel does.
+  f.server.set_option(asio::socket_base::linger(true, 0));
+  f.server.close();
+  std::error_code ec;
+  std::string rest = read_all(f.client, ec);
+  CHECK(rest.empty());
+  CHECK((ec == asio::error::eof || ec == asio::error::connection_reset));
+  f.finished();
+}
+
+TEST_CASE("an upstream close mid-stream ends the downstream too, while the client still sends") {
+  fixture f;
+  f.server.close();  // FIN: passed on as EOF to the client
+  std::error_code ec;
+  read_all(f.client, ec);
+  CHECK(ec == asio::error::eof);
+  // The client keeps writing into a closed server: the server's RST is an error that closes both.
+  std::string chunk(64 * 1024, 'x');
+  ec.clear();
+  for (int i = 0; i < 50 && !ec; ++i) {
+    asio::write(f.client, asio::buffer(chunk), ec);
+    std::this_thread::sleep_for(10ms);
+  }
+  CHECK(ec);  // broken pipe or reset: the relay closed the downstream
+  f.finished();
+}
+
+TEST_CASE("the idle timeout closes both sides, and traffic keeps it from firing") {
+  fixture f(600ms);
+  // Traffic every 100 ms for about a second: longer than the timeout, so only activity keeps it open.
+  char byte;
+  for (int i = 0; i < 10; ++i) {
+    asio::write(f.client, asio::buffer("p", 1));
+    asio::read(f.server, asio::buffer(&byte, 1));
+    std::this_thread::sleep_for(100ms);
+  }
+  asio::write(f.server, asio::buffer("!", 1));
+  asio::read(f.client, asio::buffer(&byte, 1));
+  CHECK(byte == '!');
+  // Now silence: both sides see the connection end.
+  std::error_code ec;
+  read_all(f.client, ec);
+  CHECK((ec == asio::error::eof || ec == asio::error::connection_reset));
+  read_all(f.server, ec);
+  CHECK((ec == asio::error::eof || ec == asio::error::connection_reset));
+  auto totals = f.finished();
+  CHECK(totals.bytes_up == 10);
+  CHECK(totals.bytes_down == 1);
+}
+
+TEST_CASE("a client reset ends the relay and closes the upstream") {
+  fixture f;
+  f.client.set_option(asio::socket_base::linger(true, 0));
+  f.client.close();
+  std::error_code ec;
+  read_all(f.server, ec);
+  CHECK((ec == asio::error::eof || ec == asio::error::connection_reset));
+  f.finished();
+}
