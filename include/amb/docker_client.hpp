@@ -97,10 +97,12 @@ public:
 
   /// A client for the engine at `server`; connects lazily.
   docker_client(asio::any_io_executor ex, endpoint server, http_client_options options = {})
-      : server_(server), http_(ex, server, options), stream_http_(ex, server, options) {}
+      : ex_(ex), server_(server), http_(ex, server, options), stream_http_(ex, server, options) {}
 
   /// The engine's address.
   const endpoint& server() const { return server_; }
+  /// The executor the client runs on.
+  const asio::any_io_executor& executor() const { return ex_; }
   /// The negotiated API version ("" before the first versioned call).
   const std::string& api_version() const { return api_version_; }
 
@@ -275,6 +277,7 @@ private:
                             where + "HTTP " + std::to_string(res.status) + ": " + message);
   }
 
+  asio::any_io_executor ex_;
   endpoint server_;
   http_client http_;
   http_client stream_http_;
