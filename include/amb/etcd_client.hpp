@@ -189,7 +189,10 @@ public:
         try {
           if (!options_.user.empty() && token_.empty()) co_await authenticate_at(i);
           auto resp = co_await request_at(i, path, body);
-          if (resp.status / 100 == 2) co_return std::move(resp.body);
+          if (resp.status / 100 == 2) {
+            answered_by_ = i;
+            co_return std::move(resp.body);
+          }
           auto err = detail::etcd_parse_error(resp.body);
           if (!err) {
             ec = errc::bad_response;
@@ -248,6 +251,9 @@ public:
   /// Forgets the token so that the next call authenticates again (after a watch is refused for auth).
   void invalidate_token() noexcept { token_.clear(); }
 
+  /// How many tokens were obtained so far (re-authentications show up here).
+  std::size_t authentications() const noexcept { return authentications_; }
+
   /// True when a user is configured.
   bool uses_auth() const noexcept { return !options_.user.empty(); }
 
@@ -283,8 +289,10 @@ private:
     return failures;
   }
 
-  static void check_parse(std::error_code ec, const std::string& step) {
-    if (ec) throw std::system_error(ec, "etcd " + step + ": reply is not the expected JSON");
+  void check_parse(std::error_code ec, const std::string& step) const {
+    if (ec)
+      throw std::system_error(ec, "etcd " + step + " at " + options_.endpoints[answered_by_].to_string() +
+                                      ": reply is not the expected etcd JSON");
   }
 
   asio::awaitable<etcd_range_result> range(const std::string& key, const std::string& range_end, std::string step) {
@@ -364,6 +372,7 @@ private:
     std::string token;
     if (auto ec = detail::etcd_parse_auth(resp.body, token)) throw std::system_error(ec, step);
     token_ = std::move(token);
+    ++authentications_;
   }
 
   asio::any_io_executor ex_;
@@ -371,7 +380,9 @@ private:
   std::vector<std::vector<std::shared_ptr<http_client>>> idle_;  // per endpoint
   std::vector<http_client*> busy_;                               // requests in flight (for close())
   std::size_t current_ = 0;
+  std::size_t answered_by_ = 0;  // endpoint of the last 2xx reply, for parse errors
   std::string token_;
+  std::size_t authentications_ = 0;
   bool closed_ = false;
 };
 

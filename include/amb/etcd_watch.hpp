@@ -3,6 +3,7 @@
 
 #include "amb/detail/async.hpp"
 #include "amb/detail/etcd_json.hpp"
+#include "amb/detail/line_splitter.hpp"
 #include "amb/etcd_client.hpp"
 #include "amb/etcd_types.hpp"
 #include "amb/http_client.hpp"
@@ -193,9 +194,8 @@ private:
     req.headers = client_.auth_headers();
     req.body = detail::etcd_watch_body(prefix_, detail::etcd_prefix_end(prefix_), next_, options_.progress_notify,
                                        options_.prev_kv);
-    std::string buffer;
+    detail::line_splitter splitter;  // de-chunked bytes -> one JSON object a line
     auto handle_line = [&](std::string_view line) {
-      if (line.find_first_not_of(" \r\t") == std::string_view::npos) return;  // empty line
       detail::etcd_watch_message m;
       if (auto ec = detail::etcd_parse_watch_line(line, m)) {
         out.why = "bad watch message: " + std::string(line.substr(0, 200));
@@ -246,11 +246,10 @@ private:
       }
     };
     auto on_data = [&](std::string_view piece) {
-      buffer.append(piece);
-      std::size_t start = 0;
-      for (std::size_t nl; (nl = buffer.find('\n', start)) != std::string::npos; start = nl + 1)
-        handle_line(std::string_view(buffer).substr(start, nl - start));
-      buffer.erase(0, start);
+      if (splitter.feed(piece, handle_line)) {
+        out.why = "watch message longer than 16 MiB";
+        throw end_stream{};
+      }
     };
     try {
       auto resp = co_await stream_->stream(std::move(req), on_data, options_.silence_timeout);
@@ -260,7 +259,7 @@ private:
         out.why = "HTTP " + std::to_string(resp.status) + " " + resp.reason +
                   (err ? ": " + err->message : std::string(" with a body that is not an etcd reply"));
       } else {
-        if (!buffer.empty()) handle_line(buffer);  // the shutdown message has no trailing '\n'
+        if (auto rest = splitter.take_rest(); !rest.empty()) handle_line(rest);  // the shutdown message has no '\n'
         if (out.why.empty()) out.why = "stream ended";
       }
     } catch (const end_stream&) {
