@@ -223,6 +223,9 @@ public:
     auto& candidates = healthy.empty() ? all : healthy;
     if (candidates.empty()) return nullptr;
     instance* chosen = nullptr;
+    // A failover pick must not move the turn: otherwise every client after a dead instance's
+    // turn would land on it first, instead of once per round.
+    const std::string turn = next_id_;
     switch (opts_.policy) {
       case balance_policy::round_robin: chosen = pick_round_robin(candidates); break;
       case balance_policy::weighted: chosen = pick_weighted(candidates); break;
@@ -230,6 +233,7 @@ public:
       case balance_policy::p2c: chosen = pick_p2c(candidates); break;
       case balance_policy::source_hash: chosen = pick_hash(client_key, candidates); break;
     }
+    if (!tried.empty()) next_id_ = turn;
     return chosen ? get_shared(chosen) : nullptr;
   }
 

@@ -305,3 +305,16 @@ TEST_CASE("replace_all applies a snapshot: stale instances go, unchanged ones ke
   CHECK(b.replace_all({}).size() == 3);
   CHECK(b.empty());
 }
+
+TEST_CASE("round-robin: a failover pick does not move the turn (a dead instance is tried once per round)") {
+  auto b = make(balance_policy::round_robin, 3);
+  auto dead = b.get("/services/x/i1");
+  std::map<std::string, int> first_choice;
+  for (int i = 0; i < 30; ++i) {
+    auto p = b.pick();
+    ++first_choice[p->id];
+    if (p == dead) REQUIRE(b.pick("", {dead}) != dead);
+  }
+  CHECK(first_choice["/services/x/i1"] == 10);
+  CHECK(first_choice["/services/x/i0"] == 10);
+}
