@@ -191,9 +191,10 @@ private:
     }
   }
 
-  void say(log::level level, const std::string& line) {
-    if (line == last_line_) return;
-    last_line_ = line;
+  // One line per change of state (not per resync, nor per "stopping" then "exited").
+  void say(log::level level, const std::string& state, const std::string& line) {
+    if (state == last_state_) return;
+    last_state_ = state;
     log::write(level, line);
   }
 
@@ -204,7 +205,7 @@ private:
     const std::string waiting = config_.exit_with_container ? "" : "; waiting for it";
     std::optional<std::string> value;
     bool gone = false, unpublished = false;
-    std::string line;
+    std::string line, state;
     log::level level = log::level::info;
     try {
       auto info = co_await api_.inspect(config_.container);
@@ -212,10 +213,12 @@ private:
       id_ = info.id;
       seen_ = true;
       if (!info.running) {
+        state = "stopped";
         line = who + " is not running (" + (info.status.empty() ? "stopped" : info.status) + "): " + key_ +
                " removed" + waiting;
       } else if (auto bindings = info.bindings(config_.private_port); bindings.empty()) {
         unpublished = true;
+        state = "unpublished";
         level = log::level::warn;
         line = who + " does not publish port " + port + waiting;
       } else {
@@ -223,11 +226,13 @@ private:
         auto host = registered_host_ip(b.host_ip, options_.host_ip);
         if (!host) {
           level = log::level::error;
+          state = "no host IP";
           line = who + " publishes port " + port + " on all interfaces and no host IP is known (" +
                  options_.host_ip.source + "): give --ip ADDR or HOST_IP";
         } else {
           value = format_registration(options_.format, *host, b.host_port, config_.extra);
           line = "registered " + key_ + " = " + *value;
+          state = line;
         }
       }
     } catch (const std::system_error& e) {
@@ -235,11 +240,12 @@ private:
         // The engine is away: the container most likely still runs, so keep what is registered.
         if (!engine_failing_) log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
         engine_failing_ = true;
-        last_line_.clear();
+        last_state_.clear();
         co_return std::nullopt;
       }
       engine_failing_ = false;
       gone = true;
+      state = "gone";
       level = seen_ ? log::level::info : log::level::warn;
       line = std::string(e.what()) + (seen_ ? " (removed)" : "") + waiting;
     }
@@ -260,7 +266,7 @@ private:
       log::error(line, "; exiting (--exit-with-container)");
       co_return 1;
     }
-    say(level, line);
+    say(level, state, line);
     co_return std::nullopt;
   }
 
@@ -275,7 +281,7 @@ private:
   bool seen_ = false;
   bool engine_failing_ = false;
   std::optional<std::string> current_;
-  std::string last_line_;
+  std::string last_state_;
 };
 
 /// Automatic mode: naming rules beyond the shared options.
