@@ -47,6 +47,7 @@ inline std::string etcd_error_context(const std::system_error& e) {
 }
 /// The printable form of a key in an error message (bytes kept; etcd keys are usually text).
 inline std::string etcd_printable(std::string_view key) {
+  if (key.empty()) return "\"\"";
   std::string out;
   for (unsigned char c : key) {
     if (c >= 0x20 && c < 0x7f) {

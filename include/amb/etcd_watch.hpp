@@ -194,6 +194,7 @@ private:
     req.headers = client_.auth_headers();
     req.body = detail::etcd_watch_body(prefix_, detail::etcd_prefix_end(prefix_), next_, options_.progress_notify,
                                        options_.prev_kv);
+    const auto opened = std::chrono::steady_clock::now();
     detail::line_splitter splitter;  // de-chunked bytes -> one JSON object a line
     auto handle_line = [&](std::string_view line) {
       detail::etcd_watch_message m;
@@ -204,9 +205,12 @@ private:
       using k = detail::etcd_watch_message::kind;
       switch (m.type) {
         case k::created:
-          out.healthy = true;
+          // A stream counts as healthy once it carried more than "created", or lived a while: a server
+          // that accepts and then breaks every stream still gets a growing backoff.
+          if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
           break;
         case k::events: {
+          out.healthy = true;
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::events;
           for (auto& ev : m.events)  // a replay may overlap what was delivered: never twice
@@ -220,6 +224,7 @@ private:
           break;
         }
         case k::progress: {
+          out.healthy = true;
           if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::progress;

@@ -154,7 +154,7 @@ TEST_CASE("KV round trips with etcdctl, both ways, byte for byte") {
       FAIL("put of an empty key succeeded");
     } catch (const amb::etcd_error& e) {
       CHECK(e.code() == amb::grpc_code::invalid_argument);
-      CHECK(std::string(e.what()) == "etcd put  at " + etcd.url() + ": etcdserver: key is not provided");
+      CHECK(std::string(e.what()) == "etcd put \"\" at " + etcd.url() + ": etcdserver: key is not provided");
     }
   }
 }
@@ -179,13 +179,14 @@ TEST_CASE("leases: keepalive keeps the key, stopping lets it expire, revoke remo
   // Keepalives every 500 ms for 3.5 s (well past the 2 s TTL): the key stays.
   std::atomic<bool> stop{false};
   std::atomic<int> renewals{0};
-  auto keeper = runner.spawn([&]() -> asio::awaitable<void> {
+  auto keepalive_loop = [&]() -> asio::awaitable<void> {  // named: the closure must outlive the coroutine
     while (!stop) {
       auto t = co_await client.lease_keepalive(kept.id);
       if (t == 2) ++renewals;
       co_await amb::detail::sleep_for(500ms);
     }
-  }());
+  };
+  auto keeper = runner.spawn(keepalive_loop());
   // Revoke meanwhile: the other key is gone the moment revoke returns.
   CHECK(runner.sync(client.lease_revoke(revoked.id)));
   CHECK(etcd.etcdctl({"get", "--print-value-only", "/amb/lease/revoked"}) == "");
@@ -241,7 +242,6 @@ TEST_CASE("lease keeper: re-puts everything when the lease is lost, survives an 
 
   // The lease is revoked behind the keeper's back: keys vanish, then come back under a new lease.
   etcd.etcdctl({"lease", "revoke", hex(first)});
-  CHECK(ctl_get(etcd, {"--prefix", "/services/r/"}).empty());
   REQUIRE(amb::test::wait_until([&] { auto l = lease_of(); return l != first && all_under(3, l); }, 10s, 50ms));
   std::size_t regrants = 0;
   runner.post_wait([&] { regrants = keeper.regrants(); });
@@ -354,7 +354,7 @@ TEST_CASE("servers that are not etcd give one clear error within the timeout") {
   }
   {
     auto [ec, what] = error_of(*c_refused);
-    CHECK(ec == std::errc::connection_refused);
+    CHECK(ec == asio::error::connection_refused);
     CHECK(what.rfind("etcd get /a: POST /v3/kv/range to " + c_refused->endpoints()[0].to_string(), 0) == 0);
   }
   // Several endpoints all failing: one error naming each.
