@@ -53,7 +53,7 @@ config parse_flags(int argc, char** argv) {
   cli.option("--listen", "HOST:PORT", "where to listen (default 0.0.0.0:10000)")
       .option("--target", "HOST:PORT", "where to forward (instead of the positional TARGET_HOST:PORT)")
       .option("--link-alias", "NAME", "take the target from the Docker-links variables of alias NAME")
-      .option("--connect-timeout", "D", "give up connecting to the target after D (default 5s)")
+      .option("--connect-timeout", "D", "give up connecting to the target after D (default 5s; 0 = never)")
       .option("--idle-timeout", "D", "close a connection with no byte either way for D (default: never)")
       .option("--log-level", "L", "debug, info, warn, error or off (default info)")
       .positionals(0, 1, "TARGET_HOST:PORT")
@@ -121,51 +121,81 @@ config parse_flags(int argc, char** argv) {
   return c;
 }
 
+/// What the connections share. It lives in main() and outlives io.run(), so coroutines hold references.
+struct proxy {
+  config c;
+  int active = 0;             ///< open client connections (for the drain at shutdown)
+  bool short_of_fds = false;  ///< an fd shortage was logged; one line per burst, not one per client
+};
+
 /// One client connection: connect to the target, relay, log why it ended when it is worth saying.
-/// `c` and `active` are main()'s and outlive io.run(), so references are safe here.
-asio::awaitable<void> serve(asio::ip::tcp::socket client, const config& c, int& active) {
-  ++active;
+asio::awaitable<void> serve(asio::ip::tcp::socket client, proxy& p) {
+  ++p.active;
   std::error_code ignored;  // a client that already left has no address; the line still helps
   const auto peer = client.remote_endpoint(ignored);
   try {
     asio::ip::tcp::socket server(client.get_executor());
-    if (auto ec = co_await amb::connect_tcp(server, c.target, c.connect_timeout)) {
-      // Closing the client is all we can do; it sees the connection end, the listener stays up.
+    auto ec = co_await amb::connect_tcp(server, p.c.target, p.c.connect_timeout);
+    // Out of fds: rather than drop the client, retry while other connections end (log once per burst).
+    const auto patience = p.c.connect_timeout.count() > 0 ? p.c.connect_timeout : std::chrono::milliseconds(5s);
+    for (auto waited = 0ms; amb::is_resource_error(ec) && waited < patience; waited += 100ms) {
+      if (!p.short_of_fds)
+        amb::log::warn("connection from ", peer.address().to_string(), ":", peer.port(), ": connect ",
+                       p.c.target.to_string(), ": ", ec.message(), "; retrying every 100ms until fds free up");
+      p.short_of_fds = true;
+      co_await amb::detail::sleep_for(100ms);
+      ec = co_await amb::connect_tcp(server, p.c.target, p.c.connect_timeout);
+    }
+    if (ec) {
+      // Closing the client is all we can do: it sees the connection end, and the listener stays up.
       amb::log::warn("connection from ", peer.address().to_string(), ":", peer.port(), ": connect ",
-                     c.target.to_string(), ": ", ec.message());
+                     p.c.target.to_string(), ": ", ec.message());
     } else {
-      auto moved = co_await amb::relay(std::move(client), std::move(server), {c.idle_timeout, nullptr});
+      p.short_of_fds = false;
+      auto moved = co_await amb::relay(std::move(client), std::move(server), {p.c.idle_timeout, nullptr});
       amb::log::debug("connection from ", peer.address().to_string(), ":", peer.port(), " closed: ", moved.bytes_up,
                       " bytes up, ", moved.bytes_down, " bytes down");
     }
   } catch (const std::exception& e) {
     amb::log::error("connection from ", peer.address().to_string(), ":", peer.port(), ": ", e.what());
   }
-  --active;
+  --p.active;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
   amb::log::set_program("simple-amb");
-  const config c = parse_flags(argc, argv);
+  proxy p{parse_flags(argc, argv)};
   std::signal(SIGPIPE, SIG_IGN);  // a write to a vanished peer is an error code, not a dead process
   amb::raise_fd_limit();
 
   // Threading model: one io_context run by this one thread. Every coroutine below (the accept
-  // loop, each connection, the signal watcher) runs here, so they share state without locks.
+  // loop, each connection, the signal watcher) runs here, so they share `p` without locks.
   asio::io_context io(1);
   std::error_code ec;
-  auto acceptor = amb::listen_tcp(io.get_executor(), c.listen, ec);
+  auto acceptor = amb::listen_tcp(io.get_executor(), p.c.listen, ec);
   if (ec) {
-    amb::log::error("listen ", c.listen.to_string(), ": ", ec.message());
+    amb::log::error("listen ", p.c.listen.to_string(), ": ", ec.message());
     return 1;
   }
-  amb::log::info("listening on ", c.listen.to_string(), ", forwarding to ", c.target.to_string());
 
-  int active = 0;
+  // SIGTERM (docker stop) or SIGINT: stop accepting, give open connections up to 2s, then exit 0.
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code, int signal) {
+    amb::log::info(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopped accepting; ", p.active,
+                   " connection(s) open, waiting up to 2s");
+    std::error_code ignored;  // closing is all we want; the accept loop ends on its own
+    acceptor.close(ignored);
+    signals.async_wait([&](std::error_code e, int) { if (!e) io.stop(); });  // a second signal: leave now
+    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
+      for (auto waited = 0ms; p.active > 0 && waited < 2s; waited += 50ms) co_await amb::detail::sleep_for(50ms);
+      io.stop();
+    }, [](std::exception_ptr) {});  // only sleeps and stops, cannot fail
+  });
+
   auto on_accept = [&](asio::ip::tcp::socket client) {
-    asio::co_spawn(io, serve(std::move(client), c, active), [](std::exception_ptr e) {
+    asio::co_spawn(io, serve(std::move(client), p), [](std::exception_ptr e) {
       if (e) amb::log::error("a connection ended with an unexpected exception");  // serve() catches std ones
     });
   };
@@ -173,20 +203,7 @@ int main(int argc, char** argv) {
     if (e) amb::log::error("accept loop ended unexpectedly");
   });
 
-  // SIGTERM (docker stop) or SIGINT: stop accepting, give open connections up to 2s, then exit 0.
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](std::error_code, int signal) {
-    amb::log::info(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopped accepting; ", active,
-                   " connection(s) open, waiting up to 2s");
-    std::error_code ignored;  // closing is all we want; the accept loop ends on its own
-    acceptor.close(ignored);
-    signals.async_wait([&](std::error_code e, int) { if (!e) io.stop(); });  // a second signal: leave now
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-      for (auto waited = 0ms; active > 0 && waited < 2s; waited += 50ms) co_await amb::detail::sleep_for(50ms);
-      io.stop();
-    }, [](std::exception_ptr) {});  // only sleeps and stops, cannot fail
-  });
-
+  amb::log::info("listening on ", p.c.listen.to_string(), ", forwarding to ", p.c.target.to_string());
   io.run();
   return 0;
 }

@@ -58,16 +58,17 @@ inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const 
   return acceptor;
 }
 
-namespace detail {
-/// True for accept errors that mean "no resources right now": back off and try again later.
-inline bool accept_resource_error(const std::error_code& ec) noexcept {
-  if (ec.category() != asio::error::get_system_category() && ec.category() != std::system_category()) return false;
+/// True for "out of fds or memory right now" (EMFILE, ENFILE, ENOBUFS, ENOMEM): back off and retry.
+/// Compares values, because Asio's "asio.system" category does not map to std::errc conditions.
+inline bool is_resource_error(const std::error_code& ec) noexcept {
+  if (ec.category() != asio::error::get_system_category() && ec.category() != std::system_category() &&
+      ec.category() != std::generic_category())
+    return false;
   switch (ec.value()) {
     case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: return true;
     default: return false;
   }
 }
-} // namespace detail
 
 /// Accepts connections and hands each to `on_accept` until the acceptor is closed.
 /// Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): logs one line per burst, waits 100 ms,
@@ -94,7 +95,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
       std::error_code ignored;  // only used for the log line
       auto local = acceptor.local_endpoint(ignored);
       log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
-                detail::accept_resource_error(ec) ? "; pausing accepts for 100ms until fds free up"
+                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up"
                                                   : "; retrying in 100ms");
       in_burst = true;
       failed_in_burst = 1;
