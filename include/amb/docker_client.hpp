@@ -4,6 +4,7 @@
 
 #include "amb/address.hpp"
 #include "amb/detail/docker_json.hpp"
+#include "amb/detail/line_splitter.hpp"
 #include "amb/error.hpp"
 #include "amb/http_client.hpp"
 #include "amb/log.hpp"
@@ -177,24 +178,22 @@ public:
     if (api_version_.empty()) co_await negotiate();
     std::string target = "/events?filters=" + detail::url_encode("{\"type\":[\"container\"]}");
     if (since > 0) target += "&since=" + std::to_string(since);
-    std::string pending;
+    detail::line_splitter lines(1024 * 1024);  // an event is a few hundred bytes; labels may add some
     auto on_data = [&](std::string_view piece) {
-      pending.append(piece);
-      std::size_t start = 0, nl;
-      while ((nl = pending.find('\n', start)) != std::string::npos) {
-        std::string_view line(pending.data() + start, nl - start);
-        start = nl + 1;
-        if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+      auto ec = lines.feed(piece, [&](std::string_view line) {
         auto ev = detail::parse_docker_event(line);
         if (ev) on_event(*ev);
         else log_bad_event(ev.error);
-      }
-      pending.erase(0, start);
+      });
+      if (ec) throw bad_response(step, "an event line longer than 1 MiB");
     };
     for (int attempt = 0;; ++attempt) {
       http_request req;
       req.target = "/v" + api_version_ + target;
-      auto res = co_await wrap(stream_http_.stream(req, on_data, std::chrono::milliseconds(0)), req.target, step);
+      // Named operands: GCC 12 mishandles temporaries inside co_await expressions.
+      std::function<void(std::string_view)> handler = on_data;
+      auto op = stream_http_.stream(req, handler, std::chrono::milliseconds(0));
+      auto res = co_await wrap(std::move(op), req.target, step);
       if (res.status >= 200 && res.status < 300) co_return;
       if (attempt == 0 && refuses_version(res)) {
         co_await negotiate();
@@ -231,7 +230,7 @@ private:
   }
 
   template <class T>
-  asio::awaitable<T> wrap(asio::awaitable<T> op, const std::string& target, const std::string& step) {
+  asio::awaitable<T> wrap(asio::awaitable<T> op, std::string target, std::string step) {
     try {
       co_return co_await std::move(op);
     } catch (const std::system_error& e) {
@@ -243,14 +242,16 @@ private:
     }
   }
 
-  asio::awaitable<http_response> send(std::string target, const std::string& step) {
+  asio::awaitable<http_response> send(std::string target, std::string step) {
     http_request req;
     req.target = target;
-    co_return co_await wrap(http_.request(std::move(req)), target, step);
+    auto op = http_.request(std::move(req));
+    auto res = co_await wrap(std::move(op), target, step);
+    co_return res;
   }
 
   // A versioned GET: negotiates first, and once more if the engine refuses the version.
-  asio::awaitable<http_response> versioned(const std::string& target, const std::string& step) {
+  asio::awaitable<http_response> versioned(std::string target, std::string step) {
     if (api_version_.empty()) co_await negotiate();
     auto res = co_await send("/v" + api_version_ + target, step);
     if (refuses_version(res)) {

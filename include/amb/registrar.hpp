@@ -109,10 +109,11 @@ inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t s
         broken = false;
         on_reconnect();
       }
-      co_await docker.events(since, [&](const docker_event& ev) {
+      std::function<void(const docker_event&)> handler = [&](const docker_event& ev) {
         if (ev.time > since) since = ev.time;
         on_event(ev);
-      });
+      };
+      co_await docker.events(since, handler);
       log::warn("events stream at ", docker.server().to_string(), " ended; reconnecting");
       broken = true;
     } catch (const std::exception& e) {
@@ -482,8 +483,12 @@ private:
       alive.insert(c.id);
       if (!co_await follow(c.id)) co_return false;
     }
-    for (const auto& id : known_ids())
-      if (!alive.count(id)) co_await apply(id, {}, "container is gone");
+    // Named arguments, not temporaries: GCC 12 mishandles temporaries in co_await expressions.
+    const std::map<std::string, std::string> none;
+    const std::string why = "container is gone";
+    const auto known = known_ids();
+    for (const auto& id : known)
+      if (!alive.count(id)) co_await apply(id, none, why);
     co_return true;
   }
 
@@ -509,7 +514,9 @@ private:
     }
     if (removed) {
       skip_notes_.erase(id);
-      co_await apply(id, {}, "container removed");
+      const std::map<std::string, std::string> none;
+      const std::string why = "container removed";
+      co_await apply(id, none, why);
       co_return true;
     }
     auto plan = plan_container(info, options_, config_);
@@ -522,7 +529,9 @@ private:
     if (!info.running) skip_notes_.erase(id);
     std::map<std::string, std::string> want;
     for (const auto& e : plan.entries) want[e.key] = e.value;
-    co_await apply(id, want, info.running ? "no longer published" : "container " + (info.status.empty() ? std::string("stopped") : info.status));
+    const std::string why =
+        info.running ? std::string("no longer published") : "container " + (info.status.empty() ? std::string("stopped") : info.status);
+    co_await apply(id, want, why);
     co_return true;
   }
 

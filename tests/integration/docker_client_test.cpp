@@ -1,0 +1,92 @@
+// amb::docker_client against podman's real Docker-compatible API on a unix socket.
+#include <amb/docker_client.hpp>
+
+#include "support/podman_service.hpp"
+
+#include <doctest/doctest.h>
+
+using namespace amb::test;
+
+namespace {
+
+// Runs one coroutine on a fresh io_context and returns its result (exceptions propagate).
+template <class T>
+T run_io(std::function<asio::awaitable<T>(amb::docker_client&)> body, const std::string& url) {
+  asio::io_context io;
+  amb::docker_client docker(io.get_executor(), *amb::parse_endpoint(url));
+  std::optional<T> result;
+  std::exception_ptr error;
+  asio::co_spawn(io, [&]() -> asio::awaitable<void> { result = co_await body(docker); },
+                 [&](std::exception_ptr e) { error = e; });
+  io.run();
+  if (error) std::rethrow_exception(error);
+  return *result;
+}
+
+} // namespace
+
+TEST_CASE("docker_client: ping, negotiation, list with exact names, inspect, errors, events") {
+  podman_service podman;
+  auto name = podman.unique_name("client");
+  auto other = podman.unique_name("client2");  // its name contains `name`: the engine's filter would match both
+  podman.run_container(name, {"-p", "127.0.0.1::80", "--label", "amb.test=yes", "-e", "FOO=bar"}, {"httpd", "-f", "-p", "80"});
+  podman.run_container(other, {}, {"httpd", "-f", "-p", "80"});
+  const auto port = podman.published_port(name, 80);
+
+  auto version = run_io<std::string>([](amb::docker_client& d) -> asio::awaitable<std::string> {
+    co_await d.ping();
+    auto v = co_await d.negotiate();
+    co_return v.api_version + " " + d.api_version();
+  }, podman.url());
+  CHECK(version == "1.41 1.41");  // podman 4.3 says 1.41; we know up to 1.52
+
+  auto info = run_io<amb::container_info>([&](amb::docker_client& d) -> asio::awaitable<amb::container_info> {
+    co_return co_await d.inspect(name);
+  }, podman.url());
+  CHECK(info.name == name);
+  CHECK(info.running);
+  CHECK(info.labels.at("amb.test") == "yes");
+  CHECK(info.env_value("FOO") == "bar");
+  CHECK(info.bindings(80) == std::vector<amb::port_binding>{{"127.0.0.1", port}});
+
+  auto found = run_io<std::string>([&](amb::docker_client& d) -> asio::awaitable<std::string> {
+    auto c = co_await d.find_by_name(name);
+    auto labelled = co_await d.list_containers(false, {"amb.test=yes"});
+    std::string ids;
+    for (auto& l : labelled) ids += l.id + ",";
+    co_return (c ? c->id : std::string("none")) + " " + ids;
+  }, podman.url());
+  CHECK(found == info.id + " " + info.id + ",");
+
+  CHECK_THROWS_WITH_AS(run_io<int>([](amb::docker_client& d) -> asio::awaitable<int> {
+                         co_await d.inspect("amb-test-no-such-container");
+                         co_return 0;
+                       }, podman.url()),
+                       ("inspect container \"amb-test-no-such-container\" at " + podman.url() + ": no such container").c_str(),
+                       std::system_error);
+
+  // Events: a stop produces "die" for our container; the stream ends when the service stops.
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(1s);  // let the stream start; events since= covers a late start anyway
+    podman.podman_ok({"stop", "-t", "1", name});
+    std::this_thread::sleep_for(1s);
+    podman.stop();
+  });
+  auto since = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<std::string> actions;
+  std::string ended;
+  try {
+    run_io<int>([&](amb::docker_client& d) -> asio::awaitable<int> {
+      co_await d.events(since, [&](const amb::docker_event& ev) {
+        if (ev.id == info.id) actions.push_back(ev.action);
+      });
+      co_return 0;
+    }, podman.url());
+    ended = "clean end";
+  } catch (const std::system_error& e) {
+    ended = e.what();
+  }
+  stopper.join();
+  INFO(ended);
+  CHECK(std::find(actions.begin(), actions.end(), "die") != actions.end());
+}
