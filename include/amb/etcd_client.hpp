@@ -78,6 +78,7 @@ public:
   }
   etcd_client(const etcd_client&) = delete;
   etcd_client& operator=(const etcd_client&) = delete;
+  /// Closes every connection.
   ~etcd_client() { close(); }
 
   // ------------------------------------------------------------------ KV

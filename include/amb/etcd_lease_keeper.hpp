@@ -49,8 +49,6 @@ public:
   /// Keeps the lease and the registrations alive until stop() or revoke(); never throws for etcd
   /// failures (they are logged and retried).
   asio::awaitable<void> run() {
-    stopped_ = false;
-    running_ = true;
     std::chrono::milliseconds backoff = options_.retry_backoff;
     while (!stopped_) {
       std::string why;
@@ -86,7 +84,6 @@ public:
       wake_pending_ = false;
       backoff = std::min(backoff * 2, options_.retry_backoff_max);
     }
-    running_ = false;
   }
 
   /// Registers key = value and writes it now when a lease exists; true when written now. On false it
@@ -121,7 +118,7 @@ public:
     if (lease != 0) co_await client_.lease_revoke(lease);
   }
 
-  /// Stops run() without revoking (the lease then expires after its TTL).
+  /// Stops run() without revoking (the lease then expires after its TTL). Final: a later run() returns at once.
   void stop() {
     stopped_ = true;
     wake();
@@ -227,7 +224,6 @@ private:
   asio::steady_timer wake_;
   bool wake_pending_ = false;
   bool stopped_ = false;
-  bool running_ = false;
   std::int64_t lease_ = 0;
   std::map<std::string, std::string> regs_;
   std::set<std::string> dirty_;    // registered but not yet written under the current lease

@@ -54,7 +54,7 @@ struct etcd_lease {
 
 /// Result of a lease time-to-live query.
 struct etcd_lease_ttl {
-  std::int64_t id = 0;
+  std::int64_t id = 0;             ///< the lease asked about
   std::int64_t ttl = -1;           ///< remaining seconds; -1 when the lease is gone
   std::int64_t granted_ttl = 0;    ///< the TTL it was granted with
   std::vector<std::string> keys;   ///< attached keys, when asked for
@@ -62,7 +62,7 @@ struct etcd_lease_ttl {
 
 /// One change seen by a watch.
 struct etcd_event {
-  enum class kind { put, del };
+  enum class kind { put, del };    ///< PUT or DELETE ("delete" is a keyword)
   kind type = kind::put;           ///< PUT (create or update) or DELETE
   etcd_kv kv;                      ///< for DELETE only key and mod_revision are set
   std::optional<etcd_kv> prev_kv;  ///< the key before the change, when the watch asked for it

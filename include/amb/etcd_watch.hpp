@@ -61,10 +61,9 @@ public:
   etcd_watcher& operator=(const etcd_watcher&) = delete;
 
   /// Watches until stop(). `start_revision` 0: read a snapshot first; otherwise deliver events from that
-  /// revision on. `on_update` runs on the executor's thread and must not block; if it throws, run()
+  /// revision on (pass last delivered revision + 1 to resume). `on_update` runs on the executor's thread and must not block; if it throws, run()
   /// stops and rethrows. Returns normally after stop().
   asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
-    stopped_ = false;
     next_ = start_revision;
     if (next_ <= 0) co_await snapshot(on_update);
     std::chrono::milliseconds backoff = options_.retry_backoff;
@@ -101,7 +100,7 @@ public:
     }
   }
 
-  /// Ends run() soon: closes the stream and cancels any wait.
+  /// Ends run() soon: closes the stream and cancels any wait. Final: a later run() returns at once.
   void stop() {
     stopped_ = true;
     if (stream_) stream_->close();
