@@ -218,3 +218,18 @@ TEST_CASE("/metrics matches what the test did") {
   REQUIRE(at != std::string::npos);
   CHECK(m["amb_etcd_revision"] == std::strtod(rev.c_str() + at + 11, nullptr));
 }
+
+TEST_CASE("weighted: a \"weight\" field sets the share of new connections") {
+  etcd_cluster etcd;
+  tagged_redis a("a"), b("b");
+  etcd.etcdctl({"put", dir + "a", R"({"host":"127.0.0.1","port":)" + std::to_string(a.server.port()) + R"(,"weight":3})"});
+  etcd.etcdctl({"put", dir + "b", b.plain()});
+  ambassador amb(etcd.endpoints(), "redis-A", {"--policy", "weighted"});
+  REQUIRE(wait_until([&] { return amb.metric("amb_instances") == 2; }, 10s));
+  std::map<std::string, int> share;
+  for (auto& s : sequence(amb, 8)) ++share[s];
+  CHECK(share["a"] == 6);
+  CHECK(share["b"] == 2);
+  CHECK(amb.output().find("instance /services/redis-A/a added: 127.0.0.1:" + std::to_string(a.server.port()) +
+                          " (weight 3)") != std::string::npos);
+}
