@@ -388,6 +388,34 @@ TEST_CASE("a server that never answers: errc::timeout within request_timeout; cl
   CHECK(aborted.code() == asio::error::operation_aborted);
 }
 
+TEST_CASE("destroying the client while calls are suspended aborts them safely") {
+  asio::io_context io;
+  test_server server(io, silent);
+  auto client = std::make_unique<http_client>(io.get_executor(), ep(server.url()));
+  asio::steady_timer later(io, 200ms);
+  later.async_wait([&](std::error_code) { client.reset(); });  // the coroutines below are suspended in reads
+  auto stream = client->stream(http_request{}, [](std::string_view) {}, 0ms);
+  auto request = client->request(http_request{});
+  std::optional<std::system_error> stream_error;
+  asio::co_spawn(io, std::move(stream), [&](std::exception_ptr e, http_response) {
+    try {
+      if (e) std::rethrow_exception(e);
+    } catch (const std::system_error& x) {
+      stream_error = x;
+    }
+  });
+  auto e = run_error(io, std::move(request));
+  CHECK(e.code() == asio::error::operation_aborted);
+  CHECK(std::string(e.what()) == "GET / to " + server.url() + ": read response: " +
+                                     std::error_code(asio::error::operation_aborted).message());
+  run(io, []() -> asio::awaitable<int> {
+    co_await amb::detail::sleep_for(50ms);
+    co_return 0;
+  }());
+  REQUIRE(stream_error);
+  CHECK(stream_error->code() == asio::error::operation_aborted);
+}
+
 TEST_CASE("a server that answers garbage or HTML gives a clear error") {
   asio::io_context io;
   test_server html(io, answer("<html><body>It works!</body></html>\n", true));
