@@ -270,8 +270,13 @@ private:
     } catch (const std::system_error& e) {
       if (e.code() == errc::timeout)
         out.why = "no message for " + format(options_.silence_timeout) + "; the stream looks dead";
-      else
-        out.why = detail::etcd_error_context(e) + ": " + e.code().message();
+      else {
+        // "POST /v3/watch to <endpoint>: connect" -> "connect": the log line names the endpoint already.
+        std::string context = detail::etcd_error_context(e);
+        const std::string redundant = "POST /v3/watch to " + endpoint_name() + ": ";
+        if (context.rfind(redundant, 0) == 0) context.erase(0, redundant.size());
+        out.why = context + ": " + e.code().message();
+      }
     }
     stream_.reset();
     co_return out;
