@@ -1,0 +1,82 @@
+// connect_tcp on loopback: success with TCP_NODELAY, refused, names resolved, and the overall timeout.
+#include <amb/tcp_connect.hpp>
+
+#include <doctest/doctest.h>
+
+#include <netinet/tcp.h>
+
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using tcp = asio::ip::tcp;
+
+namespace {
+/// Runs connect_tcp to `target` on a fresh io_context; returns its result and whether TCP_NODELAY is on.
+std::pair<std::error_code, bool> connect(const amb::host_port& target, std::chrono::milliseconds timeout) {
+  asio::io_context io;
+  tcp::socket socket(io);
+  std::error_code result = make_error_code(amb::errc::no_endpoint);  // overwritten when the coroutine ends
+  asio::co_spawn(io, amb::connect_tcp(socket, target, timeout), [&](std::exception_ptr e, std::error_code ec) {
+    REQUIRE(!e);
+    result = ec;
+  });
+  io.run();
+  bool nodelay = false;
+  if (socket.is_open()) {
+    tcp::no_delay option;
+    socket.get_option(option);
+    nodelay = option.value();
+  }
+  return {result, nodelay};
+}
+} // namespace
+
+TEST_CASE("connects to a listening port and sets TCP_NODELAY") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto [ec, nodelay] = connect({"127.0.0.1", acceptor.local_endpoint().port()}, 5s);
+  CHECK(!ec);
+  CHECK(nodelay);
+}
+
+TEST_CASE("a name is resolved (localhost, from /etc/hosts)") {
+  asio::io_context io;
+  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto [ec, nodelay] = connect({"localhost", acceptor.local_endpoint().port()}, 5s);
+  CHECK_MESSAGE(!ec, ec.message());
+}
+
+TEST_CASE("a closed port is refused, without an exception") {
+  std::uint16_t port = 0;
+  {
+    asio::io_context io;
+    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    port = acceptor.local_endpoint().port();
+  }
+  auto [ec, nodelay] = connect({"127.0.0.1", port}, 5s);
+  CHECK(ec == asio::error::connection_refused);
+  CHECK(ec.message() == "Connection refused");
+}
+
+TEST_CASE("the overall timeout gives amb::errc::timeout") {
+  // A listener whose accept queue is full drops new SYNs, so a connect hangs: no traffic off loopback.
+  asio::io_context io;
+  tcp::acceptor acceptor(io);
+  acceptor.open(tcp::v4());
+  acceptor.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  acceptor.listen(0);
+  std::vector<tcp::socket> fillers;
+  for (int i = 0; i < 4; ++i) {
+    // Raw non-blocking connects (Asio's synchronous connect would wait), so filling never hangs.
+    fillers.emplace_back(io, tcp::v4(), ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    const auto target = acceptor.local_endpoint();
+    ::connect(fillers.back().native_handle(), target.data(), static_cast<socklen_t>(target.size()));
+  }
+  std::this_thread::sleep_for(100ms);  // let the handshakes that fit complete
+  const auto started = std::chrono::steady_clock::now();
+  auto [ec, nodelay] = connect({"127.0.0.1", acceptor.local_endpoint().port()}, 300ms);
+  CHECK(ec == amb::errc::timeout);
+  CHECK(ec.message() == "timed out");
+  CHECK(std::chrono::steady_clock::now() - started >= 300ms);
+}

@@ -1,0 +1,75 @@
+// listen_tcp and accept_loop: errors name the address, the loop hands over sockets and ends on close.
+#include <amb/tcp_listener.hpp>
+
+#include <doctest/doctest.h>
+
+#include <future>
+
+using namespace std::chrono_literals;
+using tcp = asio::ip::tcp;
+
+TEST_CASE("listen_tcp: a taken port is an error naming the address") {
+  asio::io_context io;
+  std::error_code ec;
+  auto first = amb::listen_tcp(io.get_executor(), {"127.0.0.1", 0}, ec);
+  REQUIRE(!ec);
+  const std::uint16_t port = first.local_endpoint().port();
+  auto second = amb::listen_tcp(io.get_executor(), {"127.0.0.1", port}, ec);
+  CHECK(ec == asio::error::address_in_use);
+  CHECK(!second.is_open());
+  const std::string where = "127.0.0.1:" + std::to_string(port);
+  CHECK_THROWS_WITH_AS(amb::listen_tcp(io.get_executor(), {"127.0.0.1", port}),
+                       ("listen " + where + ": Address already in use").c_str(), std::system_error);
+}
+
+TEST_CASE("listen_tcp: a bad address is an error, not a crash") {
+  asio::io_context io;
+  std::error_code ec;
+  auto a = amb::listen_tcp(io.get_executor(), {"192.0.2.1", 1}, ec);  // not an address of this host
+  CHECK(ec == std::error_code(EADDRNOTAVAIL, asio::error::get_system_category()));
+  CHECK(!a.is_open());
+}
+
+TEST_CASE("accept_loop hands each connection over and returns when the acceptor closes") {
+  asio::io_context io;
+  auto acceptor = amb::listen_tcp(io.get_executor(), {"127.0.0.1", 0});
+  const auto where = acceptor.local_endpoint();
+  int accepted = 0;
+  bool returned = false;
+  asio::co_spawn(io, amb::accept_loop(acceptor, [&](tcp::socket s) {
+                   CHECK(s.is_open());
+                   if (++accepted == 3) acceptor.close();
+                 }),
+                 [&](std::exception_ptr e) {
+                   CHECK(!e);
+                   returned = true;
+                 });
+  std::vector<tcp::socket> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.emplace_back(io);
+    clients.back().connect(where);
+  }
+  io.run_for(5s);
+  CHECK(accepted == 3);
+  CHECK(returned);
+}
+
+TEST_CASE("is_resource_error knows fd and memory shortages in Asio's and the standard categories") {
+  CHECK(amb::is_resource_error(asio::error::no_descriptors));
+  CHECK(amb::is_resource_error(std::error_code(ENFILE, std::system_category())));
+  CHECK(amb::is_resource_error(std::error_code(ENOBUFS, asio::error::get_system_category())));
+  CHECK(amb::is_resource_error(std::make_error_code(std::errc::not_enough_memory)));
+  CHECK(!amb::is_resource_error(asio::error::connection_refused));
+  CHECK(!amb::is_resource_error(std::error_code(EMFILE, std::future_category())));
+}
+
+TEST_CASE("raise_fd_limit raises the soft limit to the hard one") {
+  rlimit before{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &before) == 0);
+  const auto now = amb::raise_fd_limit();
+  rlimit after{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &after) == 0);
+  CHECK(now == after.rlim_cur);
+  CHECK(after.rlim_cur >= before.rlim_cur);
+  if (before.rlim_max != RLIM_INFINITY) CHECK(after.rlim_cur == before.rlim_max);
+}
