@@ -99,7 +99,8 @@ TEST_CASE("3-member etcd cluster, a member killed: no failed client request, cha
   int failed = 0;
   for (int i = 0; i < 20; ++i) failed += who_via(amb.port()) != "a";
   CHECK(failed == 0);
-  etcd.etcdctl({"put", dir + "b", b.json()});
+  // etcdctl itself may time out while the cluster elects a new leader: retry the write.
+  REQUIRE(wait_until([&] { return etcd.etcdctl_result({"put", dir + "b", b.json()}).status == 0; }, 30s, 200ms));
   REQUIRE(amb.routes_to("b", 20s));
   failed = 0;
   std::set<std::string> seen;
