@@ -10,6 +10,7 @@
 #include <doctest/doctest.h>
 
 #include <deque>
+#include <sstream>
 
 using namespace std::chrono_literals;
 using amb::errc;
@@ -301,6 +302,60 @@ TEST_CASE("stream() of a close-delimited body ends at EOF") {
   CHECK(r.status == 200);
   CHECK(r.body.empty());
   CHECK(got == "line one\nline two\n");
+}
+
+TEST_CASE("large bodies, by length and chunked, arrive whole; streamed ones in pieces") {
+  std::string big;
+  for (int i = 0; big.size() < 1024 * 1024; ++i) big += "line " + std::to_string(i) + "\n";
+  std::string chunked;
+  for (std::size_t at = 0; at < big.size(); at += 3000) {
+    auto piece = big.substr(at, 3000);
+    std::ostringstream size;
+    size << std::hex << piece.size();
+    chunked += size.str() + "\r\n" + piece + "\r\n";
+  }
+  chunked += "0\r\n\r\n";
+  asio::io_context io;
+  test_server by_length(io, answer("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big));
+  test_server by_chunks(io, answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked));
+  http_client a(io.get_executor(), ep(by_length.url()));
+  http_client b(io.get_executor(), ep(by_chunks.url()));
+  CHECK(run(io, a.request(http_request{})).body == big);
+  CHECK(run(io, b.request(http_request{})).body == big);
+  CHECK(run(io, b.request(http_request{})).body == big);  // and the connection stayed in step
+  CHECK(by_chunks.accepted() == 1);
+
+  std::string streamed;
+  int pieces = 0;
+  auto head = run(io, b.stream(http_request{}, [&](std::string_view s) {
+    streamed.append(s);
+    ++pieces;
+  }, 5s));
+  CHECK(head.status == 200);
+  CHECK(streamed == big);
+  CHECK(pieces > 1);
+}
+
+TEST_CASE("the idle timeout of stream() counts from the last byte, not from the start") {
+  asio::io_context io;
+  // Five pieces 150 ms apart: 600 ms in all, never 300 ms without a byte.
+  test_server dribble(io, [](test_server::socket_ptr s) -> asio::awaitable<void> {
+    std::string buffer;
+    if (!co_await read_request(*s, buffer)) co_return;
+    std::vector<std::string> parts{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "2\r\nab\r\n",
+                                   "2\r\ncd\r\n", "2\r\nef\r\n", "0\r\n\r\n"};
+    for (auto& part : parts) {
+      co_await amb::detail::sleep_for(150ms);
+      auto [ec, n] = co_await asio::async_write(*s, asio::buffer(part), amb::detail::use_nothrow_awaitable);
+      if (ec) co_return;
+    }
+  });
+  http_client client(io.get_executor(), ep(dribble.url()));
+  std::string got;
+  const auto start = std::chrono::steady_clock::now();
+  run(io, client.stream(http_request{}, [&](std::string_view s) { got.append(s); }, 300ms));
+  CHECK(got == "abcdef");
+  CHECK(std::chrono::steady_clock::now() - start >= 600ms);  // longer than the idle timeout in total
 }
 
 TEST_CASE("keep-alive: one connection for several requests; the request bytes are as promised") {
