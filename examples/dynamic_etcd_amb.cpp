@@ -217,7 +217,8 @@ int main(int argc, char** argv) {
       auto [sec, sig] = co_await signals.async_wait(amb::detail::use_nothrow_awaitable);
       if (sec) co_return;
       if (sig == SIGHUP) {
-        co_await amb::reread_service(client, s.directory, instances);
+        // Apart from this loop, so a SIGTERM during a slow re-read is not kept waiting.
+        asio::co_spawn(ex, amb::reread_service(client, s.directory, instances), [](std::exception_ptr, bool) {});
         continue;
       }
       amb::log::info(sig == SIGTERM ? "SIGTERM" : "SIGINT", ": no new connections; draining ",

@@ -114,6 +114,12 @@ private:
           else
             log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
                       " tried); closing connection from ", client_name);
+          // Read what the client already sent, so that closing sends a clean FIN rather than a reset.
+          std::error_code ignored_read;  // nothing to read, or the client is gone: either way close now
+          client.non_blocking(true, ignored_read);
+          char sink[4096];
+          for (int i = 0; i < 16 && client.read_some(asio::buffer(sink), ignored_read) > 0;) ++i;
+          client.shutdown(asio::socket_base::shutdown_both, ignored_read);
           co_return;  // closing the socket tells the client at once
         }
         // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
