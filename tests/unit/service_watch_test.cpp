@@ -1,0 +1,109 @@
+// Unit tests for include/amb/service_watch.hpp: snapshots and events applied to a balancer.
+#include <amb/service_watch.hpp>
+
+#include <doctest/doctest.h>
+
+namespace {
+// The instance lines are the program's business; keep the test output readable.
+const bool quiet = (amb::log::set_level(amb::log::level::off), true);
+
+amb::etcd_kv kv(std::string key, std::string value, std::int64_t rev) {
+  amb::etcd_kv k;
+  k.key = std::move(key);
+  k.value = std::move(value);
+  k.mod_revision = rev;
+  return k;
+}
+amb::etcd_event put(std::string key, std::string value, std::int64_t rev) {
+  return {amb::etcd_event::kind::put, kv(std::move(key), std::move(value), rev), std::nullopt};
+}
+amb::etcd_event del(std::string key, std::int64_t rev) {
+  return {amb::etcd_event::kind::del, kv(std::move(key), "", rev), std::nullopt};
+}
+} // namespace
+
+TEST_CASE("service directory") {
+  CHECK(amb::service_directory("/services", "redis-A") == "/services/redis-A/");
+  CHECK(amb::service_directory("/services/", "redis-A") == "/services/redis-A/");
+  CHECK(amb::service_directory("services", "/redis-A/") == "/services/redis-A/");
+  CHECK(amb::service_directory("/", "redis-A") == "/redis-A/");
+  CHECK(amb::service_directory("", "x") == "/x/");
+}
+
+TEST_CASE("snapshot, then events; bad values skipped; changes reported once") {
+  amb::balancer b;
+  int changes = 0;
+  amb::service_instances s(b, [&] { ++changes; });
+  CHECK_FALSE(s.ready());
+  s.apply_snapshot(10, {kv("/s/x/a", R"({"host":"10.0.0.1","port":1})", 3), kv("/s/x/bad", "garbage", 4),
+                        kv("/s/x/b", "10.0.0.2:2", 5)});
+  CHECK(s.ready());
+  CHECK(s.revision() == 10);
+  CHECK(b.size() == 2);
+  CHECK(s.bad_keys().count("/s/x/bad") == 1);
+  CHECK(changes == 1);
+
+  // A heartbeat (same value) changes nothing; a weight change does.
+  s.apply_events({put("/s/x/a", R"({"host":"10.0.0.1","port":1})", 11)});
+  CHECK(changes == 1);
+  s.apply_events({put("/s/x/a", R"({"host":"10.0.0.1","port":1,"weight":4})", 12)});
+  CHECK(changes == 2);
+  CHECK(b.get("/s/x/a")->weight == 4);
+
+  // A key whose value turns bad is removed; fixing it brings it back.
+  s.apply_events({put("/s/x/b", "nonsense", 13)});
+  CHECK(b.get("/s/x/b") == nullptr);
+  CHECK(s.bad_keys().count("/s/x/b") == 1);
+  s.apply_events({put("/s/x/b", "10.0.0.3:3", 14)});
+  CHECK(b.get("/s/x/b")->address == amb::host_port{"10.0.0.3", 3});
+  CHECK(s.bad_keys().count("/s/x/b") == 0);
+
+  // Deleting a bad key forgets it.
+  s.apply_events({del("/s/x/bad", 15)});
+  CHECK(s.bad_keys().empty());
+  CHECK(s.revision() == 15);
+}
+
+TEST_CASE("several events of one transaction share a revision: all applied") {
+  amb::balancer b;
+  amb::service_instances s(b);
+  s.apply_snapshot(5, {kv("/s/x/a", "10.0.0.1:1", 2), kv("/s/x/b", "10.0.0.2:1", 3)});
+  s.apply_events({del("/s/x/a", 6), del("/s/x/b", 6)});
+  CHECK(b.empty());
+}
+
+TEST_CASE("events already covered by a newer snapshot (SIGHUP) are skipped") {
+  amb::balancer b;
+  amb::service_instances s(b);
+  s.apply_snapshot(5, {kv("/s/x/a", "10.0.0.1:1", 2)});
+  // SIGHUP re-read at revision 9 saw a deleted and c added...
+  s.apply_snapshot(9, {kv("/s/x/c", "10.0.0.3:1", 8)});
+  // ...then the watch, which was behind, delivers the older events: they must not resurrect a.
+  s.apply_events({put("/s/x/a", "10.0.0.1:2", 6), del("/s/x/a", 7), put("/s/x/c", "10.0.0.3:1", 8)});
+  s.apply_events({put("/s/x/a", "10.0.0.1:2", 6)});
+  CHECK(b.size() == 1);
+  CHECK(b.get("/s/x/c") != nullptr);
+  s.apply_events({put("/s/x/d", "10.0.0.4:1", 10)});
+  CHECK(b.size() == 2);
+}
+
+TEST_CASE("a snapshot after reconnect removes what was deleted meanwhile") {
+  amb::balancer b;
+  amb::service_instances s(b);
+  amb::etcd_watch_update first;
+  first.type = amb::etcd_watch_update::kind::snapshot;
+  first.revision = 3;
+  first.kvs = {kv("/s/x/a", "10.0.0.1:1", 2), kv("/s/x/b", "10.0.0.2:1", 3)};
+  s.apply(first);
+  amb::etcd_watch_update again = first;
+  again.revision = 20;
+  again.kvs = {kv("/s/x/b", "10.0.0.2:1", 3)};
+  s.apply(again);
+  CHECK(b.size() == 1);
+  CHECK(b.get("/s/x/a") == nullptr);
+  amb::etcd_watch_update progress;
+  progress.type = amb::etcd_watch_update::kind::progress;
+  progress.revision = 25;
+  s.apply(progress);
+  CHECK(s.revision() == 25);
+}
