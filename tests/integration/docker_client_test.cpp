@@ -96,3 +96,61 @@ TEST_CASE("docker_client: ping, negotiation, list with exact names, inspect, err
   INFO(ended);
   CHECK(std::find(actions.begin(), actions.end(), "die") != actions.end());
 }
+
+#include "support/docker_register_support.hpp"
+
+#include <mutex>
+
+TEST_CASE("docker_client: version negotiation with a Docker-like engine that refuses the version once") {
+  // No Docker engine runs here (podman accepts any version prefix), so a small in-test server plays
+  // Docker's part: /version first says 1.53 (min 1.44), then the engine refuses 1.52 as too new,
+  // as a daemon downgraded in between would, and says 1.45 when asked again.
+  std::mutex mutex;
+  std::vector<std::string> lines;
+  int version_calls = 0;
+  temp_dir dir;
+  unix_server fake((dir.path() / "docker.sock").string(), [&](int fd) {
+    std::string in;
+    char buf[4096];
+    for (;;) {
+      std::size_t end;
+      while ((end = in.find("\r\n\r\n")) == std::string::npos) {
+        ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return;
+        in.append(buf, static_cast<std::size_t>(n));
+      }
+      std::string line = in.substr(0, in.find("\r\n"));
+      in.erase(0, end + 4);
+      int status = 200;
+      std::string body;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        lines.push_back(line);
+        if (line.rfind("GET /version ", 0) == 0) {
+          body = ++version_calls == 1 ? R"({"Version":"29.0.0","ApiVersion":"1.53","MinAPIVersion":"1.44"})"
+                                      : R"({"Version":"28.0.0","ApiVersion":"1.45","MinAPIVersion":"1.44"})";
+        } else if (line.rfind("GET /v1.52/", 0) == 0) {
+          status = 400;
+          body = R"({"message":"client version 1.52 is too new. Maximum supported API version is 1.45"})";
+        } else if (line.rfind("GET /v1.45/containers/json ", 0) == 0) {
+          body = "[]";
+        } else {
+          status = 404;
+          body = R"({"message":"page not found"})";
+        }
+      }
+      std::string reply = "HTTP/1.1 " + std::to_string(status) + (status == 200 ? " OK" : " Error") +
+                          "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                          "\r\n\r\n" + body;
+      ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
+    }
+  });
+  auto used = run_io<std::string>([](amb::docker_client& d) -> asio::awaitable<std::string> {
+    auto list = co_await d.list_containers();
+    co_return d.api_version() + " " + std::to_string(list.size());
+  }, fake.url());
+  CHECK(used == "1.45 0");
+  std::lock_guard<std::mutex> lock(mutex);
+  CHECK(lines == std::vector<std::string>{"GET /version HTTP/1.1", "GET /v1.52/containers/json HTTP/1.1",
+                                          "GET /version HTTP/1.1", "GET /v1.45/containers/json HTTP/1.1"});
+}
