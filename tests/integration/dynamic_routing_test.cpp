@@ -234,3 +234,14 @@ TEST_CASE("weighted: a \"weight\" field sets the share of new connections") {
   CHECK(amb.output().find("instance /services/redis-A/a added: 127.0.0.1:" + std::to_string(a.server.port()) +
                           " (weight 3)") != std::string::npos);
 }
+
+TEST_CASE("--idle-timeout closes a connection silent both ways") {
+  etcd_cluster etcd;
+  tagged_redis a("a");
+  etcd.etcdctl({"put", dir + "a", a.json()});
+  ambassador amb(etcd.endpoints(), "redis-A", {"--idle-timeout", "300ms"});
+  blocking_conn c(amb.port(), {}, 10s);
+  CHECK(c.who() == "a");
+  CHECK(c.read_reply().empty());  // EOF from the ambassador, long before our 10 s read timeout
+  CHECK(wait_until([&] { return amb.metric("amb_connections_active") == 0; }, 10s));
+}
