@@ -1,8 +1,39 @@
 // amb umbrella header: includes every public header, in dependency order.
 #pragma once
 
+// Basics: version, errors, logging, addresses, flags.
 #include "amb/version.hpp"
 #include "amb/error.hpp"
 #include "amb/log.hpp"
 #include "amb/address.hpp"
 #include "amb/docker_links.hpp"
+#include "amb/cli.hpp"
+
+// HTTP/1.1 client (etcd's gateway and the engine API both speak it).
+#include "amb/http_response.hpp"
+#include "amb/http_client.hpp"
+
+// The data path: connect, listen, relay.
+#include "amb/tcp_connect.hpp"
+#include "amb/tcp_listener.hpp"
+#include "amb/relay.hpp"
+
+// etcd v3 over the JSON gateway.
+#include "amb/etcd_error.hpp"
+#include "amb/etcd_types.hpp"
+#include "amb/etcd_discovery.hpp"
+#include "amb/etcd_client.hpp"
+#include "amb/etcd_watch.hpp"
+#include "amb/etcd_lease_keeper.hpp"
+
+// The registry and the ambassador built on it.
+#include "amb/registry_value.hpp"
+#include "amb/balancer.hpp"
+#include "amb/metrics.hpp"
+#include "amb/service_watch.hpp"
+#include "amb/proxy.hpp"
+
+// The container engine and the registrar.
+#include "amb/docker_client.hpp"
+#include "amb/host_address.hpp"
+#include "amb/registrar.hpp"
