@@ -22,6 +22,9 @@ namespace amb {
 /// True when a published binding's HostIp means "all interfaces": "" (podman), "0.0.0.0", "::".
 inline bool is_any_address(std::string_view ip) noexcept { return ip.empty() || ip == "0.0.0.0" || ip == "::"; }
 
+/// True for a loopback address (127.0.0.0/8, ::1): registering it works only for ambassadors on this host.
+inline bool is_loopback_address(std::string_view ip) noexcept { return ip.substr(0, 4) == "127." || ip == "::1"; }
+
 /// True for a numeric IPv4 or IPv6 address (names are refused: the ambassador must connect without DNS).
 inline bool is_numeric_ip(const std::string& text) noexcept {
   in6_addr a6{};

@@ -234,6 +234,7 @@ private:
           value = format_registration(options_.format, *host, b.host_port, config_.extra);
           line = "registered " + key_ + " = " + *value;
           state = line;
+          if (is_loopback_address(*host)) line += " (a loopback address: only ambassadors on this host can reach it)";
         }
       }
     } catch (const std::system_error& e) {
@@ -303,6 +304,7 @@ struct auto_entry {
 struct auto_plan {
   std::vector<auto_entry> entries;   ///< registrations
   std::vector<std::string> skipped;  ///< one reason per skipped port or container
+  std::vector<std::string> notes;    ///< remarks on what is registered (a loopback address)
 };
 
 /// The image's base name: "localhost/redis:7" → "redis" (path's last element, no tag or digest).
@@ -391,6 +393,9 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
       for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
       extra.emplace_back(lower, v);
     }
+    if (is_loopback_address(*host))
+      plan.notes.push_back(who + " port " + ps + " is published on " + *host +
+                             ": registered, but only ambassadors on this host can reach it");
     auto_entry e;
     e.service = service;
     e.instance = config.hostname + ":" + c.name + ":" + ps;
@@ -520,11 +525,13 @@ private:
       co_return true;
     }
     auto plan = plan_container(info, options_, config_);
-    std::string notes;
-    for (const auto& s : plan.skipped) notes += (notes.empty() ? "" : "; ") + s;
-    if (info.running && notes != skip_notes_[id]) {
-      if (!notes.empty()) log::info("skipping ", notes);
-      skip_notes_[id] = notes;
+    std::string skipped, notes;
+    for (const auto& s : plan.skipped) skipped += (skipped.empty() ? "" : "; ") + s;
+    for (const auto& s : plan.notes) notes += (notes.empty() ? "" : "; ") + s;
+    if (info.running && skipped + notes != skip_notes_[id]) {
+      if (!skipped.empty()) log::info("skipping ", skipped);
+      if (!notes.empty()) log::info("note: ", notes);
+      skip_notes_[id] = skipped + notes;
     }
     if (!info.running) skip_notes_.erase(id);
     std::map<std::string, std::string> want;

@@ -60,7 +60,8 @@ TEST_CASE("seed mode follows the container: value, stop, start, SIGTERM") {
   CHECK(reg.wait(10s) == 0);
   CHECK(etcd_value(etcd(), key).empty());
   CHECK(reg.output().find("docker-register: registered " + key + " = " +
-                          expected_value(port, ",\"zone\":\"a\",\"weight\":3") + "\n") != std::string::npos);
+                          expected_value(port, ",\"zone\":\"a\",\"weight\":3") +
+                          " (a loopback address: only ambassadors on this host can reach it)\n") != std::string::npos);
 }
 
 TEST_CASE("seed mode: SIGKILL leaves the key to the TTL; hostport format") {

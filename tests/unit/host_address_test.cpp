@@ -69,3 +69,11 @@ TEST_CASE("registered address: the binding's own IP unless it is any") {
   CHECK(registered_host_ip("::", p) == "192.0.2.2");
   CHECK(!registered_host_ip("", host_ip_policy{}));
 }
+
+TEST_CASE("loopback addresses") {
+  CHECK(is_loopback_address("127.0.0.1"));
+  CHECK(is_loopback_address("127.1.2.3"));
+  CHECK(is_loopback_address("::1"));
+  CHECK(!is_loopback_address("10.0.0.1"));
+  CHECK(!is_loopback_address(""));
+}

@@ -50,6 +50,8 @@ TEST_CASE("automatic mode: default name, -port when several, instance id, host I
   CHECK(plan.entries[0].value == R"({"host":"10.0.0.5","port":32768})");
   CHECK(plan.entries[1].key == "/services/nginx-443/h:web1:443");
   CHECK(plan.entries[1].value == R"({"host":"127.0.0.1","port":32769})");
+  CHECK(plan.notes == std::vector<std::string>{"container \"web1\" port 443 is published on 127.0.0.1: registered, but "
+                                               "only ambassadors on this host can reach it"});
   auto one = plan_container(container("w", "redis", {{"6379/tcp", {{"0.0.0.0", 49155}, {"::", 49155}}}}), opts(), {"h", false});
   REQUIRE(one.entries.size() == 1);
   CHECK(one.entries[0].key == "/services/redis/h:w:6379");
