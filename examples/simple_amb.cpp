@@ -28,6 +28,7 @@ struct config {
   amb::host_port target;
   std::chrono::milliseconds connect_timeout = 5s;
   std::chrono::milliseconds idle_timeout = 0ms;
+  std::string target_source;  ///< for the start-up line when the target came from the environment
 };
 
 /// The Docker-links aliases present in `env`: every ALIAS with an ALIAS_PORT_<p>_TCP_ADDR variable.
@@ -118,6 +119,7 @@ config parse_flags(int argc, char** argv) {
   if (!linked)
     cli.usage_error(error.empty() ? "no Docker-links variables for alias \"" + alias + "\"" : error);
   c.target = *linked;
+  c.target_source = " (from the Docker-links variables of alias " + alias + ")";
   return c;
 }
 
@@ -203,7 +205,7 @@ int main(int argc, char** argv) {
     if (e) amb::log::error("accept loop ended unexpectedly");
   });
 
-  amb::log::info("listening on ", p.c.listen.to_string(), ", forwarding to ", p.c.target.to_string());
+  amb::log::info("listening on ", p.c.listen.to_string(), ", forwarding to ", p.c.target.to_string(), p.c.target_source);
   io.run();
   return 0;
 }

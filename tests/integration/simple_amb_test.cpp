@@ -324,7 +324,8 @@ TEST_CASE("Docker-links variables as the target") {
   const std::string port = std::to_string(redis.port());
   SUBCASE("the only alias present is used") {
     amb_process amb({}, clean_env({{"DB_PORT_6379_TCP_ADDR", "127.0.0.1"}, {"DB_PORT_6379_TCP_PORT", port}}));
-    CHECK(amb.output().find("forwarding to " + redis.address()) != std::string::npos);
+    CHECK(amb.output().find("forwarding to " + redis.address() + " (from the Docker-links variables of alias DB)\n") !=
+          std::string::npos);
     CHECK(amb::test::redis_cli(amb.port, {"PING"}).output == "PONG\n");
   }
   const std::map<std::string, std::string> two{{"DB_PORT_6379_TCP_ADDR", "127.0.0.1"},
