@@ -130,7 +130,9 @@ inline std::string serialize_request(const http_request& req, const endpoint& se
 } // namespace detail
 
 /// HTTP/1.1 client for one server. One io_context thread: calls may overlap (each takes its own
-/// connection), but the client is not thread-safe. Plain HTTP only.
+/// connection), but the client is not thread-safe. Plain HTTP only. A call holds the client's shared
+/// state once it has started, so the client may be destroyed under a suspended call (which then ends
+/// with operation_aborted); it must exist when the call starts. A timeout of 0 means none.
 class http_client {
 public:
   /// A client for `server`; connects lazily.
