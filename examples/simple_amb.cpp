@@ -14,10 +14,13 @@
 
 #include <asio.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <set>
 #include <string>
+#include <string_view>
+#include <vector>
 
 using namespace std::chrono_literals;
 
