@@ -92,12 +92,23 @@ TEST_CASE("automatic mode: --explicit registers only named services; hostport va
   auto anon = podman.unique_name("anon");
   podman.run_container(anon, {"-p", "127.0.0.1::80"}, {"httpd", "-f", "-p", "80"});
   auto reg = start_docker_register(etcd, podman.url(),
-                                   {"--all", "--explicit", "--value-format", "hostport", "--hostname", "h2", "--prefix", "/x/"});
+                                   {"--all", "--explicit", "--value-format", "hostport", "--hostname", "h2", "--prefix", "/x/",
+                                    "--resync", "1s"});
   INFO(reg.output());
   std::map<std::string, std::string> want{
       {"/x/port-named/h2:" + named + ":80", "127.0.0.1:" + std::to_string(podman.published_port(named, 80))}};
   CHECK(wait_until([&] { return ours(etcd_prefix(etcd, "/x/"), stem) == want; }, 15s));
   CHECK(reg.output().find("no SERVICE_NAME (--explicit)") != std::string::npos);
+  // Resyncs (every 1s here) diff against what is registered: no write when nothing changed.
+  auto revision = [&] {
+    auto out = etcd.etcdctl({"get", "/x/port-named/h2:" + named + ":80", "-w", "fields"});
+    auto at = out.find("\"ModRevision\" : ");
+    return at == std::string::npos ? std::string("none") : out.substr(at, out.find('\n', at) - at);
+  };
+  const auto before = revision();
+  std::this_thread::sleep_for(2500ms);  // two resyncs: the scenario, not a timing assertion
+  CHECK(revision() == before);
+  CHECK(before != "none");
   reg.signal(SIGHUP);
   CHECK(reg.wait(10s) == 0);
   CHECK(ours(etcd_prefix(etcd, "/x/"), stem).empty());
