@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all setup setup-build configure build test amalgamate static demo clean
+.PHONY: all setup setup-build configure build test amalgamate static images demo clean
 
 all: build
 
@@ -30,8 +30,13 @@ static: setup-build ## fully static, stripped programs in build-static/examples 
 	cmake -S . -B build-static -DCMAKE_BUILD_TYPE=Release -DAMB_STATIC=ON -DAMB_BUILD_TESTS=OFF
 	cmake --build build-static -j $(JOBS)
 
-demo:
-	@echo "make demo: coming with the demo issue; for now see README.md for simple-amb by hand"
+images:           ## the FROM scratch images amb/simple-amb, amb/docker-register, amb/dynamic-etcd-amb (podman or docker)
+	tools/install-deps.sh images
+	tools/make-images.sh
+
+demo: images      ## set up, build the images, and play the seed's demo with containers (etcd, redis, the three programs)
+	tools/install-deps.sh demo
+	tools/demo.sh
 
 clean:
 	rm -rf $(BUILD) build-static

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
 # Installs the Debian packages amb's build and tests need; only the missing ones.
-# Usage: tools/install-deps.sh [build|test|bench] (default: test, which includes build)
+# Usage: tools/install-deps.sh [build|test|images|demo] (default: test, which includes build)
 set -euo pipefail
 
 build_packages=(g++ make cmake python3 libasio-dev picojson-dev doctest-dev)
-# Real servers the tests start themselves: etcd, redis, podman (with runc) and a static busybox for images.
-test_packages=(etcd-server etcd-client redis-server redis-tools podman runc busybox-static iproute2 uidmap)
+# Real servers the tests start themselves: etcd, redis, podman (with runc), a static busybox for
+# test images, and debootstrap for the images test (the builder base image is made locally).
+test_packages=(etcd-server etcd-client redis-server redis-tools podman runc busybox-static iproute2 uidmap debootstrap)
+# `make images`: an engine, and debootstrap to make the builder's debian:bookworm when it cannot be pulled.
+image_packages=(podman runc uidmap debootstrap)
+# `make demo`: the images' tools, plus etcd and redis on the host (the redis image is made from redis-server).
+demo_packages=("${image_packages[@]}" etcd-server etcd-client redis-server redis-tools busybox-static python3)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;
   test) wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
-  *) echo "install-deps: unknown set '$1' (build or test)" >&2; exit 2 ;;
+  images) wanted=("${image_packages[@]}") ;;
+  demo) wanted=("${demo_packages[@]}") ;;
+  *) echo "install-deps: unknown set '$1' (build, test, images or demo)" >&2; exit 2 ;;
 esac
 
 missing=()
