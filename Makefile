@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all setup setup-build configure build test amalgamate static images demo clean
+.PHONY: all setup setup-build configure build test amalgamate static images demo demo-two-hosts clean
 
 all: build
 
@@ -37,6 +37,10 @@ images:           ## the FROM scratch images amb/simple-amb, amb/docker-register
 demo: images      ## set up, build the images, and play the seed's demo with containers (etcd, redis, the three programs)
 	tools/install-deps.sh demo
 	tools/demo.sh
+
+demo-two-hosts: images ## the same demo across two hosts: host B is a network namespace joined by a veth pair (root)
+	tools/install-deps.sh demo
+	tools/demo.sh --two-hosts
 
 clean:
 	rm -rf $(BUILD) build-static

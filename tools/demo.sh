@@ -3,11 +3,25 @@
 # registered by docker-register (reaching etcd through a simple-amb), and a redis client served
 # through dynamic-etcd-amb. Then beyond the seed: a second redis, balancing, and failover.
 #
-# Usage: tools/demo.sh        (run `make demo` for the set-up: packages and images)
-# Everything it starts (etcd, podman's API service, containers named amb-demo-<pid>-*) is
-# stopped on exit, also on Ctrl-C. Exits non-zero when a step fails.
+# Usage: tools/demo.sh [--two-hosts]   (`make demo` / `make demo-two-hosts` do the set-up first)
+#
+# One host (default): every part on this machine, over loopback.
+# --two-hosts (root): host B is a network namespace this script makes, joined to this machine
+# (host A) by a veth pair only: etcd, redis and docker-register on A; a simple-amb to etcd,
+# dynamic-etcd-amb and the redis client on B, which reaches A only over the veth link.
+#
+# Everything it starts (etcd, podman's API service, containers named amb-demo-<pid>-*, the
+# namespace and veth pair) is removed on exit, also on Ctrl-C. Exits non-zero when a step fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+two_hosts=false
+case "${1:-}" in
+  "") ;;
+  --two-hosts) two_hosts=true ;;
+  -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "demo: unknown argument '$1' (usage: tools/demo.sh [--two-hosts])" >&2; exit 2 ;;
+esac
 
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/tools/podman/containers.conf}"
 export ETCDCTL_API=3
@@ -15,6 +29,7 @@ tag="amb-demo-$$"
 tmp=$(mktemp -d /tmp/amb-demo-XXXXXX)
 containers=()
 pids=()
+netns=""
 current_step="set-up"
 
 bold=$'\e[1m' plain=$'\e[0m'
@@ -56,6 +71,12 @@ cleanup() {
   for p in "${pids[@]}"; do
     wait "$p" 2>/dev/null || true
   done
+  if [ -n "$netns" ]; then
+    # Deleting the namespace deletes its end of the veth pair, and with it the pair.
+    ip netns del "$netns" 2>/dev/null || true
+    ip link del "$veth_a" 2>/dev/null || true
+    say "removed network namespace $netns (host B) and its veth link"
+  fi
   rm -rf "$tmp"
   say "removed ${#containers[@]} containers, stopped ${#pids[@]} processes"
   if [ "$status" -eq 0 ]; then
@@ -98,7 +119,9 @@ etcd_keys() { etcdctl --endpoints "$etcd_url" get --prefix /services/; }
 # Whole output first, then grep: a pipe into grep -q could cut etcdctl short.
 registered() { local keys; keys=$(etcd_keys) && grep -q -- "$1" <<<"$keys"; }
 not_registered() { local keys; keys=$(etcd_keys) && ! grep -q -- "$1" <<<"$keys"; }
-via_ambassador() { redis-cli -h 127.0.0.1 -p "$amb_port" "$@"; }
+# Runs a command on host B: inside its namespace with --two-hosts, else right here.
+on_b() { if [ -n "$netns" ]; then ip netns exec "$netns" "$@"; else "$@"; fi; }
+via_ambassador() { on_b redis-cli -h 127.0.0.1 -p "$amb_port" "$@"; }
 host_port_of() { podman port "$1" 6379/tcp | head -n 1 | sed 's/.*://'; }
 
 step "Checking the tools and images"
@@ -114,31 +137,76 @@ done
 tools/make-redis-image.sh || fail "could not make the redis image"
 say "images: amb/simple-amb, amb/docker-register, amb/dynamic-etcd-amb, amb/redis (all local)"
 
-step "Starting etcd, the registry (a host process on a free loopback port)"
+if $two_hosts; then
+  step "Making host B: a network namespace joined to this machine (host A) by a veth pair only"
+  need ip iproute2
+  [ "$(id -u)" -eq 0 ] || fail "--two-hosts makes a network namespace and a veth pair: run it as root"
+  # A /24 no interface here uses yet, 10.213.N.0/24.
+  for n in $(seq $(($$ % 200 + 20)) 254) $(seq 20 254); do
+    ip -4 addr | grep -q " 10\.213\.$n\." || break
+  done
+  a_ip="10.213.$n.1"
+  b_ip="10.213.$n.2"
+  veth_a="ambA$$"
+  netns="amb-demo-$$-B"
+  ip netns add "$netns" || { netns=""; fail "ip netns add failed"; }
+  ip link add "$veth_a" type veth peer name "ambB$$" netns "$netns"
+  ip addr add "$a_ip/24" dev "$veth_a"
+  ip link set "$veth_a" up
+  ip -n "$netns" addr add "$b_ip/24" dev "ambB$$"
+  ip -n "$netns" link set "ambB$$" up
+  ip -n "$netns" link set lo up
+  b_net=(--network "ns:/run/netns/$netns")
+  b_prompt="(host B) "
+  say "host A = this machine, $a_ip on $veth_a; host B = namespace $netns, $b_ip"
+  show ip -n "$netns" -brief address
+else
+  a_ip=127.0.0.1
+  b_net=(--network host)
+  b_prompt=""
+fi
+
+step "Host A: starting etcd, the registry (a host process, temp data dir, free port)"
 etcd_port=$(free_port)
 peer_port=$(free_port)
 etcd_url="http://127.0.0.1:$etcd_port"
+client_urls="$etcd_url"
+[ "$a_ip" = 127.0.0.1 ] || client_urls="$etcd_url,http://$a_ip:$etcd_port"
 etcd --name demo --data-dir "$tmp/etcd" \
-  --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+  --listen-client-urls "$client_urls" --advertise-client-urls "$client_urls" \
   --listen-peer-urls "http://127.0.0.1:$peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
   --initial-cluster "demo=http://127.0.0.1:$peer_port" >"$tmp/etcd.log" 2>&1 &
 pids+=($!)
 wait_for 30 etcdctl --endpoints "$etcd_url" endpoint health || fail "etcd did not become healthy at $etcd_url"
-say "etcd is healthy at $etcd_url"
+say "etcd is healthy, listening on $client_urls"
 
-step "Starting podman's Docker-compatible API on a socket (what docker-register reads)"
+step "Host A: starting podman's Docker-compatible API on a socket (what docker-register reads)"
 socket="$tmp/api.sock"
 podman system service --time=0 "unix://$socket" >"$tmp/podman-service.log" 2>&1 &
 pids+=($!)
 wait_for 30 podman --url "unix://$socket" version || fail "podman system service did not answer on $socket"
 say "the engine API answers on unix://$socket"
 
-step "Host A: starting redis-1 in a container, published on a host address (-p 127.0.0.1::6379)"
-start_container redis-1 -p 127.0.0.1::6379 localhost/amb/redis
-wait_for 20 host_port_of "$tag-redis-1" || fail "redis-1 has no published port"
-redis1_port=$(host_port_of "$tag-redis-1")
-wait_for 20 redis-cli -p "$redis1_port" PING || fail "redis-1 does not answer on 127.0.0.1:$redis1_port"
-say "podman published redis-1's port 6379 on 127.0.0.1:$redis1_port"
+# Starts redis-$1 on host A, published on a host address, and sets redis<N>_port.
+start_redis() {
+  start_container "redis-$1" -p "$a_ip::6379" localhost/amb/redis
+  wait_for 20 host_port_of "$tag-redis-$1" || fail "redis-$1 has no published port"
+  local port
+  port=$(host_port_of "$tag-redis-$1")
+  wait_for 20 redis-cli -h "$a_ip" -p "$port" PING || fail "redis-$1 does not answer on $a_ip:$port"
+  say "podman published redis-$1's port 6379 on $a_ip:$port"
+  printf -v "redis$1_port" '%s' "$port"
+}
+# Starts docker-register for redis-$1 on host A, reaching etcd through host A's simple-amb.
+start_register() {
+  start_container "register-$1" --network host -v "$socket:/var/run/docker.sock" \
+    -e ETCD_PORT_10000_TCP_ADDR=127.0.0.1 -e "ETCD_PORT_10000_TCP_PORT=$etcd_amb_port" \
+    localhost/amb/docker-register "$tag-redis-$1" 6379 redis-A
+  wait_for 30 registered "$tag-redis-$1" || fail "redis-$1 was not registered in etcd"
+}
+
+step "Host A: starting redis-1 in a container, published on a host address (-p $a_ip::6379)"
+start_redis 1
 
 step "Host A: starting simple-amb, a fixed ambassador that forwards to etcd"
 etcd_amb_port=$(free_port)
@@ -150,47 +218,58 @@ say "etcd answers through simple-amb on 127.0.0.1:$etcd_amb_port"
 
 step "Host A: starting docker-register for redis-1 as service redis-A (etcd reached through the simple-amb)"
 say "podman has no --link, so the seed's Docker-links variables are given with -e"
-start_container register-1 --network host -v "$socket:/var/run/docker.sock" \
-  -e ETCD_PORT_10000_TCP_ADDR=127.0.0.1 -e "ETCD_PORT_10000_TCP_PORT=$etcd_amb_port" \
-  localhost/amb/docker-register "$tag-redis-1" 6379 redis-A
-wait_for 30 registered "$tag-redis-1" || fail "redis-1 was not registered in etcd"
+start_register 1
 show etcdctl --endpoints "$etcd_url" get --prefix /services/
+
+if $two_hosts; then
+  step "Host B: starting simple-amb, host B's own ambassador to etcd on host A ($a_ip:$etcd_port)"
+  etcd_amb_b_port=$(free_port)
+  start_container etcd-amb-b "${b_net[@]}" localhost/amb/simple-amb \
+    --listen "127.0.0.1:$etcd_amb_b_port" "$a_ip:$etcd_port"
+  wait_for 20 on_b etcdctl --endpoints "http://127.0.0.1:$etcd_amb_b_port" endpoint health ||
+    fail "etcd is not reachable from host B through its simple-amb on 127.0.0.1:$etcd_amb_b_port"
+  say "from host B, etcd answers through simple-amb on 127.0.0.1:$etcd_amb_b_port"
+else
+  etcd_amb_b_port=$etcd_amb_port
+  say "(one machine: host B shares host A's simple-amb to etcd)"
+fi
 
 step "Host B: starting dynamic-etcd-amb for redis-A (the client's ambassador, watching etcd)"
 amb_port=$(free_port)
-start_container redis-amb --network host \
-  -e ETCD_PORT_10000_TCP_ADDR=127.0.0.1 -e "ETCD_PORT_10000_TCP_PORT=$etcd_amb_port" \
+start_container redis-amb "${b_net[@]}" \
+  -e ETCD_PORT_10000_TCP_ADDR=127.0.0.1 -e "ETCD_PORT_10000_TCP_PORT=$etcd_amb_b_port" \
   localhost/amb/dynamic-etcd-amb --listen "127.0.0.1:$amb_port" redis-A "$amb_port"
-wait_for 30 via_ambassador PING || fail "no answer through dynamic-etcd-amb on 127.0.0.1:$amb_port"
+wait_for 30 via_ambassador PING || fail "no answer through dynamic-etcd-amb on host B's 127.0.0.1:$amb_port"
 say "the client only knows 127.0.0.1:$amb_port; the ambassador finds redis-A in etcd"
 
 step "Host B: the redis client, through the ambassador"
 pong=$(via_ambassador PING)
-printf '    $ redis-cli -p %s PING\n      %s\n' "$amb_port" "$pong"
+printf '    %s$ redis-cli -p %s PING\n      %s\n' "$b_prompt" "$amb_port" "$pong"
 [ "$pong" = PONG ] || fail "expected PONG, got '$pong'"
-show redis-cli -p "$amb_port" SET greeting "hello from the seed's demo"
+printf '    %s$ redis-cli -p %s SET greeting "hello from the seed'"'"'s demo"\n' "$b_prompt" "$amb_port"
+via_ambassador SET greeting "hello from the seed's demo" | sed 's/^/      /'
 got=$(via_ambassador GET greeting)
-printf '    $ redis-cli -p %s GET greeting\n      %s\n' "$amb_port" "$got"
+printf '    %s$ redis-cli -p %s GET greeting\n      %s\n' "$b_prompt" "$amb_port" "$got"
 [ "$got" = "hello from the seed's demo" ] || fail "GET greeting gave '$got'"
 
-step "Beyond the seed: a second redis instance, registered under the same service"
-start_container redis-2 -p 127.0.0.1::6379 localhost/amb/redis
-wait_for 20 host_port_of "$tag-redis-2" || fail "redis-2 has no published port"
-redis2_port=$(host_port_of "$tag-redis-2")
-wait_for 20 redis-cli -p "$redis2_port" PING || fail "redis-2 does not answer on 127.0.0.1:$redis2_port"
-start_container register-2 --network host -v "$socket:/var/run/docker.sock" \
-  -e ETCD_PORT_10000_TCP_ADDR=127.0.0.1 -e "ETCD_PORT_10000_TCP_PORT=$etcd_amb_port" \
-  localhost/amb/docker-register "$tag-redis-2" 6379 redis-A
-wait_for 30 registered "$tag-redis-2" || fail "redis-2 was not registered in etcd"
+step "Beyond the seed: a second redis instance on host A, registered under the same service"
+start_redis 2
+start_register 2
 show etcdctl --endpoints "$etcd_url" get --prefix /services/
 
 step "Balancing: each new connection goes to the next instance (round-robin)"
 say "each redis gets a key naming itself, set directly on its own port"
-redis-cli -p "$redis1_port" SET served_by redis-1 >/dev/null
-redis-cli -p "$redis2_port" SET served_by redis-2 >/dev/null
+redis-cli -h "$a_ip" -p "$redis1_port" SET served_by redis-1 >/dev/null
+redis-cli -h "$a_ip" -p "$redis2_port" SET served_by redis-2 >/dev/null
 # The ambassador learns of redis-2 from its watch a moment after etcd has it.
-wait_for 20 bash -c "for i in 1 2 3 4; do redis-cli -p $amb_port GET served_by; done | grep -q redis-2" ||
-  fail "redis-2 never served a connection through the ambassador"
+served_by_redis_2() {
+  local i
+  for i in 1 2 3 4; do
+    [ "$(via_ambassador GET served_by)" = redis-2 ] && return 0
+  done
+  return 1
+}
+wait_for 20 served_by_redis_2 || fail "redis-2 never served a connection through the ambassador"
 seen=""
 for i in 1 2 3 4 5 6; do
   who=$(via_ambassador GET served_by)
@@ -209,6 +288,6 @@ for i in 1 2 3 4; do
   [ "$who" = redis-2 ] || fail "connection $i was served by '$who', expected redis-2"
 done
 pong=$(via_ambassador PING)
-printf '    $ redis-cli -p %s PING\n      %s\n' "$amb_port" "$pong"
+printf '    %s$ redis-cli -p %s PING\n      %s\n' "$b_prompt" "$amb_port" "$pong"
 [ "$pong" = PONG ] || fail "expected PONG after failover, got '$pong'"
 current_step="done"

@@ -9,8 +9,9 @@ build_packages=(g++ make cmake python3 libasio-dev picojson-dev doctest-dev)
 test_packages=(etcd-server etcd-client redis-server redis-tools podman runc busybox-static iproute2 uidmap debootstrap)
 # `make images`: an engine, and debootstrap to make the builder's debian:bookworm when it cannot be pulled.
 image_packages=(podman runc uidmap debootstrap)
-# `make demo`: the images' tools, plus etcd and redis on the host (the redis image is made from redis-server).
-demo_packages=("${image_packages[@]}" etcd-server etcd-client redis-server redis-tools busybox-static python3)
+# `make demo`: the images' tools, plus etcd and redis on the host (the redis image is made from
+# redis-server), and iproute2 for the two-hosts demo's network namespace.
+demo_packages=("${image_packages[@]}" etcd-server etcd-client redis-server redis-tools busybox-static python3 iproute2)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;
