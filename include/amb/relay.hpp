@@ -9,7 +9,7 @@
 //   |          | <------------- | pump "down" (s -> c) | <----------- |          |
 //   +----------+                +----------------------+              +----------+
 //
-// Each direction ("pump") waits until its source is readable, reads what is there into a
+// Each direction waits until its source is readable, reads what is there into a
 // per-thread scratch buffer and writes it straight on without blocking. Only when the
 // destination cannot take everything at once does the pump borrow a buffer of its own to hold
 // the rest, and it gives it back as soon as the source runs dry. So an idle connection owns no
@@ -102,8 +102,11 @@ private:
   std::unique_ptr<char[]> data_;
 };
 
-/// One connection's shared state: both sockets, counters, and the waiter that learns when both pumps end.
-struct relay_state {
+/// One connection: both sockets, both directions, and the timer the relay coroutine waits on.
+/// The directions are plain completion handlers rather than coroutines: an idle connection then
+/// costs one pending wait per socket and this object, not two coroutine stacks.
+class relay_state : public std::enable_shared_from_this<relay_state> {
+public:
   relay_state(asio::ip::tcp::socket down, asio::ip::tcp::socket up, relay_options opts)
       : downstream(std::move(down)), upstream(std::move(up)), options(opts), timer(downstream.get_executor()) {}
 
@@ -111,9 +114,15 @@ struct relay_state {
   asio::ip::tcp::socket upstream;
   relay_options options;
   relay_counters totals;
-  asio::steady_timer timer;  ///< the relay waits on it: idle deadline, and cancelled when the pumps end
+  asio::steady_timer timer;  ///< the relay waits on it: idle deadline, and cancelled when both directions end
   std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
-  int running = 2;  ///< pumps still going
+  int running = 2;  ///< directions still going
+
+  /// Starts both directions.
+  void start() {
+    drain(true);  // a first read at once: the client has often sent its request already
+    drain(false);
+  }
 
   /// Closes both sockets (an error or idle timeout); pending operations end with operation_aborted.
   void close_both() noexcept {
@@ -121,96 +130,98 @@ struct relay_state {
     downstream.close(ignored);
     upstream.close(ignored);
   }
-};
 
-/// Moves bytes from `from` to `to` until EOF (passed on as shutdown(send)) or an error (closes both).
-inline asio::awaitable<void> relay_pump(std::shared_ptr<relay_state> state, bool client_to_server) {
-  auto& from = client_to_server ? state->downstream : state->upstream;
-  auto& to = client_to_server ? state->upstream : state->downstream;
-  auto& total = client_to_server ? state->totals.bytes_up : state->totals.bytes_down;
-  std::uint64_t* live = nullptr;
-  if (state->options.counters)
-    live = client_to_server ? &state->options.counters->bytes_up : &state->options.counters->bytes_down;
-  const bool track_idle = state->options.idle_timeout.count() > 0;
+private:
+  struct direction {
+    relay_buffer held;  ///< only while the destination is slower than the source
+  };
+  direction up_, down_;  // up_: client -> server
 
-  relay_buffer held;  // only while `to` is slower than `from`
-  bool failed = false;
-  try {
-    for (;;) {
-      // Wait for readability first, so a quiet connection holds no buffer.
-      auto [wait_ec] = co_await from.async_wait(asio::socket_base::wait_read, use_nothrow_awaitable);
-      if (wait_ec) {
-        failed = true;
-        break;
-      }
-      // Read until the source runs dry, at most 16 reads in a row so one busy connection
-      // cannot starve the others on this thread.
-      bool eof = false;
-      for (int reads = 0; reads < 16 && !failed; ++reads) {
-        char* buffer = held ? held.data() : relay_scratch();
-        std::error_code ec;
-        std::size_t n = from.read_some(asio::buffer(buffer, relay_buffer_size), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-        if (ec == asio::error::eof) {
-          eof = true;
-          break;
-        }
-        if (ec) {
-          failed = true;
-          break;
-        }
-        if (track_idle) state->last_activity = std::chrono::steady_clock::now();
-        // Try to pass it on at once; only what the destination cannot take now is kept.
-        std::size_t written = to.write_some(asio::buffer(buffer, n), ec);
-        if (ec == asio::error::would_block || ec == asio::error::try_again) {
-          written = 0;
-          ec.clear();
-        }
-        if (ec) {
-          failed = true;
-          break;
-        }
-        if (written < n) {
-          if (!held) {
-            held.acquire();
-            std::memcpy(held.data(), buffer + written, n - written);
-            buffer = held.data();
-          } else {
-            buffer += written;
-          }
-          auto [write_ec, more] = co_await asio::async_write(to, asio::buffer(buffer, n - written),
-                                                             use_nothrow_awaitable);
-          if (write_ec) {
-            failed = true;
-            break;
-          }
-          written += more;
-        }
-        total += written;
-        if (live) *live += written;
-      }
-      if (eof) {
-        std::error_code ignored;  // the peer may be gone already; the other direction will notice
-        to.shutdown(asio::socket_base::shutdown_send, ignored);
-        break;
-      }
-      if (failed) break;
-      held.release();
-    }
-  } catch (const std::exception&) {
-    // Only allocation failure or cancellation can get here: treat as an error on this connection.
-    failed = true;
+  asio::ip::tcp::socket& from(bool up) { return up ? downstream : upstream; }
+  asio::ip::tcp::socket& to(bool up) { return up ? upstream : downstream; }
+
+  /// Waits for readability first, so a quiet connection holds no buffer.
+  void wait(bool up) {
+    from(up).async_wait(asio::socket_base::wait_read,
+                        [self = shared_from_this(), up](std::error_code ec) { self->readable(up, ec); });
   }
-  held.release();
-  if (failed) state->close_both();
-  if (--state->running == 0) state->timer.cancel();
-}
+
+  void readable(bool up, std::error_code ec) {
+    if (ec) return finish(up, true);
+    drain(up);
+  }
+
+  /// drain_some, where running out of memory ends this connection instead of escaping io_context::run.
+  void drain(bool up) noexcept {
+    try {
+      drain_some(up);
+    } catch (...) {
+      finish(up, true);  // no handler is pending for this direction when anything here throws
+    }
+  }
+
+  /// Reads until the source runs dry, at most 16 reads in a row so one busy connection cannot
+  /// starve the others on this thread; writes each piece straight on when the destination can take it.
+  void drain_some(bool up) {
+    direction& d = up ? up_ : down_;
+    for (int reads = 0; reads < 16; ++reads) {
+      char* buffer = d.held ? d.held.data() : relay_scratch();
+      std::error_code ec;
+      std::size_t n = from(up).read_some(asio::buffer(buffer, relay_buffer_size), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec == asio::error::eof) {
+        std::error_code ignored;  // the peer may be gone already; the other direction will notice
+        to(up).shutdown(asio::socket_base::shutdown_send, ignored);
+        return finish(up, false);
+      }
+      if (ec) return finish(up, true);
+      if (options.idle_timeout.count() > 0) last_activity = std::chrono::steady_clock::now();
+      std::size_t written = to(up).write_some(asio::buffer(buffer, n), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        written = 0;
+        ec.clear();
+      }
+      if (ec) return finish(up, true);
+      count(up, written);
+      if (written < n) {
+        // Keep only what the destination could not take yet, and continue when it has.
+        if (!d.held) {
+          d.held.acquire();
+          std::memcpy(d.held.data(), buffer + written, n - written);
+          buffer = d.held.data();
+        } else {
+          buffer += written;
+        }
+        asio::async_write(to(up), asio::buffer(buffer, n - written),
+                          [self = shared_from_this(), up](std::error_code wec, std::size_t more) {
+                            if (wec) return self->finish(up, true);
+                            self->count(up, more);
+                            self->drain(up);
+                          });
+        return;
+      }
+    }
+    d.held.release();
+    wait(up);
+  }
+
+  void count(bool up, std::size_t n) noexcept {
+    (up ? totals.bytes_up : totals.bytes_down) += n;
+    if (options.counters) (up ? options.counters->bytes_up : options.counters->bytes_down) += n;
+  }
+
+  void finish(bool up, bool failed) noexcept {
+    (up ? up_ : down_).held.release();
+    if (failed) close_both();
+    if (--running == 0) timer.cancel();
+  }
+};
 
 } // namespace detail
 
 /// Relays until both directions end; returns the bytes moved by this connection. Never throws for
-/// network errors. Sets TCP_NODELAY on both sockets. The pumps run on the calling coroutine's
-/// executor; use a one-thread io_context (or a strand), as the programs do.
+/// network errors. Sets TCP_NODELAY on both sockets. Both directions run on the sockets' executor
+/// as completion handlers; use a one-thread io_context (or a strand), as the programs do.
 inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, asio::ip::tcp::socket upstream,
                                              relay_options options = {}) {
   using detail::use_nothrow_awaitable;
@@ -221,11 +232,7 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
     // Reads and writes are tried directly and must never block the io_context thread.
     s->non_blocking(true, ignored);
   }
-  auto executor = co_await asio::this_coro::executor;
-  for (bool client_to_server : {true, false}) {
-    // relay_pump catches everything itself; the handler only exists to avoid `detached`.
-    asio::co_spawn(executor, detail::relay_pump(state, client_to_server), [](std::exception_ptr) {});
-  }
+  state->start();
   const auto idle = state->options.idle_timeout;
   while (state->running > 0) {
     if (idle.count() > 0)
@@ -235,13 +242,13 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
     auto [ec] = co_await state->timer.async_wait(use_nothrow_awaitable);
     if (state->running == 0) break;
     if (ec) {
-      // Cancelled from outside (our caller is shutting down): close, the pumps end on their own.
+      // Cancelled from outside (our caller is shutting down): close; the directions end on their own.
       state->close_both();
       break;
     }
     if (idle.count() > 0 && std::chrono::steady_clock::now() >= state->last_activity + idle) {
       state->close_both();
-      state->last_activity = std::chrono::steady_clock::time_point::max() - idle;  // wait for the pumps only
+      state->last_activity = std::chrono::steady_clock::time_point::max() - idle;  // wait for the directions only
     }
   }
   co_return state->totals;
