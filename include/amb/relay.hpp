@@ -3,15 +3,15 @@
 // Vocabulary (as in Partow's tcpproxy_server): the *downstream* socket is the client's connection
 // accepted by the proxy; the *upstream* socket is the proxy's connection to the real server.
 //
-//      client                       amb (this relay)                       server
-//   +----------+   downstream   +----------------------+   upstream   +----------+
-//   |          | -------------> | pump "up"   (c -> s) | -----------> |          |
-//   |          | <------------- | pump "down" (s -> c) | <----------- |          |
-//   +----------+                +----------------------+              +----------+
+//      client                       amb (this relay)                        server
+//   +----------+   downstream   +-----------------------+   upstream   +----------+
+//   |          | -------------> | direction up   (c->s) | -----------> |          |
+//   |          | <------------- | direction down (s->c) | <----------- |          |
+//   +----------+                +-----------------------+              +----------+
 //
 // Each direction waits until its source is readable, reads what is there into a
 // per-thread scratch buffer and writes it straight on without blocking. Only when the
-// destination cannot take everything at once does the pump borrow a buffer of its own to hold
+// destination cannot take everything at once does the direction borrow a buffer of its own to hold
 // the rest, and it gives it back as soon as the source runs dry. So an idle connection owns no
 // data buffer at all, and no read allocates.
 //
@@ -52,8 +52,8 @@ namespace detail {
 /// Size of one read: big enough for bulk transfers, small enough to keep in a per-thread pool.
 inline constexpr std::size_t relay_buffer_size = 64 * 1024;
 
-/// Buffers a pump borrows while its destination is slower than its source (per thread: the relay's
-/// coroutines all run on the io_context's one thread, so no locking).
+/// Buffers a direction borrows while its destination is slower than its source (per thread: a relay's
+/// handlers all run on the io_context's one thread, so no locking).
 inline std::vector<std::unique_ptr<char[]>>& relay_buffer_pool() {
   thread_local std::vector<std::unique_ptr<char[]>> pool;
   return pool;
