@@ -36,17 +36,26 @@ if ! $engine image inspect "$base" >/dev/null 2>&1; then
       exit 1
     }
     rm -f "$root.log"
-    tar -C "$root" -c . | $engine import --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
+    quiet=(-q)
+    [ "$engine" = docker ] && quiet=()  # docker import has no progress output to quiet
+    tar -C "$root" -c . | $engine import "${quiet[@]}" --change 'CMD ["/bin/bash"]' - "$base" >/dev/null
     echo "make-images: imported a local $base"
   fi
 fi
 
 pull_never=(--pull=never)
 [ "$engine" = docker ] && pull_never=()
+# The build's output (apt, compiler warnings) goes to a log, shown only when the build fails.
+log=$(mktemp /tmp/amb-make-images-XXXXXX.log)
 for program in simple-amb docker-register dynamic-etcd-amb; do
   echo "make-images: building amb/$program"
-  $engine build -q "${pull_never[@]}" --target "$program" -t "amb/$program:latest" . >/dev/null
+  if ! $engine build "${pull_never[@]}" --target "$program" -t "amb/$program:latest" . >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "make-images: building amb/$program failed; the whole log: $log" >&2
+    exit 1
+  fi
 done
+rm -f "$log"
 for program in simple-amb docker-register dynamic-etcd-amb; do
   size=$($engine image inspect --format '{{.Size}}' "amb/$program:latest")
   printf 'make-images: amb/%-17s %8d bytes\n' "$program" "$size"
