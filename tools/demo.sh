@@ -49,7 +49,7 @@ fail() {
 cleanup() {
   local status=$?
   trap - EXIT INT TERM
-  if [ "$status" -ne 0 ]; then
+  if [ "$status" -ne 0 ] && [ "$status" -ne 130 ]; then
     echo "demo: logs of what it started, for the failure above:" >&2
     for c in "${containers[@]}"; do
       echo "--- podman logs $c" >&2
