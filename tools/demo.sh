@@ -124,6 +124,15 @@ on_b() { if [ -n "$netns" ]; then ip netns exec "$netns" "$@"; else "$@"; fi; }
 via_ambassador() { on_b redis-cli -h 127.0.0.1 -p "$amb_port" "$@"; }
 host_port_of() { podman port "$1" 6379/tcp | head -n 1 | sed 's/.*://'; }
 
+if $two_hosts; then where="host B is a network namespace joined to this machine (host A) by a veth link"
+else where="both hosts are this machine, over loopback"; fi
+cat <<INTRO
+amb demo: the ambassador pattern with etcd ($where).
+  Host A runs redis in a container and docker-register, which writes redis's published address
+  into etcd under /services/redis-A/. Host B runs dynamic-etcd-amb, which watches that key and
+  forwards the redis client's connections to whatever instances are registered.
+INTRO
+
 step "Checking the tools and images"
 need podman podman
 need runc runc
