@@ -19,7 +19,7 @@ two_hosts=false
 case "${1:-}" in
   "") ;;
   --two-hosts) two_hosts=true ;;
-  -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "demo: unknown argument '$1' (usage: tools/demo.sh [--two-hosts])" >&2; exit 2 ;;
 esac
 
