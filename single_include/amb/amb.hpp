@@ -6,6 +6,7 @@
 // ---- begin amb/amb.hpp ----
 // amb umbrella header: includes every public header, in dependency order.
 
+// Basics: version, errors, logging, addresses, flags.
 
 // ---- begin amb/version.hpp ----
 // amb's version, printed by every program's --version.
@@ -442,4 +443,5996 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
 } // namespace amb
 
 // ---- end amb/docker_links.hpp ----
+
+// ---- begin amb/cli.hpp ----
+// A tiny command-line flag parser shared by the programs: --name value, --name=value, --help, --version.
+
+
+#include <charconv>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace amb::cli {
+
+/// Parses a whole decimal number in [min, max] with std::from_chars; `error` names the text on failure.
+template <class T>
+parsed<T> parse_number(std::string_view text, T min = std::numeric_limits<T>::min(),
+                       T max = std::numeric_limits<T>::max()) {
+  static_assert(std::is_integral_v<T>);
+  parsed<T> r;
+  T value{};
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec == std::errc::invalid_argument || end != text.data() + text.size()) {
+    r.error = "bad number \"" + std::string(text) + "\"";
+  } else if (ec == std::errc::result_out_of_range || value < min || value > max) {
+    r.error = "number \"" + std::string(text) + "\" out of range " + std::to_string(min) + ".." + std::to_string(max);
+  } else {
+    r.value = value;
+  }
+  return r;
+}
+
+/// Parses a duration: a whole number with a unit "ms", "s", "m" or "h" ("500ms", "5s", "2m");
+/// a bare number means seconds. The result must fit in a day, which is longer than any timeout here.
+inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
+  parsed<std::chrono::milliseconds> r;
+  const auto bad = [&] {
+    r.error = "bad duration \"" + std::string(text) + "\" (use e.g. 500ms, 5s, 2m)";
+    return r;
+  };
+  std::uint64_t number = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  if (text.empty() || ec != std::errc{}) return bad();
+  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  std::uint64_t scale = 0;
+  if (unit == "ms") scale = 1;
+  else if (unit == "s" || unit.empty()) scale = 1000;
+  else if (unit == "m") scale = 60'000;
+  else if (unit == "h") scale = 3'600'000;
+  else return bad();
+  constexpr std::uint64_t day_ms = 86'400'000;
+  if (number > day_ms / scale) {
+    r.error = "duration \"" + std::string(text) + "\" too long (at most 24h)";
+    return r;
+  }
+  r.value = std::chrono::milliseconds(static_cast<std::int64_t>(number * scale));
+  return r;
+}
+
+/// What parse() found: ready to run, or a request for help/version, or a usage error.
+struct parse_result {
+  enum class kind { run, help, version, error };
+  kind what = kind::run;  ///< run: values and positionals are filled in
+  std::string text;       ///< help: the help page; version: "<program> <version>"; error: what was wrong (one line)
+};
+
+/// Declares a program's options, parses argv, and answers --help and --version.
+class parser {
+public:
+  /// `usage` follows "Usage: <program> ", e.g. "[OPTIONS] TARGET_HOST:PORT".
+  parser(std::string program, std::string usage, std::string summary)
+      : program_(std::move(program)), usage_(std::move(usage)), summary_(std::move(summary)) {}
+
+  /// Declares a flag without value (--name); has() tells whether it was given.
+  parser& flag(std::string name, std::string help) {
+    options_.push_back({std::move(name), "", std::move(help), false});
+    return *this;
+  }
+  /// Declares an option with a value (--name VALUE or --name=VALUE); the last one given wins.
+  parser& option(std::string name, std::string value_name, std::string help) {
+    options_.push_back({std::move(name), std::move(value_name), std::move(help), true});
+    return *this;
+  }
+  /// Accepts between `min` and `max` positional arguments; `name` is used in error lines.
+  parser& positionals(std::size_t min, std::size_t max, std::string name) {
+    min_positionals_ = min;
+    max_positionals_ = max;
+    positional_name_ = std::move(name);
+    return *this;
+  }
+  /// Adds an example command line to --help.
+  parser& example(std::string line) {
+    examples_.push_back(std::move(line));
+    return *this;
+  }
+  /// Adds a paragraph printed after the options in --help.
+  parser& note(std::string text) {
+    notes_.push_back(std::move(text));
+    return *this;
+  }
+
+  /// Parses the arguments after the program name. --help and --version win over everything else.
+  parse_result parse(const std::vector<std::string>& args) {
+    values_.clear();
+    positional_.clear();
+    bool flags_done = false;
+    std::optional<std::string> error;
+    bool help = false, version = false;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      if (flags_done || arg.size() < 2 || arg[0] != '-') {
+        positional_.push_back(arg);
+        continue;
+      }
+      if (arg == "--") {
+        flags_done = true;
+        continue;
+      }
+      std::string name = arg, value;
+      bool inline_value = false;
+      if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+        name = arg.substr(0, eq);
+        value = arg.substr(eq + 1);
+        inline_value = true;
+      }
+      if (name == "--help" || name == "-h") {
+        help = true;
+        continue;
+      }
+      if (name == "--version") {
+        version = true;
+        continue;
+      }
+      const spec* s = find(name);
+      if (!s) {
+        if (!error) error = "unknown option '" + name + "'";
+        continue;
+      }
+      if (!s->takes_value) {
+        if (inline_value && !error) error = "option '" + name + "' takes no value";
+        values_[s->name] = "";
+        continue;
+      }
+      if (!inline_value) {
+        // A value may start with '-' (a negative number), but not be another option.
+        if (i + 1 >= args.size() || (args[i + 1].rfind("--", 0) == 0 && args[i + 1].size() > 2)) {
+          if (!error) error = "option '" + name + "' needs a value (" + s->value_name + ")";
+          continue;
+        }
+        value = args[++i];
+      }
+      values_[s->name] = value;
+    }
+    if (help) return {parse_result::kind::help, help_text()};
+    if (version) return {parse_result::kind::version, program_ + " " + amb::version};
+    if (error) return {parse_result::kind::error, *error};
+    if (positional_.size() > max_positionals_)
+      return {parse_result::kind::error, "unexpected argument '" + positional_[max_positionals_] + "'"};
+    if (positional_.size() < min_positionals_) return {parse_result::kind::error, "missing " + positional_name_};
+    return {};
+  }
+
+  /// Parses argv; prints help or version and exits 0, or prints a usage error and exits 2.
+  void parse_or_exit(int argc, char** argv) {
+    std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
+    auto r = parse(args);
+    switch (r.what) {
+      case parse_result::kind::run: return;
+      case parse_result::kind::help: std::fputs(r.text.c_str(), stdout); std::exit(0);
+      case parse_result::kind::version: std::printf("%s\n", r.text.c_str()); std::exit(0);
+      case parse_result::kind::error: usage_error(r.text);
+    }
+  }
+
+  /// Prints "<program>: <what>" and "Try '<program> --help'." on stderr, exits 2.
+  [[noreturn]] void usage_error(std::string_view what) const {
+    std::fputs(usage_error_text(what).c_str(), stderr);
+    std::exit(2);
+  }
+  /// The two lines usage_error prints.
+  std::string usage_error_text(std::string_view what) const {
+    return program_ + ": " + std::string(what) + "\nTry '" + program_ + " --help'.\n";
+  }
+
+  /// True when the option (name with its dashes, e.g. "--verbose") was given.
+  bool has(std::string_view name) const { return values_.find(std::string(name)) != values_.end(); }
+  /// The option's value when given.
+  std::optional<std::string> value(std::string_view name) const {
+    auto it = values_.find(std::string(name));
+    if (it == values_.end()) return std::nullopt;
+    return it->second;
+  }
+  /// The positional arguments, in order.
+  const std::vector<std::string>& positional() const { return positional_; }
+  /// The program name used in messages.
+  const std::string& program() const { return program_; }
+
+  /// The --help page: Usage, summary, examples, options, notes.
+  std::string help_text() const {
+    std::string out = "Usage: " + program_ + " " + usage_ + "\n" + summary_ + "\n";
+    if (!examples_.empty()) {
+      out += "\nExample:\n";
+      for (auto& e : examples_) out += "  " + e + "\n";
+    }
+    out += "\nOptions:\n";
+    auto line = [&](const std::string& left, const std::string& help) {
+      std::string l = "  " + left;
+      l += l.size() < 28 ? std::string(28 - l.size(), ' ') : "\n" + std::string(28, ' ');
+      out += l + help + "\n";
+    };
+    for (auto& o : options_) line(o.takes_value ? o.name + " " + o.value_name : o.name, o.help);
+    line("-h, --help", "show this help and exit");
+    line("--version", "show the version and exit");
+    for (auto& n : notes_) out += "\n" + n + "\n";
+    return out;
+  }
+
+private:
+  struct spec {
+    std::string name;
+    std::string value_name;
+    std::string help;
+    bool takes_value = false;
+  };
+  const spec* find(std::string_view name) const {
+    for (auto& o : options_)
+      if (o.name == name) return &o;
+    return nullptr;
+  }
+
+  std::string program_, usage_, summary_;
+  std::vector<spec> options_;
+  std::vector<std::string> examples_, notes_;
+  std::size_t min_positionals_ = 0, max_positionals_ = 0;
+  std::string positional_name_ = "argument";
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+} // namespace amb::cli
+// ---- end amb/cli.hpp ----
+
+// HTTP/1.1 client (etcd's gateway and the engine API both speak it).
+
+// ---- begin amb/http_response.hpp ----
+// HTTP/1.1 responses and their push parser: status line, headers, Content-Length, chunked
+// (with extensions and trailers), close-delimited and body-less responses, whole or streamed.
+
+
+// ---- begin amb/detail/chunked_decoder.hpp ----
+// Chunked transfer coding (RFC 9112 §7.1) as a push decoder: sizes with extensions, data, trailers.
+
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace amb::detail {
+
+/// Gathers one line across feeds. Lines end with "\n"; a "\r" before it is dropped, so bare LF
+/// endings are accepted too (RFC 9112 §2.2 allows it). The length limit counts the content only.
+class line_reader {
+public:
+  enum class status { complete, need_more, too_long };
+
+  /// Takes bytes from `in` (sets `used`) until a line is complete; `line` stays valid until the next take().
+  status take(std::string_view in, std::size_t& used, std::size_t max_length, std::string_view& line) {
+    if (complete_) {
+      buf_.clear();
+      complete_ = false;
+    }
+    auto nl = in.find('\n');
+    if (nl == std::string_view::npos) {
+      buf_.append(in);
+      used = in.size();
+      // One extra byte may be the '\r' of a line that is exactly at the limit.
+      if (buf_.size() > max_length + 1 || (buf_.size() == max_length + 1 && buf_.back() != '\r'))
+        return status::too_long;
+      return status::need_more;
+    }
+    buf_.append(in.substr(0, nl));
+    used = nl + 1;
+    if (!buf_.empty() && buf_.back() == '\r') buf_.pop_back();
+    if (buf_.size() > max_length) return status::too_long;
+    complete_ = true;
+    line = buf_;
+    return status::complete;
+  }
+
+  /// Bytes of the current, unfinished line.
+  std::size_t pending() const noexcept { return complete_ ? 0 : buf_.size(); }
+  /// Forgets any partial line.
+  void clear() noexcept {
+    buf_.clear();
+    complete_ = false;
+  }
+
+private:
+  std::string buf_;
+  bool complete_ = false;
+};
+
+/// True for the characters allowed in a field name (RFC 9110 "tchar").
+inline bool is_token_char(char c) noexcept {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/// Splits "Name: value" (no line ending); false when the name is empty or not a token, or the colon is missing.
+inline bool parse_header_line(std::string_view line, std::string_view& name, std::string_view& value) noexcept {
+  auto colon = line.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  name = line.substr(0, colon);
+  for (char c : name)
+    if (!is_token_char(c)) return false;  // also refuses "Name :" (RFC 9112 §5.1)
+  value = line.substr(colon + 1);
+  while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+  while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+  for (char c : value)
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return false;
+  return true;
+}
+
+/// Decodes a chunked body pushed to it in pieces of any size. Data goes to a sink as it arrives;
+/// trailer fields after the last chunk are kept (etcd sends "Grpc-Trailer-Content-Type" there).
+class chunked_decoder {
+public:
+  /// The answer of one feed(): bytes used, whether the last chunk and trailers are complete, or an error.
+  struct result {
+    std::size_t consumed = 0;  ///< bytes of the input used (bytes after the body are left alone)
+    bool done = false;         ///< the terminating chunk and the trailer section are complete
+    std::error_code error;     ///< bad_chunk_size, bad_chunk_terminator, chunk_too_large, line_too_long, bad_header, header_too_large
+  };
+
+  /// Longest chunk-size or trailer line accepted (line_too_long beyond).
+  void max_line_length(std::size_t n) noexcept { max_line_ = n; }
+  /// Largest single chunk accepted (chunk_too_large beyond).
+  void max_chunk_size(std::uint64_t n) noexcept { max_chunk_ = n; }
+  /// Largest trailer section accepted (header_too_large beyond).
+  void max_trailer_bytes(std::size_t n) noexcept { max_trailer_ = n; }
+
+  /// Decodes from `in`; calls sink(std::string_view) with each piece of chunk data.
+  template <class Sink>
+  result feed(std::string_view in, Sink&& sink) {
+    result r;
+    if (state_ == state::error) {
+      r.error = error_;
+      return r;
+    }
+    std::size_t pos = 0;
+    while (state_ != state::done) {
+      if (state_ == state::data) {
+        if (pos == in.size()) break;
+        auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, in.size() - pos));
+        remaining_ -= n;
+        if (remaining_ == 0) state_ = state::data_cr;
+        pos += n;
+        sink(in.substr(pos - n, n));
+        continue;
+      }
+      if (state_ == state::data_cr || state_ == state::data_lf) {
+        if (pos == in.size()) break;
+        char c = in[pos];
+        if (state_ == state::data_cr && c == '\r') {
+          state_ = state::data_lf;
+          ++pos;
+        } else if (c == '\n') {  // a bare LF is tolerated as a line ending, as everywhere else
+          state_ = state::size_line;
+          ++pos;
+        } else {
+          return fail(r, pos, errc::bad_chunk_terminator);
+        }
+        continue;
+      }
+      // size_line or trailer: line based.
+      if (pos == in.size()) break;
+      std::size_t used = 0;
+      std::string_view line;
+      auto s = lines_.take(in.substr(pos), used, max_line_, line);
+      pos += used;
+      if (state_ == state::trailer) {
+        trailer_bytes_ += used;
+        if (trailer_bytes_ > max_trailer_) return fail(r, pos, errc::header_too_large);
+      }
+      if (s == line_reader::status::too_long) return fail(r, pos, errc::line_too_long);
+      if (s == line_reader::status::need_more) break;
+      if (state_ == state::size_line) {
+        auto ec = parse_size(line);
+        if (ec) return fail(r, pos, ec);
+        state_ = remaining_ == 0 ? state::trailer : state::data;
+      } else if (line.empty()) {
+        state_ = state::done;
+      } else {
+        std::string_view name, value;
+        if (!parse_header_line(line, name, value)) return fail(r, pos, errc::bad_header);
+        trailers_.emplace_back(std::string(name), std::string(value));
+      }
+    }
+    r.consumed = pos;
+    r.done = state_ == state::done;
+    return r;
+  }
+
+  /// The connection ended: fine after the last chunk, chunk_truncated anywhere else.
+  std::error_code finish_eof() const noexcept {
+    if (state_ == state::error) return error_;
+    return state_ == state::done ? std::error_code{} : make_error_code(errc::chunk_truncated);
+  }
+
+  /// True once the terminating chunk and its trailer section are complete.
+  bool done() const noexcept { return state_ == state::done; }
+  /// Trailer fields received after the last chunk, in arrival order.
+  const std::vector<std::pair<std::string, std::string>>& trailers() const noexcept { return trailers_; }
+  /// Ready for a new body (limits are kept).
+  void reset() {
+    state_ = state::size_line;
+    remaining_ = 0;
+    trailer_bytes_ = 0;
+    trailers_.clear();
+    lines_.clear();
+    error_ = {};
+  }
+
+private:
+  enum class state { size_line, data, data_cr, data_lf, trailer, done, error };
+
+  std::error_code parse_size(std::string_view line) {
+    std::uint64_t size = 0;
+    std::size_t i = 0;
+    for (; i < line.size(); ++i) {
+      char c = line[i];
+      unsigned digit;
+      if (c >= '0' && c <= '9') digit = static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f') digit = static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F') digit = static_cast<unsigned>(c - 'A' + 10);
+      else break;
+      if (size > (std::numeric_limits<std::uint64_t>::max() >> 4)) return errc::chunk_too_large;
+      size = (size << 4) | digit;
+    }
+    if (i == 0) return errc::bad_chunk_size;
+    // Whitespace before an extension is tolerated (RFC 9112 "BWS"); the extension itself is ignored.
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i < line.size() && line[i] != ';') return errc::bad_chunk_size;
+    if (size > max_chunk_) return errc::chunk_too_large;
+    remaining_ = size;
+    return {};
+  }
+
+  result& fail(result& r, std::size_t pos, std::error_code ec) {
+    state_ = state::error;
+    error_ = ec;
+    r.consumed = pos;
+    r.error = ec;
+    return r;
+  }
+
+  state state_ = state::size_line;
+  std::uint64_t remaining_ = 0;
+  std::size_t max_line_ = 8 * 1024;
+  std::uint64_t max_chunk_ = std::numeric_limits<std::uint64_t>::max();
+  std::size_t max_trailer_ = 64 * 1024;
+  std::size_t trailer_bytes_ = 0;
+  std::vector<std::pair<std::string, std::string>> trailers_;
+  line_reader lines_;
+  std::error_code error_;
+};
+
+} // namespace amb::detail
+// ---- end amb/detail/chunked_decoder.hpp ----
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace amb {
+
+/// One header field as received (name keeps the server's spelling).
+struct http_header {
+  std::string name;   ///< field name, compared case-insensitively
+  std::string value;  ///< field value, without surrounding blanks
+};
+
+/// A parsed HTTP response.
+struct http_response {
+  int status = 0;                     ///< e.g. 200
+  std::string reason;                 ///< e.g. "OK" (may be empty)
+  int version_minor = 1;              ///< 1 for HTTP/1.1, 0 for HTTP/1.0
+  std::vector<http_header> headers;   ///< header fields in arrival order
+  std::vector<http_header> trailers;  ///< trailer fields after a chunked body (etcd's Grpc-Trailer-*)
+  std::string body;                   ///< the de-chunked body (empty when streamed)
+
+  /// The value of the first header named `name` (case-insensitive), "" when absent.
+  std::string_view header(std::string_view name) const;
+  /// True when a header named `name` (case-insensitive) is present.
+  bool has_header(std::string_view name) const;
+};
+
+/// What feed() / finish_eof() say about the message.
+enum class parse_state {
+  need_more,  ///< every byte given was consumed; feed more
+  head_done,  ///< only with pause_after_head(true): the head is complete, body not started
+  done,       ///< the response is complete; bytes after it were left unconsumed
+  error,      ///< the input is not a valid response; see parse_result::error
+};
+
+/// The answer of one feed() or finish_eof() call.
+struct parse_result {
+  std::size_t consumed = 0;             ///< bytes of the input that were used
+  parse_state state = parse_state::need_more;
+  std::error_code error;                ///< an amb::errc when state == error
+};
+
+namespace detail {
+/// ASCII case-insensitive equality (HTTP field names).
+inline bool iequals(std::string_view a, std::string_view b) noexcept {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+} // namespace detail
+
+inline std::string_view http_response::header(std::string_view name) const {
+  for (auto& h : headers)
+    if (detail::iequals(h.name, name)) return h.value;
+  return {};
+}
+
+inline bool http_response::has_header(std::string_view name) const {
+  for (auto& h : headers)
+    if (detail::iequals(h.name, name)) return true;
+  return false;
+}
+
+namespace detail {
+/// Calls f(token) for each comma-separated, blank-trimmed, non-empty item of a header value.
+template <class F>
+void for_each_list_item(std::string_view value, F&& f) {
+  while (true) {
+    auto comma = value.find(',');
+    auto item = value.substr(0, comma);
+    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+    if (!item.empty()) f(item);
+    if (comma == std::string_view::npos) return;
+    value.remove_prefix(comma + 1);
+  }
+}
+} // namespace detail
+
+/// Push parser for one HTTP/1.x response. The socket code only moves bytes; feed() takes them in
+/// pieces of any size and says need_more / done / error. Bytes after a complete response are left
+/// unconsumed (the next response on a kept-alive connection). By default the body is gathered in
+/// response().body; with on_body() it is handed out piece by piece instead (never-ending streams).
+class http_response_parser {
+public:
+  /// The response answers a HEAD request: no body whatever the headers say.
+  void head_request(bool yes) noexcept { head_request_ = yes; }
+  /// Largest status line + header block (and, separately, trailer block) accepted: errc::header_too_large.
+  void max_header_bytes(std::size_t n) noexcept { max_header_ = n; }
+  /// Longest single line (status, header, chunk size, trailer) accepted: errc::line_too_long.
+  void max_line_length(std::size_t n) noexcept { max_line_ = n; }
+  /// Largest body gathered in memory (errc::body_too_large / chunk_too_large); not applied with on_body().
+  void max_body_bytes(std::size_t n) noexcept { max_body_ = n; }
+  /// When set, feed() stops once after the head and returns head_done (unless the response has no body),
+  /// so the caller can look at the status before choosing on_body().
+  void pause_after_head(bool yes) noexcept { pause_after_head_ = yes; }
+  /// Streaming mode: body bytes go to `sink` as they arrive instead of into response().body.
+  void on_body(std::function<void(std::string_view)> sink) { sink_ = std::move(sink); }
+
+  /// Parses as much of `bytes` as belongs to this response.
+  parse_result feed(std::string_view bytes) {
+    parse_result r;
+    if (state_ == state::error) return error_result(0);
+    if (state_ == state::done) {
+      r.state = parse_state::done;
+      return r;
+    }
+    if (!bytes.empty()) started_ = true;
+    std::size_t pos = 0;
+    while (state_ == state::status_line || state_ == state::headers) {
+      if (pos == bytes.size()) return need_more(pos);
+      if (state_ == state::status_line && !prefix_ok(bytes.substr(pos))) return fail(pos, errc::bad_status_line);
+      std::size_t used = 0;
+      std::string_view line;
+      auto s = lines_.take(bytes.substr(pos), used, max_line_, line);
+      pos += used;
+      head_bytes_ += used;
+      if (head_bytes_ > max_header_) return fail(pos, errc::header_too_large);
+      if (s == detail::line_reader::status::too_long) return fail(pos, errc::line_too_long);
+      if (s == detail::line_reader::status::need_more) return need_more(pos);
+      if (state_ == state::status_line) {
+        if (!parse_status_line(line)) return fail(pos, errc::bad_status_line);
+        state_ = state::headers;
+        continue;
+      }
+      if (!line.empty()) {
+        if (line.front() == ' ' || line.front() == '\t') return fail(pos, errc::bad_header);  // obs-fold: refused
+        std::string_view name, value;
+        if (!detail::parse_header_line(line, name, value)) return fail(pos, errc::bad_header);
+        response_.headers.push_back({std::string(name), std::string(value)});
+        continue;
+      }
+      // End of the head: choose how the body is framed.
+      if (auto ec = choose_body(); ec) return fail(pos, ec);
+      if (state_ == state::done) return done_result(pos);
+      if (pause_after_head_) {
+        r.consumed = pos;
+        r.state = parse_state::head_done;
+        return r;
+      }
+    }
+    return parse_body(bytes, pos);
+  }
+
+  /// The connection reached EOF: completes a close-delimited body, or says what was cut short
+  /// (connection_closed before the head ended, body_truncated, chunk_truncated).
+  parse_result finish_eof() {
+    switch (state_) {
+      case state::done: return done_result(0);
+      case state::error: return error_result(0);
+      case state::status_line:
+      case state::headers: return fail(0, errc::connection_closed);
+      case state::body_length: return fail(0, errc::body_truncated);
+      case state::body_chunked: return fail(0, errc::chunk_truncated);
+      case state::body_eof:
+        state_ = state::done;
+        return done_result(0);
+    }
+    return fail(0, errc::connection_closed);
+  }
+
+  /// True once at least one byte was fed (a connection closed before that never answered).
+  bool started() const noexcept { return started_; }
+  /// True once the status line and headers are complete.
+  bool head_done() const noexcept { return state_ != state::status_line && state_ != state::headers && !head_failed_; }
+  /// True once the whole response is complete.
+  bool done() const noexcept { return state_ == state::done; }
+  /// After done(): the connection may carry another request (HTTP/1.1 without "Connection: close",
+  /// or HTTP/1.0 with "keep-alive", and a body that did not end by EOF).
+  bool keep_alive() const noexcept {
+    if (state_ != state::done || close_delimited_ || response_.status == 101) return false;
+    bool close = false, keep = false;
+    for (auto& h : response_.headers)
+      if (detail::iequals(h.name, "Connection"))
+        detail::for_each_list_item(h.value, [&](std::string_view t) {
+          if (detail::iequals(t, "close")) close = true;
+          if (detail::iequals(t, "keep-alive")) keep = true;
+        });
+    if (close) return false;
+    return response_.version_minor >= 1 || keep;
+  }
+  /// The response parsed so far.
+  const http_response& response() const noexcept { return response_; }
+  /// The response parsed so far (mutable, e.g. to move the body out).
+  http_response& response() noexcept { return response_; }
+  /// Moves the response out.
+  http_response release() { return std::move(response_); }
+
+  /// Ready for the next response on the same connection; options and limits are kept.
+  void reset() {
+    state_ = state::status_line;
+    response_ = http_response{};
+    lines_.clear();
+    chunks_.reset();
+    head_bytes_ = 0;
+    remaining_ = 0;
+    started_ = false;
+    close_delimited_ = false;
+    head_failed_ = false;
+    error_ = {};
+  }
+
+private:
+  enum class state { status_line, headers, body_length, body_chunked, body_eof, done, error };
+
+  // Early refusal of garbage (an HTML page, another protocol): the first bytes must spell "HTTP/".
+  bool prefix_ok(std::string_view more) const noexcept {
+    constexpr std::string_view magic = "HTTP/";
+    std::size_t have = lines_.pending();
+    if (have >= magic.size()) return true;
+    auto n = std::min(magic.size() - have, more.size());
+    return more.substr(0, n) == magic.substr(have, n);
+  }
+
+  bool parse_status_line(std::string_view line) {
+    // HTTP/1.x SP 3DIGIT [SP reason]; a missing reason (and its space) is tolerated.
+    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[7] < '0' || line[7] > '9' || line[8] != ' ')
+      return false;
+    int status = 0;
+    for (std::size_t i = 9; i < 12; ++i) {
+      if (line[i] < '0' || line[i] > '9') return false;
+      status = status * 10 + (line[i] - '0');
+    }
+    if (status < 100) return false;
+    if (line.size() > 12 && line[12] != ' ') return false;
+    auto reason = line.size() > 13 ? line.substr(13) : std::string_view{};
+    for (char c : reason)
+      if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return false;
+    response_.version_minor = line[7] - '0';
+    response_.status = status;
+    response_.reason = std::string(reason);
+    return true;
+  }
+
+  std::error_code choose_body() {
+    const int s = response_.status;
+    if (head_request_ || (s >= 100 && s < 200) || s == 204 || s == 304) {
+      state_ = state::done;
+      return {};
+    }
+    // Transfer-Encoding wins over Content-Length (RFC 9112 §6.3); chunked must be the last coding,
+    // otherwise the body runs until EOF.
+    bool has_te = false;
+    std::string_view last_coding;
+    for (auto& h : response_.headers)
+      if (detail::iequals(h.name, "Transfer-Encoding")) {
+        has_te = true;
+        detail::for_each_list_item(h.value, [&](std::string_view t) { last_coding = t; });
+      }
+    if (has_te) {
+      if (detail::iequals(last_coding, "chunked")) {
+        state_ = state::body_chunked;
+        chunks_.max_line_length(max_line_);
+        chunks_.max_trailer_bytes(max_header_);
+      } else {
+        state_ = state::body_eof;
+        close_delimited_ = true;
+      }
+      return {};
+    }
+    bool has_length = false, bad = false;
+    std::uint64_t length = 0;
+    for (auto& h : response_.headers)
+      if (detail::iequals(h.name, "Content-Length")) {
+        bool any = false;
+        detail::for_each_list_item(h.value, [&](std::string_view t) {
+          any = true;
+          std::uint64_t v = 0;
+          for (char c : t) {
+            if (c < '0' || c > '9' || v > (std::numeric_limits<std::uint64_t>::max() - 9) / 10) {
+              bad = true;
+              return;
+            }
+            v = v * 10 + static_cast<unsigned>(c - '0');
+          }
+          if (has_length && v != length) bad = true;  // conflicting duplicates: the framing is unknowable
+          has_length = true;
+          length = v;
+        });
+        if (!any) bad = true;
+      }
+    if (bad) return errc::bad_content_length;
+    if (has_length) {
+      remaining_ = length;
+      state_ = length == 0 ? state::done : state::body_length;
+      return {};
+    }
+    state_ = state::body_eof;
+    close_delimited_ = true;
+    return {};
+  }
+
+  parse_result parse_body(std::string_view bytes, std::size_t pos) {
+    switch (state_) {
+      case state::body_length: {
+        if (!sink_ && remaining_ > max_body_ - std::min(max_body_, response_.body.size())) return fail(pos, errc::body_too_large);
+        auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, bytes.size() - pos));
+        remaining_ -= n;
+        if (remaining_ == 0) state_ = state::done;
+        deliver(bytes.substr(pos, n));
+        pos += n;
+        return state_ == state::done ? done_result(pos) : need_more(pos);
+      }
+      case state::body_eof: {
+        auto piece = bytes.substr(pos);
+        if (!sink_ && response_.body.size() + piece.size() > max_body_) return fail(pos, errc::body_too_large);
+        deliver(piece);
+        return need_more(bytes.size());
+      }
+      case state::body_chunked: {
+        chunks_.max_chunk_size(sink_ ? std::numeric_limits<std::uint64_t>::max() : max_body_);
+        bool too_large = false;
+        auto r = chunks_.feed(bytes.substr(pos), [&](std::string_view piece) {
+          if (!sink_ && response_.body.size() + piece.size() > max_body_) too_large = true;
+          if (!too_large) deliver(piece);
+        });
+        pos += r.consumed;
+        if (too_large) return fail(pos, errc::body_too_large);
+        if (r.error) return fail(pos, r.error);
+        if (!r.done) return need_more(pos);
+        for (auto& [name, value] : chunks_.trailers()) response_.trailers.push_back({name, value});
+        state_ = state::done;
+        return done_result(pos);
+      }
+      default:
+        return done_result(pos);
+    }
+  }
+
+  void deliver(std::string_view piece) {
+    if (piece.empty()) return;
+    if (sink_) sink_(piece);
+    else response_.body.append(piece);
+  }
+
+  static parse_result need_more(std::size_t consumed) {
+    parse_result r;
+    r.consumed = consumed;
+    r.state = parse_state::need_more;
+    return r;
+  }
+  static parse_result done_result(std::size_t consumed) {
+    parse_result r;
+    r.consumed = consumed;
+    r.state = parse_state::done;
+    return r;
+  }
+  parse_result error_result(std::size_t consumed) const {
+    parse_result r;
+    r.consumed = consumed;
+    r.state = parse_state::error;
+    r.error = error_;
+    return r;
+  }
+  parse_result fail(std::size_t consumed, std::error_code ec) {
+    if (state_ == state::status_line || state_ == state::headers) head_failed_ = true;
+    state_ = state::error;
+    error_ = ec;
+    return error_result(consumed);
+  }
+
+  state state_ = state::status_line;
+  http_response response_;
+  detail::line_reader lines_;
+  detail::chunked_decoder chunks_;
+  std::function<void(std::string_view)> sink_;
+  std::size_t head_bytes_ = 0;
+  std::uint64_t remaining_ = 0;
+  std::size_t max_header_ = 64 * 1024;
+  std::size_t max_line_ = 8 * 1024;
+  std::size_t max_body_ = 64 * 1024 * 1024;
+  bool head_request_ = false;
+  bool pause_after_head_ = false;
+  bool started_ = false;
+  bool close_delimited_ = false;
+  bool head_failed_ = false;
+  std::error_code error_;
+};
+
+} // namespace amb
+// ---- end amb/http_response.hpp ----
+
+// ---- begin amb/http_client.hpp ----
+// HTTP/1.1 client over TCP or unix domain sockets: whole requests with keep-alive reuse,
+// or a body streamed piece by piece (etcd watch, Docker /events), with timeouts.
+
+
+// ---- begin amb/detail/async.hpp ----
+// Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
+
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <chrono>
+
+namespace amb::detail {
+
+/// Completion token that returns (error_code, results...) instead of throwing.
+constexpr auto use_nothrow_awaitable = asio::experimental::as_tuple(asio::use_awaitable);
+
+/// Suspends the calling coroutine for `d` (returns early, without throwing, when cancelled).
+inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(use_nothrow_awaitable);
+}
+
+} // namespace amb::detail
+// ---- end amb/detail/async.hpp ----
+
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// An HTTP request; the body is always sent with Content-Length.
+struct http_request {
+  std::string method = "GET";        ///< request method
+  std::string target = "/";          ///< path and query
+  std::vector<http_header> headers;  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
+  std::string body;                  ///< request body (may be empty)
+};
+
+/// Limits and timeouts of an http_client.
+struct http_client_options {
+  std::chrono::milliseconds connect_timeout{3000};   ///< per connect attempt
+  std::chrono::milliseconds request_timeout{10000};  ///< whole request(): connect+send+read
+  std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
+  std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
+};
+
+namespace detail {
+
+using http_clock = std::chrono::steady_clock;
+
+/// One connection to the server (TCP or unix: a generic stream socket carries both).
+struct http_connection {
+  explicit http_connection(const asio::any_io_executor& ex) : socket(ex) {}
+  asio::generic::stream_protocol::socket socket;
+  std::string pending;  ///< bytes read from the socket but not parsed yet
+  std::array<char, 16 * 1024> buffer{};
+};
+
+/// What an http_client shares with its running coroutines (they hold it, so destroying the client
+/// while a request is suspended is safe: close() aborts the request, the state dies with the last user).
+struct http_client_state {
+  http_client_state(asio::any_io_executor e, endpoint s, http_client_options o)
+      : ex(std::move(e)), server(std::move(s)), options(o) {}
+  asio::any_io_executor ex;
+  endpoint server;
+  http_client_options options;
+  std::vector<std::shared_ptr<http_connection>> idle;   ///< kept-alive connections, ready for reuse
+  std::vector<std::weak_ptr<http_connection>> open;     ///< every connection, for close()
+  std::uint64_t generation = 0;                         ///< bumped by close(): older calls abort
+
+  std::shared_ptr<http_connection> make_connection() {
+    auto c = std::make_shared<http_connection>(ex);
+    open.erase(std::remove_if(open.begin(), open.end(), [](auto& w) { return w.expired(); }), open.end());
+    open.push_back(c);
+    return c;
+  }
+};
+
+/// Runs `op` racing a timer; nullopt when `deadline` came first (op is then cancelled and finished,
+/// so nothing it touches is left in use). `op` must not throw: it reports errors as values.
+template <class T>
+asio::awaitable<std::optional<T>> before_deadline(asio::awaitable<T> op, http_clock::time_point deadline) {
+  if (deadline == http_clock::time_point::max()) co_return co_await std::move(op);
+  using namespace asio::experimental::awaitable_operators;
+  asio::steady_timer timer(co_await asio::this_coro::executor, deadline);
+  auto r = co_await (std::move(op) || timer.async_wait(use_nothrow_awaitable));
+  if (r.index() == 0) co_return std::move(std::get<0>(r));
+  co_return std::nullopt;
+}
+
+/// now + d, or "never" for d == 0.
+inline http_clock::time_point deadline_after(std::chrono::milliseconds d) {
+  return d.count() > 0 ? http_clock::now() + d : http_clock::time_point::max();
+}
+
+/// An error and the step it happened in ("connect", "send", "read response", ...).
+struct step_error {
+  std::error_code ec;
+  const char* step = "";
+  explicit operator bool() const noexcept { return static_cast<bool>(ec); }
+};
+
+/// True when `s` holds CR, LF or NUL (header injection).
+inline bool has_line_break(std::string_view s) noexcept {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
+
+/// The request as bytes on the wire; empty when a field would break the framing.
+inline std::string serialize_request(const http_request& req, const endpoint& server) {
+  if (req.method.empty() || req.target.empty() || has_line_break(req.method) || has_line_break(req.target) ||
+      req.method.find(' ') != std::string::npos || req.target.find(' ') != std::string::npos)
+    return {};
+  std::string out;
+  out.reserve(256 + req.body.size());
+  out += req.method + " " + req.target + " HTTP/1.1\r\n";
+  bool has_host = false, has_length = false;
+  for (auto& h : req.headers) {
+    if (h.name.empty() || has_line_break(h.name) || has_line_break(h.value) ||
+        h.name.find(':') != std::string::npos)
+      return {};
+    has_host = has_host || iequals(h.name, "Host");
+    has_length = has_length || iequals(h.name, "Content-Length");
+  }
+  if (!has_host) out += "Host: " + server.host_header() + "\r\n";
+  for (auto& h : req.headers) out += h.name + ": " + h.value + "\r\n";
+  if (!has_length && (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH"))
+    out += "Content-Length: " + std::to_string(req.body.size()) + "\r\n";
+  out += "\r\n";
+  out += req.body;
+  return out;
+}
+
+} // namespace detail
+
+/// HTTP/1.1 client for one server. One io_context thread: calls may overlap (each takes its own
+/// connection), but the client is not thread-safe. Plain HTTP only. A call holds the client's shared
+/// state once it has started, so the client may be destroyed under a suspended call (which then ends
+/// with operation_aborted); it must exist when the call starts. A timeout of 0 means none.
+class http_client {
+public:
+  /// A client for `server`; connects lazily.
+  http_client(asio::any_io_executor ex, endpoint server, http_client_options options = {})
+      : state_(std::make_shared<detail::http_client_state>(std::move(ex), std::move(server), options)) {}
+  http_client(const http_client&) = delete;
+  http_client& operator=(const http_client&) = delete;
+  /// Takes over the other client's connections.
+  http_client(http_client&&) noexcept = default;
+  /// Closes every connection (pending calls end with operation_aborted).
+  ~http_client() {
+    if (state_) close();
+  }
+
+  /// Sends req and reads the whole response (any status; the caller checks it). Reuses the kept-alive
+  /// connection when the server allows; if a REUSED connection turns out closed before any response byte,
+  /// reconnects once and resends. Throws std::system_error whose what() names request, endpoint and step, e.g.
+  /// "POST /v3/kv/range to http://127.0.0.1:2379: connect: Connection refused" (errc::timeout on timeout).
+  asio::awaitable<http_response> request(http_request req) {
+    auto st = state_;  // keeps the state alive while this coroutine is suspended
+    const auto generation = st->generation;
+    const auto deadline = detail::deadline_after(st->options.request_timeout);
+    const std::string what = describe(req);
+    const std::string wire = detail::serialize_request(req, st->server);
+    if (wire.empty()) throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
+
+    for (int attempt = 0;; ++attempt) {
+      std::shared_ptr<detail::http_connection> conn;
+      bool reused = false;
+      if (!st->idle.empty() && attempt == 0) {
+        conn = std::move(st->idle.back());
+        st->idle.pop_back();
+        reused = true;
+      } else {
+        conn = st->make_connection();
+        if (auto e = co_await connect(st, *conn, deadline, generation); e) throw_step(what, e);
+      }
+
+      http_response_parser parser = make_parser(*st, req);
+      detail::step_error e;
+      auto [write_ec, written] = co_await send(*conn, wire, deadline);
+      (void)written;
+      if (write_ec) e = {write_ec, "send"};
+      else e = {co_await read(*conn, parser, deadline, std::chrono::milliseconds(0)), "read response"};
+      if (st->generation != generation) e = {asio::error::operation_aborted, e.ec ? e.step : "read response"};
+
+      if (e) {
+        // A kept-alive connection the server closed while it sat idle: the request never reached
+        // it, so sending it again on a fresh connection is safe.
+        if (reused && !parser.started() && is_peer_gone(e.ec)) continue;
+        throw_step(what, e);
+      }
+      const bool reusable = parser.keep_alive();  // before release(): it reads the headers
+      auto response = parser.release();
+      if (reusable && conn->pending.empty() && st->generation == generation && st->idle.size() < 4)
+        st->idle.push_back(std::move(conn));
+      co_return response;
+    }
+  }
+
+  /// Sends req on its own fresh connection, reads the head; for a 2xx status calls on_data with each piece of
+  /// de-chunked (or length/close-delimited) body as it arrives until the body ends, then returns the head
+  /// (body empty). For a non-2xx status reads the whole (bounded) body into response.body and returns without
+  /// calling on_data. Throws as request() does; errc::timeout when idle_timeout passes with no byte received
+  /// (idle_timeout 0 = none). If on_data throws, the stream is closed and the exception propagates.
+  /// Timeouts: connect_timeout for the connect, request_timeout for sending; the head and body are
+  /// governed by idle_timeout only (a watch may legitimately wait long for its first byte).
+  asio::awaitable<http_response> stream(http_request req, std::function<void(std::string_view)> on_data,
+                                        std::chrono::milliseconds idle_timeout) {
+    auto st = state_;
+    const auto generation = st->generation;
+    const std::string what = describe(req);
+    const std::string wire = detail::serialize_request(req, st->server);
+    if (wire.empty()) throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
+
+    auto conn = st->make_connection();  // destroyed (closed) on every way out, exceptions included
+    if (auto e = co_await connect(st, *conn, detail::deadline_after(st->options.request_timeout), generation); e)
+      throw_step(what, e);
+    auto [write_ec, written] = co_await send(*conn, wire, detail::deadline_after(st->options.request_timeout));
+    (void)written;
+    if (write_ec) throw_step(what, {write_ec, "send"});
+    if (st->generation != generation) throw_step(what, {asio::error::operation_aborted, "send"});
+
+    http_response_parser parser = make_parser(*st, req);
+    parser.pause_after_head(true);
+    auto ec = co_await read(*conn, parser, detail::http_clock::time_point::max(), idle_timeout);
+    if (!ec && st->generation != generation) ec = asio::error::operation_aborted;
+    if (ec) throw_step(what, {ec, "read response"});
+    if (!parser.done()) {
+      const bool ok = parser.response().status >= 200 && parser.response().status < 300;
+      if (ok) parser.on_body(std::move(on_data));
+      ec = co_await read(*conn, parser, detail::http_clock::time_point::max(), idle_timeout);
+      if (!ec && st->generation != generation) ec = asio::error::operation_aborted;
+      if (ec) throw_step(what, {ec, ok ? "read stream" : "read response"});
+    }
+    co_return parser.release();
+  }
+
+  /// Closes every connection; a pending request() or stream() ends with asio::error::operation_aborted.
+  void close() {
+    ++state_->generation;
+    state_->idle.clear();
+    for (auto& w : state_->open)
+      if (auto c = w.lock()) {
+        std::error_code ignored;  // already closed is fine
+        c->socket.close(ignored);
+      }
+    state_->open.clear();
+  }
+
+  /// The server this client talks to.
+  const endpoint& server() const { return state_->server; }
+
+  /// The options this client was made with.
+  const http_client_options& options() const { return state_->options; }
+
+  /// Kept-alive connections waiting for the next request().
+  std::size_t idle_connections() const { return state_->idle.size(); }
+
+private:
+  using state_ptr = std::shared_ptr<detail::http_client_state>;
+
+  std::string describe(const http_request& req) const {
+    return req.method + " " + req.target + " to " + state_->server.to_string();
+  }
+
+  [[noreturn]] static void throw_step(const std::string& what, const detail::step_error& e) {
+    throw std::system_error(e.ec, what + ": " + e.step);
+  }
+
+  static bool is_peer_gone(const std::error_code& ec) {
+    return ec == asio::error::eof || ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+           ec == errc::connection_closed || ec == asio::error::connection_aborted;
+  }
+
+  static http_response_parser make_parser(const detail::http_client_state& st, const http_request& req) {
+    http_response_parser p;
+    p.head_request(req.method == "HEAD");
+    p.max_header_bytes(st.options.max_header_bytes);
+    p.max_line_length(std::min<std::size_t>(st.options.max_header_bytes, 64 * 1024));
+    p.max_body_bytes(st.options.max_body_bytes);
+    return p;
+  }
+
+  // Connects conn's socket to the server: each resolved address in turn, each within connect_timeout.
+  static asio::awaitable<detail::step_error> connect(state_ptr st, detail::http_connection& c,
+                                                     detail::http_clock::time_point request_deadline,
+                                                     std::uint64_t generation) {
+    using asio::generic::stream_protocol;
+    std::vector<stream_protocol::endpoint> targets;
+    if (st->server.is_unix()) {
+      targets.emplace_back(asio::local::stream_protocol::endpoint(st->server.unix_path));
+    } else {
+      std::error_code ec;
+      auto address = asio::ip::make_address(st->server.tcp.host, ec);
+      if (!ec) {
+        targets.emplace_back(asio::ip::tcp::endpoint(address, st->server.tcp.port));
+      } else {
+        // Name resolution is not raced against the timer: Asio's resolver runs getaddrinfo on a
+        // thread and cannot abandon it; the system resolver has its own timeouts.
+        asio::ip::tcp::resolver resolver(st->ex);
+        auto [rec, results] = co_await resolver.async_resolve(st->server.tcp.host, std::to_string(st->server.tcp.port),
+                                                              asio::ip::resolver_base::numeric_service,
+                                                              detail::use_nothrow_awaitable);
+        if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "resolve"};
+        if (rec) co_return detail::step_error{rec, "resolve"};
+        for (auto& r : results) targets.emplace_back(r.endpoint());
+        if (targets.empty()) co_return detail::step_error{asio::error::host_not_found, "resolve"};
+      }
+    }
+    std::error_code last;
+    for (auto& target : targets) {
+      std::error_code ignored;  // a failed earlier attempt may have left it open
+      c.socket.close(ignored);
+      std::error_code ec;
+      c.socket.open(target.protocol(), ec);
+      if (!ec) {
+        auto deadline = std::min(request_deadline, detail::deadline_after(st->options.connect_timeout));
+        auto r = co_await detail::before_deadline(c.socket.async_connect(target, detail::use_nothrow_awaitable),
+                                                  deadline);
+        ec = r ? std::get<0>(*r) : make_error_code(errc::timeout);
+      }
+      if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "connect"};
+      if (!ec) {
+        if (!st->server.is_unix()) c.socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // requests are small
+        co_return detail::step_error{};
+      }
+      last = ec;
+      if (detail::http_clock::now() >= request_deadline) break;
+    }
+    std::error_code ignored;  // leaves the connection closed on failure
+    c.socket.close(ignored);
+    co_return detail::step_error{last, "connect"};
+  }
+
+  static asio::awaitable<std::tuple<std::error_code, std::size_t>> send(detail::http_connection& c,
+                                                                        const std::string& wire,
+                                                                        detail::http_clock::time_point deadline) {
+    auto r = co_await detail::before_deadline(asio::async_write(c.socket, asio::buffer(wire), detail::use_nothrow_awaitable),
+                                              deadline);
+    if (!r) co_return std::tuple<std::error_code, std::size_t>{make_error_code(errc::timeout), 0};
+    co_return std::move(*r);
+  }
+
+  // Feeds the parser from the connection until it says done or head_done (interim 1xx responses are
+  // skipped). Each read must finish before `deadline` and within `idle` (0 = no idle limit).
+  // on_body callbacks run in here; their exceptions propagate.
+  static asio::awaitable<std::error_code> read(detail::http_connection& c, http_response_parser& p,
+                                               detail::http_clock::time_point deadline, std::chrono::milliseconds idle) {
+    auto feed = [&](std::string_view bytes, bool& stop) -> std::error_code {
+      while (!bytes.empty()) {
+        auto r = p.feed(bytes);
+        bytes.remove_prefix(r.consumed);
+        if (r.state == parse_state::error) return r.error;
+        if (r.state == parse_state::done && p.response().status >= 100 && p.response().status < 200 &&
+            p.response().status != 101) {
+          p.reset();  // an interim response: the real one follows
+          continue;
+        }
+        if (r.state == parse_state::done || r.state == parse_state::head_done) {
+          c.pending.assign(bytes);
+          stop = true;
+          return {};
+        }
+      }
+      c.pending.clear();
+      return {};
+    };
+    bool stop = false;
+    if (!c.pending.empty()) {
+      std::string pending = std::move(c.pending);
+      c.pending.clear();
+      if (auto ec = feed(pending, stop); ec || stop) co_return ec;
+    }
+    while (true) {
+      auto read_deadline = std::min(deadline, detail::deadline_after(idle));
+      auto r = co_await detail::before_deadline(
+          c.socket.async_read_some(asio::buffer(c.buffer), detail::use_nothrow_awaitable), read_deadline);
+      if (!r) co_return make_error_code(errc::timeout);
+      auto [ec, n] = *r;
+      if (ec == asio::error::eof) {
+        auto e = p.finish_eof();
+        co_return e.state == parse_state::done ? std::error_code{} : e.error;
+      }
+      if (ec) co_return ec;
+      if (auto fec = feed(std::string_view(c.buffer.data(), n), stop); fec || stop) co_return fec;
+    }
+  }
+
+  state_ptr state_;
+};
+
+} // namespace amb
+// ---- end amb/http_client.hpp ----
+
+// The data path: connect, listen, relay.
+
+// ---- begin amb/tcp_connect.hpp ----
+// Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
+
+
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <chrono>
+#include <string>
+#include <system_error>
+#include <variant>
+#include <vector>
+
+namespace amb {
+
+/// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
+/// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
+/// first, else the last connect or resolve error. Never throws for network errors: the proxy
+/// calls this on its failover path. A zero timeout means none.
+inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socket, const host_port& target,
+                                                    std::chrono::milliseconds timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  using detail::use_nothrow_awaitable;
+  using tcp = asio::ip::tcp;
+
+  auto executor = co_await asio::this_coro::executor;
+  asio::steady_timer timer(executor);
+  // One deadline for resolve and all attempts together; "none" is a deadline far away.
+  const auto deadline = timeout.count() > 0 ? std::chrono::steady_clock::now() + timeout
+                                            : std::chrono::steady_clock::time_point::max();
+
+  std::vector<tcp::endpoint> addresses;
+  std::error_code ec;
+  const auto numeric = asio::ip::make_address(target.host, ec);
+  if (!ec) {
+    addresses.emplace_back(numeric, target.port);
+  } else {
+    tcp::resolver resolver(executor);
+    timer.expires_at(deadline);
+    auto done = co_await (resolver.async_resolve(target.host, std::to_string(target.port),
+                                                 tcp::resolver::numeric_service, use_nothrow_awaitable) ||
+                          timer.async_wait(use_nothrow_awaitable));
+    if (done.index() == 1) co_return make_error_code(errc::timeout);
+    auto& [resolve_ec, results] = std::get<0>(done);
+    if (resolve_ec) co_return resolve_ec;
+    for (const auto& entry : results) addresses.push_back(entry.endpoint());
+    if (addresses.empty()) co_return make_error_code(asio::error::host_not_found);
+  }
+
+  std::error_code last = make_error_code(asio::error::host_not_found);
+  for (const auto& address : addresses) {
+    std::error_code ignored;  // the socket may be closed already
+    socket.close(ignored);
+    timer.expires_at(deadline);
+    auto done = co_await (socket.async_connect(address, use_nothrow_awaitable) ||
+                          timer.async_wait(use_nothrow_awaitable));
+    if (done.index() == 1) {
+      socket.close(ignored);
+      co_return make_error_code(errc::timeout);
+    }
+    last = std::get<0>(std::get<0>(done));
+    if (!last) {
+      socket.set_option(tcp::no_delay(true), ignored);  // latency over batching; failure is harmless
+      co_return std::error_code{};
+    }
+  }
+  std::error_code ignored;  // nothing useful to do when close fails
+  socket.close(ignored);
+  co_return last;
+}
+
+} // namespace amb
+// ---- end amb/tcp_connect.hpp ----
+
+// ---- begin amb/tcp_listener.hpp ----
+// Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
+
+
+#include <asio.hpp>
+
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <system_error>
+
+namespace amb {
+
+/// Opens an acceptor on `where` (numeric address, or a name resolved once), with SO_REUSEADDR and
+/// a large backlog. On failure `ec` says why and the returned acceptor is closed.
+inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where, std::error_code& ec) {
+  using tcp = asio::ip::tcp;
+  tcp::acceptor acceptor(executor);
+  ec.clear();
+  tcp::endpoint endpoint;
+  auto address = asio::ip::make_address(where.host, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, where.port);
+  } else {
+    // Start-up only, so a blocking lookup is fine here.
+    tcp::resolver resolver(executor);
+    auto results = resolver.resolve(where.host, std::to_string(where.port), tcp::resolver::passive, ec);
+    if (ec) return acceptor;
+    if (results.empty()) {
+      ec = make_error_code(asio::error::host_not_found);
+      return acceptor;
+    }
+    endpoint = results.begin()->endpoint();
+  }
+  std::error_code ignored;  // the acceptor is being abandoned anyway
+  if (acceptor.open(endpoint.protocol(), ec)) return acceptor;
+  // A restarted proxy must not wait for old connections in TIME_WAIT to clear.
+  if (acceptor.set_option(tcp::acceptor::reuse_address(true), ec) || acceptor.bind(endpoint, ec) ||
+      // Bursts of connects (connection churn) must not overflow the queue; the kernel caps it at somaxconn.
+      acceptor.listen(4096, ec)) {
+    acceptor.close(ignored);
+  }
+  return acceptor;
+}
+
+/// Like listen_tcp, but throws std::system_error(ec, "listen HOST:PORT") on failure (for programs' start-up).
+inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where) {
+  std::error_code ec;
+  auto acceptor = listen_tcp(std::move(executor), where, ec);
+  if (ec) throw std::system_error(ec, "listen " + where.to_string());
+  return acceptor;
+}
+
+/// True for "out of fds or memory right now" (EMFILE, ENFILE, ENOBUFS, ENOMEM): back off and retry.
+/// Compares values, because Asio's "asio.system" category does not map to std::errc conditions.
+inline bool is_resource_error(const std::error_code& ec) noexcept {
+  if (ec.category() != asio::error::get_system_category() && ec.category() != std::system_category() &&
+      ec.category() != std::generic_category())
+    return false;
+  switch (ec.value()) {
+    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: return true;
+    default: return false;
+  }
+}
+
+/// Accepts connections and hands each to `on_accept` until the acceptor is closed.
+/// Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): logs one line per burst, waits 100 ms,
+/// and tries again, so it neither spins nor dies (the idea of Asio's throttling_proxy example).
+/// A connection aborted before it was accepted is skipped. `on_accept` must not throw.
+inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
+                                         std::function<void(asio::ip::tcp::socket)> on_accept) {
+  using namespace std::chrono_literals;
+  bool in_burst = false;
+  std::uint64_t failed_in_burst = 0;
+  while (acceptor.is_open()) {
+    auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
+    if (!ec) {
+      if (in_burst)
+        log::debug("accepting again after ", failed_in_burst, " failed accepts");
+      in_burst = false;
+      on_accept(std::move(socket));
+      continue;
+    }
+    if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
+    if (ec == asio::error::connection_aborted) continue;  // the client gave up while queued: nothing to do
+    ++failed_in_burst;
+    if (!in_burst) {
+      std::error_code ignored;  // only used for the log line
+      auto local = acceptor.local_endpoint(ignored);
+      log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
+                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up"
+                                                  : "; retrying in 100ms");
+      in_burst = true;
+      failed_in_burst = 1;
+    }
+    // The pending connection stays queued and the acceptor stays readable: without a pause this spins.
+    co_await detail::sleep_for(100ms);
+  }
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (a proxy needs two fds per connection).
+/// Returns the soft limit in force afterwards.
+inline std::uint64_t raise_fd_limit() noexcept {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit wanted = limit;
+    wanted.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0) {
+      limit = wanted;
+    } else {
+      // An "unlimited" hard limit is refused by Linux (fs.nr_open caps it); 1M is the usual cap.
+      wanted.rlim_cur = 1u << 20;
+      if (wanted.rlim_cur > limit.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &wanted) == 0) limit = wanted;
+    }
+  }
+  return static_cast<std::uint64_t>(limit.rlim_cur);
+}
+
+} // namespace amb
+// ---- end amb/tcp_listener.hpp ----
+
+// ---- begin amb/relay.hpp ----
+// Relaying bytes both ways between a client connection and a server connection, half-close aware.
+//
+// Vocabulary (as in Partow's tcpproxy_server): the *downstream* socket is the client's connection
+// accepted by the proxy; the *upstream* socket is the proxy's connection to the real server.
+//
+//      client                       amb (this relay)                        server
+//   +----------+   downstream   +-----------------------+   upstream   +----------+
+//   |          | -------------> | direction up   (c->s) | -----------> |          |
+//   |          | <------------- | direction down (s->c) | <----------- |          |
+//   +----------+                +-----------------------+              +----------+
+//
+// Each direction waits until its source is readable, reads what is there into a
+// per-thread scratch buffer and writes it straight on without blocking. Only when the
+// destination cannot take everything at once does the direction borrow a buffer of its own to hold
+// the rest, and it gives it back as soon as the source runs dry. So an idle connection owns no
+// data buffer at all, and no read allocates.
+//
+// EOF from one side is passed on as shutdown(send) on the other, and the other direction keeps
+// flowing (a client may send its request, half-close, and still read the whole reply). An error
+// on either side closes both. The relay ends when both directions have ended.
+
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// Bytes moved by the relay; "up" is client -> server, "down" is server -> client.
+struct relay_counters {
+  std::uint64_t bytes_up = 0;    ///< bytes written to the server
+  std::uint64_t bytes_down = 0;  ///< bytes written to the client
+};
+
+/// How a relay behaves.
+struct relay_options {
+  std::chrono::milliseconds idle_timeout{0};  ///< no byte either way for this long closes both; 0 = never
+  relay_counters* counters = nullptr;         ///< optional live totals (e.g. for metrics), added to as bytes flow
+};
+
+namespace detail {
+
+/// Size of one read: big enough for bulk transfers, small enough to keep in a per-thread pool.
+inline constexpr std::size_t relay_buffer_size = 64 * 1024;
+
+/// Buffers a direction borrows while its destination is slower than its source (per thread: a relay's
+/// handlers all run on the io_context's one thread, so no locking).
+inline std::vector<std::unique_ptr<char[]>>& relay_buffer_pool() {
+  thread_local std::vector<std::unique_ptr<char[]>> pool;
+  return pool;
+}
+
+/// Where reads land when the destination takes everything at once (the common case).
+inline char* relay_scratch() {
+  thread_local std::unique_ptr<char[]> scratch(new char[relay_buffer_size]);
+  return scratch.get();
+}
+
+/// A buffer borrowed from the pool, returned on release() or destruction.
+class relay_buffer {
+public:
+  relay_buffer() = default;
+  relay_buffer(const relay_buffer&) = delete;
+  relay_buffer& operator=(const relay_buffer&) = delete;
+  ~relay_buffer() { release(); }
+  explicit operator bool() const noexcept { return data_ != nullptr; }
+  char* data() const noexcept { return data_.get(); }
+  /// Takes a buffer from the pool (or allocates one when the pool is empty).
+  void acquire() {
+    if (data_) return;
+    auto& pool = relay_buffer_pool();
+    if (pool.empty()) {
+      data_.reset(new char[relay_buffer_size]);
+    } else {
+      data_ = std::move(pool.back());
+      pool.pop_back();
+    }
+  }
+  /// Gives the buffer back; a few stay pooled, the rest are freed so idle memory stays small.
+  void release() noexcept {
+    if (!data_) return;
+    constexpr std::size_t keep = 16;
+    try {
+      auto& pool = relay_buffer_pool();
+      if (pool.size() < keep) pool.push_back(std::move(data_));
+    } catch (...) {
+      // Could not grow the pool: freeing the buffer below is just as correct.
+    }
+    data_.reset();
+  }
+
+private:
+  std::unique_ptr<char[]> data_;
+};
+
+/// One connection: both sockets, both directions, and the timer the relay coroutine waits on.
+/// The directions are plain completion handlers rather than coroutines: an idle connection then
+/// costs one pending wait per socket and this object, not two coroutine stacks.
+class relay_state : public std::enable_shared_from_this<relay_state> {
+public:
+  relay_state(asio::ip::tcp::socket down, asio::ip::tcp::socket up, relay_options opts)
+      : downstream(std::move(down)), upstream(std::move(up)), options(opts), timer(downstream.get_executor()) {}
+
+  asio::ip::tcp::socket downstream;
+  asio::ip::tcp::socket upstream;
+  relay_options options;
+  relay_counters totals;
+  asio::steady_timer timer;  ///< the relay waits on it: idle deadline, and cancelled when both directions end
+  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
+  int running = 2;  ///< directions still going
+
+  /// Starts both directions.
+  void start() {
+    drain(true);  // a first read at once: the client has often sent its request already
+    drain(false);
+  }
+
+  /// Closes both sockets (an error or idle timeout); pending operations end with operation_aborted.
+  void close_both() noexcept {
+    std::error_code ignored;  // a socket may already be closed
+    downstream.close(ignored);
+    upstream.close(ignored);
+  }
+
+private:
+  struct direction {
+    relay_buffer held;  ///< only while the destination is slower than the source
+  };
+  direction up_, down_;  // up_: client -> server
+
+  asio::ip::tcp::socket& from(bool up) { return up ? downstream : upstream; }
+  asio::ip::tcp::socket& to(bool up) { return up ? upstream : downstream; }
+
+  /// Waits for readability first, so a quiet connection holds no buffer.
+  void wait(bool up) {
+    from(up).async_wait(asio::socket_base::wait_read,
+                        [self = shared_from_this(), up](std::error_code ec) { self->readable(up, ec); });
+  }
+
+  void readable(bool up, std::error_code ec) {
+    if (ec) return finish(up, true);
+    drain(up);
+  }
+
+  /// drain_some, where running out of memory ends this connection instead of escaping io_context::run.
+  void drain(bool up) noexcept {
+    try {
+      drain_some(up);
+    } catch (...) {
+      finish(up, true);  // no handler is pending for this direction when anything here throws
+    }
+  }
+
+  /// Reads until the source runs dry, at most 16 reads in a row so one busy connection cannot
+  /// starve the others on this thread; writes each piece straight on when the destination can take it.
+  void drain_some(bool up) {
+    direction& d = up ? up_ : down_;
+    for (int reads = 0; reads < 16; ++reads) {
+      char* buffer = d.held ? d.held.data() : relay_scratch();
+      std::error_code ec;
+      std::size_t n = from(up).read_some(asio::buffer(buffer, relay_buffer_size), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec == asio::error::eof) {
+        std::error_code ignored;  // the peer may be gone already; the other direction will notice
+        to(up).shutdown(asio::socket_base::shutdown_send, ignored);
+        return finish(up, false);
+      }
+      if (ec) return finish(up, true);
+      if (options.idle_timeout.count() > 0) last_activity = std::chrono::steady_clock::now();
+      std::size_t written = to(up).write_some(asio::buffer(buffer, n), ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        written = 0;
+        ec.clear();
+      }
+      if (ec) return finish(up, true);
+      count(up, written);
+      if (written < n) {
+        // Keep only what the destination could not take yet, and continue when it has.
+        if (!d.held) {
+          d.held.acquire();
+          std::memcpy(d.held.data(), buffer + written, n - written);
+          buffer = d.held.data();
+        } else {
+          buffer += written;
+        }
+        asio::async_write(to(up), asio::buffer(buffer, n - written),
+                          [self = shared_from_this(), up](std::error_code wec, std::size_t more) {
+                            if (wec) return self->finish(up, true);
+                            self->count(up, more);
+                            self->drain(up);
+                          });
+        return;
+      }
+    }
+    d.held.release();
+    wait(up);
+  }
+
+  void count(bool up, std::size_t n) noexcept {
+    (up ? totals.bytes_up : totals.bytes_down) += n;
+    if (options.counters) (up ? options.counters->bytes_up : options.counters->bytes_down) += n;
+  }
+
+  void finish(bool up, bool failed) noexcept {
+    (up ? up_ : down_).held.release();
+    if (failed) close_both();
+    if (--running == 0) timer.cancel();
+  }
+};
+
+} // namespace detail
+
+/// Relays until both directions end; returns the bytes moved by this connection. Never throws for
+/// network errors. Sets TCP_NODELAY on both sockets. Both directions run on the sockets' executor
+/// as completion handlers; use a one-thread io_context (or a strand), as the programs do.
+inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, asio::ip::tcp::socket upstream,
+                                             relay_options options = {}) {
+  using detail::use_nothrow_awaitable;
+  auto state = std::make_shared<detail::relay_state>(std::move(downstream), std::move(upstream), options);
+  for (auto* s : {&state->downstream, &state->upstream}) {
+    std::error_code ignored;  // a socket that cannot take these options fails on first use instead
+    s->set_option(asio::ip::tcp::no_delay(true), ignored);
+    // Reads and writes are tried directly and must never block the io_context thread.
+    s->non_blocking(true, ignored);
+  }
+  state->start();
+  const auto idle = state->options.idle_timeout;
+  while (state->running > 0) {
+    if (idle.count() > 0)
+      state->timer.expires_at(state->last_activity + idle);
+    else
+      state->timer.expires_at(std::chrono::steady_clock::time_point::max());
+    auto [ec] = co_await state->timer.async_wait(use_nothrow_awaitable);
+    if (state->running == 0) break;
+    if (ec) {
+      // Cancelled from outside (our caller is shutting down): close; the directions end on their own.
+      state->close_both();
+      break;
+    }
+    if (idle.count() > 0 && std::chrono::steady_clock::now() >= state->last_activity + idle) {
+      state->close_both();
+      state->last_activity = std::chrono::steady_clock::time_point::max() - idle;  // wait for the directions only
+    }
+  }
+  co_return state->totals;
+}
+
+} // namespace amb
+// ---- end amb/relay.hpp ----
+
+// etcd v3 over the JSON gateway.
+
+// ---- begin amb/etcd_error.hpp ----
+// Errors etcd returns ({"error","message","code"}): a gRPC-code error category and an exception keeping etcd's message.
+
+#include <string>
+#include <system_error>
+
+namespace amb {
+
+/// The gRPC status codes etcd puts in the "code" field of its error objects (branch on these, not on HTTP status).
+enum class grpc_code {
+  ok = 0,
+  cancelled = 1,
+  unknown = 2,
+  invalid_argument = 3,     ///< bad request, "user name is empty" (no token), bad password
+  deadline_exceeded = 4,
+  not_found = 5,            ///< "requested lease not found"
+  already_exists = 6,
+  permission_denied = 7,
+  resource_exhausted = 8,
+  failed_precondition = 9,  ///< "lease already exists"
+  aborted = 10,
+  out_of_range = 11,        ///< "required revision has been compacted", future revision
+  unimplemented = 12,
+  internal = 13,
+  unavailable = 14,         ///< member without leader or shutting down: try another endpoint
+  data_loss = 15,
+  unauthenticated = 16,     ///< "invalid auth token": re-authenticate
+};
+
+namespace detail {
+class grpc_category_impl final : public std::error_category {
+public:
+  const char* name() const noexcept override { return "grpc"; }
+  std::string message(int value) const override {
+    static const char* const names[] = {"ok", "cancelled", "unknown", "invalid argument", "deadline exceeded",
+                                        "not found", "already exists", "permission denied", "resource exhausted",
+                                        "failed precondition", "aborted", "out of range", "unimplemented",
+                                        "internal", "unavailable", "data loss", "unauthenticated"};
+    if (value >= 0 && value <= 16) return names[value];
+    return "gRPC code " + std::to_string(value);
+  }
+};
+} // namespace detail
+
+/// The "grpc" error category: values are gRPC status codes as etcd reports them.
+inline const std::error_category& grpc_category() noexcept {
+  static const detail::grpc_category_impl category;
+  return category;
+}
+
+/// Makes grpc_code usable as std::error_code (found by ADL).
+inline std::error_code make_error_code(grpc_code c) noexcept { return {static_cast<int>(c), grpc_category()}; }
+
+/// An error object returned by etcd. code() is in grpc_category(); what() is
+/// "<step>: <etcd's message>", e.g. "etcd put /a at http://127.0.0.1:2379: etcdserver: requested lease not found".
+class etcd_error : public std::system_error {
+public:
+  /// `step` names what was attempted; `message` is etcd's text, kept verbatim.
+  etcd_error(int code, std::string message, const std::string& step)
+      : std::system_error(std::error_code(code, grpc_category()), step),
+        message_(std::move(message)),
+        what_(step + ": " + message_) {}
+  /// etcd's own message, e.g. "etcdserver: requested lease not found".
+  const std::string& message() const noexcept { return message_; }
+  /// The gRPC code as the enum.
+  grpc_code grpc() const noexcept { return static_cast<grpc_code>(code().value()); }
+  /// True for the "lease not found" family (put with a dead lease, revoke of a gone lease).
+  bool lease_not_found() const noexcept {
+    return grpc() == grpc_code::not_found && message_.find("lease not found") != std::string::npos;
+  }
+  const char* what() const noexcept override { return what_.c_str(); }
+
+private:
+  std::string message_;
+  std::string what_;
+};
+
+} // namespace amb
+
+template <>
+struct std::is_error_code_enum<amb::grpc_code> : std::true_type {};
+// ---- end amb/etcd_error.hpp ----
+
+// ---- begin amb/etcd_types.hpp ----
+// Plain data the etcd client returns: key-values, results of KV and lease calls, watch events.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace amb {
+
+/// One key-value as etcd stores it. Keys and values are arbitrary bytes.
+struct etcd_kv {
+  std::string key;                   ///< raw bytes
+  std::string value;                 ///< raw bytes ("" for a DELETE event's kv)
+  std::int64_t create_revision = 0;  ///< revision that created the key
+  std::int64_t mod_revision = 0;     ///< revision of the last change
+  std::int64_t version = 0;          ///< number of changes since creation
+  std::int64_t lease = 0;            ///< attached lease id, 0 when none
+  friend bool operator==(const etcd_kv&, const etcd_kv&) = default;
+};
+
+/// Result of a range read (one key or a prefix).
+struct etcd_range_result {
+  std::int64_t revision = 0;  ///< store revision the read saw: watch from revision + 1 to miss nothing
+  std::vector<etcd_kv> kvs;   ///< matching keys in key order
+  std::int64_t count = 0;     ///< number of matching keys (may exceed kvs.size() with a limit)
+  bool more = false;          ///< true when a limit cut the result
+};
+
+/// Result of a put.
+struct etcd_put_result {
+  std::int64_t revision = 0;       ///< store revision after the put
+  std::optional<etcd_kv> prev_kv;  ///< the previous key-value, when asked for and the key existed
+};
+
+/// Result of a delete (one key or a prefix).
+struct etcd_delete_result {
+  std::int64_t revision = 0;  ///< store revision after the delete
+  std::int64_t deleted = 0;   ///< number of keys deleted
+};
+
+/// Result of create-if-absent.
+struct etcd_create_result {
+  std::int64_t revision = 0;        ///< store revision after the transaction
+  bool created = false;             ///< true when the key did not exist and was written
+  std::optional<etcd_kv> existing;  ///< the key that was already there, when not created
+};
+
+/// A granted lease.
+struct etcd_lease {
+  std::int64_t id = 0;   ///< lease id (63-bit, never through double)
+  std::int64_t ttl = 0;  ///< granted TTL in seconds (etcd raises small values to its minimum)
+};
+
+/// Result of a lease time-to-live query.
+struct etcd_lease_ttl {
+  std::int64_t id = 0;             ///< the lease asked about
+  std::int64_t ttl = -1;           ///< remaining seconds; -1 when the lease is gone
+  std::int64_t granted_ttl = 0;    ///< the TTL it was granted with
+  std::vector<std::string> keys;   ///< attached keys, when asked for
+};
+
+/// One change seen by a watch.
+struct etcd_event {
+  enum class kind { put, del };    ///< PUT or DELETE ("delete" is a keyword)
+  kind type = kind::put;           ///< PUT (create or update) or DELETE
+  etcd_kv kv;                      ///< for DELETE only key and mod_revision are set
+  std::optional<etcd_kv> prev_kv;  ///< the key before the change, when the watch asked for it
+  friend bool operator==(const etcd_event&, const etcd_event&) = default;
+};
+
+} // namespace amb
+// ---- end amb/etcd_types.hpp ----
+
+// ---- begin amb/etcd_discovery.hpp ----
+// Where etcd is: --etcd, then ETCDCTL_ENDPOINTS, then Docker-links of alias "etcd", then the default.
+
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace amb {
+
+/// The etcd endpoints a program should use, and where they came from.
+struct etcd_endpoints {
+  std::vector<endpoint> endpoints;  ///< at least one
+  std::string source;               ///< one line for the log, e.g. `etcd at http://a:2379 (from ETCDCTL_ENDPOINTS)`
+};
+
+/// Chooses etcd's endpoints, first match wins (DESIGN.md "Finding etcd"):
+/// `flag` (the --etcd value, nullopt when not given), then ETCDCTL_ENDPOINTS in `env`, then the
+/// Docker-links variables of alias "etcd" (ETCD_PORT_<p>_TCP_ADDR/_PORT), then http://127.0.0.1:2379.
+/// `env` holds "KEY=VALUE" strings (amb::environment_list() for the real one). A bad value is an
+/// error naming its source, e.g. `bad port "x" in ETCD_PORT_10000_TCP_PORT`; it never falls through.
+inline parsed<etcd_endpoints> find_etcd_endpoints(const std::optional<std::string>& flag,
+                                                  const std::vector<std::string>& env) {
+  parsed<etcd_endpoints> r;
+  auto describe = [](const std::vector<endpoint>& list, const std::string& from) {
+    std::string s = "etcd at ";
+    for (std::size_t i = 0; i < list.size(); ++i) s += (i ? "," : "") + list[i].to_string();
+    return s + " (from " + from + ")";
+  };
+  auto from_list = [&](std::string_view text, const std::string& from) {
+    auto list = parse_endpoint_list(text);
+    if (!list) {
+      r.error = list.error + " in " + from;
+      return;
+    }
+    r.value = etcd_endpoints{*list, describe(*list, from)};
+  };
+  if (flag) {
+    from_list(*flag, "--etcd");
+    return r;
+  }
+  const std::string key = "ETCDCTL_ENDPOINTS=";
+  for (const auto& kv : env) {
+    // An empty ETCDCTL_ENDPOINTS counts as unset, as a shell's `ETCDCTL_ENDPOINTS= prog` means.
+    if (kv.compare(0, key.size(), key) == 0 && kv.size() > key.size()) {
+      from_list(std::string_view(kv).substr(key.size()), "ETCDCTL_ENDPOINTS");
+      return r;
+    }
+  }
+  std::string link_error;
+  if (auto hp = link_address("etcd", env, &link_error)) {
+    endpoint ep;
+    ep.tcp = *hp;
+    std::vector<endpoint> list{ep};
+    r.value = etcd_endpoints{list, describe(list, "Docker link variables ETCD_PORT_*_TCP_ADDR/_PORT")};
+    return r;
+  }
+  if (!link_error.empty()) {
+    r.error = link_error;
+    return r;
+  }
+  endpoint ep;
+  ep.tcp = host_port{"127.0.0.1", 2379};
+  std::vector<endpoint> list{ep};
+  r.value = etcd_endpoints{list, describe(list, "default")};
+  return r;
+}
+
+} // namespace amb
+// ---- end amb/etcd_discovery.hpp ----
+
+// ---- begin amb/etcd_client.hpp ----
+// etcd v3 client over the JSON gateway: KV, leases, auth, several endpoints with failover.
+
+
+// ---- begin amb/detail/etcd_json.hpp ----
+// etcd v3 JSON gateway bodies: request builders and response/watch-line parsers (PROTOCOLS.md part 1).
+
+
+// ---- begin amb/detail/base64.hpp ----
+// Standard base64 (RFC 4648, '+' '/' alphabet, '=' padding): etcd's bytes fields on the JSON gateway.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace amb::detail {
+
+/// Encodes arbitrary bytes as padded standard base64.
+inline std::string base64_encode(std::string_view bytes) {
+  static constexpr char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 3 <= bytes.size(); i += 3) {
+    std::uint32_t n = (std::uint32_t(std::uint8_t(bytes[i])) << 16) | (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8) |
+                      std::uint32_t(std::uint8_t(bytes[i + 2]));
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    out += alphabet[(n >> 6) & 63];
+    out += alphabet[n & 63];
+  }
+  const std::size_t rest = bytes.size() - i;
+  if (rest == 1) {
+    std::uint32_t n = std::uint32_t(std::uint8_t(bytes[i])) << 16;
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    out += "==";
+  } else if (rest == 2) {
+    std::uint32_t n = (std::uint32_t(std::uint8_t(bytes[i])) << 16) | (std::uint32_t(std::uint8_t(bytes[i + 1])) << 8);
+    out += alphabet[(n >> 18) & 63];
+    out += alphabet[(n >> 12) & 63];
+    out += alphabet[(n >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+/// Decodes padded standard base64 into `out`. Strict: false on a length that is not a multiple
+/// of 4, a character outside the alphabet, misplaced padding, or non-zero bits in the padding
+/// (so each byte string has exactly one accepted encoding). `out` is unspecified on failure.
+inline bool base64_decode(std::string_view text, std::string& out) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+  };
+  out.clear();
+  if (text.size() % 4 != 0) return false;
+  out.reserve(text.size() / 4 * 3);
+  for (std::size_t i = 0; i < text.size(); i += 4) {
+    const bool last = i + 4 == text.size();
+    int pad = 0;
+    if (last && text[i + 3] == '=') pad = text[i + 2] == '=' ? 2 : 1;
+    int v[4] = {0, 0, 0, 0};
+    for (int k = 0; k < 4 - pad; ++k) {
+      v[k] = value(text[i + k]);
+      if (v[k] < 0) return false;  // also catches '=' anywhere but the end
+    }
+    std::uint32_t n = (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) |
+                      std::uint32_t(v[3]);
+    out += static_cast<char>((n >> 16) & 0xff);
+    if (pad == 2) {
+      if (n & 0xffff) return false;
+      break;
+    }
+    out += static_cast<char>((n >> 8) & 0xff);
+    if (pad == 1) {
+      if (n & 0xff) return false;
+      break;
+    }
+    out += static_cast<char>(n & 0xff);
+  }
+  return true;
+}
+
+} // namespace amb::detail
+// ---- end amb/detail/base64.hpp ----
+
+// ---- begin amb/detail/json.hpp ----
+// The one place that includes picojson, so its layout macro is the same in every TU.
+
+// etcd's lease ids and Docker's timeNano exceed 2^53: without int64 support
+// picojson would round them through double (PROTOCOLS.md 1.3).
+#if defined(picojson_h) && !defined(PICOJSON_USE_INT64)
+#error "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
+#endif
+#ifndef PICOJSON_USE_INT64
+#define PICOJSON_USE_INT64
+#endif
+#include <picojson.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace amb::detail {
+
+/// Member `name` of object `v`, or nullptr when `v` is not an object or lacks it.
+inline const picojson::value* json_member(const picojson::value& v, const std::string& name) noexcept {
+  if (!v.is<picojson::object>()) return nullptr;
+  const auto& o = v.get<picojson::object>();
+  auto it = o.find(name);
+  return it == o.end() ? nullptr : &it->second;
+}
+
+/// String member, or `fallback` when absent or not a string.
+inline std::string json_string(const picojson::value& v, const std::string& name, std::string fallback = {}) {
+  const auto* m = json_member(v, name);
+  return m && m->is<std::string>() ? m->get<std::string>() : fallback;
+}
+
+/// Boolean member, false when absent (etcd omits false values).
+inline bool json_bool(const picojson::value& v, const std::string& name) noexcept {
+  const auto* m = json_member(v, name);
+  return m && m->is<bool>() && m->get<bool>();
+}
+
+} // namespace amb::detail
+// ---- end amb/detail/json.hpp ----
+
+#include <charconv>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace amb::detail {
+
+// ---------------------------------------------------------------- helpers
+
+/// range_end for "every key starting with prefix": the prefix with its last byte + 1, trailing
+/// 0xff bytes dropped first; "\0" (to the end of the keyspace) when nothing is left.
+inline std::string etcd_prefix_end(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    auto& last = reinterpret_cast<unsigned char&>(end.back());
+    if (last < 0xff) {
+      ++last;
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');
+}
+
+/// An int64 field: etcd sends them as JSON strings, but numbers are accepted too. Absent means 0
+/// (etcd omits zero values). False when present but not an integer.
+inline bool etcd_int64(const picojson::value& v, const std::string& name, std::int64_t& out) {
+  out = 0;
+  const auto* m = json_member(v, name);
+  if (!m || m->is<picojson::null>()) return true;
+  if (m->is<std::string>()) {
+    const auto& s = m->get<std::string>();
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && ec == std::errc{} && end == s.data() + s.size();
+  }
+  if (m->is<std::int64_t>()) {
+    out = m->get<std::int64_t>();
+    return true;
+  }
+  return false;
+}
+
+/// A bytes field (base64 on the wire); absent means "". False when not valid base64.
+inline bool etcd_bytes(const picojson::value& v, const std::string& name, std::string& out) {
+  out.clear();
+  const auto* m = json_member(v, name);
+  if (!m || m->is<picojson::null>()) return true;
+  if (!m->is<std::string>()) return false;
+  return base64_decode(m->get<std::string>(), out);
+}
+
+/// Parses a whole body as one JSON value; false when it is not JSON.
+inline bool etcd_parse(std::string_view body, picojson::value& out) {
+  std::string err;
+  const char* end = picojson::parse(out, body.data(), body.data() + body.size(), &err);
+  if (!err.empty()) return false;
+  // Only whitespace may follow the value (a watch line ends in '\n').
+  for (; end != body.data() + body.size(); ++end)
+    if (*end != ' ' && *end != '\n' && *end != '\r' && *end != '\t') return false;
+  return true;
+}
+
+inline picojson::value b64(std::string_view bytes) { return picojson::value(base64_encode(bytes)); }
+inline picojson::value i64s(std::int64_t n) { return picojson::value(std::to_string(n)); }  // ids never via double
+inline std::string serialize(picojson::object o) { return picojson::value(std::move(o)).serialize(); }
+
+// ---------------------------------------------------------------- requests
+
+/// POST /v3/kv/range. Empty `range_end` reads one key.
+inline std::string etcd_range_body(std::string_view key, std::string_view range_end = {}, std::int64_t revision = 0,
+                                   std::int64_t limit = 0) {
+  picojson::object o;
+  o["key"] = b64(key);
+  if (!range_end.empty()) o["range_end"] = b64(range_end);
+  if (revision > 0) o["revision"] = i64s(revision);
+  if (limit > 0) o["limit"] = i64s(limit);
+  return serialize(std::move(o));
+}
+
+/// POST /v3/kv/put.
+inline std::string etcd_put_body(std::string_view key, std::string_view value, std::int64_t lease = 0,
+                                 bool prev_kv = false) {
+  picojson::object o;
+  o["key"] = b64(key);
+  o["value"] = b64(value);
+  if (lease != 0) o["lease"] = i64s(lease);
+  if (prev_kv) o["prev_kv"] = picojson::value(true);
+  return serialize(std::move(o));
+}
+
+/// POST /v3/kv/deleterange. Empty `range_end` deletes one key.
+inline std::string etcd_delete_body(std::string_view key, std::string_view range_end = {}) {
+  picojson::object o;
+  o["key"] = b64(key);
+  if (!range_end.empty()) o["range_end"] = b64(range_end);
+  return serialize(std::move(o));
+}
+
+/// POST /v3/kv/txn: put `key` only if it does not exist (create_revision == 0), else read it.
+inline std::string etcd_create_body(std::string_view key, std::string_view value, std::int64_t lease = 0) {
+  picojson::object cmp;
+  cmp["key"] = b64(key);
+  cmp["target"] = picojson::value("CREATE");
+  cmp["result"] = picojson::value("EQUAL");
+  cmp["create_revision"] = picojson::value("0");  // the field must match the target (PROTOCOLS.md 1.4)
+  picojson::object put;
+  put["key"] = b64(key);
+  put["value"] = b64(value);
+  if (lease != 0) put["lease"] = i64s(lease);
+  picojson::object put_op, range_op, range;
+  put_op["request_put"] = picojson::value(std::move(put));
+  range["key"] = b64(key);
+  range_op["request_range"] = picojson::value(std::move(range));
+  picojson::object o;
+  o["compare"] = picojson::value(picojson::array{picojson::value(std::move(cmp))});
+  o["success"] = picojson::value(picojson::array{picojson::value(std::move(put_op))});
+  o["failure"] = picojson::value(picojson::array{picojson::value(std::move(range_op))});
+  return serialize(std::move(o));
+}
+
+/// POST /v3/lease/grant.
+inline std::string etcd_grant_body(std::int64_t ttl, std::int64_t id = 0) {
+  picojson::object o;
+  o["TTL"] = i64s(ttl);
+  if (id != 0) o["ID"] = i64s(id);
+  return serialize(std::move(o));
+}
+
+/// POST /v3/lease/keepalive and /v3/lease/revoke: {"ID":"…"}.
+inline std::string etcd_lease_id_body(std::int64_t id) {
+  picojson::object o;
+  o["ID"] = i64s(id);
+  return serialize(std::move(o));
+}
+
+/// POST /v3/lease/timetolive.
+inline std::string etcd_ttl_body(std::int64_t id, bool keys) {
+  picojson::object o;
+  o["ID"] = i64s(id);
+  if (keys) o["keys"] = picojson::value(true);
+  return serialize(std::move(o));
+}
+
+/// POST /v3/auth/authenticate.
+inline std::string etcd_auth_body(std::string_view name, std::string_view password) {
+  picojson::object o;
+  o["name"] = picojson::value(std::string(name));
+  o["password"] = picojson::value(std::string(password));
+  return serialize(std::move(o));
+}
+
+/// POST /v3/watch: one create_request (one watch per connection; cancel = close the socket).
+/// `start_revision` 0 means "from now".
+inline std::string etcd_watch_body(std::string_view key, std::string_view range_end, std::int64_t start_revision,
+                                   bool progress_notify, bool prev_kv = false) {
+  picojson::object c;
+  c["key"] = b64(key);
+  if (!range_end.empty()) c["range_end"] = b64(range_end);
+  if (start_revision > 0) c["start_revision"] = i64s(start_revision);
+  if (progress_notify) c["progress_notify"] = picojson::value(true);
+  if (prev_kv) c["prev_kv"] = picojson::value(true);
+  picojson::object o;
+  o["create_request"] = picojson::value(std::move(c));
+  return serialize(std::move(o));
+}
+
+// ---------------------------------------------------------------- responses
+
+/// etcd's error object {"error","message","code"}.
+struct etcd_error_info {
+  int code = 2;         ///< gRPC code (2 = unknown when absent)
+  std::string message;  ///< "message", else "error"
+};
+
+/// Reads an error object from a non-2xx body; nullopt when the body is not one (HTML, plain text).
+inline std::optional<etcd_error_info> etcd_parse_error(std::string_view body) {
+  picojson::value v;
+  if (!etcd_parse(body, v) || !v.is<picojson::object>()) return std::nullopt;
+  const auto* code = json_member(v, "code");
+  if (!code || !code->is<std::int64_t>()) return std::nullopt;
+  etcd_error_info e;
+  e.code = static_cast<int>(code->get<std::int64_t>());
+  e.message = json_string(v, "message", json_string(v, "error"));
+  return e;
+}
+
+/// One mvccpb.KeyValue object.
+inline bool etcd_parse_kv(const picojson::value& v, etcd_kv& kv) {
+  return v.is<picojson::object>() && etcd_bytes(v, "key", kv.key) && etcd_bytes(v, "value", kv.value) &&
+         etcd_int64(v, "create_revision", kv.create_revision) && etcd_int64(v, "mod_revision", kv.mod_revision) &&
+         etcd_int64(v, "version", kv.version) && etcd_int64(v, "lease", kv.lease);
+}
+
+/// header.revision of a response object (0 when absent, as in a compaction cancel).
+inline bool etcd_header_revision(const picojson::value& v, std::int64_t& rev) {
+  rev = 0;
+  const auto* h = json_member(v, "header");
+  return !h || etcd_int64(*h, "revision", rev);
+}
+
+inline bool etcd_parse_kvs(const picojson::value& v, const std::string& name, std::vector<etcd_kv>& out) {
+  out.clear();
+  const auto* a = json_member(v, name);
+  if (!a || a->is<picojson::null>()) return true;
+  if (!a->is<picojson::array>()) return false;
+  for (const auto& item : a->get<picojson::array>()) {
+    etcd_kv kv;
+    if (!etcd_parse_kv(item, kv)) return false;
+    out.push_back(std::move(kv));
+  }
+  return true;
+}
+
+inline std::error_code etcd_object(std::string_view body, picojson::value& v) {
+  if (!etcd_parse(body, v) || !v.is<picojson::object>()) return errc::bad_response;
+  return {};
+}
+
+/// Range response.
+inline std::error_code etcd_parse_range(std::string_view body, etcd_range_result& r) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  if (!etcd_header_revision(v, r.revision) || !etcd_parse_kvs(v, "kvs", r.kvs) || !etcd_int64(v, "count", r.count))
+    return errc::bad_response;
+  r.more = json_bool(v, "more");
+  return {};
+}
+
+/// Put response.
+inline std::error_code etcd_parse_put(std::string_view body, etcd_put_result& r) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  if (!etcd_header_revision(v, r.revision)) return errc::bad_response;
+  r.prev_kv.reset();
+  if (const auto* p = json_member(v, "prev_kv"); p && !p->is<picojson::null>()) {
+    etcd_kv kv;
+    if (!etcd_parse_kv(*p, kv)) return errc::bad_response;
+    r.prev_kv = std::move(kv);
+  }
+  return {};
+}
+
+/// Deleterange response.
+inline std::error_code etcd_parse_delete(std::string_view body, etcd_delete_result& r) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  if (!etcd_header_revision(v, r.revision) || !etcd_int64(v, "deleted", r.deleted)) return errc::bad_response;
+  return {};
+}
+
+/// Txn response of etcd_create_body: "succeeded" absent means the key existed.
+inline std::error_code etcd_parse_create(std::string_view body, etcd_create_result& r) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  if (!etcd_header_revision(v, r.revision)) return errc::bad_response;
+  r.created = json_bool(v, "succeeded");
+  r.existing.reset();
+  if (!r.created) {
+    const auto* responses = json_member(v, "responses");
+    if (responses && responses->is<picojson::array>() && !responses->get<picojson::array>().empty()) {
+      const auto* range = json_member(responses->get<picojson::array>().front(), "response_range");
+      std::vector<etcd_kv> kvs;
+      if (!range || !etcd_parse_kvs(*range, "kvs", kvs)) return errc::bad_response;
+      if (!kvs.empty()) r.existing = std::move(kvs.front());
+    }
+  }
+  return {};
+}
+
+/// Lease grant response.
+inline std::error_code etcd_parse_grant(std::string_view body, etcd_lease& r) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  if (!etcd_int64(v, "ID", r.id) || !etcd_int64(v, "TTL", r.ttl) || r.id == 0) return errc::bad_response;
+  return {};
+}
+
+/// Keepalive response {"result":{…,"ID","TTL"}}: `ttl` 0 means the lease is gone.
+inline std::error_code etcd_parse_keepalive(std::string_view body, std::int64_t& ttl) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  const auto* result = json_member(v, "result");
+  if (!result || !result->is<picojson::object>() || !etcd_int64(*result, "TTL", ttl)) return errc::bad_response;
+  return {};
+}
+
+/// Timetolive response: TTL -1 when the lease is gone (not an error).
+inline std::error_code etcd_parse_ttl(std::string_view body, etcd_lease_ttl& r) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  if (!etcd_int64(v, "ID", r.id) || !etcd_int64(v, "TTL", r.ttl) || !etcd_int64(v, "grantedTTL", r.granted_ttl))
+    return errc::bad_response;
+  r.keys.clear();
+  if (const auto* keys = json_member(v, "keys"); keys && keys->is<picojson::array>()) {
+    for (const auto& k : keys->get<picojson::array>()) {
+      std::string key;
+      if (!k.is<std::string>() || !base64_decode(k.get<std::string>(), key)) return errc::bad_response;
+      r.keys.push_back(std::move(key));
+    }
+  }
+  return {};
+}
+
+/// Authenticate response: the token.
+inline std::error_code etcd_parse_auth(std::string_view body, std::string& token) {
+  picojson::value v;
+  if (auto ec = etcd_object(body, v)) return ec;
+  token = json_string(v, "token");
+  if (token.empty()) return errc::bad_response;
+  return {};
+}
+
+/// One line of a watch stream, classified.
+struct etcd_watch_message {
+  enum class kind {
+    created,   ///< the watch exists
+    events,    ///< one or more events
+    progress,  ///< header only: the watcher caught up to `revision`
+    canceled,  ///< etcd ended the watch: compaction (compact_revision > 0) or `cancel_reason` (e.g. auth)
+    error,     ///< top-level {"error":{…}}: the server is going away ("transport is closing")
+  };
+  kind type = kind::progress;
+  std::int64_t revision = 0;          ///< header.revision (0 when absent)
+  std::vector<etcd_event> events;     ///< for events
+  std::int64_t compact_revision = 0;  ///< for a compaction cancel
+  std::string cancel_reason;          ///< for other cancels
+  int error_code = 0;                 ///< gRPC code of an error message
+  std::string error_message;          ///< message of an error message
+};
+
+/// Parses one watch line (a '\n'-terminated JSON object after de-chunking).
+inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_message& m) {
+  m = etcd_watch_message{};
+  picojson::value v;
+  if (auto ec = etcd_object(line, v)) return ec;
+  if (const auto* err = json_member(v, "error")) {
+    m.type = etcd_watch_message::kind::error;
+    std::int64_t code = 0;
+    if (err->is<picojson::object>()) {
+      if (!etcd_int64(*err, "grpc_code", code)) return errc::bad_response;
+      m.error_message = json_string(*err, "message");
+    } else if (err->is<std::string>()) {
+      m.error_message = err->get<std::string>();
+    }
+    m.error_code = static_cast<int>(code);
+    return {};
+  }
+  const auto* result = json_member(v, "result");
+  if (!result || !result->is<picojson::object>()) return errc::bad_response;
+  if (!etcd_header_revision(*result, m.revision)) return errc::bad_response;
+  if (json_bool(*result, "canceled")) {
+    m.type = etcd_watch_message::kind::canceled;
+    if (!etcd_int64(*result, "compact_revision", m.compact_revision)) return errc::bad_response;
+    m.cancel_reason = json_string(*result, "cancel_reason");
+    return {};
+  }
+  if (json_bool(*result, "created")) {
+    m.type = etcd_watch_message::kind::created;
+    return {};
+  }
+  const auto* events = json_member(*result, "events");
+  if (!events || events->is<picojson::null>()) {
+    m.type = etcd_watch_message::kind::progress;
+    return {};
+  }
+  if (!events->is<picojson::array>()) return errc::bad_response;
+  m.type = etcd_watch_message::kind::events;
+  for (const auto& e : events->get<picojson::array>()) {
+    etcd_event ev;
+    const std::string type = json_string(e, "type", "PUT");
+    if (type == "PUT") ev.type = etcd_event::kind::put;
+    else if (type == "DELETE") ev.type = etcd_event::kind::del;
+    else return errc::bad_response;
+    const auto* kv = json_member(e, "kv");
+    if (!kv || !etcd_parse_kv(*kv, ev.kv)) return errc::bad_response;
+    if (const auto* p = json_member(e, "prev_kv"); p && !p->is<picojson::null>()) {
+      etcd_kv prev;
+      if (!etcd_parse_kv(*p, prev)) return errc::bad_response;
+      ev.prev_kv = std::move(prev);
+    }
+    m.events.push_back(std::move(ev));
+  }
+  if (m.events.empty()) m.type = etcd_watch_message::kind::progress;
+  return {};
+}
+
+} // namespace amb::detail
+// ---- end amb/detail/etcd_json.hpp ----
+
+#include <asio.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace amb {
+
+/// How an etcd_client reaches etcd.
+struct etcd_client_options {
+  std::vector<endpoint> endpoints;                    ///< tried in order from the last one that worked; a failing one is skipped
+  std::string user;                                   ///< auth user; empty = no auth
+  std::string password;                               ///< auth password
+  std::chrono::milliseconds connect_timeout{2000};    ///< per connect attempt
+  std::chrono::milliseconds request_timeout{5000};    ///< per request (etcd can otherwise hang for minutes)
+  int retry_rounds = 2;                               ///< passes over all endpoints per call before giving up
+  std::chrono::milliseconds retry_backoff{200};       ///< wait before the second pass, doubled for each further pass
+  std::chrono::milliseconds retry_backoff_max{2000};  ///< cap of that wait
+};
+
+namespace detail {
+/// "what" of a system_error without the ": <ec message>" that std::system_error appends.
+inline std::string etcd_error_context(const std::system_error& e) {
+  std::string what = e.what();
+  const std::string suffix = ": " + e.code().message();
+  if (what.size() >= suffix.size() && what.compare(what.size() - suffix.size(), suffix.size(), suffix) == 0)
+    what.resize(what.size() - suffix.size());
+  return what;
+}
+/// The printable form of a key in an error message (bytes kept; etcd keys are usually text).
+inline std::string etcd_printable(std::string_view key) {
+  if (key.empty()) return "\"\"";
+  std::string out;
+  for (unsigned char c : key) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      static constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+} // namespace detail
+
+/// An etcd v3 client over the JSON gateway (PROTOCOLS.md part 1). Every call is a coroutine on the
+/// client's executor (one thread: no locking); the client must outlive the calls. Each call tries the
+/// endpoints in turn (connection errors, timeouts, non-etcd replies and gRPC "unavailable" move on to
+/// the next), backs off between passes, and throws at the end: etcd_error for an error etcd returned
+/// (gRPC code and message kept), std::system_error otherwise, with what() naming step, key and endpoint.
+class etcd_client {
+public:
+  /// A client for `options.endpoints` (at least one); connects lazily.
+  etcd_client(asio::any_io_executor ex, etcd_client_options options)
+      : ex_(std::move(ex)), options_(std::move(options)), idle_(options_.endpoints.size()) {
+    if (options_.endpoints.empty()) throw std::invalid_argument("etcd_client: no endpoint given");
+    if (options_.retry_rounds < 1) options_.retry_rounds = 1;
+  }
+  etcd_client(const etcd_client&) = delete;
+  etcd_client& operator=(const etcd_client&) = delete;
+  /// Closes every connection.
+  ~etcd_client() { close(); }
+
+  // ------------------------------------------------------------------ KV
+
+  /// Reads one key; nullopt when it does not exist.
+  asio::awaitable<std::optional<etcd_kv>> get(std::string key) {
+    auto r = co_await range(key, {}, "get " + detail::etcd_printable(key));
+    if (r.kvs.empty()) co_return std::nullopt;
+    co_return std::move(r.kvs.front());
+  }
+
+  /// Reads every key starting with `prefix`, in key order, and the revision the read saw.
+  asio::awaitable<etcd_range_result> get_prefix(std::string prefix) {
+    co_return co_await range(prefix, detail::etcd_prefix_end(prefix), "get prefix " + detail::etcd_printable(prefix));
+  }
+
+  /// Writes key = value, attached to `lease` when non-zero; with `prev_kv` returns the old key-value.
+  asio::awaitable<etcd_put_result> put(std::string key, std::string value, std::int64_t lease = 0,
+                                       bool prev_kv = false) {
+    const std::string step = "put " + detail::etcd_printable(key);
+    auto body = co_await call("/v3/kv/put", detail::etcd_put_body(key, value, lease, prev_kv), step);
+    etcd_put_result r;
+    check_parse(detail::etcd_parse_put(body, r), step);
+    co_return r;
+  }
+
+  /// Deletes one key (deleted = 0 when it did not exist).
+  asio::awaitable<etcd_delete_result> erase(std::string key) {
+    co_return co_await delete_range(key, {}, "delete " + detail::etcd_printable(key));
+  }
+
+  /// Deletes every key starting with `prefix`.
+  asio::awaitable<etcd_delete_result> erase_prefix(std::string prefix) {
+    co_return co_await delete_range(prefix, detail::etcd_prefix_end(prefix),
+                                    "delete prefix " + detail::etcd_printable(prefix));
+  }
+
+  /// Writes key = value only if the key does not exist (one transaction comparing create_revision
+  /// with 0); otherwise returns the existing key-value.
+  asio::awaitable<etcd_create_result> create(std::string key, std::string value, std::int64_t lease = 0) {
+    const std::string step = "create " + detail::etcd_printable(key);
+    auto body = co_await call("/v3/kv/txn", detail::etcd_create_body(key, value, lease), step);
+    etcd_create_result r;
+    check_parse(detail::etcd_parse_create(body, r), step);
+    co_return r;
+  }
+
+  // ------------------------------------------------------------------ leases
+
+  /// Grants a lease of `ttl` seconds (etcd raises it to its minimum, 2 s by default).
+  asio::awaitable<etcd_lease> lease_grant(std::int64_t ttl) {
+    const std::string step = "lease grant TTL " + std::to_string(ttl);
+    auto body = co_await call("/v3/lease/grant", detail::etcd_grant_body(ttl), step);
+    etcd_lease r;
+    check_parse(detail::etcd_parse_grant(body, r), step);
+    co_return r;
+  }
+
+  /// One keepalive (one POST, PROTOCOLS.md 1.5): returns the renewed TTL, or 0 when the lease is gone
+  /// (expired or unknown) and its keys with it.
+  asio::awaitable<std::int64_t> lease_keepalive(std::int64_t id) {
+    const std::string step = "lease keepalive " + std::to_string(id);
+    auto body = co_await call("/v3/lease/keepalive", detail::etcd_lease_id_body(id), step);
+    std::int64_t ttl = 0;
+    check_parse(detail::etcd_parse_keepalive(body, ttl), step);
+    co_return ttl > 0 ? ttl : 0;
+  }
+
+  /// Revokes a lease: its keys are deleted at once. False when the lease was already gone.
+  asio::awaitable<bool> lease_revoke(std::int64_t id) {
+    try {
+      co_await call("/v3/lease/revoke", detail::etcd_lease_id_body(id), "lease revoke " + std::to_string(id));
+    } catch (const etcd_error& e) {
+      if (e.lease_not_found()) co_return false;
+      throw;
+    }
+    co_return true;
+  }
+
+  /// Remaining TTL of a lease (ttl -1 when gone), with its keys when `keys` is set.
+  asio::awaitable<etcd_lease_ttl> lease_time_to_live(std::int64_t id, bool keys = false) {
+    const std::string step = "lease timetolive " + std::to_string(id);
+    auto body = co_await call("/v3/lease/timetolive", detail::etcd_ttl_body(id, keys), step);
+    etcd_lease_ttl r;
+    check_parse(detail::etcd_parse_ttl(body, r), step);
+    co_return r;
+  }
+
+  // ------------------------------------------------------------------ plumbing
+
+  /// One unary RPC (POST `path` with a JSON body) with failover, auth and error mapping; returns the
+  /// 2xx body. `step` names the operation in errors ("put /a").
+  asio::awaitable<std::string> call(std::string path, std::string body, std::string step) {
+    const std::size_t n = options_.endpoints.size();
+    std::chrono::milliseconds backoff = options_.retry_backoff;
+    bool reauthenticated = false;
+    std::error_code last_ec;
+    std::string failures;  // "http://a: …; http://b: …" for the final error
+    for (int round = 0; round < options_.retry_rounds; ++round) {
+      if (round > 0) {
+        co_await detail::sleep_for(backoff);
+        backoff = std::min(backoff * 2, options_.retry_backoff_max);
+      }
+      failures.clear();
+      for (std::size_t tried = 0; tried < n; ++tried) {
+        const std::size_t i = current_;
+        const std::string at = options_.endpoints[i].to_string();
+        std::error_code ec;
+        std::string why;
+        try {
+          if (!options_.user.empty() && token_.empty()) co_await authenticate_at(i);
+          auto resp = co_await request_at(i, path, body);
+          if (resp.status / 100 == 2) {
+            answered_by_ = i;
+            co_return std::move(resp.body);
+          }
+          auto err = detail::etcd_parse_error(resp.body);
+          if (!err) {
+            ec = errc::bad_response;
+            why = "POST " + path + " to " + at + ": HTTP " + std::to_string(resp.status) + " " + resp.reason +
+                  " with a body that is not an etcd reply";
+          } else if (err->code == static_cast<int>(grpc_code::unauthenticated) && !options_.user.empty() &&
+                     !reauthenticated) {
+            // Token expired or unknown to this member: one fresh token, same endpoint, same request.
+            reauthenticated = true;
+            token_.clear();
+            --tried;
+            continue;
+          } else if (err->code == static_cast<int>(grpc_code::unavailable)) {
+            ec = make_error_code(grpc_code::unavailable);
+            why = "POST " + path + " to " + at + ": " + err->message;
+          } else {
+            throw etcd_error(err->code, err->message, "etcd " + step + " at " + at);
+          }
+        } catch (const etcd_error&) {
+          throw;
+        } catch (const std::system_error& e) {
+          if (closed_) throw;  // close() aborted us: no failover, no retry
+          ec = e.code();
+          why = detail::etcd_error_context(e);
+        }
+        last_ec = ec;
+        failures += (failures.empty() ? "" : "; ") + why + ": " + ec.message();
+        log::debug("etcd ", step, ": ", why, ": ", ec.message());
+        current_ = (current_ + 1) % n;
+      }
+    }
+    if (n == 1) throw std::system_error(last_ec, "etcd " + step + ": " + strip_last(failures, last_ec));
+    throw std::system_error(make_error_code(errc::no_endpoint),
+                            "etcd " + step + ": every endpoint failed (" + failures + ")");
+  }
+
+  /// Gets a fresh auth token now (the next call would do it anyway); no-op without a user.
+  asio::awaitable<void> authenticate() {
+    if (options_.user.empty()) co_return;
+    token_.clear();
+    co_await call_auth();
+  }
+
+  /// Authenticates when a user is configured and there is no token yet (before a watch).
+  asio::awaitable<void> authenticate_if_needed() {
+    if (!options_.user.empty() && token_.empty()) co_await call_auth();
+  }
+
+  /// Headers every etcd request carries: the auth token (raw, no "Bearer") when there is one.
+  std::vector<http_header> auth_headers() const {
+    std::vector<http_header> h{{"Content-Type", "application/json"}};
+    if (!token_.empty()) h.push_back({"Authorization", token_});
+    return h;
+  }
+
+  /// Forgets the token so that the next call authenticates again (after a watch is refused for auth).
+  void invalidate_token() noexcept { token_.clear(); }
+
+  /// How many tokens were obtained so far (re-authentications show up here).
+  std::size_t authentications() const noexcept { return authentications_; }
+
+  /// True when a user is configured.
+  bool uses_auth() const noexcept { return !options_.user.empty(); }
+
+  /// Index in endpoints() of the endpoint the next call tries first.
+  std::size_t current_index() const noexcept { return current_; }
+
+  /// Makes the next call start at endpoint `i` (modulo the count), e.g. after a watch failed over.
+  void prefer(std::size_t i) noexcept { current_ = i % options_.endpoints.size(); }
+
+  /// The configured endpoints.
+  const std::vector<endpoint>& endpoints() const noexcept { return options_.endpoints; }
+
+  /// The options the client was made with.
+  const etcd_client_options& options() const noexcept { return options_; }
+
+  /// The executor every call runs on.
+  const asio::any_io_executor& executor() const noexcept { return ex_; }
+
+  /// Aborts pending calls (they throw operation_aborted) and closes every connection; later calls fail.
+  void close() {
+    closed_ = true;
+    for (auto& list : idle_)
+      for (auto& c : list) c->close();
+    for (auto* c : busy_) c->close();
+    idle_.assign(idle_.size(), {});
+  }
+
+private:
+  static std::string strip_last(const std::string& failures, const std::error_code& ec) {
+    const std::string suffix = ": " + ec.message();
+    if (failures.size() >= suffix.size() && failures.compare(failures.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return failures.substr(0, failures.size() - suffix.size());
+    return failures;
+  }
+
+  void check_parse(std::error_code ec, const std::string& step) const {
+    if (ec)
+      throw std::system_error(ec, "etcd " + step + " at " + options_.endpoints[answered_by_].to_string() +
+                                      ": reply is not the expected etcd JSON");
+  }
+
+  asio::awaitable<etcd_range_result> range(const std::string& key, const std::string& range_end, std::string step) {
+    auto body = co_await call("/v3/kv/range", detail::etcd_range_body(key, range_end), step);
+    etcd_range_result r;
+    check_parse(detail::etcd_parse_range(body, r), step);
+    co_return r;
+  }
+
+  asio::awaitable<etcd_delete_result> delete_range(const std::string& key, const std::string& range_end,
+                                                   std::string step) {
+    auto body = co_await call("/v3/kv/deleterange", detail::etcd_delete_body(key, range_end), step);
+    etcd_delete_result r;
+    check_parse(detail::etcd_parse_delete(body, r), step);
+    co_return r;
+  }
+
+  // One request on a pooled connection to endpoint i. Each http_client carries at most one request at
+  // a time, so concurrent calls (keepalive tick + put) each get their own connection.
+  asio::awaitable<http_response> request_at(std::size_t i, const std::string& path, const std::string& body) {
+    if (closed_) throw std::system_error(asio::error::operation_aborted, "etcd client closed");
+    std::shared_ptr<http_client> c;
+    if (!idle_[i].empty()) {
+      c = std::move(idle_[i].back());
+      idle_[i].pop_back();
+    } else {
+      http_client_options o;
+      o.connect_timeout = options_.connect_timeout;
+      o.request_timeout = options_.request_timeout;
+      c = std::make_shared<http_client>(ex_, options_.endpoints[i], o);
+    }
+    http_request req;
+    req.method = "POST";
+    req.target = path;
+    req.headers = auth_headers();
+    req.body = body;
+    busy_.push_back(c.get());
+    struct unbusy {
+      etcd_client* self;
+      http_client* c;
+      ~unbusy() { self->busy_.erase(std::find(self->busy_.begin(), self->busy_.end(), c)); }
+    } guard{this, c.get()};
+    auto resp = co_await c->request(std::move(req));
+    // Keep at most a few idle connections per endpoint; a failed one (exception) is simply dropped.
+    if (!closed_ && idle_[i].size() < 4) idle_[i].push_back(std::move(c));
+    co_return resp;
+  }
+
+  // Authenticates with failover: the first endpoint that answers gives the token.
+  asio::awaitable<void> call_auth() {
+    const std::size_t n = options_.endpoints.size();
+    for (std::size_t tried = 0;; ++tried) {
+      try {
+        co_await authenticate_at(current_);
+        co_return;
+      } catch (const etcd_error&) {
+        throw;
+      } catch (const std::system_error&) {
+        if (closed_ || tried + 1 >= n) throw;
+      }
+      current_ = (current_ + 1) % n;
+    }
+  }
+
+  asio::awaitable<void> authenticate_at(std::size_t i) {
+    const std::string at = options_.endpoints[i].to_string();
+    token_.clear();  // the authenticate request itself goes without a token
+    auto resp = co_await request_at(i, "/v3/auth/authenticate", detail::etcd_auth_body(options_.user, options_.password));
+    const std::string step = "etcd authenticate as " + options_.user + " at " + at;
+    if (resp.status / 100 != 2) {
+      auto err = detail::etcd_parse_error(resp.body);
+      if (!err)
+        throw std::system_error(errc::bad_response,
+                                step + ": HTTP " + std::to_string(resp.status) + " with a body that is not an etcd reply");
+      throw etcd_error(err->code, err->message, step);
+    }
+    std::string token;
+    if (auto ec = detail::etcd_parse_auth(resp.body, token)) throw std::system_error(ec, step);
+    token_ = std::move(token);
+    ++authentications_;
+  }
+
+  asio::any_io_executor ex_;
+  etcd_client_options options_;
+  std::vector<std::vector<std::shared_ptr<http_client>>> idle_;  // per endpoint
+  std::vector<http_client*> busy_;                               // requests in flight (for close())
+  std::size_t current_ = 0;
+  std::size_t answered_by_ = 0;  // endpoint of the last 2xx reply, for parse errors
+  std::string token_;
+  std::size_t authentications_ = 0;
+  bool closed_ = false;
+};
+
+} // namespace amb
+// ---- end amb/etcd_client.hpp ----
+
+// ---- begin amb/etcd_watch.hpp ----
+// Watching an etcd prefix: snapshot, then events in order exactly once, across disconnects, failover and compaction.
+
+
+// ---- begin amb/detail/line_splitter.hpp ----
+// Splits a byte stream into '\n'-terminated lines (etcd watch and Docker /events: one JSON object a line).
+
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace amb::detail {
+
+/// Accumulates de-chunked body bytes and hands out complete lines, whatever the chunk boundaries were.
+/// Lines are given without their "\n" (and without a "\r" before it); empty lines are skipped.
+class line_splitter {
+public:
+  /// A splitter refusing lines longer than `max_line_length` bytes (errc::line_too_long).
+  explicit line_splitter(std::size_t max_line_length = 16 * 1024 * 1024) : max_(max_line_length) {}
+
+  /// Adds `bytes`; calls on_line(std::string_view) for each complete, non-empty line. Once a line is
+  /// too long, returns errc::line_too_long (now and on every later call) and emits nothing more.
+  template <class OnLine>
+  std::error_code feed(std::string_view bytes, OnLine&& on_line) {
+    if (failed_) return errc::line_too_long;
+    while (!bytes.empty()) {
+      auto nl = bytes.find('\n');
+      if (nl == std::string_view::npos) {
+        buf_.append(bytes);
+        // One extra byte may be the '\r' of a line exactly at the limit.
+        if (buf_.size() > max_ + 1 || (buf_.size() == max_ + 1 && buf_.back() != '\r')) return fail();
+        return {};
+      }
+      std::string_view line;
+      if (buf_.empty()) {
+        line = bytes.substr(0, nl);  // the common case: no copy
+      } else {
+        buf_.append(bytes.substr(0, nl));
+        line = buf_;
+      }
+      bytes.remove_prefix(nl + 1);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (line.size() > max_) return fail();
+      if (!line.empty()) {
+        // Clear the buffer only after the callback: `line` may point into it.
+        struct clear_on_exit {
+          std::string& s;
+          ~clear_on_exit() { s.clear(); }
+        } guard{buf_};
+        on_line(line);
+      } else {
+        buf_.clear();
+      }
+    }
+    return {};
+  }
+
+  /// The unterminated rest (for the end of a stream: etcd's final error object has no "\n"); then empty.
+  std::string take_rest() {
+    std::string rest;
+    rest.swap(buf_);
+    if (!rest.empty() && rest.back() == '\r') rest.pop_back();
+    return rest;
+  }
+
+  /// Bytes of the current, unterminated line.
+  std::size_t pending() const noexcept { return buf_.size(); }
+
+  /// Forgets everything, including a line_too_long failure.
+  void reset() noexcept {
+    buf_.clear();
+    failed_ = false;
+  }
+
+private:
+  std::error_code fail() {
+    failed_ = true;
+    buf_.clear();
+    return errc::line_too_long;
+  }
+
+  std::size_t max_;
+  std::string buf_;
+  bool failed_ = false;
+};
+
+} // namespace amb::detail
+// ---- end amb/detail/line_splitter.hpp ----
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace amb {
+
+/// What an etcd_watcher hands its callback.
+struct etcd_watch_update {
+  enum class kind {
+    snapshot,  ///< every key under the prefix: REPLACE your whole state with `kvs` (first update, and after a compaction)
+    events,    ///< changes in revision order, each delivered once: apply them
+    progress,  ///< nothing changed up to `revision` (etcd's progress notify)
+  };
+  kind type = kind::events;
+  std::int64_t revision = 0;       ///< snapshot: the read's revision; events: the last event's mod_revision; progress: header revision
+  std::vector<etcd_kv> kvs;        ///< snapshot only
+  std::vector<etcd_event> events;  ///< events only
+};
+
+/// How an etcd_watcher behaves.
+struct etcd_watch_options {
+  /// A stream silent for this long is taken for dead and reconnected. It must exceed etcd's
+  /// progress-notify interval (10 min by default, --experimental-watch-progress-notify-interval).
+  std::chrono::milliseconds silence_timeout{std::chrono::minutes(11)};
+  bool progress_notify = true;                        ///< ask etcd for progress notifications (they keep a live stream audible)
+  bool prev_kv = false;                               ///< ask for the previous key-value in events
+  std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failed connection
+  std::chrono::milliseconds retry_backoff_max{5000};  ///< cap of the doubling wait
+};
+
+/// Watches every key under a prefix (one HTTP connection per watch; PROTOCOLS.md 1.6). run() delivers
+/// a snapshot (unless started at a given revision), then events. After any disconnect it re-watches
+/// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
+/// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then
+/// watches on from the snapshot's revision + 1. Consumer pattern: on snapshot replace all, on events
+/// apply. Transient failures are logged (one line each, with the retry delay) and retried forever.
+class etcd_watcher {
+public:
+  /// A watcher of `prefix` through `client` (whose endpoints, timeouts and auth it uses; it must outlive the watcher).
+  etcd_watcher(etcd_client& client, std::string prefix, etcd_watch_options options = {})
+      : client_(client), prefix_(std::move(prefix)), options_(options), endpoint_(client.current_index()) {}
+  etcd_watcher(const etcd_watcher&) = delete;
+  etcd_watcher& operator=(const etcd_watcher&) = delete;
+
+  /// Watches until stop(). `start_revision` 0: read a snapshot first; otherwise deliver events from that
+  /// revision on (pass last delivered revision + 1 to resume). `on_update` runs on the executor's thread and must not block; if it throws, run()
+  /// stops and rethrows. Returns normally after stop().
+  asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
+    next_ = start_revision;
+    if (next_ <= 0) co_await snapshot(on_update);
+    std::chrono::milliseconds backoff = options_.retry_backoff;
+    bool reauthenticated = false;
+    while (!stopped_) {
+      outcome out = co_await watch_once(on_update);
+      if (out.callback_error) std::rethrow_exception(out.callback_error);
+      if (stopped_) break;
+      if (out.healthy) {  // the stream worked: start the backoff over
+        backoff = options_.retry_backoff;
+        reauthenticated = false;
+      }
+      if (out.compacted) {
+        log::warn("watch ", prefix_, " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
+                  out.compact_revision, "); reading the prefix again");
+        co_await snapshot(on_update);
+        continue;
+      }
+      if (out.auth && !reauthenticated) {  // once per failure streak: a refused fresh token waits like any failure
+        reauthenticated = true;
+        client_.invalidate_token();
+        try {
+          co_await client_.authenticate();
+          continue;
+        } catch (const std::exception& e) {
+          out.why = e.what();
+        }
+      }
+      log::warn("watch ", prefix_, " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
+      if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
+      ++reconnects_;
+      co_await wait(backoff);
+      backoff = std::min(backoff * 2, options_.retry_backoff_max);
+    }
+  }
+
+  /// Ends run() soon: closes the stream and cancels any wait. Final: a later run() returns at once.
+  void stop() {
+    stopped_ = true;
+    if (stream_) stream_->close();
+    if (timer_) timer_->cancel();
+  }
+
+  /// The revision the next watch starts from (last delivered revision + 1).
+  std::int64_t next_revision() const noexcept { return next_; }
+  /// How many times the stream was lost and re-established (for tests and logs).
+  std::size_t reconnects() const noexcept { return reconnects_; }
+  /// How many snapshots were delivered.
+  std::size_t snapshots() const noexcept { return snapshots_; }
+  /// The watched prefix.
+  const std::string& prefix() const noexcept { return prefix_; }
+
+private:
+  struct outcome {
+    bool healthy = false;    // "created" was seen
+    bool compacted = false;  // canceled with compact_revision
+    std::int64_t compact_revision = 0;
+    bool auth = false;       // refused for auth: get a new token
+    std::string why;         // for the log line
+    std::exception_ptr callback_error;
+  };
+  // Thrown from inside on_data to end the stream (http_client::stream closes it and rethrows).
+  struct end_stream {};
+
+  std::string endpoint_name() const { return client_.endpoints()[endpoint_].to_string(); }
+
+  static std::string format(std::chrono::milliseconds d) {
+    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
+    return std::to_string(d.count()) + "ms";
+  }
+
+  asio::awaitable<void> wait(std::chrono::milliseconds d) {
+    timer_ = std::make_unique<asio::steady_timer>(client_.executor(), d);
+    co_await timer_->async_wait(detail::use_nothrow_awaitable);
+    timer_.reset();
+  }
+
+  // Reads the prefix until it works and delivers it as a snapshot.
+  asio::awaitable<void> snapshot(const std::function<void(const etcd_watch_update&)>& on_update) {
+    std::chrono::milliseconds backoff = options_.retry_backoff;
+    while (!stopped_) {
+      std::string why;
+      std::optional<etcd_range_result> r;
+      try {
+        client_.prefer(endpoint_);
+        r = co_await client_.get_prefix(prefix_);
+      } catch (const std::exception& e) {
+        if (stopped_) co_return;
+        why = e.what();
+      }
+      if (r) {
+        etcd_watch_update u;
+        u.type = etcd_watch_update::kind::snapshot;
+        u.revision = r->revision;
+        u.kvs = std::move(r->kvs);
+        next_ = r->revision + 1;
+        ++snapshots_;
+        on_update(u);  // a throw here ends run(), as documented
+        co_return;
+      }
+      log::warn("watch ", prefix_, ": reading the prefix failed: ", why, "; retrying in ", format(backoff));
+      co_await wait(backoff);
+      backoff = std::min(backoff * 2, options_.retry_backoff_max);
+    }
+  }
+
+  // One watch connection, from next_ until it breaks, is canceled or stop() is called.
+  asio::awaitable<outcome> watch_once(const std::function<void(const etcd_watch_update&)>& on_update) {
+    outcome out;
+    http_client_options o;
+    o.connect_timeout = client_.options().connect_timeout;
+    o.request_timeout = client_.options().request_timeout;
+    stream_ = std::make_shared<http_client>(client_.executor(), client_.endpoints()[endpoint_], o);
+    auto keep = stream_;  // stop() may reset nothing, but keep the client alive for the whole stream
+    if (client_.uses_auth()) {
+      try {
+        client_.prefer(endpoint_);
+        co_await client_.authenticate_if_needed();
+      } catch (const std::exception& e) {
+        out.why = e.what();
+        co_return out;
+      }
+    }
+    http_request req;
+    req.method = "POST";
+    req.target = "/v3/watch";
+    req.headers = client_.auth_headers();
+    req.body = detail::etcd_watch_body(prefix_, detail::etcd_prefix_end(prefix_), next_, options_.progress_notify,
+                                       options_.prev_kv);
+    const auto opened = std::chrono::steady_clock::now();
+    detail::line_splitter splitter;  // de-chunked bytes -> one JSON object a line
+    auto handle_line = [&](std::string_view line) {
+      detail::etcd_watch_message m;
+      if (auto ec = detail::etcd_parse_watch_line(line, m)) {
+        out.why = "bad watch message: " + std::string(line.substr(0, 200));
+        throw end_stream{};
+      }
+      using k = detail::etcd_watch_message::kind;
+      switch (m.type) {
+        case k::created:
+          // A stream counts as healthy once it carried more than "created", or lived a while: a server
+          // that accepts and then breaks every stream still gets a growing backoff.
+          if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
+          break;
+        case k::events: {
+          out.healthy = true;
+          etcd_watch_update u;
+          u.type = etcd_watch_update::kind::events;
+          for (auto& ev : m.events)  // a replay may overlap what was delivered: never twice
+            if (ev.kv.mod_revision >= next_) u.events.push_back(std::move(ev));
+          if (u.events.empty()) break;
+          u.revision = u.events.back().kv.mod_revision;
+          // Resume from the last EVENT, not header.revision: a catch-up batch carries the store's
+          // current revision in its header while more events may still follow.
+          next_ = u.revision + 1;
+          deliver(on_update, u, out);
+          break;
+        }
+        case k::progress: {
+          out.healthy = true;
+          if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
+          etcd_watch_update u;
+          u.type = etcd_watch_update::kind::progress;
+          u.revision = m.revision;
+          deliver(on_update, u, out);
+          break;
+        }
+        case k::canceled:
+          if (m.compact_revision > 0) {
+            out.compacted = true;
+            out.compact_revision = m.compact_revision;
+          } else if (m.cancel_reason.find("Unauthenticated") != std::string::npos ||
+                     m.cancel_reason.find("auth token") != std::string::npos ||
+                     m.cancel_reason.find("user name is empty") != std::string::npos) {
+            out.auth = true;
+            out.why = "watch refused: " + m.cancel_reason;
+          } else {
+            out.why = "watch canceled by etcd: " + (m.cancel_reason.empty() ? std::string("no reason given") : m.cancel_reason);
+          }
+          throw end_stream{};
+        case k::error:
+          out.why = "etcd ended the stream: " + m.error_message;
+          throw end_stream{};
+      }
+    };
+    auto on_data = [&](std::string_view piece) {
+      if (splitter.feed(piece, handle_line)) {
+        out.why = "watch message longer than 16 MiB";
+        throw end_stream{};
+      }
+    };
+    try {
+      auto resp = co_await stream_->stream(std::move(req), on_data, options_.silence_timeout);
+      if (resp.status / 100 != 2) {
+        auto err = detail::etcd_parse_error(resp.body);
+        if (err && err->code == static_cast<int>(grpc_code::unauthenticated)) out.auth = true;
+        out.why = "HTTP " + std::to_string(resp.status) + " " + resp.reason +
+                  (err ? ": " + err->message : std::string(" with a body that is not an etcd reply"));
+      } else {
+        if (auto rest = splitter.take_rest(); !rest.empty()) handle_line(rest);  // the shutdown message has no '\n'
+        if (out.why.empty()) out.why = "stream ended";
+      }
+    } catch (const end_stream&) {
+    } catch (const std::system_error& e) {
+      if (e.code() == errc::timeout)
+        out.why = "no message for " + format(options_.silence_timeout) + "; the stream looks dead";
+      else {
+        // "POST /v3/watch to <endpoint>: connect" -> "connect": the log line names the endpoint already.
+        std::string context = detail::etcd_error_context(e);
+        const std::string redundant = "POST /v3/watch to " + endpoint_name() + ": ";
+        if (context.rfind(redundant, 0) == 0) context.erase(0, redundant.size());
+        out.why = context + ": " + e.code().message();
+      }
+    }
+    stream_.reset();
+    co_return out;
+  }
+
+  void deliver(const std::function<void(const etcd_watch_update&)>& on_update, const etcd_watch_update& u,
+               outcome& out) {
+    try {
+      on_update(u);
+    } catch (...) {
+      out.callback_error = std::current_exception();
+      throw end_stream{};
+    }
+  }
+
+  etcd_client& client_;
+  std::string prefix_;
+  etcd_watch_options options_;
+  std::size_t endpoint_ = 0;
+  std::int64_t next_ = 0;
+  bool stopped_ = false;
+  std::size_t reconnects_ = 0;
+  std::size_t snapshots_ = 0;
+  std::shared_ptr<http_client> stream_;
+  std::unique_ptr<asio::steady_timer> timer_;
+};
+
+} // namespace amb
+// ---- end amb/etcd_watch.hpp ----
+
+// ---- begin amb/etcd_lease_keeper.hpp ----
+// One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
+
+
+#include <asio.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace amb {
+
+/// How an etcd_lease_keeper behaves.
+struct etcd_lease_keeper_options {
+  std::int64_t ttl = 5;                               ///< lease TTL in seconds (the seed's 5 s)
+  std::chrono::milliseconds tick{0};                  ///< keepalive interval; 0 = TTL/3, well inside the TTL
+  std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failure
+  std::chrono::milliseconds retry_backoff_max{0};     ///< cap of the doubling wait; 0 = the tick
+};
+
+/// Owns one lease and a set of registrations (key → value) written under it. run() grants the lease,
+/// writes every registration, and sends one keepalive per tick. When etcd says the lease is gone
+/// (a keepalive without TTL, or "lease not found" on a put) it grants a new lease and writes EVERY
+/// registration again (one log line). While etcd is unreachable it retries with backoff; nothing
+/// registered is silently lost and nothing erased is silently left. For a registrar: set() what runs,
+/// erase() what stopped, revoke() on a clean stop (the keys vanish at once); a crash leaves them to
+/// expire after the TTL. Single-threaded: call everything on the client's executor.
+class etcd_lease_keeper {
+public:
+  /// A keeper using `client` (which must outlive it).
+  explicit etcd_lease_keeper(etcd_client& client, etcd_lease_keeper_options options = {})
+      : client_(client), options_(options), wake_(client.executor()) {
+    if (options_.ttl < 1) options_.ttl = 1;
+    if (options_.tick.count() <= 0) options_.tick = std::chrono::milliseconds(options_.ttl * 1000 / 3);
+    if (options_.retry_backoff_max.count() <= 0) options_.retry_backoff_max = options_.tick;
+  }
+  etcd_lease_keeper(const etcd_lease_keeper&) = delete;
+  etcd_lease_keeper& operator=(const etcd_lease_keeper&) = delete;
+
+  /// Keeps the lease and the registrations alive until stop() or revoke(); never throws for etcd
+  /// failures (they are logged and retried).
+  asio::awaitable<void> run() {
+    std::chrono::milliseconds backoff = options_.retry_backoff;
+    while (!stopped_) {
+      std::string why;
+      try {
+        co_await sync();
+        if (!stopped_ && !wake_pending_) {
+          wake_.expires_after(options_.tick);
+          co_await wake_.async_wait(detail::use_nothrow_awaitable);
+        }
+        wake_pending_ = false;
+        if (stopped_) break;
+        if (lease_ != 0) {
+          const std::int64_t lease = lease_;
+          const std::int64_t ttl = co_await client_.lease_keepalive(lease);
+          if (ttl == 0 && lease_ == lease) lost(lease, "etcd says it is gone");
+        }
+        backoff = options_.retry_backoff;
+        continue;
+      } catch (const etcd_error& e) {
+        if (e.lease_not_found()) {
+          if (lease_ != 0) lost(lease_, "etcd says it is not found");
+          continue;
+        }
+        why = e.what();
+      } catch (const std::exception& e) {
+        why = e.what();
+      }
+      if (stopped_) break;
+      log::warn(why, "; retrying in ", backoff.count(), "ms");
+      ++failures_;
+      wake_.expires_after(backoff);
+      co_await wake_.async_wait(detail::use_nothrow_awaitable);
+      wake_pending_ = false;
+      backoff = std::min(backoff * 2, options_.retry_backoff_max);
+    }
+  }
+
+  /// Registers key = value and writes it now when a lease exists; true when written now. On false it
+  /// stays registered and run() writes it as soon as it can.
+  asio::awaitable<bool> set(std::string key, std::string value) {
+    regs_[key] = value;
+    dirty_.insert(key);
+    deletes_.erase(key);
+    if (lease_ == 0) {
+      wake();
+      co_return false;
+    }
+    co_return co_await write(key);
+  }
+
+  /// Unregisters key and deletes it from etcd now; true when deleted now. On false run() keeps
+  /// trying to delete it.
+  asio::awaitable<bool> erase(std::string key) {
+    regs_.erase(key);
+    dirty_.erase(key);
+    deletes_.insert(key);
+    co_return co_await remove(key);
+  }
+
+  /// Stops run() and revokes the lease, so every registered key vanishes at once. Throws when etcd
+  /// cannot be told (the keys then expire after the TTL).
+  asio::awaitable<void> revoke() {
+    stop();
+    const std::int64_t lease = lease_;
+    lease_ = 0;
+    for (auto& kv : regs_) dirty_.insert(kv.first);
+    if (lease != 0) co_await client_.lease_revoke(lease);
+  }
+
+  /// Stops run() without revoking (the lease then expires after its TTL). Final: a later run() returns at once.
+  void stop() {
+    stopped_ = true;
+    wake();
+  }
+
+  /// The current lease id, 0 while there is none.
+  std::int64_t lease_id() const noexcept { return lease_; }
+  /// Every registration (key → value).
+  const std::map<std::string, std::string>& registrations() const noexcept { return regs_; }
+  /// True when every registration is written under the current lease and no delete is pending.
+  bool in_sync() const noexcept { return lease_ != 0 && dirty_.empty() && deletes_.empty(); }
+  /// How many times the lease was lost and granted again.
+  std::size_t regrants() const noexcept { return regrants_; }
+  /// How many failures run() has retried (for tests and logs).
+  std::size_t failures() const noexcept { return failures_; }
+  /// The options in effect (tick filled in).
+  const etcd_lease_keeper_options& options() const noexcept { return options_; }
+
+private:
+  void wake() {
+    wake_pending_ = true;
+    wake_.cancel();
+  }
+
+  void lost(std::int64_t lease, const char* why) {
+    log::warn("etcd lease ", lease, " lost (", why, "); granting a new one and writing ", regs_.size(),
+              " key(s) again");
+    lease_ = 0;
+    ++regrants_;
+    for (auto& kv : regs_) dirty_.insert(kv.first);
+  }
+
+  // Grants a lease when there is none, then writes pending deletes and puts. Throws on failure.
+  asio::awaitable<void> sync() {
+    if (lease_ == 0) {
+      auto l = co_await client_.lease_grant(options_.ttl);
+      if (stopped_) {  // revoke() came while granting: do not leave a lease behind
+        co_await client_.lease_revoke(l.id);
+        co_return;
+      }
+      lease_ = l.id;
+      for (auto& kv : regs_) dirty_.insert(kv.first);
+      log::debug("etcd lease ", lease_, " granted, TTL ", l.ttl, "s");
+    }
+    for (const auto& key : std::vector<std::string>(deletes_.begin(), deletes_.end())) {
+      if (!deletes_.count(key)) continue;
+      const bool ok = co_await remove(key);
+      if (!ok) throw std::runtime_error(last_error_);
+    }
+    for (const auto& key : std::vector<std::string>(dirty_.begin(), dirty_.end())) {
+      if (!dirty_.count(key)) continue;
+      const bool ok = co_await write(key);
+      if (ok) continue;
+      if (lease_ == 0) co_return;  // lost: the next sync grants and writes everything
+      throw std::runtime_error(last_error_);
+    }
+  }
+
+  // Puts one registration under the current lease; false (and still dirty) on failure.
+  asio::awaitable<bool> write(std::string key) {
+    auto it = regs_.find(key);
+    if (it == regs_.end()) co_return true;
+    const std::string value = it->second;
+    const std::int64_t lease = lease_;
+    try {
+      co_await client_.put(key, value, lease);
+    } catch (const etcd_error& e) {
+      last_error_ = e.what();
+      if (e.lease_not_found() && lease_ == lease && lease != 0) lost(lease, "etcd says it is not found");
+      wake();
+      co_return false;
+    } catch (const std::exception& e) {
+      last_error_ = e.what();
+      wake();
+      co_return false;
+    }
+    // Things may have moved while the put was in flight: only a write of the current state counts.
+    it = regs_.find(key);
+    if (it == regs_.end()) {
+      deletes_.insert(key);  // erased meanwhile: our put must not survive
+      wake();
+      co_return false;
+    }
+    if (it->second == value && lease_ == lease) dirty_.erase(key);
+    co_return true;
+  }
+
+  // Deletes one key; false (and still pending) on failure.
+  asio::awaitable<bool> remove(std::string key) {
+    try {
+      co_await client_.erase(key);
+    } catch (const std::exception& e) {
+      last_error_ = e.what();
+      wake();
+      co_return false;
+    }
+    if (!regs_.count(key)) deletes_.erase(key);  // unless it was set again meanwhile
+    co_return true;
+  }
+
+  etcd_client& client_;
+  etcd_lease_keeper_options options_;
+  asio::steady_timer wake_;
+  bool wake_pending_ = false;
+  bool stopped_ = false;
+  std::int64_t lease_ = 0;
+  std::map<std::string, std::string> regs_;
+  std::set<std::string> dirty_;    // registered but not yet written under the current lease
+  std::set<std::string> deletes_;  // erased but not yet deleted in etcd
+  std::size_t regrants_ = 0;
+  std::size_t failures_ = 0;
+  std::string last_error_;
+};
+
+} // namespace amb
+// ---- end amb/etcd_lease_keeper.hpp ----
+
+// The registry and the ambassador built on it.
+
+// ---- begin amb/registry_value.hpp ----
+// Registry values, both ways: the seed's JSON {"host":..,"port":..} or plain host:port.
+
+
+#include <charconv>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// One instance as written under <prefix>/<service>/<instance-id>.
+struct registry_value {
+  host_port address;         ///< where to connect
+  std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000)
+  /// Other JSON fields, in key order: strings as they are, other values as JSON text.
+  std::vector<std::pair<std::string, std::string>> extra;
+  friend bool operator==(const registry_value&, const registry_value&) = default;
+};
+
+/// Largest accepted "weight"; far beyond any sensible ratio, small enough for 64-bit sums.
+inline constexpr std::uint32_t max_registry_weight = 1000000;
+
+namespace detail {
+
+/// The value quoted for an error line, cut short so a huge garbage value gives a readable line.
+inline std::string quote_value(std::string_view v) {
+  constexpr std::size_t limit = 80;
+  std::string out = "\"";
+  out.append(v.substr(0, limit));
+  if (v.size() > limit) out += "...";
+  out += "\"";
+  return out;
+}
+
+/// A JSON number or numeric string as an integer; false for anything else (decimals included).
+inline bool json_integer(const picojson::value& v, std::int64_t& out) {
+  if (v.is<std::int64_t>()) {
+    out = v.get<std::int64_t>();
+    return true;
+  }
+  if (v.is<std::string>()) {
+    const auto& s = v.get<std::string>();
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && ec == std::errc{} && end == s.data() + s.size();
+  }
+  return false;
+}
+
+/// True when `s` is a number by the JSON grammar: -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?
+inline bool is_json_number(std::string_view s) {
+  std::size_t i = 0, n = s.size();
+  auto digit = [&](std::size_t k) { return k < n && s[k] >= '0' && s[k] <= '9'; };
+  if (i < n && s[i] == '-') ++i;
+  if (!digit(i)) return false;
+  if (s[i] == '0') ++i;
+  else while (digit(i)) ++i;
+  if (i < n && s[i] == '.') {
+    ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+    ++i;
+    if (i < n && (s[i] == '+' || s[i] == '-')) ++i;
+    if (!digit(i)) return false;
+    while (digit(i)) ++i;
+  }
+  return i == n;
+}
+
+/// `s` as a JSON string literal; UTF-8 bytes pass through, control characters become \u00XX.
+inline std::string json_quote(std::string_view s) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (unsigned char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xf];
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+inline parsed<registry_value> parse_registry_json(std::string_view text) {
+  parsed<registry_value> r;
+  const std::string prefix = "bad registry value " + quote_value(text) + ": ";
+  picojson::value doc;
+  std::string err;
+  auto end = picojson::parse(doc, text.begin(), text.end(), &err);
+  if (err.empty() && end != text.end()) err = "trailing characters after the object";
+  if (!err.empty()) {
+    // picojson's message spans lines; keep the first so the log stays one line.
+    r.error = prefix + "invalid JSON (" + err.substr(0, err.find('\n')) + ")";
+    return r;
+  }
+  if (!doc.is<picojson::object>()) {
+    r.error = prefix + "expected a JSON object";
+    return r;
+  }
+  registry_value v;
+  const auto* host = json_member(doc, "host");
+  if (!host) {
+    r.error = prefix + "missing \"host\"";
+    return r;
+  }
+  if (!host->is<std::string>() || host->get<std::string>().empty()) {
+    r.error = prefix + "\"host\" must be a non-empty string";
+    return r;
+  }
+  v.address.host = host->get<std::string>();
+  // Tolerate a bracketed IPv6 host ("[::1]"): people copy it from host:port forms.
+  if (v.address.host.size() > 2 && v.address.host.front() == '[' && v.address.host.back() == ']')
+    v.address.host = v.address.host.substr(1, v.address.host.size() - 2);
+  const auto* port = json_member(doc, "port");
+  if (!port) {
+    r.error = prefix + "missing \"port\"";
+    return r;
+  }
+  std::int64_t p = 0;
+  if (!json_integer(*port, p) || p < 1 || p > 65535) {
+    r.error = prefix + "bad port " + port->serialize() + " (expected 1..65535)";
+    return r;
+  }
+  v.address.port = static_cast<std::uint16_t>(p);
+  if (const auto* weight = json_member(doc, "weight")) {
+    std::int64_t w = 0;
+    if (!json_integer(*weight, w) || w < 1 || w > max_registry_weight) {
+      r.error = prefix + "bad weight " + weight->serialize() + " (expected an integer 1.." +
+                std::to_string(max_registry_weight) + ")";
+      return r;
+    }
+    v.weight = static_cast<std::uint32_t>(w);
+  }
+  for (const auto& [key, value] : doc.get<picojson::object>()) {
+    if (key == "host" || key == "port" || key == "weight") continue;
+    v.extra.emplace_back(key, value.is<std::string>() ? value.get<std::string>() : value.serialize());
+  }
+  r.value = std::move(v);
+  return r;
+}
+
+} // namespace detail
+
+/// Parses a registry value: the seed's JSON object (port as number or numeric string,
+/// optional positive integer "weight", other fields kept in `extra`) or plain "host:port"
+/// ("[::1]:6379" for IPv6). Leading and trailing whitespace is ignored (etcdctl users add newlines).
+inline parsed<registry_value> parse_registry_value(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t' || text.front() == '\n' || text.front() == '\r'))
+    text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n' || text.back() == '\r'))
+    text.remove_suffix(1);
+  if (!text.empty() && text.front() == '{')
+    return detail::parse_registry_json(text);
+  parsed<registry_value> r;
+  if (text.empty()) {
+    r.error = "bad registry value \"\": empty";
+    return r;
+  }
+  if (text.find(':') == std::string_view::npos) {
+    r.error = "bad registry value " + detail::quote_value(text) + ": neither {\"host\":..,\"port\":..} nor HOST:PORT";
+    return r;
+  }
+  auto hp = parse_host_port(text);
+  if (!hp) {
+    r.error = "bad registry value: " + hp.error;
+    return r;
+  }
+  registry_value v;
+  v.address = *hp;
+  r.value = std::move(v);
+  return r;
+}
+
+/// The seed's JSON value: {"host":"10.0.0.5","port":49155} plus `extra` fields in order.
+/// A field value that is a JSON number (integer or decimal) is written as a number, anything
+/// else as an escaped string. Extra fields named "host" or "port" are dropped (the address wins);
+/// a key given twice keeps its first place and its last value, as command lines usually mean.
+inline std::string format_registry_json(std::string_view host, std::uint16_t port,
+                                        const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  std::vector<std::pair<std::string, std::string>> fields;
+  for (const auto& [k, v] : extra) {
+    if (k == "host" || k == "port") continue;
+    bool replaced = false;
+    for (auto& f : fields)
+      if (f.first == k) {
+        f.second = v;
+        replaced = true;
+      }
+    if (!replaced) fields.emplace_back(k, v);
+  }
+  std::string out = "{\"host\":" + detail::json_quote(host) + ",\"port\":" + std::to_string(port);
+  for (const auto& [k, v] : fields)
+    out += "," + detail::json_quote(k) + ":" + (detail::is_json_number(v) ? v : detail::json_quote(v));
+  out += "}";
+  return out;
+}
+
+/// The plain form "host:port" ("[v6]:port"), as registrator writes it.
+inline std::string format_registry_hostport(std::string_view host, std::uint16_t port) {
+  return host_port{std::string(host), port}.to_string();
+}
+
+/// Splits a "KEY=VALUE" argument (for extra fields); the key must be non-empty, the value may be.
+inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_view text) {
+  parsed<std::pair<std::string, std::string>> r;
+  auto eq = text.find('=');
+  if (eq == std::string_view::npos || eq == 0) {
+    r.error = "bad field \"" + std::string(text) + "\": expected KEY=VALUE";
+    return r;
+  }
+  r.value = std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
+  return r;
+}
+
+} // namespace amb
+// ---- end amb/registry_value.hpp ----
+
+// ---- begin amb/balancer.hpp ----
+// Balancer: the instance set an ambassador forwards to, and the policies that choose from it.
+
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// How the balancer chooses an instance for a new connection.
+enum class balance_policy {
+  round_robin,  ///< each instance in turn (the seed's behaviour; the default)
+  weighted,     ///< smooth weighted round-robin (nginx): weight 3 gets 3 of every 4 picks vs weight 1
+  least_conn,   ///< fewest live connections per unit of weight; ties in turn
+  p2c,          ///< two instances at random, the less loaded one wins ("power of two choices")
+  source_hash,  ///< the client's address on a consistent-hash ring: same client, same instance
+};
+
+/// The flag spelling of a policy.
+inline const char* to_string(balance_policy p) noexcept {
+  switch (p) {
+    case balance_policy::round_robin: return "round-robin";
+    case balance_policy::weighted: return "weighted";
+    case balance_policy::least_conn: return "least-conn";
+    case balance_policy::p2c: return "p2c";
+    case balance_policy::source_hash: return "source-hash";
+  }
+  return "?";
+}
+
+/// Parses "round-robin", "weighted", "least-conn", "p2c" or "source-hash".
+inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
+  parsed<balance_policy> r;
+  for (auto p : {balance_policy::round_robin, balance_policy::weighted, balance_policy::least_conn,
+                 balance_policy::p2c, balance_policy::source_hash})
+    if (text == to_string(p)) {
+      r.value = p;
+      return r;
+    }
+  r.error = "bad policy \"" + std::string(text) + "\" (use round-robin, weighted, least-conn, p2c or source-hash)";
+  return r;
+}
+
+/// One registered instance. Connections hold it by shared_ptr, so a removed or replaced
+/// instance lives on (with its counters) until its last connection ends.
+struct instance {
+  using clock = std::chrono::steady_clock;
+  std::string id;                    ///< the etcd key it came from
+  host_port address;                 ///< where to connect
+  std::uint32_t weight = 1;          ///< relative share (1..)
+  std::size_t active = 0;            ///< live connections right now
+  std::uint32_t consecutive_fails = 0;  ///< connect failures since the last success
+  std::uint64_t total_fails = 0;     ///< connect failures ever (for metrics)
+  clock::time_point ejected_until{};  ///< not chosen before this (unless nothing else is left)
+  bool ejected = false;              ///< set while in an ejection period that has been logged
+  std::int64_t current_weight = 0;   ///< smooth weighted round-robin state
+  /// True while the instance sits out an ejection period.
+  bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
+};
+
+/// Counts one live connection on an instance for as long as it exists (movable, not copyable).
+class connection_slot {
+public:
+  connection_slot() = default;
+  explicit connection_slot(std::shared_ptr<instance> i) : inst_(std::move(i)) {
+    if (inst_) ++inst_->active;
+  }
+  connection_slot(connection_slot&& o) noexcept : inst_(std::move(o.inst_)) {}
+  connection_slot& operator=(connection_slot&& o) noexcept {
+    if (this != &o) {
+      release();
+      inst_ = std::move(o.inst_);
+    }
+    return *this;
+  }
+  connection_slot(const connection_slot&) = delete;
+  connection_slot& operator=(const connection_slot&) = delete;
+  ~connection_slot() { release(); }
+  /// The instance counted, or nullptr.
+  const std::shared_ptr<instance>& get() const noexcept { return inst_; }
+  /// Stops counting now.
+  void release() noexcept {
+    if (inst_) --inst_->active;
+    inst_.reset();
+  }
+
+private:
+  std::shared_ptr<instance> inst_;
+};
+
+/// What an update did, so the caller can log one line per instance.
+struct balancer_change {
+  enum kind { added, changed, removed } what;  ///< what happened
+  std::string id;                              ///< the instance key
+  host_port address;                           ///< the new address (the old one for removed)
+  std::uint32_t weight = 1;                    ///< the new weight
+};
+
+/// The instance set plus a policy. Single-threaded: call from the io_context thread only.
+class balancer {
+public:
+  using clock = instance::clock;
+
+  /// Tuning; the defaults follow nginx's max_fails/fail_timeout spirit (3 fails, 10 s).
+  struct options {
+    balance_policy policy = balance_policy::round_robin;  ///< how to choose
+    std::uint32_t max_fails = 3;                          ///< consecutive connect failures before ejection (0: never eject)
+    clock::duration fail_timeout = std::chrono::seconds(10);  ///< how long an ejected instance sits out
+    std::uint32_t virtual_nodes = 100;                    ///< ring points per unit of weight (source-hash)
+    std::uint64_t seed = 0x5eed;                          ///< random source for p2c (fixed for reproducible tests)
+  };
+
+  /// One desired instance, for replace_all.
+  struct entry {
+    std::string id;            ///< etcd key
+    host_port address;         ///< where to connect
+    std::uint32_t weight = 1;  ///< relative share
+  };
+
+  balancer() : balancer(options{}) {}
+  explicit balancer(options o) : opts_(o), rng_(o.seed) {}
+
+  /// The options in force.
+  const options& config() const noexcept { return opts_; }
+
+  /// Adds or updates one instance. A new address makes a fresh instance (connections to the old
+  /// one keep their own object); a weight change updates it in place. Empty result: nothing changed.
+  std::vector<balancer_change> upsert(const std::string& id, const host_port& address, std::uint32_t weight = 1) {
+    std::vector<balancer_change> out;
+    if (weight == 0) weight = 1;
+    auto it = find(id);
+    if (it == set_.end()) {
+      auto i = std::make_shared<instance>();
+      i->id = id;
+      i->address = address;
+      i->weight = weight;
+      set_.insert(std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }), i);
+      out.push_back({balancer_change::added, id, address, weight});
+    } else if ((*it)->address != address) {
+      auto i = std::make_shared<instance>();
+      i->id = id;
+      i->address = address;
+      i->weight = weight;
+      *it = i;
+      out.push_back({balancer_change::changed, id, address, weight});
+    } else if ((*it)->weight != weight) {
+      (*it)->weight = weight;
+      out.push_back({balancer_change::changed, id, address, weight});
+    } else {
+      return out;
+    }
+    rebuild();
+    return out;
+  }
+
+  /// Removes one instance (established connections keep going). Empty result when unknown.
+  std::vector<balancer_change> remove(const std::string& id) {
+    std::vector<balancer_change> out;
+    auto it = find(id);
+    if (it == set_.end()) return out;
+    out.push_back({balancer_change::removed, id, (*it)->address, (*it)->weight});
+    set_.erase(it);
+    rebuild();
+    return out;
+  }
+
+  /// Makes the set equal to `wanted` (a full snapshot after a re-read); returns the differences.
+  /// Instances whose address and weight did not change keep their counters and ejection state.
+  std::vector<balancer_change> replace_all(const std::vector<entry>& wanted) {
+    std::vector<balancer_change> out;
+    std::map<std::string, const entry*> by_id;
+    for (const auto& e : wanted) by_id[e.id] = &e;
+    for (auto it = set_.begin(); it != set_.end();) {
+      if (!by_id.count((*it)->id)) {
+        out.push_back({balancer_change::removed, (*it)->id, (*it)->address, (*it)->weight});
+        it = set_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& [id, e] : by_id) {
+      auto c = upsert(id, e->address, e->weight);
+      out.insert(out.end(), c.begin(), c.end());
+    }
+    rebuild();
+    return out;
+  }
+
+  /// Every instance, sorted by id.
+  const std::vector<std::shared_ptr<instance>>& instances() const noexcept { return set_; }
+  /// Number of instances known.
+  std::size_t size() const noexcept { return set_.size(); }
+  /// True when no instance is known.
+  bool empty() const noexcept { return set_.empty(); }
+  /// The instance with key `id`, or nullptr.
+  std::shared_ptr<instance> get(const std::string& id) const {
+    auto it = std::find_if(set_.begin(), set_.end(), [&](const auto& p) { return p->id == id; });
+    return it == set_.end() ? nullptr : *it;
+  }
+
+  /// Chooses an instance for a new connection, skipping those in `tried` (already failed for this
+  /// client). Ejected instances are chosen only when every other candidate is ejected too, so a
+  /// set whose instances all failed recovers on the first good connect instead of after the timeout.
+  /// `client_key` (the client's address) matters for source-hash only. nullptr: nothing to offer.
+  std::shared_ptr<instance> pick(std::string_view client_key = {},
+                                 const std::vector<std::shared_ptr<instance>>& tried = {},
+                                 clock::time_point now = clock::now()) {
+    std::vector<instance*> healthy, all;
+    for (const auto& p : set_) {
+      if (std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
+      all.push_back(p.get());
+      if (!p->is_ejected(now)) healthy.push_back(p.get());
+    }
+    auto& candidates = healthy.empty() ? all : healthy;
+    if (candidates.empty()) return nullptr;
+    instance* chosen = nullptr;
+    // A failover pick must not move the turn: otherwise every client after a dead instance's
+    // turn would land on it first, instead of once per round.
+    const std::string turn = next_id_;
+    switch (opts_.policy) {
+      case balance_policy::round_robin: chosen = pick_round_robin(candidates); break;
+      case balance_policy::weighted: chosen = pick_weighted(candidates); break;
+      case balance_policy::least_conn: chosen = pick_least_conn(candidates); break;
+      case balance_policy::p2c: chosen = pick_p2c(candidates); break;
+      case balance_policy::source_hash: chosen = pick_hash(client_key, candidates); break;
+    }
+    if (!tried.empty()) next_id_ = turn;
+    return chosen ? get_shared(chosen) : nullptr;
+  }
+
+  /// A connect to `i` succeeded: clears its failure streak. True when it had been ejected (log "back").
+  bool report_success(instance& i) noexcept {
+    bool was = i.ejected;
+    i.consecutive_fails = 0;
+    i.ejected = false;
+    return was;
+  }
+
+  /// A connect to `i` failed: counts it and ejects after max_fails in a row. True when this call
+  /// started an ejection period (log it once). A failure right after an ejection period ends
+  /// ejects again at once, since the streak was never broken.
+  bool report_failure(instance& i, clock::time_point now = clock::now()) noexcept {
+    ++i.consecutive_fails;
+    ++i.total_fails;
+    if (opts_.max_fails == 0 || i.consecutive_fails < opts_.max_fails || i.is_ejected(now)) return false;
+    i.ejected = true;
+    i.ejected_until = now + opts_.fail_timeout;
+    return true;
+  }
+
+private:
+  std::vector<std::shared_ptr<instance>>::iterator find(const std::string& id) {
+    return std::find_if(set_.begin(), set_.end(), [&](const auto& p) { return p->id == id; });
+  }
+  std::shared_ptr<instance> get_shared(const instance* i) const {
+    for (const auto& p : set_)
+      if (p.get() == i) return p;
+    return nullptr;
+  }
+
+  // Position in the sorted set is the round-robin order; the cursor is "the next id", so an
+  // update elsewhere in the set does not make the turn jump.
+  instance* pick_round_robin(const std::vector<instance*>& c) {
+    instance* chosen = c.front();
+    for (auto* i : c)
+      if (i->id >= next_id_) {
+        chosen = i;
+        break;
+      }
+    next_id_ = chosen->id + '\0';  // the smallest string greater than chosen->id
+    return chosen;
+  }
+
+  // nginx's smooth weighted round-robin: every candidate gains its weight, the richest wins and
+  // pays the total. Over sum(weights) picks each instance is chosen exactly weight times, interleaved.
+  instance* pick_weighted(const std::vector<instance*>& c) {
+    std::int64_t total = 0;
+    instance* best = nullptr;
+    for (auto* i : c) {
+      i->current_weight += i->weight;
+      total += i->weight;
+      if (!best || i->current_weight > best->current_weight) best = i;
+    }
+    best->current_weight -= total;
+    return best;
+  }
+
+  // Lowest active/weight (compared by cross-multiplying); ties go round-robin so an idle set spreads.
+  instance* pick_least_conn(const std::vector<instance*>& c) {
+    auto load_less = [](const instance* a, const instance* b) {
+      return static_cast<std::uint64_t>(a->active) * b->weight < static_cast<std::uint64_t>(b->active) * a->weight;
+    };
+    const instance* best = c.front();
+    for (auto* i : c)
+      if (load_less(i, best)) best = i;
+    std::vector<instance*> tied;
+    for (auto* i : c)
+      if (!load_less(best, i) && !load_less(i, best)) tied.push_back(i);
+    return pick_round_robin(tied);
+  }
+
+  instance* pick_p2c(const std::vector<instance*>& c) {
+    if (c.size() == 1) return c.front();
+    std::uniform_int_distribution<std::size_t> d(0, c.size() - 1);
+    std::size_t a = d(rng_), b = d(rng_);
+    while (b == a) b = d(rng_);
+    auto la = static_cast<std::uint64_t>(c[a]->active) * c[b]->weight;
+    auto lb = static_cast<std::uint64_t>(c[b]->active) * c[a]->weight;
+    if (la == lb) return c[std::uniform_int_distribution<int>(0, 1)(rng_) ? a : b];
+    return la < lb ? c[a] : c[b];
+  }
+
+  // Consistent hashing: each instance owns virtual_nodes*weight points on a 64-bit ring; a client
+  // goes to the first point at or after its hash whose instance is a candidate. Adding an instance
+  // takes over only the arcs its new points cut, about 1/n of the clients.
+  instance* pick_hash(std::string_view key, const std::vector<instance*>& c) {
+    if (ring_.empty()) return c.front();
+    auto h = hash(key);
+    auto start = std::lower_bound(ring_.begin(), ring_.end(), std::make_pair(h, static_cast<instance*>(nullptr)),
+                                  [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t n = 0; n < ring_.size(); ++n) {
+      auto it = start + static_cast<std::ptrdiff_t>(n);
+      if (it >= ring_.end()) it -= static_cast<std::ptrdiff_t>(ring_.size());
+      if (std::find(c.begin(), c.end(), it->second) != c.end()) return it->second;
+    }
+    return c.front();
+  }
+
+  void rebuild() {
+    ring_.clear();
+    if (opts_.policy != balance_policy::source_hash) return;
+    for (const auto& p : set_) {
+      // Cap the points per instance so a huge weight cannot blow the ring up.
+      std::uint64_t points = std::min<std::uint64_t>(static_cast<std::uint64_t>(opts_.virtual_nodes) * p->weight, 10000);
+      for (std::uint64_t v = 0; v < points; ++v)
+        ring_.emplace_back(hash(p->id + "#" + std::to_string(v)), p.get());
+    }
+    std::sort(ring_.begin(), ring_.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first < b.first : a.second->id < b.second->id;
+    });
+  }
+
+  // FNV-1a then a splitmix64 finalizer: FNV alone clusters similar keys ("a#1", "a#2").
+  static std::uint64_t hash(std::string_view s) noexcept {
+    std::uint64_t h = 1469598103934665603ull;
+    for (unsigned char ch : s) {
+      h ^= ch;
+      h *= 1099511628211ull;
+    }
+    h += 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
+  }
+
+  options opts_;
+  std::vector<std::shared_ptr<instance>> set_;  // sorted by id
+  std::vector<std::pair<std::uint64_t, instance*>> ring_;
+  std::string next_id_;
+  std::mt19937_64 rng_;
+};
+
+} // namespace amb
+// ---- end amb/balancer.hpp ----
+
+// ---- begin amb/metrics.hpp ----
+// Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
+
+
+#include <asio.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// Counters and gauges, rendered in Prometheus text format 0.0.4. Single-threaded, like the rest.
+class metrics_registry {
+public:
+  /// Declares a metric family once (type "counter" or "gauge"); renders even with no samples yet
+  /// when it has no labels (value 0), so scrapers see every family from the start.
+  void declare(const std::string& name, const std::string& type, const std::string& help) {
+    auto& f = families_[name];
+    f.type = type;
+    f.help = help;
+    if (!order_contains(name)) order_.push_back(name);
+  }
+  /// Adds `delta` to a sample (creating it at 0).
+  void add(const std::string& name, double delta, const std::string& labels = {}) { sample(name, labels) += delta; }
+  /// Sets a sample.
+  void set(const std::string& name, double value, const std::string& labels = {}) { sample(name, labels) = value; }
+  /// Removes a labelled sample (e.g. a per-instance gauge for an instance that left).
+  void erase(const std::string& name, const std::string& labels) {
+    auto it = families_.find(name);
+    if (it != families_.end()) it->second.samples.erase(labels);
+  }
+  /// A sample's current value (0 when absent).
+  double value(const std::string& name, const std::string& labels = {}) const {
+    auto it = families_.find(name);
+    if (it == families_.end()) return 0;
+    auto s = it->second.samples.find(labels);
+    return s == it->second.samples.end() ? 0 : s->second;
+  }
+  /// `key="value"` with the value escaped as the exposition format wants (\\, \", \n).
+  static std::string label(std::string_view key, std::string_view value) {
+    std::string out(key);
+    out += "=\"";
+    for (char c : value) {
+      if (c == '\\') out += "\\\\";
+      else if (c == '"') out += "\\\"";
+      else if (c == '\n') out += "\\n";
+      else out += c;
+    }
+    out += '"';
+    return out;
+  }
+  /// Adds a function that refreshes samples just before each scrape (e.g. copies live totals in).
+  void add_collector(std::function<void(metrics_registry&)> f) { collectors_.push_back(std::move(f)); }
+  /// Runs the collectors.
+  void collect() {
+    for (auto& f : collectors_) f(*this);
+  }
+  /// The whole exposition text (call collect() first for fresh values).
+  std::string render() const {
+    std::string out;
+    for (const auto& name : order_) {
+      const auto& f = families_.at(name);
+      out += "# HELP " + name + " " + f.help + "\n# TYPE " + name + " " + f.type + "\n";
+      if (f.samples.empty()) out += name + " 0\n";
+      for (const auto& [labels, v] : f.samples) {
+        out += name;
+        if (!labels.empty()) out += "{" + labels + "}";
+        out += " " + format(v) + "\n";
+      }
+    }
+    return out;
+  }
+
+private:
+  struct family {
+    std::string type = "gauge", help;
+    std::map<std::string, double> samples;
+  };
+  double& sample(const std::string& name, const std::string& labels) {
+    if (!families_.count(name)) declare(name, "gauge", name);
+    return families_[name].samples[labels];
+  }
+  bool order_contains(const std::string& name) const {
+    for (const auto& n : order_)
+      if (n == name) return true;
+    return false;
+  }
+  static std::string format(double v) {
+    char buf[64];
+    // Integers (the usual case) print without exponent or decimals up to 2^53.
+    if (v == static_cast<double>(static_cast<std::int64_t>(v)) && v < 9.007199254740992e15 && v > -9.007199254740992e15)
+      std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v));
+    else
+      std::snprintf(buf, sizeof buf, "%.17g", v);
+    return buf;
+  }
+  std::map<std::string, family> families_;
+  std::vector<std::string> order_;
+  std::vector<std::function<void(metrics_registry&)>> collectors_;
+};
+
+/// Limits for the metrics endpoint.
+struct metrics_server_options {
+  std::size_t max_request = 8192;                           ///< request head larger than this: 431 and close
+  std::chrono::milliseconds read_timeout{5000};             ///< a client that sends no full head in time is closed
+  std::size_t max_clients = 64;                             ///< more concurrent scrapers than this are closed at once
+};
+
+namespace detail {
+
+inline std::string http_reply(int status, std::string_view reason, std::string_view type, std::string_view body) {
+  std::string r = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+  r += "Content-Type: " + std::string(type) + "\r\nContent-Length: " + std::to_string(body.size()) +
+       "\r\nConnection: close\r\n\r\n";
+  r += body;
+  return r;
+}
+
+/// The reply for one request head; `ready` drives /healthz. HEAD gets headers only.
+inline std::string metrics_answer(std::string_view head, metrics_registry& m, bool ready) {
+  auto line_end = head.find("\r\n");
+  auto line = head.substr(0, line_end);
+  auto sp1 = line.find(' ');
+  auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || line.substr(sp2 + 1).rfind("HTTP/1.", 0) != 0)
+    return http_reply(400, "Bad Request", "text/plain; charset=utf-8", "bad request\n");
+  auto method = line.substr(0, sp1);
+  auto target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  target = target.substr(0, target.find('?'));
+  bool head_only = method == "HEAD";
+  if (method != "GET" && !head_only)
+    return http_reply(405, "Method Not Allowed", "text/plain; charset=utf-8", "method not allowed\n");
+  std::string reply;
+  if (target == "/metrics") {
+    m.collect();
+    reply = http_reply(200, "OK", "text/plain; version=0.0.4; charset=utf-8", m.render());
+  } else if (target == "/healthz") {
+    reply = ready ? http_reply(200, "OK", "text/plain; charset=utf-8", "ok\n")
+                  : http_reply(503, "Service Unavailable", "text/plain; charset=utf-8", "not ready\n");
+  } else {
+    reply = http_reply(404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+  }
+  if (head_only) reply.resize(reply.find("\r\n\r\n") + 4);
+  return reply;
+}
+
+} // namespace detail
+
+/// Serves /metrics and /healthz on an HTTP/1.1 listener: one request per connection, then close.
+/// `ready` is asked at each /healthz request (e.g. "the first etcd read succeeded").
+class metrics_server {
+public:
+  /// Binds `where`; throws std::system_error naming the address when that fails.
+  metrics_server(asio::any_io_executor ex, const host_port& where, metrics_registry& m, std::function<bool()> ready,
+                 metrics_server_options o = {})
+      : acceptor_(ex), metrics_(m), ready_(std::move(ready)), opts_(o) {
+    asio::ip::tcp::resolver resolver(ex);
+    std::error_code ec;
+    auto results = resolver.resolve(where.host, std::to_string(where.port), asio::ip::resolver_base::passive, ec);
+    if (!ec && results.empty()) ec = asio::error::host_not_found;
+    if (!ec) {
+      auto ep = results.begin()->endpoint();
+      acceptor_.open(ep.protocol(), ec);
+      if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec) acceptor_.bind(ep, ec);
+      if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    }
+    if (ec) throw std::system_error(ec, "metrics listen on " + where.to_string());
+  }
+
+  /// The bound port (useful with port 0).
+  std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+  /// Accepts until close(); survives accept errors (EMFILE: wait and go on).
+  asio::awaitable<void> run() {
+    auto alive = alive_;
+    while (acceptor_.is_open()) {
+      auto [ec, sock] = co_await acceptor_.async_accept(detail::use_nothrow_awaitable);
+      if (!*alive) co_return;
+      if (ec == asio::error::operation_aborted) co_return;
+      if (ec) {
+        log::warn("metrics accept: ", ec.message(), "; retrying");
+        co_await detail::sleep_for(std::chrono::milliseconds(100));
+        continue;
+      }
+      if (clients_ >= opts_.max_clients) continue;  // socket closes as it goes out of scope
+      ++clients_;
+      asio::co_spawn(acceptor_.get_executor(), serve(std::move(sock)), [this, alive](std::exception_ptr) {
+        if (*alive) --clients_;
+      });
+    }
+  }
+
+  /// Stops accepting (connections being answered finish on their own).
+  void close() {
+    std::error_code ignored;  // already closed is fine
+    acceptor_.close(ignored);
+  }
+
+  ~metrics_server() { *alive_ = false; }
+
+private:
+  asio::awaitable<void> serve(asio::ip::tcp::socket sock) {
+    try {
+      std::string head;
+      asio::steady_timer deadline(sock.get_executor(), opts_.read_timeout);
+      bool timed_out = false;
+      deadline.async_wait([&](std::error_code ec) {
+        if (!ec) {
+          timed_out = true;
+          std::error_code ignored;  // the read below fails and ends the coroutine
+          sock.close(ignored);
+        }
+      });
+      char buf[2048];
+      while (head.find("\r\n\r\n") == std::string::npos) {
+        auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), detail::use_nothrow_awaitable);
+        if (ec || timed_out) {
+          deadline.cancel();
+          co_return;
+        }
+        head.append(buf, n);
+        if (head.size() > opts_.max_request) {
+          deadline.cancel();
+          auto r = detail::http_reply(431, "Request Header Fields Too Large", "text/plain; charset=utf-8",
+                                      "request too large\n");
+          co_await asio::async_write(sock, asio::buffer(r), detail::use_nothrow_awaitable);
+          co_return;
+        }
+      }
+      auto reply = detail::metrics_answer(head, metrics_, ready_ && ready_());
+      co_await asio::async_write(sock, asio::buffer(reply), detail::use_nothrow_awaitable);
+      deadline.cancel();
+      std::error_code ignored;  // the client may already be gone
+      sock.shutdown(asio::socket_base::shutdown_send, ignored);
+    } catch (const std::exception& e) {
+      log::debug("metrics client: ", e.what());
+    }
+  }
+
+  asio::ip::tcp::acceptor acceptor_;
+  metrics_registry& metrics_;
+  std::function<bool()> ready_;
+  metrics_server_options opts_;
+  std::size_t clients_ = 0;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+} // namespace amb
+// ---- end amb/metrics.hpp ----
+
+// ---- begin amb/service_watch.hpp ----
+// Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
+
+
+#include <asio.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// The directory of a service's instances: "<prefix>/<service>/" (one '/' between parts, whatever the input).
+inline std::string service_directory(std::string_view prefix, std::string_view service) {
+  std::string dir(prefix);
+  while (!dir.empty() && dir.back() == '/') dir.pop_back();
+  if (dir.empty() || dir.front() != '/') dir.insert(dir.begin(), '/');
+  if (dir == "/") dir.clear();
+  while (!service.empty() && service.front() == '/') service.remove_prefix(1);
+  while (!service.empty() && service.back() == '/') service.remove_suffix(1);
+  return dir + "/" + std::string(service) + "/";
+}
+
+/// Applies etcd snapshots and events to a balancer, logging one line per instance added, changed or
+/// removed and one warning per bad value (a key re-put with the same bad value is not warned again;
+/// a key whose value turns bad is removed). Identical re-puts (heartbeats) change and log nothing.
+class service_instances {
+public:
+  /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
+  explicit service_instances(balancer& b, std::function<void()> on_change = {})
+      : balancer_(b), on_change_(std::move(on_change)) {}
+
+  /// Applies what an etcd_watcher delivered.
+  void apply(const etcd_watch_update& u) {
+    switch (u.type) {
+      case etcd_watch_update::kind::snapshot: apply_snapshot(u.revision, u.kvs); break;
+      case etcd_watch_update::kind::events: apply_events(u.events); break;
+      case etcd_watch_update::kind::progress:
+        if (u.revision > revision_) revision_ = u.revision;
+        break;
+    }
+  }
+
+  /// Replaces the whole set with the keys of a prefix read at `revision` (first read, SIGHUP,
+  /// re-read after compaction): instances not in it go, so nothing stale survives.
+  void apply_snapshot(std::int64_t revision, const std::vector<etcd_kv>& kvs) {
+    std::vector<balancer::entry> wanted;
+    std::map<std::string, std::string> still_bad;
+    for (const auto& kv : kvs) {
+      auto v = parse_registry_value(kv.value);
+      if (!v) {
+        warn_bad(kv.key, kv.value, v.error, still_bad);
+        continue;
+      }
+      wanted.push_back({kv.key, v->address, v->weight});
+    }
+    bad_ = std::move(still_bad);
+    log_changes(balancer_.replace_all(wanted));
+    revision_ = revision;
+    snapshot_seen_ = true;
+  }
+
+  /// Applies watch events in order. Events at or below the revision already applied (a snapshot
+  /// taken by SIGHUP while the watch was behind) are skipped: the snapshot already holds them.
+  void apply_events(const std::vector<etcd_event>& events) {
+    std::vector<balancer_change> changes;
+    // Fixed for the batch: one transaction gives several events the same revision.
+    const std::int64_t floor = revision_;
+    for (const auto& ev : events) {
+      if (ev.kv.mod_revision != 0 && ev.kv.mod_revision <= floor) continue;
+      if (ev.kv.mod_revision > revision_) revision_ = ev.kv.mod_revision;
+      if (ev.type == etcd_event::kind::del) {
+        bad_.erase(ev.kv.key);
+        auto c = balancer_.remove(ev.kv.key);
+        changes.insert(changes.end(), c.begin(), c.end());
+        continue;
+      }
+      auto v = parse_registry_value(ev.kv.value);
+      if (!v) {
+        warn_bad(ev.kv.key, ev.kv.value, v.error, bad_);
+        auto c = balancer_.remove(ev.kv.key);  // the key no longer says where to go
+        changes.insert(changes.end(), c.begin(), c.end());
+        continue;
+      }
+      bad_.erase(ev.kv.key);
+      auto c = balancer_.upsert(ev.kv.key, v->address, v->weight);
+      changes.insert(changes.end(), c.begin(), c.end());
+    }
+    log_changes(changes);
+  }
+
+  /// The newest etcd revision applied (0 before the first snapshot).
+  std::int64_t revision() const noexcept { return revision_; }
+  /// True once a snapshot was applied (the first read of etcd succeeded).
+  bool ready() const noexcept { return snapshot_seen_; }
+  /// Keys whose value could not be parsed, with the error.
+  const std::map<std::string, std::string>& bad_keys() const noexcept { return bad_; }
+
+private:
+  void warn_bad(const std::string& key, const std::string& value, const std::string& error,
+                std::map<std::string, std::string>& into) {
+    auto it = bad_.find(key);
+    // Warn once per bad value, not once per re-put of the same value (heartbeats).
+    if (it == bad_.end() || it->second != value) log::warn("skipping ", key, ": ", error);
+    into[key] = value;
+  }
+
+  void log_changes(const std::vector<balancer_change>& changes) {
+    for (const auto& c : changes) {
+      const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
+      switch (c.what) {
+        case balancer_change::added: log::info("instance ", c.id, " added: ", c.address.to_string(), weight); break;
+        case balancer_change::changed: log::info("instance ", c.id, " changed: ", c.address.to_string(), weight); break;
+        case balancer_change::removed: log::info("instance ", c.id, " removed (was ", c.address.to_string(), ")"); break;
+      }
+    }
+    if (!changes.empty() && on_change_) on_change_();
+  }
+
+  balancer& balancer_;
+  std::function<void()> on_change_;
+  std::map<std::string, std::string> bad_;  // key -> the bad value already warned about
+  std::int64_t revision_ = 0;
+  bool snapshot_seen_ = false;
+};
+
+/// Re-reads the service directory and applies it as a snapshot (SIGHUP). Logs and returns false on failure.
+inline asio::awaitable<bool> reread_service(etcd_client& client, const std::string& directory,
+                                            service_instances& instances) {
+  try {
+    auto r = co_await client.get_prefix(directory);
+    instances.apply_snapshot(r.revision, r.kvs);
+    log::info("re-read ", directory, ": ", r.kvs.size(), " keys at revision ", r.revision);
+    co_return true;
+  } catch (const std::exception& e) {
+    log::warn("re-read ", directory, ": ", e.what(), "; keeping the current instances");
+    co_return false;
+  }
+}
+
+} // namespace amb
+// ---- end amb/service_watch.hpp ----
+
+// ---- begin amb/proxy.hpp ----
+// The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
+
+
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// How the proxy treats each client connection.
+struct proxy_options {
+  std::string service = "service";                       ///< named in log lines, e.g. "/services/redis-A/"
+  std::chrono::milliseconds connect_timeout{3000};       ///< per upstream connect attempt
+  std::chrono::milliseconds idle_timeout{0};             ///< no byte either way this long closes the pair; 0 = never
+  std::chrono::milliseconds wait_for_backend{0};         ///< hold a client this long when no instance is reachable; 0 = close at once
+};
+
+/// Running totals the proxy keeps (read by the metrics endpoint).
+struct proxy_stats {
+  std::uint64_t accepted = 0;                               ///< client connections accepted
+  std::uint64_t active = 0;                                 ///< client connections open now
+  std::uint64_t rejected = 0;                               ///< clients closed because no instance could be reached
+  relay_counters bytes;                                     ///< bytes up (client -> instance) and down, all connections
+  std::map<std::string, std::uint64_t> connect_failures;    ///< failed connects per instance id
+};
+
+/// Hands each accepted client to an instance from `balancer` and relays bytes until both sides close.
+/// A refused or timed-out connect is counted against the instance and the next instance is tried;
+/// the client notices nothing unless every instance fails. Changing the balancer's set never touches
+/// established connections: each holds its own instance object and sockets.
+/// Single-threaded: use from the io_context's one thread. Must outlive its sessions (see drain()).
+class proxy {
+public:
+  proxy(asio::any_io_executor ex, balancer& b, proxy_options o)
+      : executor_(std::move(ex)), balancer_(b), opts_(std::move(o)), changed_(executor_), idle_(executor_) {
+    changed_.expires_at(std::chrono::steady_clock::time_point::max());
+    idle_.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+
+  /// Starts a session for an accepted client (suits accept_loop's callback; never throws).
+  void handle(asio::ip::tcp::socket client) noexcept {
+    try {
+      ++stats_.accepted;
+      ++stats_.active;
+      asio::co_spawn(executor_, session(std::move(client)), [this](std::exception_ptr e) {
+        if (e) {
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            log::error("connection: ", ex.what());
+          } catch (...) {
+            log::error("connection: unknown error");
+          }
+        }
+        if (--stats_.active == 0) idle_.cancel();
+      });
+    } catch (const std::exception& e) {
+      --stats_.active;
+      log::error("cannot start a connection: ", e.what());
+    }
+  }
+
+  /// Call after the balancer's set changed: clients waiting for an instance try again at once.
+  void instances_changed() {
+    changed_.cancel();
+    changed_.expires_at(std::chrono::steady_clock::time_point::max());
+  }
+
+  /// Waits until no connection is open, or `timeout` passed; returns the number still open.
+  asio::awaitable<std::uint64_t> drain(std::chrono::milliseconds timeout) {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer deadline(executor_, timeout);
+    while (stats_.active > 0 && std::chrono::steady_clock::now() < deadline.expiry()) {
+      idle_.expires_at(std::chrono::steady_clock::time_point::max());
+      co_await (idle_.async_wait(detail::use_nothrow_awaitable) || deadline.async_wait(detail::use_nothrow_awaitable));
+    }
+    co_return stats_.active;
+  }
+
+  /// The totals so far.
+  const proxy_stats& stats() const noexcept { return stats_; }
+
+private:
+  asio::awaitable<void> session(asio::ip::tcp::socket client) {
+    using namespace asio::experimental::awaitable_operators;
+    std::error_code ignored;  // the client may have gone already; the address is only for logs and hashing
+    auto remote = client.remote_endpoint(ignored);
+    const std::string client_ip = remote.address().to_string();
+    const std::string client_name = host_port{client_ip, remote.port()}.to_string();
+    const auto give_up_at = std::chrono::steady_clock::now() + opts_.wait_for_backend;
+
+    std::vector<std::shared_ptr<instance>> tried;
+    for (;;) {
+      auto inst = balancer_.pick(client_ip, tried);
+      if (!inst) {
+        auto now = std::chrono::steady_clock::now();
+        if (now >= give_up_at) {
+          ++stats_.rejected;
+          if (tried.empty())
+            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name);
+          else
+            log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
+                      " tried); closing connection from ", client_name);
+          // Read what the client already sent, so that closing sends a clean FIN rather than a reset.
+          std::error_code ignored_read;  // nothing to read, or the client is gone: either way close now
+          client.non_blocking(true, ignored_read);
+          char sink[4096];
+          for (int i = 0; i < 16 && client.read_some(asio::buffer(sink), ignored_read) > 0;) ++i;
+          client.shutdown(asio::socket_base::shutdown_both, ignored_read);
+          co_return;  // closing the socket tells the client at once
+        }
+        // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
+        asio::steady_timer retry(executor_, std::min<std::chrono::steady_clock::duration>(
+                                                give_up_at - now, std::chrono::milliseconds(500)));
+        co_await (changed_.async_wait(detail::use_nothrow_awaitable) || retry.async_wait(detail::use_nothrow_awaitable));
+        tried.clear();
+        continue;
+      }
+      asio::ip::tcp::socket upstream(executor_);
+      auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
+      if (ec) {
+        tried.push_back(inst);
+        ++stats_.connect_failures[inst->id];
+        log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name, ": ",
+                   ec.message(), "; trying the next instance");
+        if (balancer_.report_failure(*inst))
+          log::warn("instance ", inst->id, " at ", inst->address.to_string(), " ejected for ",
+                    std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
+                    "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
+        continue;
+      }
+      if (balancer_.report_success(*inst))
+        log::info("instance ", inst->id, " at ", inst->address.to_string(), " is reachable again");
+      connection_slot slot(inst);
+      log::debug("connection from ", client_name, " -> ", inst->id, " at ", inst->address.to_string());
+      relay_options ro;
+      ro.idle_timeout = opts_.idle_timeout;
+      ro.counters = &stats_.bytes;
+      co_await relay(std::move(client), std::move(upstream), ro);
+      co_return;
+    }
+  }
+
+  asio::any_io_executor executor_;
+  balancer& balancer_;
+  proxy_options opts_;
+  proxy_stats stats_;
+  asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
+  asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
+};
+
+} // namespace amb
+// ---- end amb/proxy.hpp ----
+
+// The container engine and the registrar.
+
+// ---- begin amb/docker_client.hpp ----
+// Docker Engine API client (works with Docker and podman's compat API): ping, version negotiation,
+// list, inspect and the /events stream. Read-only: it only ever sends GET requests.
+
+
+// ---- begin amb/detail/docker_json.hpp ----
+// Docker Engine API JSON: the container, version and event shapes amb reads, and their parsers
+// (PROTOCOLS.md part 2; the same text from Docker and from podman's compat API).
+
+
+#include <charconv>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// One host binding of a published port (NetworkSettings.Ports entry).
+struct port_binding {
+  std::string host_ip;          ///< as the engine says it: "" (podman) / "0.0.0.0" / "::" mean all interfaces
+  std::uint16_t host_port = 0;  ///< the published port on the host
+  friend bool operator==(const port_binding&, const port_binding&) = default;
+};
+
+/// What `GET /containers/{id}/json` says about a container, reduced to what a registrar needs.
+struct container_info {
+  std::string id;                                 ///< full id
+  std::string name;                               ///< without the leading '/'
+  std::string image;                              ///< Config.Image (the name the user ran)
+  bool running = false;                           ///< State.Running
+  std::string status;                             ///< State.Status: "running", "exited", ...
+  std::string health;                             ///< State.Health.Status ("healthy", ...) or "" without a health check
+  std::map<std::string, std::string> labels;      ///< Config.Labels
+  std::vector<std::string> env;                   ///< Config.Env, "KEY=VALUE" strings
+  /// NetworkSettings.Ports: "80/tcp" -> bindings; an empty vector for an exposed but unpublished port.
+  std::map<std::string, std::vector<port_binding>> ports;
+
+  /// The bindings of private_port/proto; empty when unpublished or unknown.
+  std::vector<port_binding> bindings(std::uint16_t private_port, std::string_view proto = "tcp") const {
+    auto it = ports.find(std::to_string(private_port) + "/" + std::string(proto));
+    return it == ports.end() ? std::vector<port_binding>{} : it->second;
+  }
+  /// The value of environment variable `key`, nullopt when unset.
+  std::optional<std::string> env_value(std::string_view key) const {
+    for (const auto& kv : env)
+      if (kv.size() > key.size() && kv.compare(0, key.size(), key) == 0 && kv[key.size()] == '=')
+        return kv.substr(key.size() + 1);
+    return std::nullopt;
+  }
+};
+
+/// One element of `GET /containers/json`.
+struct container_summary {
+  std::string id;                             ///< full id
+  std::vector<std::string> names;             ///< without leading '/'
+  std::string image;                          ///< image name
+  std::string state;                          ///< "running", "exited", ...
+  std::map<std::string, std::string> labels;  ///< labels
+};
+
+/// What `GET /version` says (only the fields negotiation needs).
+struct engine_version {
+  std::string version;          ///< product version, e.g. "4.3.1" or "29.0.1"
+  std::string api_version;      ///< highest API version, e.g. "1.41"
+  std::string min_api_version;  ///< lowest API version, e.g. "1.24" ("" when the engine does not say)
+};
+
+/// A container event from `GET /events` (Action and Actor only: Docker >= 1.52 drops status/id/from).
+struct docker_event {
+  std::string type;                               ///< "container", "image", ...
+  std::string action;                             ///< "start", "die", "destroy", ...
+  std::string id;                                 ///< Actor.ID
+  std::map<std::string, std::string> attributes;  ///< Actor.Attributes: name, image, labels, exitCode
+  std::int64_t time = 0;                          ///< seconds since the epoch
+  std::int64_t time_nano = 0;                     ///< nanoseconds since the epoch (0 when absent)
+};
+
+namespace detail {
+
+/// The first line of picojson's error, so a log line stays one line.
+inline std::string json_error_line(const std::string& err) { return err.substr(0, err.find('\n')); }
+
+/// `text` quoted and cut short, for error lines about a body that is not what we expected.
+inline std::string quote_body(std::string_view text) {
+  constexpr std::size_t limit = 60;
+  std::string out = "\"";
+  for (char c : text.substr(0, limit)) out += (c == '\n' || c == '\r') ? ' ' : c;
+  if (text.size() > limit) out += "...";
+  return out + "\"";
+}
+
+/// Parses `text` as JSON; on failure sets `error` to "not JSON (...): "<start of body>"".
+inline bool parse_json_body(std::string_view text, picojson::value& out, std::string& error) {
+  std::string err;
+  picojson::parse(out, text.begin(), text.end(), &err);
+  if (!err.empty()) {
+    error = "not JSON (" + json_error_line(err) + "): " + quote_body(text);
+    return false;
+  }
+  return true;
+}
+
+/// A string-to-string JSON object (labels, attributes); non-string values are skipped.
+inline std::map<std::string, std::string> json_string_map(const picojson::value* v) {
+  std::map<std::string, std::string> out;
+  if (!v || !v->is<picojson::object>()) return out;
+  for (const auto& [k, x] : v->get<picojson::object>())
+    if (x.is<std::string>()) out[k] = x.get<std::string>();
+  return out;
+}
+
+/// Name without Docker's leading '/'.
+inline std::string strip_slash(std::string name) {
+  if (!name.empty() && name.front() == '/') name.erase(0, 1);
+  return name;
+}
+
+/// A JSON integer, or a string of digits (Docker's HostPort), into `out`.
+inline bool json_int(const picojson::value* v, std::int64_t& out) {
+  if (!v) return false;
+  if (v->is<std::int64_t>()) {
+    out = v->get<std::int64_t>();
+    return true;
+  }
+  if (v->is<std::string>()) {
+    const auto& s = v->get<std::string>();
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    return !s.empty() && ec == std::errc{} && end == s.data() + s.size();
+  }
+  return false;
+}
+
+/// Parses `GET /version`.
+inline parsed<engine_version> parse_engine_version(std::string_view body) {
+  parsed<engine_version> r;
+  picojson::value doc;
+  if (!parse_json_body(body, doc, r.error)) return r;
+  engine_version v;
+  v.api_version = json_string(doc, "ApiVersion");
+  v.min_api_version = json_string(doc, "MinAPIVersion");
+  v.version = json_string(doc, "Version");
+  if (!doc.is<picojson::object>() || v.api_version.empty()) {
+    r.error = "no \"ApiVersion\" in /version reply: " + quote_body(body);
+    return r;
+  }
+  r.value = std::move(v);
+  return r;
+}
+
+/// Parses "1.41" into (1, 41); false for anything else.
+inline bool parse_api_version(std::string_view text, std::pair<int, int>& out) {
+  auto dot = text.find('.');
+  if (dot == std::string_view::npos) return false;
+  auto num = [](std::string_view s, int& v) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    return !s.empty() && ec == std::errc{} && end == s.data() + s.size() && v >= 0;
+  };
+  return num(text.substr(0, dot), out.first) && num(text.substr(dot + 1), out.second);
+}
+
+/// The API version to use (PROTOCOLS.md 2.2): the lower of ours and the engine's, but never
+/// below the engine's minimum. Returns "" when the engine's version cannot be read.
+inline std::string negotiate_api_version(std::string_view ours, const engine_version& engine) {
+  std::pair<int, int> o{}, e{}, m{};
+  if (!parse_api_version(ours, o) || !parse_api_version(engine.api_version, e)) return "";
+  std::pair<int, int> use = o < e ? o : e;
+  if (parse_api_version(engine.min_api_version, m) && use < m) use = m;
+  return std::to_string(use.first) + "." + std::to_string(use.second);
+}
+
+/// The "message" of an engine error body (Docker and podman both send it), or "" if there is none.
+inline std::string docker_error_message(std::string_view body) {
+  picojson::value doc;
+  std::string err;
+  picojson::parse(doc, body.begin(), body.end(), &err);
+  if (!err.empty()) return "";
+  return json_string(doc, "message");
+}
+
+/// True for the engine's "client version X is too old/new" refusal (a reason to renegotiate).
+inline bool is_api_version_refusal(std::string_view message) {
+  return message.find("client version") != std::string_view::npos &&
+         (message.find("too old") != std::string_view::npos || message.find("too new") != std::string_view::npos);
+}
+
+/// Parses `GET /containers/{id}/json`.
+inline parsed<container_info> parse_container_inspect(std::string_view body) {
+  parsed<container_info> r;
+  picojson::value doc;
+  if (!parse_json_body(body, doc, r.error)) return r;
+  if (!doc.is<picojson::object>() || !json_member(doc, "Id")) {
+    r.error = "not a container (no \"Id\"): " + quote_body(body);
+    return r;
+  }
+  container_info c;
+  c.id = json_string(doc, "Id");
+  c.name = strip_slash(json_string(doc, "Name"));
+  if (const auto* state = json_member(doc, "State")) {
+    c.running = json_bool(*state, "Running");
+    c.status = json_string(*state, "Status");
+    if (const auto* health = json_member(*state, "Health")) c.health = json_string(*health, "Status");
+  }
+  if (const auto* config = json_member(doc, "Config")) {
+    c.image = json_string(*config, "Image");
+    c.labels = json_string_map(json_member(*config, "Labels"));
+    if (const auto* env = json_member(*config, "Env"); env && env->is<picojson::array>())
+      for (const auto& e : env->get<picojson::array>())
+        if (e.is<std::string>()) c.env.push_back(e.get<std::string>());
+  }
+  if (c.image.empty()) c.image = json_string(doc, "Image");
+  const auto* net = json_member(doc, "NetworkSettings");
+  const auto* ports = net ? json_member(*net, "Ports") : nullptr;
+  if (ports && ports->is<picojson::object>()) {
+    for (const auto& [key, list] : ports->get<picojson::object>()) {
+      auto& out = c.ports[key];  // null (exposed, not published) stays an empty list
+      if (!list.is<picojson::array>()) continue;
+      for (const auto& b : list.get<picojson::array>()) {
+        std::int64_t port = 0;
+        if (!json_int(json_member(b, "HostPort"), port) || port < 1 || port > 65535) continue;
+        out.push_back(port_binding{json_string(b, "HostIp"), static_cast<std::uint16_t>(port)});
+      }
+    }
+  }
+  r.value = std::move(c);
+  return r;
+}
+
+/// Parses `GET /containers/json`.
+inline parsed<std::vector<container_summary>> parse_container_list(std::string_view body) {
+  parsed<std::vector<container_summary>> r;
+  picojson::value doc;
+  if (!parse_json_body(body, doc, r.error)) return r;
+  if (!doc.is<picojson::array>()) {
+    r.error = "not a container list (expected a JSON array): " + quote_body(body);
+    return r;
+  }
+  std::vector<container_summary> list;
+  for (const auto& e : doc.get<picojson::array>()) {
+    if (!e.is<picojson::object>()) continue;
+    container_summary s;
+    s.id = json_string(e, "Id");
+    if (const auto* names = json_member(e, "Names"); names && names->is<picojson::array>())
+      for (const auto& n : names->get<picojson::array>())
+        if (n.is<std::string>()) s.names.push_back(strip_slash(n.get<std::string>()));
+    s.image = json_string(e, "Image");
+    s.state = json_string(e, "State");
+    s.labels = json_string_map(json_member(e, "Labels"));
+    if (!s.id.empty()) list.push_back(std::move(s));
+  }
+  r.value = std::move(list);
+  return r;
+}
+
+/// Parses one line of `GET /events`.
+inline parsed<docker_event> parse_docker_event(std::string_view line) {
+  parsed<docker_event> r;
+  picojson::value doc;
+  if (!parse_json_body(line, doc, r.error)) return r;
+  if (!doc.is<picojson::object>()) {
+    r.error = "not an event (expected a JSON object): " + quote_body(line);
+    return r;
+  }
+  docker_event ev;
+  ev.type = json_string(doc, "Type");
+  ev.action = json_string(doc, "Action");
+  if (const auto* actor = json_member(doc, "Actor")) {
+    ev.id = json_string(*actor, "ID");
+    ev.attributes = json_string_map(json_member(*actor, "Attributes"));
+  }
+  json_int(json_member(doc, "time"), ev.time);
+  json_int(json_member(doc, "timeNano"), ev.time_nano);
+  if (ev.action.empty()) {
+    r.error = "event without \"Action\": " + quote_body(line);
+    return r;
+  }
+  r.value = std::move(ev);
+  return r;
+}
+
+/// "%XX"-escapes everything outside RFC 3986's unreserved set (query values such as filters).
+inline std::string url_encode(std::string_view s) {
+  static constexpr char hex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+        c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+} // namespace detail
+} // namespace amb
+// ---- end amb/detail/docker_json.hpp ----
+
+#include <asio.hpp>
+
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace amb {
+
+/// An engine error whose what() is exactly the given line (std::system_error would append the
+/// code's message, which the line already says better).
+class docker_failure : public std::system_error {
+public:
+  /// `text` is the whole line, e.g. `inspect container "x" at unix:///run/docker.sock: no such container`.
+  docker_failure(std::error_code ec, std::string text) : std::system_error(ec, text), text_(std::move(text)) {}
+  /// The line given at construction.
+  const char* what() const noexcept override { return text_.c_str(); }
+
+private:
+  std::string text_;
+};
+
+/// The engine's API socket and where that choice came from.
+struct docker_engine {
+  endpoint server;     ///< unix socket or TCP address of the Engine API
+  std::string source;  ///< one line for the log, e.g. `engine at unix:///var/run/docker.sock (default)`
+};
+
+/// Chooses the engine (DESIGN.md "Finding the engine"): `flag` (--docker), then DOCKER_HOST in `env`
+/// ("KEY=VALUE" strings; unix:// or tcp://), then unix:///var/run/docker.sock. A bad value is an
+/// error naming its source; it never falls through to the next one.
+inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>& flag,
+                                                const std::vector<std::string>& env) {
+  parsed<docker_engine> r;
+  auto from = [&](std::string_view text, const std::string& source) {
+    if (text.find("://") == std::string_view::npos) {
+      r.error = "bad engine address \"" + std::string(text) + "\" in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
+      return;
+    }
+    auto scheme = text.substr(0, text.find("://"));
+    if (scheme != "unix" && scheme != "tcp") {
+      r.error = "unsupported engine address \"" + std::string(text) + "\" in " + source +
+                " (use unix:///PATH or tcp://HOST:PORT; TLS and ssh:// are not supported)";
+      return;
+    }
+    auto ep = parse_endpoint(text);
+    if (!ep) {
+      r.error = ep.error + " in " + source;
+      return;
+    }
+    r.value = docker_engine{*ep, "engine at " + ep->to_string() + " (from " + source + ")"};
+  };
+  if (flag) {
+    from(*flag, "--docker");
+    return r;
+  }
+  const std::string key = "DOCKER_HOST=";
+  for (const auto& kv : env)
+    if (kv.compare(0, key.size(), key) == 0 && kv.size() > key.size()) {
+      from(std::string_view(kv).substr(key.size()), "DOCKER_HOST");
+      return r;
+    }
+  from("unix:///var/run/docker.sock", "default");
+  return r;
+}
+
+/// True for container actions that can change whether and where a container is reachable
+/// (the names of Docker and of podman; Docker's "health_status: healthy" carries a suffix).
+inline bool is_lifecycle_action(std::string_view action) noexcept {
+  for (std::string_view a : {"create", "start", "restart", "die", "stop", "kill", "pause", "unpause", "destroy",
+                             "remove", "rename", "oom", "update"})
+    if (action == a) return true;
+  return action.substr(0, 13) == "health_status";
+}
+
+/// Engine API client for one engine. request()s go over one kept-alive connection; each events()
+/// call has its own. Not for concurrent use by two coroutines except events() beside the others.
+class docker_client {
+public:
+  /// The newest API version this client knows; negotiation never goes above it.
+  static constexpr const char* max_api_version = "1.52";
+
+  /// A client for the engine at `server`; connects lazily.
+  docker_client(asio::any_io_executor ex, endpoint server, http_client_options options = {})
+      : ex_(ex), server_(server), http_(ex, server, options), stream_http_(ex, server, options) {}
+
+  /// The engine's address.
+  const endpoint& server() const { return server_; }
+  /// The executor the client runs on.
+  const asio::any_io_executor& executor() const { return ex_; }
+  /// The negotiated API version ("" before the first versioned call).
+  const std::string& api_version() const { return api_version_; }
+
+  /// `GET /_ping`; throws unless the engine answers 200 "OK" (errc::bad_response for anything else).
+  asio::awaitable<void> ping() {
+    auto res = co_await send("/_ping", "ping engine");
+    if (res.status != 200 || res.body.substr(0, 2) != "OK")
+      throw docker_failure(make_error_code(errc::bad_response),
+                              "ping engine at " + server_.to_string() + ": not a Docker Engine API (HTTP " +
+                                  std::to_string(res.status) + " " + detail::quote_body(res.body) + ")");
+  }
+
+  /// `GET /version` (unversioned) and chooses the API version for later calls (PROTOCOLS.md 2.2).
+  asio::awaitable<engine_version> negotiate() {
+    const std::string step = "read engine version";
+    auto res = co_await send("/version", step);
+    check(res, step);
+    auto v = detail::parse_engine_version(res.body);
+    if (!v) throw bad_response(step, v.error);
+    api_version_ = detail::negotiate_api_version(max_api_version, *v);
+    if (api_version_.empty()) throw bad_response(step, "unreadable ApiVersion \"" + v->api_version + "\"");
+    co_return *v;
+  }
+
+  /// `GET /containers/json`: running containers (or all), optionally only those with every label
+  /// filter ("key" or "key=value").
+  asio::awaitable<std::vector<container_summary>> list_containers(bool all = false,
+                                                                  std::vector<std::string> label_filters = {}) {
+    std::string target = "/containers/json";
+    std::string query;
+    if (all) query += "all=true";
+    if (!label_filters.empty()) {
+      std::string f = "{\"label\":[";
+      for (std::size_t i = 0; i < label_filters.size(); ++i)
+        f += (i ? "," : "") + picojson::value(label_filters[i]).serialize();
+      f += "]}";
+      query += std::string(query.empty() ? "" : "&") + "filters=" + detail::url_encode(f);
+    }
+    if (!query.empty()) target += "?" + query;
+    const std::string step = "list containers";
+    auto res = co_await versioned(target, step);
+    check(res, step);
+    auto list = detail::parse_container_list(res.body);
+    if (!list) throw bad_response(step, list.error);
+    co_return *list;
+  }
+
+  /// The container whose name is exactly `name` (the engine's name filter matches substrings), or nullopt.
+  asio::awaitable<std::optional<container_summary>> find_by_name(std::string name, bool all = true) {
+    auto list = co_await list_containers(all);
+    for (auto& c : list)
+      for (auto& n : c.names)
+        if (n == name) co_return c;
+    co_return std::nullopt;
+  }
+
+  /// `GET /containers/{id-or-name}/json`; errc::no_such_container when the engine does not know it.
+  asio::awaitable<container_info> inspect(std::string id_or_name) {
+    const std::string step = "inspect container \"" + id_or_name + "\"";
+    auto res = co_await versioned("/containers/" + detail::url_encode(id_or_name) + "/json", step);
+    check(res, step);
+    auto info = detail::parse_container_inspect(res.body);
+    if (!info) throw bad_response(step, info.error);
+    co_return *info;
+  }
+
+  /// Streams `GET /events` for containers from `since` (unix seconds, 0 = from now), calling on_event
+  /// for each event. Returns when the engine ends the stream; a bare EOF (engine stopped) throws
+  /// as the HTTP client does. Lines that are not events are skipped with a warning.
+  asio::awaitable<void> events(std::int64_t since, std::function<void(const docker_event&)> on_event) {
+    const std::string step = "read events";
+    if (api_version_.empty()) co_await negotiate();
+    std::string target = "/events?filters=" + detail::url_encode("{\"type\":[\"container\"]}");
+    if (since > 0) target += "&since=" + std::to_string(since);
+    detail::line_splitter lines(1024 * 1024);  // an event is a few hundred bytes; labels may add some
+    auto on_data = [&](std::string_view piece) {
+      auto ec = lines.feed(piece, [&](std::string_view line) {
+        auto ev = detail::parse_docker_event(line);
+        if (ev) on_event(*ev);
+        else log_bad_event(ev.error);
+      });
+      if (ec) throw bad_response(step, "an event line longer than 1 MiB");
+    };
+    for (int attempt = 0;; ++attempt) {
+      http_request req;
+      req.target = "/v" + api_version_ + target;
+      // Named operands: GCC 12 mishandles temporaries inside co_await expressions.
+      std::function<void(std::string_view)> handler = on_data;
+      auto op = stream_http_.stream(req, handler, std::chrono::milliseconds(0));
+      auto res = co_await wrap(std::move(op), req.target, step);
+      if (res.status >= 200 && res.status < 300) co_return;
+      if (attempt == 0 && refuses_version(res)) {
+        co_await negotiate();
+        continue;
+      }
+      check(res, step);
+      co_return;
+    }
+  }
+
+  /// Closes the client's connections (pending calls end with operation_aborted).
+  void close() {
+    http_.close();
+    stream_http_.close();
+  }
+
+private:
+  static void log_bad_event(const std::string& error) { log::warn("skipping an event line: ", error); }
+
+  docker_failure bad_response(const std::string& step, const std::string& detail) const {
+    return docker_failure(make_error_code(errc::bad_response),
+                             step + " at " + server_.to_string() + ": " + detail);
+  }
+
+  static bool refuses_version(const http_response& res) {
+    return res.status == 400 && detail::is_api_version_refusal(detail::docker_error_message(res.body));
+  }
+
+  // HTTP parser errors mean the socket speaks something else than HTTP: say so in one line.
+  static bool is_protocol_error(const std::error_code& ec) {
+    if (ec.category() != amb_category()) return false;
+    auto e = static_cast<errc>(ec.value());
+    return e >= errc::bad_status_line && e <= errc::body_too_large;
+  }
+
+  template <class T>
+  asio::awaitable<T> wrap(asio::awaitable<T> op, std::string target, std::string step) {
+    try {
+      co_return co_await std::move(op);
+    } catch (const std::system_error& e) {
+      if (is_protocol_error(e.code()))
+        throw docker_failure(make_error_code(errc::bad_response),
+                                step + " at " + server_.to_string() + ": not a Docker Engine API (GET " + target +
+                                    ": " + e.code().message() + ")");
+      throw;
+    }
+  }
+
+  asio::awaitable<http_response> send(std::string target, std::string step) {
+    http_request req;
+    req.target = target;
+    auto op = http_.request(std::move(req));
+    auto res = co_await wrap(std::move(op), target, step);
+    co_return res;
+  }
+
+  // A versioned GET: negotiates first, and once more if the engine refuses the version.
+  asio::awaitable<http_response> versioned(std::string target, std::string step) {
+    if (api_version_.empty()) co_await negotiate();
+    auto res = co_await send("/v" + api_version_ + target, step);
+    if (refuses_version(res)) {
+      co_await negotiate();
+      res = co_await send("/v" + api_version_ + target, step);
+    }
+    co_return res;
+  }
+
+  // Non-2xx: the engine's "message" (both Docker and podman send one) becomes the error text.
+  void check(const http_response& res, const std::string& step) const {
+    if (res.status >= 200 && res.status < 300) return;
+    auto message = detail::docker_error_message(res.body);
+    std::string lower = message;
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string where = step + " at " + server_.to_string() + ": ";
+    if (res.status == 404 && lower.find("no such container") != std::string::npos)
+      throw docker_failure(make_error_code(errc::no_such_container), where + "no such container");
+    if (message.empty())
+      throw docker_failure(make_error_code(errc::bad_response),
+                              where + "not a Docker Engine API (HTTP " + std::to_string(res.status) + " " +
+                                  detail::quote_body(res.body) + ")");
+    throw docker_failure(make_error_code(errc::docker_error),
+                            where + "HTTP " + std::to_string(res.status) + ": " + message);
+  }
+
+  asio::any_io_executor ex_;
+  endpoint server_;
+  http_client http_;
+  http_client stream_http_;
+  std::string api_version_;
+};
+
+} // namespace amb
+// ---- end amb/docker_client.hpp ----
+
+// ---- begin amb/host_address.hpp ----
+// Which host IP a registrar writes: the binding's own IP, else --ip, HOST_IP, or the default route's address.
+
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+
+#include <charconv>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace amb {
+
+/// True when a published binding's HostIp means "all interfaces": "" (podman), "0.0.0.0", "::".
+inline bool is_any_address(std::string_view ip) noexcept { return ip.empty() || ip == "0.0.0.0" || ip == "::"; }
+
+/// True for a loopback address (127.0.0.0/8, ::1): registering it works only for ambassadors on this host.
+inline bool is_loopback_address(std::string_view ip) noexcept { return ip.substr(0, 4) == "127." || ip == "::1"; }
+
+/// True for a numeric IPv4 or IPv6 address (names are refused: the ambassador must connect without DNS).
+inline bool is_numeric_ip(const std::string& text) noexcept {
+  in6_addr a6{};
+  in_addr a4{};
+  return ::inet_pton(AF_INET, text.c_str(), &a4) == 1 || ::inet_pton(AF_INET6, text.c_str(), &a6) == 1;
+}
+
+/// The interface named by the default IPv4 route in the text of /proc/net/route (lowest metric), or nullopt.
+inline std::optional<std::string> default_route_interface(std::string_view proc_net_route) {
+  std::istringstream in{std::string(proc_net_route)};
+  std::string line;
+  std::getline(in, line);  // header: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+  std::optional<std::string> best;
+  unsigned long best_metric = 0;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string iface, dest, gateway, flags, refcnt, use, metric, mask;
+    if (!(f >> iface >> dest >> gateway >> flags >> refcnt >> use >> metric >> mask)) continue;
+    unsigned long flag_bits = 0, m = 0;
+    std::from_chars(flags.data(), flags.data() + flags.size(), flag_bits, 16);
+    std::from_chars(metric.data(), metric.data() + metric.size(), m);
+    const bool up = flag_bits & 0x1;  // RTF_UP
+    if (dest != "00000000" || mask != "00000000" || !up) continue;
+    if (!best || m < best_metric) {
+      best = iface;
+      best_metric = m;
+    }
+  }
+  return best;
+}
+
+/// The first IPv4 address of interface `iface` (getifaddrs), or nullopt.
+inline std::optional<std::string> interface_ipv4(const std::string& iface) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return std::nullopt;
+  std::optional<std::string> out;
+  for (auto* a = list; a; a = a->ifa_next) {
+    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || iface != a->ifa_name) continue;
+    char buf[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, buf, sizeof buf);
+    out = buf;
+    break;
+  }
+  ::freeifaddrs(list);
+  return out;
+}
+
+/// The interface of the default route and its IPv4 address.
+struct default_route_address_result {
+  std::string address;  ///< numeric IPv4 address
+  std::string iface;    ///< interface name
+};
+
+/// The address of the interface holding the default IPv4 route (/proc/net/route + getifaddrs), or nullopt.
+inline std::optional<default_route_address_result> default_route_address() {
+  std::ifstream f("/proc/net/route");
+  if (!f) return std::nullopt;
+  std::stringstream text;
+  text << f.rdbuf();
+  auto iface = default_route_interface(text.str());
+  if (!iface) return std::nullopt;
+  auto ip = interface_ipv4(*iface);
+  if (!ip) return std::nullopt;
+  return default_route_address_result{*ip, *iface};
+}
+
+/// Where the "any" host IP comes from, decided once at start-up.
+struct host_ip_policy {
+  std::string address;  ///< numeric address used for bindings on all interfaces ("" = none could be found)
+  std::string source;   ///< for the one log line, e.g. "--ip", "HOST_IP", "default route (eth0)"
+};
+
+/// Chooses the address for "any" bindings: `flag` (--ip), then HOST_IP in `env` ("KEY=VALUE" strings),
+/// then `default_route` (default_route_address() in programs; a function so tests can pass their own).
+/// A non-numeric --ip or HOST_IP is an error naming it; no address at all is not (a binding on one
+/// IP needs none), but `address` stays empty and the caller must refuse "any" bindings.
+inline parsed<host_ip_policy> choose_host_ip_policy(
+    const std::optional<std::string>& flag, const std::vector<std::string>& env,
+    const std::function<std::optional<default_route_address_result>()>& default_route = default_route_address) {
+  parsed<host_ip_policy> r;
+  if (flag) {
+    if (!is_numeric_ip(*flag)) {
+      r.error = "bad --ip \"" + *flag + "\": expected a numeric IPv4 or IPv6 address";
+      return r;
+    }
+    r.value = host_ip_policy{*flag, "--ip"};
+    return r;
+  }
+  const std::string key = "HOST_IP=";
+  for (const auto& kv : env) {
+    if (kv.compare(0, key.size(), key) != 0 || kv.size() == key.size()) continue;
+    auto v = kv.substr(key.size());
+    if (!is_numeric_ip(v)) {
+      r.error = "bad HOST_IP \"" + v + "\": expected a numeric IPv4 or IPv6 address";
+      return r;
+    }
+    r.value = host_ip_policy{v, "HOST_IP"};
+    return r;
+  }
+  if (auto d = default_route()) {
+    r.value = host_ip_policy{d->address, "the address of " + d->iface + ", the interface of the default route"};
+    return r;
+  }
+  r.value = host_ip_policy{"", "none: no --ip, no HOST_IP, no default route"};
+  return r;
+}
+
+/// The host IP to register for `binding_ip`: the binding's own address unless it is "any",
+/// else the policy's address (nullopt when there is none).
+inline std::optional<std::string> registered_host_ip(std::string_view binding_ip, const host_ip_policy& policy) {
+  if (!is_any_address(binding_ip)) return std::string(binding_ip);
+  if (policy.address.empty()) return std::nullopt;
+  return policy.address;
+}
+
+} // namespace amb
+// ---- end amb/host_address.hpp ----
+
+// ---- begin amb/registrar.hpp ----
+// The registrar's logic: follow one container (seed mode) or all of them (automatic mode) through the
+// Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
+
+
+#include <asio.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// Where registrations go: set a key to a value, erase a key (an etcd_lease_keeper in the program).
+struct registration_sink {
+  std::function<asio::awaitable<void>(std::string key, std::string value)> set;  ///< (re)write key = value
+  std::function<asio::awaitable<void>(std::string key)> erase;                   ///< delete key
+};
+
+/// The form of a registry value.
+enum class value_format {
+  json,      ///< the seed's {"host":"10.0.0.5","port":49155} plus extra fields
+  hostport,  ///< "10.0.0.5:49155", what registrator writes
+};
+
+/// What both modes share.
+struct registrar_options {
+  std::string prefix = "/services";                ///< keys are <prefix>/<service>/<instance>
+  value_format format = value_format::json;        ///< value form
+  std::chrono::milliseconds resync{30000};         ///< full re-read of the engine, in case an event was missed
+  std::chrono::milliseconds retry{1000};           ///< wait after the engine failed to answer
+  host_ip_policy host_ip;                          ///< the address for bindings on all interfaces
+};
+
+/// The value for host:port with `extra` fields, in `format`.
+inline std::string format_registration(value_format format, const std::string& host, std::uint16_t port,
+                                       const std::vector<std::pair<std::string, std::string>>& extra) {
+  return format == value_format::json ? format_registry_json(host, port, extra) : format_registry_hostport(host, port);
+}
+
+/// The binding to register among a port's bindings: the first with a specific IPv4 address, else the
+/// first on all interfaces, else the first (Docker lists 0.0.0.0 and :: for the same port).
+inline port_binding pick_binding(const std::vector<port_binding>& bindings) {
+  for (const auto& b : bindings)
+    if (!is_any_address(b.host_ip) && b.host_ip.find(':') == std::string::npos) return b;
+  for (const auto& b : bindings)
+    if (is_any_address(b.host_ip)) return b;
+  return bindings.front();
+}
+
+namespace detail {
+
+/// A wake-up flag for one waiting coroutine: notify() ends the current or the next wait early.
+class wakeup {
+public:
+  explicit wakeup(asio::any_io_executor ex) : timer_(std::move(ex)) {}
+  /// Ends the current wait, or the next one if no one waits now.
+  void notify() {
+    pending_ = true;
+    timer_.cancel();
+  }
+  /// Waits until notify() or `d` passes.
+  asio::awaitable<void> wait_for(std::chrono::steady_clock::duration d) {
+    if (!pending_) {
+      timer_.expires_after(d);
+      co_await timer_.async_wait(use_nothrow_awaitable);
+    }
+    pending_ = false;
+  }
+
+private:
+  asio::steady_timer timer_;
+  bool pending_ = false;
+};
+
+/// Unix time now, in seconds (for the first `since=` of the events stream).
+inline std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+/// Follows the engine's /events forever from `since`: on_event for each container event; on a
+/// broken or ended stream, pings until the engine answers, calls on_reconnect (a resync: the gap may
+/// hide events) and streams again from the last event's time, so nothing is missed (duplicates are
+/// harmless to an idempotent follower). Logs one line when the stream breaks and one when it is back.
+inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t since,
+                                           std::function<void(const docker_event&)> on_event,
+                                           std::function<void()> on_reconnect,
+                                           std::chrono::milliseconds retry) {
+  bool broken = false;
+  for (;;) {
+    try {
+      if (broken) {
+        co_await docker.ping();
+        log::info("events stream at ", docker.server().to_string(), " back; resuming from time ", since);
+        broken = false;
+        on_reconnect();
+      }
+      std::function<void(const docker_event&)> handler = [&](const docker_event& ev) {
+        if (ev.time > since) since = ev.time;
+        on_event(ev);
+      };
+      co_await docker.events(since, handler);
+      log::warn("events stream at ", docker.server().to_string(), " ended; reconnecting");
+      broken = true;
+    } catch (const std::exception& e) {
+      if (!broken) log::warn("events stream: ", e.what(), "; reconnecting every ", retry.count(), "ms");
+      broken = true;
+    }
+    co_await sleep_for(retry);
+  }
+}
+
+/// co_spawn completion: a follower coroutine never ends with an exception unnoticed.
+inline void log_if_failed(std::exception_ptr e) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    log::error("internal: ", ex.what());
+  }
+}
+
+} // namespace detail
+
+/// Seed mode: what to register for one container.
+struct seed_config {
+  std::string container;                                    ///< name or id, as given; also the instance id
+  std::uint16_t private_port = 0;                           ///< the container's port (tcp)
+  std::string service;                                      ///< service name
+  std::vector<std::pair<std::string, std::string>> extra;   ///< KEY=VALUE fields for the JSON value
+  bool exit_with_container = false;                         ///< return when the container is removed (or absent at start)
+};
+
+/// Seed mode: keeps <prefix>/<service>/<container> in step with one container's life. Stop/die →
+/// erased at once; start (maybe on a new host port) → written again; removed → erased and, with
+/// exit_with_container, run() returns 0. Engine outages keep the last registration.
+class seed_follower {
+public:
+  /// `api` serves inspect calls, `events` the events stream (two clients: each has one connection).
+  seed_follower(docker_client& api, docker_client& events, registration_sink sink, registrar_options options,
+                seed_config config)
+      : api_(api), events_(events), sink_(std::move(sink)), options_(std::move(options)), config_(std::move(config)),
+        key_(options_.prefix + "/" + config_.service + "/" + config_.container), wake_(api.executor()) {}
+
+  /// The registry key this follower owns.
+  const std::string& key() const { return key_; }
+  /// The value now registered (nullopt when none).
+  const std::optional<std::string>& current() const { return current_; }
+
+  /// Follows the container. Returns only with exit_with_container: 0 when the container was removed,
+  /// 1 when it is absent or does not publish the port at start.
+  asio::awaitable<int> run() {
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(
+        ex,
+        detail::follow_events(
+            events_, detail::unix_now() - 1, [this](const docker_event& ev) { on_event(ev); },
+            [this] { wake_.notify(); }, options_.retry),
+        detail::log_if_failed);
+    for (bool first = true;; first = false) {
+      if (auto code = co_await reconcile(first)) co_return *code;
+      co_await wake_.wait_for(engine_failing_ ? options_.retry : options_.resync);
+    }
+  }
+
+private:
+  bool ours(const docker_event& ev) const {
+    if (!id_.empty() && ev.id == id_) return true;
+    auto name = ev.attributes.find("name");
+    if (name != ev.attributes.end() && name->second == config_.container) return true;
+    return config_.container.size() >= 6 && ev.id.rfind(config_.container, 0) == 0;  // an id prefix
+  }
+
+  void on_event(const docker_event& ev) {
+    if (ev.type == "container" && is_lifecycle_action(ev.action) && ours(ev)) {
+      log::debug("event ", ev.action, " for container \"", config_.container, "\"");
+      wake_.notify();
+    }
+  }
+
+  // One line per change of state (not per resync, nor per "stopping" then "exited").
+  void say(log::level level, const std::string& state, const std::string& line) {
+    if (state == last_state_) return;
+    last_state_ = state;
+    log::write(level, line);
+  }
+
+  // Reads the container and writes or erases the key. Returns an exit code when the follower should end.
+  asio::awaitable<std::optional<int>> reconcile(bool first) {
+    const std::string who = "container \"" + config_.container + "\"";
+    const std::string port = std::to_string(config_.private_port) + "/tcp";
+    const std::string waiting = config_.exit_with_container ? "" : "; waiting for it";
+    std::optional<std::string> value;
+    bool gone = false, unpublished = false;
+    std::string line, state;
+    log::level level = log::level::info;
+    try {
+      auto info = co_await api_.inspect(config_.container);
+      engine_failing_ = false;
+      id_ = info.id;
+      seen_ = true;
+      if (!info.running) {
+        state = "stopped";
+        line = who + " is not running (" + (info.status.empty() ? "stopped" : info.status) + "): " + key_ +
+               " removed" + waiting;
+      } else if (auto bindings = info.bindings(config_.private_port); bindings.empty()) {
+        unpublished = true;
+        state = "unpublished";
+        level = log::level::warn;
+        line = who + " does not publish port " + port + waiting;
+      } else {
+        auto b = pick_binding(bindings);
+        auto host = registered_host_ip(b.host_ip, options_.host_ip);
+        if (!host) {
+          level = log::level::error;
+          state = "no host IP";
+          line = who + " publishes port " + port + " on all interfaces and no host IP is known (" +
+                 options_.host_ip.source + "): give --ip ADDR or HOST_IP";
+        } else {
+          value = format_registration(options_.format, *host, b.host_port, config_.extra);
+          line = "registered " + key_ + " = " + *value;
+          state = line;
+          if (is_loopback_address(*host)) line += " (a loopback address: only ambassadors on this host can reach it)";
+        }
+      }
+    } catch (const std::system_error& e) {
+      if (e.code() != errc::no_such_container) {
+        // The engine is away: the container most likely still runs, so keep what is registered.
+        if (!engine_failing_) log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
+        engine_failing_ = true;
+        last_state_.clear();
+        co_return std::nullopt;
+      }
+      engine_failing_ = false;
+      gone = true;
+      state = "gone";
+      level = seen_ ? log::level::info : log::level::warn;
+      line = std::string(e.what()) + (seen_ ? " (removed)" : "") + waiting;
+    }
+    if (value) {
+      if (value != current_) {
+        co_await sink_.set(key_, *value);
+        current_ = value;
+      }
+    } else if (current_) {
+      co_await sink_.erase(key_);
+      current_.reset();
+    }
+    if (config_.exit_with_container && (gone || (unpublished && first))) {
+      if (gone && seen_) {
+        log::info(who, " was removed; exiting (--exit-with-container)");
+        co_return 0;
+      }
+      log::error(line, "; exiting (--exit-with-container)");
+      co_return 1;
+    }
+    say(level, state, line);
+    co_return std::nullopt;
+  }
+
+  docker_client& api_;
+  docker_client& events_;
+  registration_sink sink_;
+  registrar_options options_;
+  seed_config config_;
+  std::string key_;
+  detail::wakeup wake_;
+  std::string id_;
+  bool seen_ = false;
+  bool engine_failing_ = false;
+  std::optional<std::string> current_;
+  std::string last_state_;
+};
+
+/// Automatic mode: naming rules beyond the shared options.
+struct auto_config {
+  std::string hostname;        ///< first part of instance ids <host>:<container>:<port>
+  bool explicit_only = false;  ///< register only ports whose container names a service (SERVICE_NAME...)
+};
+
+/// One registration computed for a container's published port.
+struct auto_entry {
+  std::string service;   ///< service name
+  std::string instance;  ///< <host>:<container>:<port>
+  std::string key;       ///< <prefix>/<service>/<instance>
+  std::string value;     ///< registry value
+};
+
+/// What automatic mode registers for one container, and why it skipped what it skipped.
+struct auto_plan {
+  std::vector<auto_entry> entries;   ///< registrations
+  std::vector<std::string> skipped;  ///< one reason per skipped port or container
+  std::vector<std::string> notes;    ///< remarks on what is registered (a loopback address)
+};
+
+/// The image's base name: "localhost/redis:7" → "redis" (path's last element, no tag or digest).
+inline std::string image_base_name(std::string_view image) {
+  if (auto at = image.find('@'); at != std::string_view::npos) image = image.substr(0, at);
+  if (auto slash = image.rfind('/'); slash != std::string_view::npos) image = image.substr(slash + 1);
+  if (auto colon = image.find(':'); colon != std::string_view::npos) image = image.substr(0, colon);
+  return std::string(image);
+}
+
+/// Automatic mode's rules (registrator's, for TCP): for each published tcp port P of a running
+/// container, metadata SERVICE_<P>_<KEY> wins over SERVICE_<KEY>, labels over env. SERVICE_IGNORE
+/// skips; the service is SERVICE_<P>_NAME, SERVICE_NAME, else the image's base name (+"-P" when
+/// several ports are published); with explicit_only a port without a name is skipped. Other
+/// SERVICE_* metadata become lower-case extra fields of the JSON value (SERVICE_WEIGHT → "weight").
+inline auto_plan plan_container(const container_info& c, const registrar_options& options, const auto_config& config) {
+  auto_plan plan;
+  const std::string who = "container \"" + c.name + "\"";
+  if (!c.running) {
+    plan.skipped.push_back(who + " is not running");
+    return plan;
+  }
+  // Metadata for port P: labels override env, port-specific keys override general ones.
+  auto meta = [&](const std::string& p) {
+    std::map<std::string, std::string> general, specific;
+    auto take = [&](const std::string& k, const std::string& v) {
+      if (k.rfind("SERVICE_", 0) != 0 || k.size() <= 8) return;
+      std::string rest = k.substr(8);
+      if (rest.rfind(p + "_", 0) == 0 && rest.size() > p.size() + 1) {
+        specific[rest.substr(p.size() + 1)] = v;
+        return;
+      }
+      if (!rest.empty() && rest[0] >= '0' && rest[0] <= '9') return;  // another port's key
+      general[rest] = v;
+    };
+    for (const auto& kv : c.env) {
+      auto eq = kv.find('=');
+      if (eq != std::string::npos) take(kv.substr(0, eq), kv.substr(eq + 1));
+    }
+    for (const auto& [k, v] : c.labels) take(k, v);
+    for (const auto& [k, v] : specific) general[k] = v;
+    return std::make_pair(general, specific.count("NAME") > 0);
+  };
+  std::vector<std::pair<std::uint16_t, std::vector<port_binding>>> published;
+  for (const auto& [key, bindings] : c.ports) {
+    auto slash = key.find('/');
+    std::uint16_t p = 0;
+    if (slash == std::string::npos || key.substr(slash + 1) != "tcp" || !parse_port(key.substr(0, slash), p)) continue;
+    if (!bindings.empty()) published.emplace_back(p, bindings);
+  }
+  std::sort(published.begin(), published.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (published.empty()) plan.skipped.push_back(who + " publishes no tcp port");
+  for (const auto& [p, bindings] : published) {
+    const std::string ps = std::to_string(p);
+    auto [m, port_named] = meta(ps);
+    if (m.count("IGNORE") && !m["IGNORE"].empty()) {
+      plan.skipped.push_back(who + " port " + ps + ": SERVICE_IGNORE is set");
+      continue;
+    }
+    std::string service;
+    if (m.count("NAME") && !m["NAME"].empty()) {
+      service = m["NAME"];
+    } else if (config.explicit_only) {
+      plan.skipped.push_back(who + " port " + ps + ": no SERVICE_NAME (--explicit)");
+      continue;
+    } else {
+      service = image_base_name(c.image);
+      if (published.size() > 1) service += "-" + ps;
+    }
+    (void)port_named;
+    if (service.empty() || service.find('/') != std::string::npos) {
+      plan.skipped.push_back(who + " port " + ps + ": unusable service name \"" + service + "\"");
+      continue;
+    }
+    auto b = pick_binding(bindings);
+    auto host = registered_host_ip(b.host_ip, options.host_ip);
+    if (!host) {
+      plan.skipped.push_back(who + " port " + ps + ": published on all interfaces and no host IP is known (" +
+                             options.host_ip.source + "): give --ip ADDR or HOST_IP");
+      continue;
+    }
+    std::vector<std::pair<std::string, std::string>> extra;
+    for (const auto& [k, v] : m) {
+      if (k == "NAME" || k == "IGNORE") continue;
+      std::string lower = k;
+      for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      extra.emplace_back(lower, v);
+    }
+    if (is_loopback_address(*host))
+      plan.notes.push_back(who + " port " + ps + " is published on " + *host +
+                             ": registered, but only ambassadors on this host can reach it");
+    auto_entry e;
+    e.service = service;
+    e.instance = config.hostname + ":" + c.name + ":" + ps;
+    e.key = options.prefix + "/" + service + "/" + e.instance;
+    e.value = format_registration(options.format, *host, b.host_port, extra);
+    plan.entries.push_back(std::move(e));
+  }
+  return plan;
+}
+
+/// Automatic mode: every running container's published tcp ports, registered by plan_container();
+/// lists first while the events stream replays from before the list (no race), follows events per
+/// container, resyncs by diff on a timer (no writes when nothing changed), reconnects to the events
+/// stream when it breaks.
+class auto_follower {
+public:
+  /// `api` serves list/inspect calls, `events` the events stream.
+  auto_follower(docker_client& api, docker_client& events, registration_sink sink, registrar_options options,
+                auto_config config)
+      : api_(api), events_(events), sink_(std::move(sink)), options_(std::move(options)), config_(std::move(config)),
+        wake_(api.executor()) {}
+
+  /// Every key registered now, key → value.
+  std::map<std::string, std::string> registered() const {
+    std::map<std::string, std::string> out;
+    for (const auto& [id, keys] : by_container_) out.insert(keys.begin(), keys.end());
+    return out;
+  }
+
+  /// Runs forever.
+  asio::awaitable<void> run() {
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(
+        ex,
+        detail::follow_events(
+            events_, detail::unix_now() - 1,
+            [this](const docker_event& ev) {
+              if (ev.type == "container" && is_lifecycle_action(ev.action) && !ev.id.empty()) {
+                pending_.insert(ev.id);
+                wake_.notify();
+              }
+            },
+            [this] {
+              resync_now_ = true;
+              wake_.notify();
+            },
+            options_.retry),
+        detail::log_if_failed);
+    auto next_resync = std::chrono::steady_clock::now();
+    for (;;) {
+      if (resync_now_ || std::chrono::steady_clock::now() >= next_resync) {
+        resync_now_ = false;
+        pending_.clear();  // a full pass covers them
+        if (co_await resync()) next_resync = std::chrono::steady_clock::now() + options_.resync;
+        else next_resync = std::chrono::steady_clock::now() + options_.retry;
+      }
+      while (!pending_.empty()) {
+        auto id = *pending_.begin();
+        pending_.erase(pending_.begin());
+        co_await follow(id);
+      }
+      auto now = std::chrono::steady_clock::now();
+      if (now < next_resync && pending_.empty() && !resync_now_) co_await wake_.wait_for(next_resync - now);
+    }
+  }
+
+private:
+  void engine_failed(const std::exception& e) {
+    if (!engine_failing_)
+      log::warn(e.what(), "; keeping the registrations, retrying every ", options_.retry.count(), "ms");
+    engine_failing_ = true;
+  }
+  void engine_ok() {
+    if (engine_failing_) log::info("engine at ", api_.server().to_string(), " answers again");
+    engine_failing_ = false;
+  }
+
+  // One full pass: list running containers, follow each, drop what is gone. False when the engine failed.
+  asio::awaitable<bool> resync() {
+    std::vector<container_summary> list;
+    try {
+      list = co_await api_.list_containers(false);
+      engine_ok();
+    } catch (const std::exception& e) {
+      engine_failed(e);
+      co_return false;
+    }
+    std::set<std::string> alive;
+    for (const auto& c : list) {
+      alive.insert(c.id);
+      if (!co_await follow(c.id)) co_return false;
+    }
+    // Named arguments, not temporaries: GCC 12 mishandles temporaries in co_await expressions.
+    const std::map<std::string, std::string> none;
+    const std::string why = "container is gone";
+    const auto known = known_ids();
+    for (const auto& id : known)
+      if (!alive.count(id)) co_await apply(id, none, why);
+    co_return true;
+  }
+
+  std::vector<std::string> known_ids() const {
+    std::vector<std::string> ids;
+    for (const auto& [id, keys] : by_container_) ids.push_back(id);
+    return ids;
+  }
+
+  // Inspects one container and brings its keys in line. False when the engine failed.
+  asio::awaitable<bool> follow(std::string id) {
+    container_info info;
+    bool removed = false;
+    try {
+      info = co_await api_.inspect(id);
+      engine_ok();
+    } catch (const std::system_error& e) {
+      if (e.code() != errc::no_such_container) {
+        engine_failed(e);
+        co_return false;
+      }
+      removed = true;
+    }
+    if (removed) {
+      skip_notes_.erase(id);
+      const std::map<std::string, std::string> none;
+      const std::string why = "container removed";
+      co_await apply(id, none, why);
+      co_return true;
+    }
+    auto plan = plan_container(info, options_, config_);
+    std::string skipped, notes;
+    for (const auto& s : plan.skipped) skipped += (skipped.empty() ? "" : "; ") + s;
+    for (const auto& s : plan.notes) notes += (notes.empty() ? "" : "; ") + s;
+    if (info.running && skipped + notes != skip_notes_[id]) {
+      if (!skipped.empty()) log::info("skipping ", skipped);
+      if (!notes.empty()) log::info("note: ", notes);
+      skip_notes_[id] = skipped + notes;
+    }
+    if (!info.running) skip_notes_.erase(id);
+    std::map<std::string, std::string> want;
+    for (const auto& e : plan.entries) want[e.key] = e.value;
+    const std::string why =
+        info.running ? std::string("no longer published") : "container " + (info.status.empty() ? std::string("stopped") : info.status);
+    co_await apply(id, want, why);
+    co_return true;
+  }
+
+  // Writes the difference between what container `id` has registered and `want`.
+  asio::awaitable<void> apply(std::string id, std::map<std::string, std::string> want, std::string why) {
+    auto& have = by_container_[id];  // stays valid: only this coroutine touches by_container_
+    std::vector<std::string> gone;
+    for (const auto& [k, v] : have)
+      if (!want.count(k)) gone.push_back(k);
+    for (const auto& key : gone) {
+      co_await sink_.erase(key);
+      have.erase(key);
+      log::info("removed ", key, " (", why, ")");
+    }
+    for (const auto& [k, v] : want) {
+      auto it = have.find(k);
+      if (it != have.end() && it->second == v) continue;
+      co_await sink_.set(k, v);
+      have[k] = v;
+      log::info("registered ", k, " = ", v);
+    }
+    if (have.empty()) by_container_.erase(id);
+  }
+
+  docker_client& api_;
+  docker_client& events_;
+  registration_sink sink_;
+  registrar_options options_;
+  auto_config config_;
+  detail::wakeup wake_;
+  std::set<std::string> pending_;
+  bool resync_now_ = false;
+  bool engine_failing_ = false;
+  std::map<std::string, std::map<std::string, std::string>> by_container_;
+  std::map<std::string, std::string> skip_notes_;
+};
+
+} // namespace amb
+// ---- end amb/registrar.hpp ----
 // ---- end amb/amb.hpp ----
