@@ -14,7 +14,8 @@ tools/make-images.sh || fail "tools/make-images.sh failed"
 
 version=$(sed -n 's/^#define AMB_VERSION_STRING "\(.*\)"/\1/p' include/amb/version.hpp)
 [ -n "$version" ] || fail "no AMB_VERSION_STRING in include/amb/version.hpp"
-limit=$((2 * 1024 * 1024))
+# 2 MB as docker and podman print sizes (decimal), the issue's target for each image.
+limit=2000000
 over=()
 for program in simple-amb docker-register dynamic-etcd-amb; do
   image="localhost/amb/$program:latest"
@@ -25,10 +26,8 @@ for program in simple-amb docker-register dynamic-etcd-amb; do
   [ "$files" = "$program" ] || fail "$image holds more than its binary: $(echo $files)"
   size=$(podman image inspect --format '{{.Size}}' "$image")
   printf 'images test: %-30s %s, %8d bytes (%s MB)\n' "$image" "$out" "$size" \
-    "$(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1048576 }')"
+    "$(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1000000 }')"
   [ "$size" -lt "$limit" ] || over+=("$program")
 done
-if [ ${#over[@]} -gt 0 ]; then
-  echo "images test: note: over the 2 MB target: ${over[*]}"
-fi
+[ ${#over[@]} -eq 0 ] || fail "over the 2 MB target: ${over[*]}"
 echo "images test: passed"
