@@ -8,6 +8,7 @@
 - compose.yaml is valid YAML whose images are the ones tools/make-images.sh builds (plus the
   redis and etcd images we name but do not build), with no links;
 - every program flag used in a unit or in compose.yaml is listed by that program's --help;
+- whatever reaches etcd through the host's simple-amb on 127.0.0.1:10000 uses host networking;
 - the checker itself fails on broken copies (an unknown key, a flag the program lacks, a link).
 
 Usage: run_deploy_test.py --source-dir DIR --simple-amb BIN --docker-register BIN
@@ -173,6 +174,9 @@ class Checker:
                 self.error(name, "mounts the engine socket without a comment that it is root-equivalent")
             self.check_image(name, image, allowed_images)
             used_images.add(image)
+            network = options[options.index("--network") + 1] if "--network" in options else "bridge"
+            if "127.0.0.1:10000" in " ".join(args) and network != "host":
+                self.error(name, "reaches 127.0.0.1:10000 (the host's simple-amb to etcd) without --network host")
             self.check_program_args(name, image, args)
             automatic |= image.startswith("amb/docker-register") and "--all" in args
             variables = set(re.findall(r"\$\{(\w+)\}", starts[0]))
@@ -251,6 +255,9 @@ class Checker:
             # ${VAR:-default} interpolation, as compose does when VAR is unset.
             command = [re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", str(c)) for c in command]
             self.check_program_args(where, image, command)
+            if "127.0.0.1:10000" in " ".join(command + [str(v) for v in (service.get("environment") or {}).values()]) \
+                    and service.get("network_mode") != "host":
+                self.error(where, "reaches 127.0.0.1:10000 (the host's simple-amb to etcd) without network_mode: host")
             if image.startswith("amb/docker-register") and "/var/run/docker.sock:/var/run/docker.sock" not in service.get("volumes", []):
                 self.error(where, "does not mount the engine socket")
         if not any(i.startswith("quay.io/coreos/etcd") for i in used):
@@ -313,6 +320,9 @@ def main():
         errors += expect_failure(a.source_dir, binaries, unit_dir, compose,
                                  lambda t: replace_in(unit(t, "redis-dyn-amb.service"), "--listen", "--listen-on"),
                                  "has no option --listen-on")
+        errors += expect_failure(a.source_dir, binaries, unit_dir, compose,
+                                 lambda t: replace_in(unit(t, "redis-docker-reg.service"), "--network host", "--network bridge"),
+                                 "without --network host")
         errors += expect_failure(a.source_dir, binaries, unit_dir, compose,
                                  lambda t: replace_in(unit(t, "redis-demo.service"), "RestartSec=5s", "RestartSecs=5s"),
                                  "Unknown key 'RestartSecs'")
