@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages amb's build and tests need; only the missing ones.
-# Usage: tools/install-deps.sh [build|test|images|demo] (default: test, which includes build)
+# Usage: tools/install-deps.sh [build|test|images|demo|bench] (default: test, which includes build)
 set -euo pipefail
 
 build_packages=(g++ make cmake python3 libasio-dev picojson-dev doctest-dev)
@@ -12,13 +12,20 @@ image_packages=(podman runc uidmap debootstrap)
 # `make demo`: the images' tools, plus etcd and redis on the host (the redis image is made from
 # redis-server), and iproute2 for the two-hosts demo's network namespace.
 demo_packages=("${image_packages[@]}" etcd-server etcd-client redis-server redis-tools busybox-static python3 iproute2)
+# `fuzz/run_fuzzers.sh`: clang and its libFuzzer/sanitizer runtimes (a separate package on Debian), plus the headers' deps.
+fuzz_packages=(clang libclang-rt-14-dev cmake make picojson-dev)
+# `make bench`: the load generators (redis-benchmark, iperf3), the servers behind the proxies, and the
+# peer proxies measured side by side with amb (haproxy, socat, nginx with its stream module, rinetd).
+bench_packages=("${build_packages[@]}" etcd-server etcd-client redis-server redis-tools iperf3 haproxy socat nginx-light libnginx-mod-stream rinetd)
 
 case "${1:-test}" in
   build) wanted=("${build_packages[@]}") ;;
   test) wanted=("${build_packages[@]}" "${test_packages[@]}") ;;
   images) wanted=("${image_packages[@]}") ;;
   demo) wanted=("${demo_packages[@]}") ;;
-  *) echo "install-deps: unknown set '$1' (build, test, images or demo)" >&2; exit 2 ;;
+  fuzz) wanted=("${fuzz_packages[@]}") ;;
+  bench) wanted=("${bench_packages[@]}") ;;
+  *) echo "install-deps: unknown set '$1' (build, test, images, demo or bench)" >&2; exit 2 ;;
 esac
 
 missing=()

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets and runs each for a bounded time on a copy of its committed corpus.
+# Usage: fuzz/run_fuzzers.sh [SECONDS_EACH] (default 60). Exits non-zero on any crash, leak,
+# sanitizer report or timeout, and names the fuzzer and the saved input. Env: BUILD_DIR, JOBS.
+set -euo pipefail
+
+seconds="${1:-60}"
+here="$(cd "$(dirname "$0")" && pwd)"
+build="${BUILD_DIR:-$here/../build-fuzz}"
+jobs="${JOBS:-$(nproc)}"
+
+cxx="$(command -v clang++ || command -v clang++-14 || true)"
+if [ -z "$cxx" ]; then
+  echo "run_fuzzers: clang++ not found: install the Debian packages clang and libclang-rt-14-dev (tools/install-deps.sh fuzz)" >&2
+  exit 1
+fi
+
+cmake -S "$here" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.configure.log" 2>&1 \
+  || { cat "$build.configure.log" >&2; echo "run_fuzzers: configuring the fuzzers failed" >&2; exit 1; }
+cmake --build "$build" -j "$jobs" >"$build.build.log" 2>&1 \
+  || { cat "$build.build.log" >&2; echo "run_fuzzers: building the fuzzers failed" >&2; exit 1; }
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+failed=()
+for corpus in "$here"/corpus/*/; do
+  name="$(basename "$corpus")"
+  bin="$build/fuzz_$name"
+  [ -x "$bin" ] || { echo "run_fuzzers: no fuzzer built for corpus $name" >&2; failed+=("$name"); continue; }
+  # Never grow the committed corpus: the fuzzer writes new inputs into a scratch copy.
+  mkdir -p "$work/$name" "$work/artifacts-$name"
+  cp "$corpus"/* "$work/$name"/
+  log="$work/$name.log"
+  if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -max_len=4096 -print_final_stats=1 \
+       -artifact_prefix="$work/artifacts-$name/" "$work/$name" >"$log" 2>&1; then
+    stats="$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" | tr -s ' ' | cut -d: -f3- | tr '\n' ' ')"
+    cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)"
+    echo "run_fuzzers: $name ok: ${seconds}s, $cov, runs/execs-per-s/rss-mb: $stats"
+  else
+    echo "run_fuzzers: $name FAILED; last lines of its log:" >&2
+    tail -n 60 "$log" >&2
+    for a in "$work/artifacts-$name"/*; do
+      [ -e "$a" ] || continue
+      keep="$build/$(basename "$a")-$name"
+      cp "$a" "$keep"
+      echo "run_fuzzers: crashing input kept as $keep (base64: $(head -c 2048 "$a" | base64 -w0))" >&2
+    done
+    failed+=("$name")
+  fi
+done
+if [ ${#failed[@]} -ne 0 ]; then
+  echo "run_fuzzers: failed: ${failed[*]}" >&2
+  exit 1
+fi
+echo "run_fuzzers: all fuzzers ran ${seconds}s each without a finding"
