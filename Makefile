@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all setup setup-build configure build test amalgamate static images demo demo-two-hosts clean
+.PHONY: all setup setup-build configure build test amalgamate static images demo demo-two-hosts bench clean
 
 all: build
 
@@ -41,6 +41,12 @@ demo: images      ## set up, build the images, and play the seed's demo with con
 demo-two-hosts: images ## the same demo across two hosts: host B is a network namespace joined by a veth pair (root)
 	tools/install-deps.sh demo
 	tools/demo.sh --two-hosts
+
+bench:            ## set up, build Release programs, and print the side-by-side benchmark (bench/README.md; BENCH_FLAGS=--quick)
+	tools/install-deps.sh bench
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DAMB_BUILD_TESTS=OFF
+	cmake --build build-bench -j $(JOBS) --target simple-amb dynamic-etcd-amb
+	python3 bench/run_bench.py $(BENCH_FLAGS)
 
 clean:
 	rm -rf $(BUILD) build-static

@@ -1,0 +1,707 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of amb's ambassadors and their peers on loopback (issue 7).
+
+Starts redis-server, iperf3 -s and a temporary etcd on free loopback ports, then each proxy that is
+installed (simple-amb, dynamic-etcd-amb, haproxy tcp mode with 1/2 threads with and without splice,
+socat fork, nginx stream, rinetd), and measures, interleaved over several repetitions:
+redis-benchmark GET/SET -c 50 (plain and -P 16), connection churn (-k 0), iperf3 1 and 4 streams,
+CPU of the proxy per request / connection / GB, PSS idle and with N idle live connections, and the
+control plane (etcd put -> first connection on the new instance). Prints one table per row kind:
+medians, and the ratio to the direct connection. Every process it starts is stopped by PID.
+
+Usage: bench/run_bench.py [--quick] [--reps N] [--bin DIR] [--only a,b] [--markdown FILE]
+"""
+import argparse
+import base64
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+# ---------------------------------------------------------------- processes
+
+
+class Procs:
+    """Every process the benchmark started, stopped by PID (never by name), also on failure."""
+
+    def __init__(self):
+        self.live = []
+
+    def start(self, argv, log, **kw):
+        f = open(log, "ab")
+        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                             start_new_session=True, **kw)
+        f.close()
+        p.log = log
+        self.live.append(p)
+        return p
+
+    def stop(self, p):
+        if p.poll() is None:
+            try:
+                # The session holds the proxy and its children (nginx workers, socat forks).
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                p.wait(3)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                p.wait()
+        else:
+            try:  # children of a dead leader (socat forks) may still be around
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if p in self.live:
+            self.live.remove(p)
+
+    def stop_all(self):
+        for p in list(reversed(self.live)):
+            self.stop(p)
+
+
+PROCS = Procs()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {proc.log}")
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def redis_ping(port, timeout=5.0):
+    """One PING end to end through whatever listens on port; True on +PONG."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def wait_ping(port, proc=None, timeout=10.0):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {proc.log}")
+        if redis_ping(port, 1.0):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"no PONG through 127.0.0.1:{port} after {timeout}s")
+
+
+# ---------------------------------------------------------------- /proc accounting
+
+
+def tree_pids(root):
+    """root and all its live descendants."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def cpu_seconds(root):
+    """utime+stime of the proxy's live process tree, plus what its reaped children used (socat forks)."""
+    total = 0
+    for p in tree_pids(root):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is state (field 3); utime, stime, cutime, cstime are fields 14..17.
+        total += int(fields[11]) + int(fields[12])
+        if p == root:
+            total += int(fields[13]) + int(fields[14])
+    return total / CLK_TCK
+
+
+def pss_kb(root):
+    total = 0
+    for p in tree_pids(root):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            pass
+    return total
+
+
+# ---------------------------------------------------------------- servers
+
+
+class Env:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = tempfile.mkdtemp(prefix="amb-bench-")
+        self.redis_port = free_port()
+        self.iperf_port = free_port()
+        self.etcd_port = free_port()
+        self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
+
+    def log(self, name):
+        return os.path.join(self.tmp, name + ".log")
+
+    def start_servers(self):
+        self.redis = PROCS.start(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--maxclients", "20000",
+                                  "--dir", self.tmp], self.log("redis"))
+        wait_ping(self.redis_port, self.redis)
+        self.start_iperf()
+        if shutil.which("etcd") and self.args.bin_dyn:
+            peer = free_port()
+            self.etcd = PROCS.start(["etcd", "--name=bench", f"--data-dir={self.tmp}/etcd",
+                                     f"--listen-client-urls={self.etcd_url}", f"--advertise-client-urls={self.etcd_url}",
+                                     f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                                     f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                                     f"--initial-cluster=bench=http://127.0.0.1:{peer}"], self.log("etcd"))
+            end = time.time() + 20
+            while True:
+                try:
+                    self.etcd_put("/bench/ready", "1")
+                    break
+                except OSError:
+                    if time.time() > end or self.etcd.poll() is not None:
+                        raise RuntimeError(f"etcd did not come up on {self.etcd_url}; see {self.etcd.log}")
+                    time.sleep(0.1)
+
+    def start_iperf(self):
+        self.iperf = PROCS.start(["iperf3", "-s", "-p", str(self.iperf_port), "-B", "127.0.0.1"], self.log("iperf3"))
+        wait_port(self.iperf_port, self.iperf)
+
+    def restart_iperf(self):
+        PROCS.stop(self.iperf)
+        self.start_iperf()
+
+    def etcd_put(self, key, value):
+        """A put through etcd's v3 JSON gateway (what etcdctl put does, without etcdctl's start-up time)."""
+        body = json.dumps({"key": base64.b64encode(key.encode()).decode(),
+                           "value": base64.b64encode(value.encode()).decode()}).encode()
+        req = urllib.request.Request(self.etcd_url + "/v3/kv/put", body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            r.read()
+
+
+# ---------------------------------------------------------------- proxies
+
+
+class Proxy:
+    """One proxy kind: start(target_port) -> (process, listen_port)."""
+
+    def __init__(self, name, start):
+        self.name = name
+        self.start = start
+
+
+def proxies(env):
+    a = env.args
+    out = [Proxy("direct", None)]
+
+    def simple(t):
+        port = free_port()
+        p = PROCS.start([a.bin_simple, "--log-level", "warn", "--listen", f"127.0.0.1:{port}",
+                         f"127.0.0.1:{t}"], env.log("simple-amb"))
+        return p, port
+
+    if a.bin_simple:
+        out.append(Proxy("simple-amb", simple))
+
+    def dyn(t):
+        port = free_port()
+        service = f"bench-{t}"
+        env.etcd_put(f"/services/{service}/i1", f"127.0.0.1:{t}")
+        p = PROCS.start([a.bin_dyn, "--log-level", "warn", "--etcd", env.etcd_url, "--listen",
+                         f"127.0.0.1:{port}", service, str(port)], env.log("dynamic-etcd-amb"))
+        return p, port
+
+    if a.bin_dyn and shutil.which("etcd"):
+        out.append(Proxy("dyn-etcd-amb", dyn))
+
+    def haproxy(threads, splice):
+        def start(t):
+            port = free_port()
+            cfg = os.path.join(env.tmp, f"haproxy-{threads}-{splice}-{port}.cfg")
+            with open(cfg, "w") as f:
+                f.write(f"""global
+    nbthread {threads}
+    maxconn 6000
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+    {'option splice-auto' if splice else 'no option splice-auto'}
+    {'' if splice else 'no option splice-request'}
+    {'' if splice else 'no option splice-response'}
+listen bench
+    bind 127.0.0.1:{port}
+    server s1 127.0.0.1:{t}
+""")
+            p = PROCS.start(["haproxy", "-db", "-f", cfg], env.log("haproxy"))
+            return p, port
+        return start
+
+    if shutil.which("haproxy"):
+        for threads in (1, 2):
+            for splice in (False, True):
+                out.append(Proxy(f"haproxy{threads}t{'+splice' if splice else ''}", haproxy(threads, splice)))
+
+    def socat(t):
+        port = free_port()
+        p = PROCS.start(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
+                         f"TCP:127.0.0.1:{t}"], env.log("socat"))
+        return p, port
+
+    if shutil.which("socat"):
+        out.append(Proxy("socat-fork", socat))
+
+    stream_mod = "/usr/lib/nginx/modules/ngx_stream_module.so"
+
+    def nginx(t):
+        port = free_port()
+        d = os.path.join(env.tmp, f"nginx-{port}")
+        os.makedirs(d)
+        with open(os.path.join(d, "nginx.conf"), "w") as f:
+            f.write(f"""load_module {stream_mod};
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile 30000;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 20000; }}
+stream {{
+    server {{ listen 127.0.0.1:{port} backlog=1024; proxy_pass 127.0.0.1:{t}; }}
+}}
+""")
+        p = PROCS.start(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], env.log("nginx"))
+        return p, port
+
+    if shutil.which("nginx") and os.path.exists(stream_mod):
+        out.append(Proxy("nginx", nginx))
+
+    def rinetd(t):
+        port = free_port()
+        cfg = os.path.join(env.tmp, f"rinetd-{port}.conf")
+        with open(cfg, "w") as f:
+            f.write(f"127.0.0.1 {port} 127.0.0.1 {t}\n")
+        p = PROCS.start(["rinetd", "-f", "-c", cfg], env.log("rinetd"))
+        return p, port
+
+    if shutil.which("rinetd"):
+        out.append(Proxy("rinetd", rinetd))
+
+    if a.only:
+        keep = set(a.only.split(","))
+        out = [p for p in out if p.name in keep or p.name == "direct"]
+    return out
+
+
+# ---------------------------------------------------------------- measurements
+
+
+def redis_bench(port, extra, n, timeout=300):
+    """redis-benchmark --csv; returns {test: (rps, p50_ms, p99_ms)}."""
+    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", str(n), "--csv"] + extra
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    out = {}
+    for line in r.stdout.splitlines():
+        cells = [c.strip('"') for c in line.split('","')]
+        if len(cells) >= 7 and cells[0] != "test":
+            try:
+                out[cells[0]] = (float(cells[1]), float(cells[4]), float(cells[6]))
+            except ValueError:
+                pass
+    if not out:
+        raise RuntimeError(f"{' '.join(argv)}: no results ({r.stderr.strip()[:200]})")
+    return out
+
+
+def iperf(env, port, streams, seconds):
+    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams), "-J",
+            "--connect-timeout", "3000"]
+    for attempt in range(2):
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 20)
+        try:
+            j = json.loads(r.stdout)
+            return j["end"]["sum_received"]["bits_per_second"] / 1e9, j["end"]["sum_received"]["bytes"]
+        except (ValueError, KeyError):
+            env.restart_iperf()  # a failed test can leave the server busy
+    raise RuntimeError(f"iperf3 through port {port} failed: {r.stdout[-300:]} {r.stderr[-300:]}")
+
+
+def hold_connections(port, count):
+    """count live connections through port, each checked with a PING; returns the sockets."""
+    socks = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), 10)
+        socks.append(s)
+    for s in socks:
+        s.sendall(b"PING\r\n")
+    for s in socks:
+        data = b""
+        while not data.endswith(b"\r\n"):
+            chunk = s.recv(64)
+            if not chunk:
+                raise RuntimeError("connection closed before +PONG")
+            data += chunk
+        if data != b"+PONG\r\n":
+            raise RuntimeError(f"unexpected reply {data!r}")
+    return socks
+
+
+# ---------------------------------------------------------------- control plane
+
+
+class Tagged(threading.Thread):
+    """A tiny server that says its tag to each connection and closes: shows where a connection went."""
+
+    def __init__(self, tag):
+        super().__init__(daemon=True)
+        self.tag = tag
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(128)
+        self.port = self.sock.getsockname()[1]
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                c.sendall(self.tag)
+            except OSError:
+                pass
+            c.close()
+
+
+def control_plane(env, trials):
+    """Time from a put of a new instance's address to the first connection that reaches it."""
+    a, b = Tagged(b"A"), Tagged(b"B")
+    a.start(), b.start()
+    port = free_port()
+    env.etcd_put("/services/bench-cp/i1", f"127.0.0.1:{a.port}")
+    p = PROCS.start([env.args.bin_dyn, "--log-level", "warn", "--etcd", env.etcd_url, "--listen",
+                     f"127.0.0.1:{port}", "bench-cp", str(port)], env.log("dynamic-etcd-amb-cp"))
+    wait_port(port, p)
+    times, current = [], b"A"
+    try:
+        for _ in range(trials):
+            new = b"B" if current == b"A" else b"A"
+            srv = b if new == b"B" else a
+            t0 = time.perf_counter()
+            env.etcd_put("/services/bench-cp/i1", f"127.0.0.1:{srv.port}")
+            while True:
+                try:
+                    with socket.create_connection(("127.0.0.1", port), 2) as s:
+                        got = s.recv(1)
+                except OSError:
+                    got = b""
+                if got == new:
+                    break
+                if time.perf_counter() - t0 > 10:
+                    raise RuntimeError("no connection reached the new instance within 10 s")
+            times.append((time.perf_counter() - t0) * 1000)
+            current = new
+            time.sleep(0.02)
+    finally:
+        PROCS.stop(p)
+        a.sock.close(), b.sock.close()
+    return times
+
+
+# ---------------------------------------------------------------- tables
+
+
+def median(xs):
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return None
+    return xs[min(len(xs) - 1, int(round(q / 100 * (len(xs) - 1))))]
+
+
+def fmt(v, unit_fmt):
+    return "—" if v is None else unit_fmt.format(v)
+
+
+def table(title, names, values, unit_fmt, ratio=True, note=""):
+    """values: {proxy: number or None}. One line per row kind, columns = proxies."""
+    lines = [f"### {title}" + (f" ({note})" if note else ""), ""]
+    lines.append("| | " + " | ".join(names) + " |")
+    lines.append("| --- |" + " --- |" * len(names))
+    lines.append("| value | " + " | ".join(fmt(values.get(n), unit_fmt) for n in names) + " |")
+    if ratio and values.get("direct"):
+        d = values["direct"]
+        lines.append("| ratio to direct | " + " | ".join(
+            "—" if values.get(n) is None else f"{values[n] / d:.2f}" for n in names) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def multi_table(title, names, rows, note=""):
+    """rows: [(label, {proxy: value}, fmt, with_ratio)]."""
+    lines = [f"### {title}" + (f" ({note})" if note else ""), ""]
+    lines.append("| | " + " | ".join(names) + " |")
+    lines.append("| --- |" + " --- |" * len(names))
+    for label, vals, f, with_ratio in rows:
+        lines.append(f"| {label} | " + " | ".join(fmt(vals.get(n), f) for n in names) + " |")
+        if with_ratio and vals.get("direct"):
+            d = vals["direct"]
+            lines.append(f"| {label}: ratio to direct | " + " | ".join(
+                "—" if vals.get(n) is None else f"{vals[n] / d:.2f}" for n in names) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="one repetition, small runs (~1 minute)")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3, quick 1)")
+    ap.add_argument("--bin", default=os.path.join(HERE, "..", "build-bench", "examples"),
+                    help="folder with simple-amb and dynamic-etcd-amb (default build-bench/examples)")
+    ap.add_argument("--only", help="comma-separated proxy names to run (direct always runs)")
+    ap.add_argument("--conns", type=int, default=1000, help="idle live connections for the PSS row")
+    ap.add_argument("--cp-trials", type=int, default=None, help="control-plane trials (default 50, quick 10)")
+    ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,mem,cp")
+    ap.add_argument("--markdown", help="also write the tables to this file")
+    a = ap.parse_args()
+    reps = a.reps or (1 if a.quick else 3)
+    n_plain = 10000 if a.quick else 50000
+    n_pipe = 50000 if a.quick else 300000
+    n_churn = 2000 if a.quick else 6000
+    iperf_s = 1 if a.quick else 2
+    cp_trials = a.cp_trials or (10 if a.quick else 50)
+    skip = set(filter(None, a.skip.split(",")))
+    a.bin_simple = shutil.which(os.path.join(a.bin, "simple-amb"))
+    a.bin_dyn = shutil.which(os.path.join(a.bin, "dynamic-etcd-amb"))
+    for tool in ("redis-server", "redis-benchmark", "iperf3"):
+        if not shutil.which(tool):
+            sys.exit(f"run_bench: {tool} is missing (make bench installs it)")
+    if not a.bin_simple or not a.bin_dyn:
+        print(f"run_bench: warning: simple-amb or dynamic-etcd-amb not found in {a.bin}", file=sys.stderr)
+
+    # 1000+ connections through the proxy need fds here, in redis and in each proxy (they inherit it).
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    env = Env(a)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    started = time.time()
+    md = []
+    ok = False
+    try:
+        env.start_servers()
+        kinds = proxies(env)
+        names = [k.name for k in kinds]
+        print(f"run_bench: proxies: {', '.join(names)}; {reps} repetition(s); logs in {env.tmp}", file=sys.stderr)
+        md.append(f"load average before: {open('/proc/loadavg').read().split()[:3]}\n")
+
+        # Long-lived proxies for the throughput rows: one to redis, one to iperf3 per kind.
+        running = {}
+        for k in kinds:
+            if k.start is None:
+                running[k.name] = (None, env.redis_port, None, env.iperf_port)
+                continue
+            pr, portr = k.start(env.redis_port)
+            pi, porti = k.start(env.iperf_port)
+            wait_ping(portr, pr)
+            wait_port(porti, pi)
+            running[k.name] = (pr, portr, pi, porti)
+
+        samples = {}  # (row, proxy) -> [values]
+
+        def add(row, name, v):
+            samples.setdefault((row, name), []).append(v)
+
+        def measured(proc, fn):
+            c0 = cpu_seconds(proc.pid) if proc else None
+            r = fn()
+            c1 = cpu_seconds(proc.pid) if proc else None
+            return r, (None if proc is None else c1 - c0)
+
+        for rep in range(reps):
+            order = kinds if rep % 2 == 0 else list(reversed(kinds))  # interleaved, alternating order
+            for k in order:
+                pr, portr, pi, porti = running[k.name]
+                print(f"run_bench: rep {rep + 1}/{reps}: {k.name}", file=sys.stderr)
+                if "redis" not in skip:
+                    r, cpu = measured(pr, lambda: redis_bench(portr, ["-t", "get,set", "-c", "50"], n_plain))
+                    for t in ("GET", "SET"):
+                        add(f"c50 {t} rps", k.name, r[t][0])
+                        add(f"c50 {t} p50", k.name, r[t][1])
+                        add(f"c50 {t} p99", k.name, r[t][2])
+                    if cpu is not None:
+                        add("cpu us/req c50", k.name, cpu * 1e6 / (2 * n_plain))
+                    r, cpu = measured(pr, lambda: redis_bench(portr, ["-t", "get,set", "-c", "50", "-P", "16"], n_pipe))
+                    for t in ("GET", "SET"):
+                        add(f"P16 {t} rps", k.name, r[t][0])
+                        add(f"P16 {t} p50", k.name, r[t][1])
+                        add(f"P16 {t} p99", k.name, r[t][2])
+                    if cpu is not None:
+                        add("cpu us/req P16", k.name, cpu * 1e6 / (2 * n_pipe))
+                if "churn" not in skip:
+                    r, cpu = measured(pr, lambda: redis_bench(portr, ["-t", "ping", "-c", "50", "-k", "0"], n_churn))
+                    rps = list(r.values())[0][0]  # PING_INLINE and PING_MBULK: take the first
+                    add("churn conn/s", k.name, rps)
+                    if cpu is not None:
+                        add("cpu us/conn", k.name, cpu * 1e6 / (len(r) * n_churn))
+                if "iperf" not in skip:
+                    for streams in (1, 4):
+                        (gbps, nbytes), cpu = measured(pi, lambda: iperf(env, porti, streams, iperf_s))
+                        add(f"iperf {streams}", k.name, gbps)
+                        if cpu is not None and streams == 1:
+                            add("cpu s/GB", k.name, cpu / (nbytes / 1e9))
+
+        for k in kinds:
+            pr, _, pi, _ = running[k.name]
+            for p in (pr, pi):
+                if p is not None:
+                    if p.poll() is not None:
+                        print(f"run_bench: warning: {k.name} exited during the run; see {p.log}", file=sys.stderr)
+                    PROCS.stop(p)
+
+        def med(row):
+            return {n: median(samples.get((row, n), [])) for n in names}
+
+        if "redis" not in skip:
+            rows = []
+            for t in ("GET", "SET"):
+                rows.append((f"{t} req/s", med(f"c50 {t} rps"), "{:,.0f}", True))
+                rows.append((f"{t} p50 ms", med(f"c50 {t} p50"), "{:.3f}", False))
+                rows.append((f"{t} p99 ms", med(f"c50 {t} p99"), "{:.3f}", False))
+            md.append(multi_table("redis-benchmark -t get,set -c 50 (no pipelining)", names, rows,
+                                  f"-n {n_plain}, median of {reps}"))
+            rows = []
+            for t in ("GET", "SET"):
+                rows.append((f"{t} req/s", med(f"P16 {t} rps"), "{:,.0f}", True))
+                rows.append((f"{t} p50 ms", med(f"P16 {t} p50"), "{:.3f}", False))
+                rows.append((f"{t} p99 ms", med(f"P16 {t} p99"), "{:.3f}", False))
+            md.append(multi_table("redis-benchmark -t get,set -c 50 -P 16", names, rows, f"-n {n_pipe}, median of {reps}"))
+        if "churn" not in skip:
+            md.append(table("connection churn: redis-benchmark -t ping -c 50 -k 0, connections/s", names,
+                            med("churn conn/s"), "{:,.0f}", note=f"-n {n_churn}, median of {reps}"))
+        if "iperf" not in skip:
+            md.append(multi_table("bulk: iperf3 through the proxy, Gbit/s", names,
+                                  [("1 stream", med("iperf 1"), "{:.2f}", True),
+                                   ("4 streams", med("iperf 4"), "{:.2f}", True)], f"-t {iperf_s}, median of {reps}"))
+        cpu_rows = []
+        if "redis" not in skip:
+            cpu_rows += [("µs per request, -c 50", med("cpu us/req c50"), "{:.2f}", False),
+                         ("µs per request, -P 16", med("cpu us/req P16"), "{:.3f}", False)]
+        if "churn" not in skip:
+            cpu_rows.append(("µs per connection (churn)", med("cpu us/conn"), "{:.1f}", False))
+        if "iperf" not in skip:
+            cpu_rows.append(("CPU s per GB (iperf3 1 stream)", med("cpu s/GB"), "{:.3f}", False))
+        if cpu_rows:
+            md.append(multi_table("CPU of the proxy process (utime+stime from /proc/PID/stat, whole process tree)",
+                                  [n for n in names if n != "direct"], cpu_rows, f"median of {reps}; ticks of {1000 // CLK_TCK} ms"))
+
+        if "mem" not in skip:
+            idle, held, per = {}, {}, {}
+            for k in kinds:
+                if k.start is None:
+                    continue
+                print(f"run_bench: memory: {k.name}", file=sys.stderr)
+                p, port = k.start(env.redis_port)
+                try:
+                    wait_ping(port, p)
+                    time.sleep(0.3)
+                    idle[k.name] = pss_kb(p.pid)
+                    socks = hold_connections(port, a.conns)
+                    time.sleep(0.5)
+                    held[k.name] = pss_kb(p.pid)
+                    per[k.name] = (held[k.name] - idle[k.name]) / a.conns
+                    for s in socks:
+                        s.close()
+                except Exception as e:  # noqa: BLE001 — one proxy's failure is a table cell, not the end
+                    print(f"run_bench: memory: {k.name}: {e}", file=sys.stderr)
+                finally:
+                    PROCS.stop(p)
+            mnames = [n for n in names if n != "direct"]
+            md.append(multi_table("memory: PSS of the proxy (/proc/PID/smaps_rollup, whole process tree)", mnames,
+                                  [("idle, kB (after one PING)", idle, "{:,.0f}", False),
+                                   (f"with {a.conns} idle live connections, kB", held, "{:,.0f}", False),
+                                   ("per idle connection, kB", per, "{:.2f}", False)],
+                                  "each connection checked with a PING end to end"))
+
+        if "cp" not in skip and a.bin_dyn and shutil.which("etcd"):
+            print("run_bench: control plane", file=sys.stderr)
+            t = control_plane(env, cp_trials)
+            md.append(f"### control plane: etcd put of a new instance address -> first connection routed to it "
+                      f"(dynamic-etcd-amb, {len(t)} trials)\n\n"
+                      f"| p50 ms | p99 ms | max ms |\n| --- | --- | --- |\n"
+                      f"| {pct(t, 50):.1f} | {pct(t, 99):.1f} | {max(t):.1f} |\n")
+
+        md.append(f"load average after: {open('/proc/loadavg').read().split()[:3]}; "
+                  f"run took {time.time() - started:.0f} s\n")
+        text = "\n".join(md)
+        print(text)
+        if a.markdown:
+            with open(a.markdown, "w") as f:
+                f.write(text)
+        ok = True
+    finally:
+        PROCS.stop_all()
+    # Logs stay behind only when something failed (or when asked).
+    if ok and not os.environ.get("BENCH_KEEP_LOGS"):
+        shutil.rmtree(env.tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
