@@ -9,16 +9,17 @@ here="$(cd "$(dirname "$0")" && pwd)"
 build="${BUILD_DIR:-$here/../build-fuzz}"
 jobs="${JOBS:-$(nproc)}"
 
+mkdir -p "$build"
 cxx="$(command -v clang++ || command -v clang++-14 || true)"
 if [ -z "$cxx" ]; then
   echo "run_fuzzers: clang++ not found: install the Debian packages clang and libclang-rt-14-dev (tools/install-deps.sh fuzz)" >&2
   exit 1
 fi
 
-cmake -S "$here" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build.configure.log" 2>&1 \
-  || { cat "$build.configure.log" >&2; echo "run_fuzzers: configuring the fuzzers failed" >&2; exit 1; }
-cmake --build "$build" -j "$jobs" >"$build.build.log" 2>&1 \
-  || { cat "$build.build.log" >&2; echo "run_fuzzers: building the fuzzers failed" >&2; exit 1; }
+cmake -S "$here" -B "$build" -DCMAKE_CXX_COMPILER="$cxx" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$build/configure.log" 2>&1 \
+  || { cat "$build/configure.log" >&2; echo "run_fuzzers: configuring the fuzzers failed" >&2; exit 1; }
+cmake --build "$build" -j "$jobs" >"$build/build.log" 2>&1 \
+  || { cat "$build/build.log" >&2; echo "run_fuzzers: building the fuzzers failed" >&2; exit 1; }
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

@@ -281,6 +281,11 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
     r.error = "bad address " + quoted + ": empty host";
     return r;
   }
+  // A stray bracket ("[[]:400", "a]:80") is no host; kept, it would print as an unparsable address.
+  if (host.find_first_of("[]") != std::string_view::npos) {
+    r.error = "bad address " + quoted + ": unexpected '[' or ']' in host";
+    return r;
+  }
   host_port hp;
   hp.host = std::string(host);
   if (!parse_port(port, hp.port)) {

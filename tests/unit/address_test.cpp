@@ -93,3 +93,12 @@ TEST_CASE("Docker-links variables") {
     CHECK(why == "bad port \"x\" in ETCD_PORT_10000_TCP_PORT");
   }
 }
+
+// Found by fuzz/address_fuzz.cpp: a host with a stray bracket was accepted and printed back as
+// "[:400", which does not parse.
+TEST_CASE("a stray bracket in the host is refused") {
+  CHECK(amb::parse_host_port("[[]:400").error == "bad address \"[[]:400\": unexpected '[' or ']' in host");
+  CHECK(amb::parse_host_port("a]:80").error == "bad address \"a]:80\": unexpected '[' or ']' in host");
+  CHECK(amb::parse_host_port("a[b:80").error == "bad address \"a[b:80\": unexpected '[' or ']' in host");
+  CHECK(amb::parse_host_port("[::1]:80")->to_string() == "[::1]:80");
+}
