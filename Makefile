@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all setup setup-build configure build test amalgamate static images demo demo-two-hosts bench clean
+.PHONY: all setup setup-build configure build test sanitize amalgamate static images demo demo-two-hosts bench clean
 
 all: build
 
@@ -22,6 +22,9 @@ build: configure
 
 test: setup build ## set up, build, and run every test through ctest
 	ctest --test-dir $(BUILD) $(CTEST_FLAGS)
+
+sanitize: setup   ## the unit and integration tests (and the programs they start) under ASan+UBSan, in build-sanitize
+	tools/sanitize.sh
 
 amalgamate:       ## regenerate single_include/amb/amb.hpp from include/
 	python3 tools/amalgamate.py
