@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets and runs each for a bounded time on a copy of its committed corpus.
 # Usage: fuzz/run_fuzzers.sh [SECONDS_EACH] (default 60). Exits non-zero on any crash, leak,
-# sanitizer report or timeout, and names the fuzzer and the saved input. Env: BUILD_DIR, JOBS.
+# sanitizer report or timeout, and names the fuzzer and the saved input. Env: BUILD_DIR, JOBS,
+# FUZZ_SEED (CI fixes it, so a run explores the same inputs each time; unset = a random seed).
 set -euo pipefail
 
 seconds="${1:-60}"
@@ -32,7 +33,9 @@ for corpus in "$here"/corpus/*/; do
   mkdir -p "$work/$name" "$work/artifacts-$name"
   cp "$corpus"/* "$work/$name"/
   log="$work/$name.log"
-  if "$bin" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -max_len=4096 -print_final_stats=1 \
+  seed=()
+  [ -n "${FUZZ_SEED:-}" ] && seed=(-seed="$FUZZ_SEED")
+  if "$bin" "${seed[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=1024 -max_len=4096 -print_final_stats=1 \
        -artifact_prefix="$work/artifacts-$name/" "$work/$name" >"$log" 2>&1; then
     stats="$(grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$log" | tr -s ' ' | cut -d: -f3- | tr '\n' ' ')"
     cov="$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1)"
