@@ -40,6 +40,8 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
   for (const auto& kv : env) {
     if (kv.compare(0, prefix.size(), prefix) != 0) continue;
     auto eq = kv.find('=');
+    // An alias holding '=' can match the start of a whole "NAME=value": that is no variable name.
+    if (eq != std::string::npos && eq < prefix.size()) continue;
     std::string_view name(kv.data(), eq == std::string::npos ? kv.size() : eq);
     name.remove_prefix(prefix.size());
     auto us = name.find('_');

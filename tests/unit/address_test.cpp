@@ -102,3 +102,17 @@ TEST_CASE("a stray bracket in the host is refused") {
   CHECK(amb::parse_host_port("a[b:80").error == "bad address \"a[b:80\": unexpected '[' or ']' in host");
   CHECK(amb::parse_host_port("[::1]:80")->to_string() == "[::1]:80");
 }
+
+// Found by fuzz/docker_links_fuzz.cpp: an alias holding '=' matched the start of "NAME=value", and the
+// name was cut past its end (an out-of-bounds read).
+TEST_CASE("Docker-links: an alias with '=' matches no variable") {
+  std::vector<std::string> env{"MYDB_PORT_5432_TCP_PORT=5432_PORT_DDR=10", "MYDB_PORT_5432_TCP_ADDR=10.0.0.9"};
+  std::string why;
+  CHECK(!amb::link_address("myDB_PORT_5432_TCP_PORT=5432", env, &why));
+  CHECK(why.empty());
+  std::vector<std::string> good{"MYDB_PORT_5432_TCP_ADDR=10.0.0.9", "MYDB_PORT_5432_TCP_PORT=5432"};
+  CHECK(!amb::link_address("mydb=", good));
+  auto hp = amb::link_address("mydb", good);
+  REQUIRE(hp);
+  CHECK(hp->to_string() == "10.0.0.9:5432");
+}
