@@ -105,7 +105,7 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   const std::string prefix = "bad registry value " + quote_value(text) + ": ";
   picojson::value doc;
   std::string err;
-  auto end = picojson::parse(doc, text.begin(), text.end(), &err);
+  auto end = detail::json_parse(doc, text.begin(), text.end(), &err);
   if (err.empty() && end != text.end()) err = "trailing characters after the object";
   if (!err.empty()) {
     // picojson's message spans lines; keep the first so the log stays one line.

@@ -2538,10 +2538,24 @@ inline bool base64_decode(std::string_view text, std::string& out) {
 #include <picojson.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace amb::detail {
+
+/// picojson::parse that never throws: picojson throws std::overflow_error for a number beyond a double
+/// ("1e999", found by fuzzing); here that is a parse error like any other, set in `*err`.
+template <class Iter>
+Iter json_parse(picojson::value& out, const Iter& first, const Iter& last, std::string* err) {
+  try {
+    return picojson::parse(out, first, last, err);
+  } catch (const std::overflow_error&) {
+    *err = "number out of range";
+    out = picojson::value();
+    return first;
+  }
+}
 
 /// Member `name` of object `v`, or nullptr when `v` is not an object or lacks it.
 inline const picojson::value* json_member(const picojson::value& v, const std::string& name) noexcept {
@@ -2623,7 +2637,7 @@ inline bool etcd_bytes(const picojson::value& v, const std::string& name, std::s
 /// Parses a whole body as one JSON value; false when it is not JSON.
 inline bool etcd_parse(std::string_view body, picojson::value& out) {
   std::string err;
-  const char* end = picojson::parse(out, body.data(), body.data() + body.size(), &err);
+  const char* end = json_parse(out, body.data(), body.data() + body.size(), &err);
   if (!err.empty()) return false;
   // Only whitespace may follow the value (a watch line ends in '\n').
   for (; end != body.data() + body.size(); ++end)
@@ -4069,7 +4083,7 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   const std::string prefix = "bad registry value " + quote_value(text) + ": ";
   picojson::value doc;
   std::string err;
-  auto end = picojson::parse(doc, text.begin(), text.end(), &err);
+  auto end = detail::json_parse(doc, text.begin(), text.end(), &err);
   if (err.empty() && end != text.end()) err = "trailing characters after the object";
   if (!err.empty()) {
     // picojson's message spans lines; keep the first so the log stays one line.
@@ -5238,7 +5252,7 @@ inline std::string quote_body(std::string_view text) {
 /// Parses `text` as JSON; on failure sets `error` to "not JSON (...): "<start of body>"".
 inline bool parse_json_body(std::string_view text, picojson::value& out, std::string& error) {
   std::string err;
-  picojson::parse(out, text.begin(), text.end(), &err);
+  json_parse(out, text.begin(), text.end(), &err);
   if (!err.empty()) {
     error = "not JSON (" + json_error_line(err) + "): " + quote_body(text);
     return false;
@@ -5318,7 +5332,7 @@ inline std::string negotiate_api_version(std::string_view ours, const engine_ver
 inline std::string docker_error_message(std::string_view body) {
   picojson::value doc;
   std::string err;
-  picojson::parse(doc, body.begin(), body.end(), &err);
+  json_parse(doc, body.begin(), body.end(), &err);
   if (!err.empty()) return "";
   return json_string(doc, "message");
 }

@@ -162,3 +162,15 @@ TEST_CASE("finding the engine: --docker, DOCKER_HOST, default") {
   CHECK(find_docker_engine(std::nullopt, {"DOCKER_HOST=tcp://h:99999"}).error ==
         "bad port \"99999\" in \"h:99999\" in \"tcp://h:99999\" in DOCKER_HOST");
 }
+
+// Found by fuzz/docker_json_fuzz.cpp: picojson throws std::overflow_error for a number beyond a
+// double ("5554888e888888888"); every reader must report it as not JSON instead.
+TEST_CASE("a number beyond a double is not JSON, not an exception") {
+  auto v = detail::parse_engine_version("5554888e888888888");
+  CHECK(!v);
+  CHECK(v.error.rfind("not JSON (number out of range): ", 0) == 0);
+  CHECK(!detail::parse_container_list(R"([{"Id":"x","Created":1e999}])"));
+  CHECK(!detail::parse_container_inspect(R"({"Id":"x","State":{"Pid":-1e999}})"));
+  CHECK(!detail::parse_docker_event(R"({"Type":"container","time":1e999})"));
+  CHECK(detail::docker_error_message(R"({"message":"x","response":1e999})") == "");
+}

@@ -223,3 +223,11 @@ TEST_CASE("watch lines captured from etcd") {
   CHECK(etcd_parse_watch_line(R"({"result":{"events":[{"type":"PUT"}]}})", m) == amb::errc::bad_response);
   CHECK(etcd_parse_watch_line(R"({"other":1})", m) == amb::errc::bad_response);
 }
+
+// The picojson overflow found by the Docker and registry fuzzers reaches etcd's readers too.
+TEST_CASE("a number beyond a double is bad_response, not an exception") {
+  amb::etcd_range_result r;
+  CHECK(etcd_parse_range(R"({"header":{"revision":1e999}})", r) == amb::errc::bad_response);
+  etcd_watch_message m;
+  CHECK(etcd_parse_watch_line(R"({"result":{"header":{"revision":"5"},"x":-1e999}})", m) == amb::errc::bad_response);
+}

@@ -136,3 +136,11 @@ TEST_CASE("KEY=VALUE fields") {
   CHECK(amb::parse_key_value("novalue").error == "bad field \"novalue\": expected KEY=VALUE");
   CHECK(amb::parse_key_value("=v").error == "bad field \"=v\": expected KEY=VALUE");
 }
+
+// Found by fuzz/registry_value_fuzz.cpp: picojson throws std::overflow_error for a number beyond a
+// double, so a value such as {"port":1e999} in etcd escaped the parser as an exception.
+TEST_CASE("a number beyond a double is a bad value, not an exception") {
+  CHECK(parse_registry_value(R"({"host":"10.0.0.5","port":1e999})").error ==
+        R"(bad registry value "{"host":"10.0.0.5","port":1e999}": invalid JSON (number out of range))");
+  CHECK(!parse_registry_value(R"({"host":"a","port":1,"weight":-1e400})"));
+}

@@ -93,7 +93,7 @@ inline std::string quote_body(std::string_view text) {
 /// Parses `text` as JSON; on failure sets `error` to "not JSON (...): "<start of body>"".
 inline bool parse_json_body(std::string_view text, picojson::value& out, std::string& error) {
   std::string err;
-  picojson::parse(out, text.begin(), text.end(), &err);
+  json_parse(out, text.begin(), text.end(), &err);
   if (!err.empty()) {
     error = "not JSON (" + json_error_line(err) + "): " + quote_body(text);
     return false;
@@ -173,7 +173,7 @@ inline std::string negotiate_api_version(std::string_view ours, const engine_ver
 inline std::string docker_error_message(std::string_view body) {
   picojson::value doc;
   std::string err;
-  picojson::parse(doc, body.begin(), body.end(), &err);
+  json_parse(doc, body.begin(), body.end(), &err);
   if (!err.empty()) return "";
   return json_string(doc, "message");
 }

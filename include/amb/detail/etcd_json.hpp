@@ -63,7 +63,7 @@ inline bool etcd_bytes(const picojson::value& v, const std::string& name, std::s
 /// Parses a whole body as one JSON value; false when it is not JSON.
 inline bool etcd_parse(std::string_view body, picojson::value& out) {
   std::string err;
-  const char* end = picojson::parse(out, body.data(), body.data() + body.size(), &err);
+  const char* end = json_parse(out, body.data(), body.data() + body.size(), &err);
   if (!err.empty()) return false;
   // Only whitespace may follow the value (a watch line ends in '\n').
   for (; end != body.data() + body.size(); ++end)

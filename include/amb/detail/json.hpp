@@ -12,10 +12,24 @@
 #include <picojson.h>
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
 namespace amb::detail {
+
+/// picojson::parse that never throws: picojson throws std::overflow_error for a number beyond a double
+/// ("1e999", found by fuzzing); here that is a parse error like any other, set in `*err`.
+template <class Iter>
+Iter json_parse(picojson::value& out, const Iter& first, const Iter& last, std::string* err) {
+  try {
+    return picojson::parse(out, first, last, err);
+  } catch (const std::overflow_error&) {
+    *err = "number out of range";
+    out = picojson::value();
+    return first;
+  }
+}
 
 /// Member `name` of object `v`, or nullptr when `v` is not an object or lacks it.
 inline const picojson::value* json_member(const picojson::value& v, const std::string& name) noexcept {
