@@ -271,7 +271,7 @@ def proxies(env):
             with open(cfg, "w") as f:
                 f.write(f"""global
     nbthread {threads}
-    maxconn 6000
+    maxconn {max(6000, a.conns + 100)}
 defaults
     mode tcp
     timeout connect 5s
@@ -312,10 +312,10 @@ listen bench
             f.write(f"""load_module {stream_mod};
 daemon off;
 worker_processes 1;
-worker_rlimit_nofile 30000;
+worker_rlimit_nofile {3 * a.conns + 1000};
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 20000; }}
+events {{ worker_connections {2 * a.conns + 1000}; }}
 stream {{
     server {{ listen 127.0.0.1:{port} backlog=1024; proxy_pass 127.0.0.1:{t}; }}
 }}
@@ -537,8 +537,13 @@ def main():
         print(f"run_bench: warning: simple-amb or dynamic-etcd-amb not found in {a.bin}", file=sys.stderr)
 
     # 1000+ connections through the proxy need fds here, in redis and in each proxy (they inherit it).
+    # Root may raise the hard limit too: a proxy holding --conns connections needs 2 fds for each.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    want = max(hard, 3 * a.conns + 1000)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     env = Env(a)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
