@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds amb, its programs and its tests with AddressSanitizer + UndefinedBehaviorSanitizer (GCC) in
 # build-sanitize/ and runs the unit and integration tests there. The programs the integration tests
-# start are the sanitized ones too, so a report in a child fails the test that started it.
+# start are the sanitized ones too; any report, in a test or in a child, fails the run.
 # Usage: tools/sanitize.sh [extra ctest args]. Env: BUILD (default build-sanitize), JOBS.
 set -euo pipefail
 
@@ -18,8 +18,22 @@ targets=(simple-amb docker-register dynamic-etcd-amb)
 while read -r t; do targets+=("$t"); done < <(cmake --build "$build" --target help | sed -n 's/^\.\.\. \(\(unit\|integration\)_[a-z0-9_]*_test\)$/\1/p')
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 
-# Reports name the failing line; abort_on_error stays off so a sanitized child exits non-zero
-# (caught by the test) instead of dumping core.
-export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}"
-export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
-ctest --test-dir "$build" -L 'unit|integration' --output-on-failure -j "$jobs" "$@"
+# Every report, from a test or from a program it started, goes to a file under $reports: a
+# sanitized child whose exit code the test does not look at (killed at the end) still fails the run.
+reports="$build/sanitizer-reports"
+rm -rf "$reports"
+mkdir -p "$reports"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}:log_path=$reports/asan"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}:log_path=$reports/ubsan"
+status=0
+ctest --test-dir "$build" -L 'unit|integration' --output-on-failure -j "$jobs" "$@" || status=$?
+if compgen -G "$reports/*" >/dev/null; then
+  for f in "$reports"/*; do
+    echo "== sanitizer report $f" >&2
+    cat "$f" >&2
+  done
+  echo "sanitize: sanitizer reports found (above, and in $reports)" >&2
+  exit 1
+fi
+[ "$status" -eq 0 ] && echo "sanitize: all unit and integration tests pass under ASan+UBSan, no reports"
+exit "$status"
