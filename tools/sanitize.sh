@@ -10,8 +10,12 @@ build="${BUILD:-$root/build-sanitize}"
 jobs="${JOBS:-$(nproc)}"
 
 # Any UBSan finding aborts (-fno-sanitize-recover), so it cannot scroll by in a passing test.
+# -fno-sanitize=vptr: UBSan's dynamic-type check probes memory by writing it to a fresh pipe, two
+# file descriptors per check (seen with strace: a pipe2() storm per connection). simple-amb's EMFILE
+# test sets the fd limit exactly at what ten relayed connections use, so the probe fails there and
+# breaks the program under test; every other UBSan check stays on.
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 # Only what the unit and integration tests run (the programs and the test executables): the
 # header-alone and single-header checks add nothing under sanitizers and double the build time.
 targets=(simple-amb docker-register dynamic-etcd-amb)
