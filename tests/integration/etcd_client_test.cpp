@@ -17,13 +17,7 @@ using amb::test::scripted_server;
 
 namespace {
 
-amb::etcd_client_options client_options(const std::string& endpoints) {
-  amb::etcd_client_options o;
-  auto list = amb::parse_endpoint_list(endpoints);
-  REQUIRE_MESSAGE(list, list.error);
-  o.endpoints = *list;
-  return o;
-}
+amb::etcd_client_options client_options(const std::string& endpoints) { return amb::test::etcd_options(endpoints); }
 
 struct ctl_kv {
   std::string key, value;

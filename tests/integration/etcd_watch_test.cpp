@@ -19,10 +19,7 @@ using amb::test::scripted_server;
 namespace {
 
 amb::etcd_client_options client_options(const std::string& endpoints) {
-  amb::etcd_client_options o;
-  auto list = amb::parse_endpoint_list(endpoints);
-  REQUIRE_MESSAGE(list, list.error);
-  o.endpoints = *list;
+  auto o = amb::test::etcd_options(endpoints);
   o.request_timeout = 3s;
   return o;
 }

@@ -3,6 +3,9 @@
 
 #include "support/process.hpp"
 
+#include <amb/address.hpp>
+#include <amb/etcd_client.hpp>
+
 #include <asio.hpp>
 
 #include <atomic>
@@ -14,6 +17,16 @@
 #include <vector>
 
 namespace amb::test {
+
+/// Client options for the comma-separated `endpoints`, with the library's defaults otherwise
+/// (each test file then tightens the timeouts it needs).
+inline amb::etcd_client_options etcd_options(const std::string& endpoints) {
+  amb::etcd_client_options o;
+  auto list = amb::parse_endpoint_list(endpoints);
+  REQUIRE_MESSAGE(list, list.error);
+  o.endpoints = *list;
+  return o;
+}
 
 /// Runs an io_context on one background thread (the library's one thread); the test thread hands it
 /// coroutines with sync() and waits for their result. Declare the io_context BEFORE the clients and

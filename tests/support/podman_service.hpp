@@ -11,28 +11,14 @@
 
 namespace amb::test {
 
-/// Sends raw bytes to a unix socket and returns everything read until EOF or `timeout`.
+/// Sends raw bytes to a unix socket and returns everything read until EOF or `timeout`
+/// (the request is complete, so the sending side stays open: podman answers either way).
 inline std::string unix_exchange(const std::string& path, const std::string& request,
                                  std::chrono::milliseconds timeout = 5s) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  if (fd < 0) return "";
-  timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
   std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
-  std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    ::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-    char buf[65536];
-    while (true) {
-      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-      if (n <= 0) break;
-      out.append(buf, static_cast<std::size_t>(n));
-    }
-  }
-  ::close(fd);
-  return out;
+  return socket_exchange(AF_UNIX, reinterpret_cast<const sockaddr*>(&a), sizeof a, request, timeout, false);
 }
 
 /// `podman system service` serving the Docker-compatible API on a socket in a temp folder,

@@ -278,19 +278,16 @@ inline run_result run(std::vector<std::string> argv, std::chrono::milliseconds t
   return r;
 }
 
-/// Sends raw bytes to 127.0.0.1:port and returns everything read until EOF or `timeout`.
-inline std::string tcp_exchange(std::uint16_t port, const std::string& request, std::chrono::milliseconds timeout = 5s,
-                                bool half_close = true) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+/// Connects a stream socket of `family` to `address`, sends `request` (then shuts down its sending
+/// side when `half_close`), and returns everything read until EOF or `timeout`; "" if it cannot connect.
+inline std::string socket_exchange(int family, const sockaddr* address, socklen_t length, const std::string& request,
+                                   std::chrono::milliseconds timeout, bool half_close) {
+  int fd = ::socket(family, SOCK_STREAM, 0);
   if (fd < 0) return "";
   timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
   std::string out;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+  if (::connect(fd, address, length) == 0) {
     std::size_t done = 0;
     while (done < request.size()) {
       ssize_t n = ::send(fd, request.data() + done, request.size() - done, MSG_NOSIGNAL);
@@ -307,6 +304,16 @@ inline std::string tcp_exchange(std::uint16_t port, const std::string& request, 
   }
   ::close(fd);
   return out;
+}
+
+/// Sends raw bytes to 127.0.0.1:port and returns everything read until EOF or `timeout`.
+inline std::string tcp_exchange(std::uint16_t port, const std::string& request, std::chrono::milliseconds timeout = 5s,
+                                bool half_close = true) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(port);
+  return socket_exchange(AF_INET, reinterpret_cast<const sockaddr*>(&a), sizeof a, request, timeout, half_close);
 }
 
 /// Number of open file descriptors of process `pid` (from /proc).
