@@ -50,7 +50,8 @@ struct etcd_watch_options {
 /// a snapshot (unless started at a given revision), then events. After any disconnect it re-watches
 /// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
 /// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then
-/// watches on from the snapshot's revision + 1. Consumer pattern: on snapshot replace all, on events
+/// watches on from the snapshot's revision + 1. The same happens when etcd answers a watch at a
+/// revision below the last one delivered (its data was wiped or restored: revisions restart from 1). Consumer pattern: on snapshot replace all, on events
 /// apply. Transient failures are logged (one line each, with the retry delay) and retried forever.
 class etcd_watcher {
 public:
@@ -81,6 +82,22 @@ public:
                   out.compact_revision, "); reading the prefix again");
         co_await snapshot(on_update);
         continue;
+      }
+      if (out.rewound_to > 0) {
+        // The store is behind what was already delivered: etcd lost its data (wiped, restored from an
+        // older backup) and counts revisions from 1 again, so a watch from next_ would skip every
+        // change of the new history. Re-read, unless only this member was lagging (a linearizable read
+        // is not behind): then try another member after the backoff, without re-reading in a loop.
+        const std::int64_t seen = next_ - 1;
+        log::warn("watch ", prefix_, " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
+                  ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again");
+        co_await snapshot(on_update);
+        if (stopped_) continue;
+        if (next_ - 1 < seen) {
+          ++rewinds_;
+          continue;
+        }
+        out.why = "this member is behind the cluster (revision " + std::to_string(out.rewound_to) + ")";
       }
       if (out.auth && !reauthenticated) {  // once per failure streak: a refused fresh token waits like any failure
         reauthenticated = true;
@@ -113,6 +130,8 @@ public:
   std::size_t reconnects() const noexcept { return reconnects_; }
   /// How many snapshots were delivered.
   std::size_t snapshots() const noexcept { return snapshots_; }
+  /// How many times etcd was found behind the last delivered revision (data lost) and re-read.
+  std::size_t rewinds() const noexcept { return rewinds_; }
   /// The watched prefix.
   const std::string& prefix() const noexcept { return prefix_; }
 
@@ -121,6 +140,7 @@ private:
     bool healthy = false;    // "created" was seen
     bool compacted = false;  // canceled with compact_revision
     std::int64_t compact_revision = 0;
+    std::int64_t rewound_to = 0;  // "created" said the store is at this revision, below next_ - 1
     bool auth = false;       // refused for auth: get a new token
     std::string why;         // for the log line
     std::exception_ptr callback_error;
@@ -173,10 +193,7 @@ private:
   // One watch connection, from next_ until it breaks, is canceled or stop() is called.
   asio::awaitable<outcome> watch_once(const std::function<void(const etcd_watch_update&)>& on_update) {
     outcome out;
-    http_client_options o;
-    o.connect_timeout = client_.options().connect_timeout;
-    o.request_timeout = client_.options().request_timeout;
-    stream_ = std::make_shared<http_client>(client_.executor(), client_.endpoints()[endpoint_], o);
+    stream_ = std::make_shared<http_client>(client_.executor(), client_.endpoints()[endpoint_], client_.http_options());
     auto keep = stream_;  // stop() may reset nothing, but keep the client alive for the whole stream
     if (client_.uses_auth()) {
       try {
@@ -204,6 +221,11 @@ private:
       using k = detail::etcd_watch_message::kind;
       switch (m.type) {
         case k::created:
+          // header.revision is the store's revision now: below what was delivered means a new history.
+          if (m.revision > 0 && m.revision < next_ - 1) {
+            out.rewound_to = m.revision;
+            throw end_stream{};
+          }
           // A stream counts as healthy once it carried more than "created", or lived a while: a server
           // that accepts and then breaks every stream still gets a growing backoff.
           if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
@@ -300,6 +322,7 @@ private:
   bool stopped_ = false;
   std::size_t reconnects_ = 0;
   std::size_t snapshots_ = 0;
+  std::size_t rewinds_ = 0;
   std::shared_ptr<http_client> stream_;
   std::unique_ptr<asio::steady_timer> timer_;
 };
