@@ -5,8 +5,9 @@ set -euo pipefail
 
 build_packages=(g++ make cmake python3 libasio-dev picojson-dev doctest-dev)
 # Real servers the tests start themselves: etcd, redis, podman (with runc), a static busybox for
-# test images, and debootstrap for the images test (the builder base image is made locally).
-test_packages=(etcd-server etcd-client redis-server redis-tools podman runc busybox-static iproute2 uidmap debootstrap systemd python3-yaml clang libclang-rt-14-dev haproxy curl)
+# test images, and debootstrap for the images test (the builder base image is made locally); openssl
+# makes the TLS tests' certificates and libssl-dev builds them (-DAMB_TLS=ON).
+test_packages=(etcd-server etcd-client redis-server redis-tools podman runc busybox-static iproute2 uidmap debootstrap systemd python3-yaml clang libclang-rt-14-dev haproxy curl openssl libssl-dev)
 # `make images`: an engine, and debootstrap to make the builder's debian:bookworm when it cannot be pulled.
 image_packages=(podman runc uidmap debootstrap)
 # `make demo`: the images' tools, plus etcd and redis on the host (the redis image is made from
