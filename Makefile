@@ -20,10 +20,11 @@ configure: setup-build
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: setup build ## set up, build, and run every test through ctest
+test: setup build ## set up, build, and run every test through ctest, then again under ASan+UBSan (make sanitize)
 	ctest --test-dir $(BUILD) $(CTEST_FLAGS)
+	tools/sanitize.sh
 
-sanitize: setup   ## the unit and integration tests (and the programs they start) under ASan+UBSan, in build-sanitize
+sanitize: setup   ## the unit, integration and fault tests (and the programs they start) under ASan+UBSan, in build-sanitize
 	tools/sanitize.sh
 
 amalgamate:       ## regenerate single_include/amb/amb.hpp from include/

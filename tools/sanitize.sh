@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds amb, its programs and its tests with AddressSanitizer + UndefinedBehaviorSanitizer (GCC) in
-# build-sanitize/ and runs the unit and integration tests there. The programs the integration tests
+# build-sanitize/ and runs the unit, integration and fault tests there. The programs the integration tests
 # start are the sanitized ones too; any report, in a test or in a child, fails the run.
 # Usage: tools/sanitize.sh [extra ctest args]. Env: BUILD (default build-sanitize), JOBS.
 set -euo pipefail
@@ -19,7 +19,7 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug \
 # Only what the unit and integration tests run (the programs and the test executables): the
 # header-alone and single-header checks add nothing under sanitizers and double the build time.
 targets=(simple-amb docker-register dynamic-etcd-amb)
-while read -r t; do targets+=("$t"); done < <(cmake --build "$build" --target help | sed -n 's/^\.\.\. \(\(unit\|integration\)_[a-z0-9_]*_test\)$/\1/p')
+while read -r t; do targets+=("$t"); done < <(cmake --build "$build" --target help | sed -n 's/^\.\.\. \(\(unit\|integration\|fault\|tls\)_[a-z0-9_]*_test\)$/\1/p')
 cmake --build "$build" -j "$jobs" --target "${targets[@]}"
 
 # Every report, from a test or from a program it started, goes to a file under $reports: a
@@ -30,7 +30,7 @@ mkdir -p "$reports"
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}:log_path=$reports/asan"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}:log_path=$reports/ubsan"
 status=0
-ctest --test-dir "$build" -L 'unit|integration' --output-on-failure -j "$jobs" "$@" || status=$?
+ctest --test-dir "$build" -L 'unit|integration|fault|tls' --output-on-failure -j "$jobs" "$@" || status=$?
 if compgen -G "$reports/*" >/dev/null; then
   for f in "$reports"/*; do
     echo "== sanitizer report $f" >&2
@@ -39,5 +39,5 @@ if compgen -G "$reports/*" >/dev/null; then
   echo "sanitize: sanitizer reports found (above, and in $reports)" >&2
   exit 1
 fi
-[ "$status" -eq 0 ] && echo "sanitize: all unit and integration tests pass under ASan+UBSan, no reports"
+[ "$status" -eq 0 ] && echo "sanitize: all unit, integration and fault tests pass under ASan+UBSan, no reports"
 exit "$status"
