@@ -203,3 +203,39 @@ TEST_CASE("a client reset ends the relay and closes the upstream") {
   CHECK((ec == asio::error::eof || ec == asio::error::connection_reset));
   f.finished();
 }
+
+TEST_CASE("request/reply traffic costs one read per message: a short read is not followed by a read for EAGAIN") {
+  fixture f;
+  char buf[64];
+  for (int i = 0; i < 200; ++i) {
+    asio::write(f.client, asio::buffer(std::string("GET k\r\n")));
+    asio::read(f.server, asio::buffer(buf, 7));
+    asio::write(f.server, asio::buffer(std::string("$1\r\nv\r\n")));
+    asio::read(f.client, asio::buffer(buf, 7));
+  }
+  // Each of the 400 messages is read once; reading on until EAGAIN would add ~400 empty reads.
+  // A few may still happen (a wake-up whose data an earlier read already took).
+  CHECK(f.live.empty_reads < 20);
+  f.client.shutdown(tcp::socket::shutdown_send);
+  f.server.shutdown(tcp::socket::shutdown_send);
+  auto totals = f.finished();
+  CHECK(totals.bytes_up == 200 * 7);
+  CHECK(totals.bytes_down == 200 * 7);
+}
+
+TEST_CASE("a few bytes and a FIN arriving together: the bytes and then the EOF are passed on") {
+  for (int i = 0; i < 20; ++i) {
+    fixture f;
+    // Data and FIN in quick succession, so one readiness report often carries both.
+    asio::write(f.client, asio::buffer(std::string("last words")));
+    f.client.shutdown(tcp::socket::shutdown_send);
+    std::error_code ec;
+    CHECK(read_all(f.server, ec) == "last words");
+    CHECK(ec == asio::error::eof);
+    asio::write(f.server, asio::buffer(std::string("bye")));
+    f.server.shutdown(tcp::socket::shutdown_send);
+    CHECK(read_all(f.client, ec) == "bye");
+    CHECK(ec == asio::error::eof);
+    f.finished();
+  }
+}
