@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Images test: builds the three FROM scratch images (podman's layer cache makes a rebuild quick),
 # runs each program's --version inside its own image, checks each image holds one file, and
-# prints each image's size. Fails, never skips, when podman (or what the build needs) is missing.
+# checks which user each image runs as, and prints each image's size. Fails, never skips, when podman (or what the build needs) is missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/tools/podman/containers.conf}"
@@ -24,6 +24,12 @@ for program in simple-amb docker-register dynamic-etcd-amb; do
   # Only the program: one layer, whose single file is the binary (FROM scratch, nothing else).
   files=$(podman image save "$image" | tar -xO --wildcards '*.tar' 2>/dev/null | tar -ti 2>/dev/null | sort -u | grep -v '/$' || true)
   [ "$files" = "$program" ] || fail "$image holds more than its binary: $(echo $files)"
+  # The forwarders run as nobody; docker-register as root only because the engine's socket is root's
+  # (README, "Security").
+  user=$(podman image inspect --format '{{.Config.User}}' "$image")
+  want_user=65534:65534
+  [ "$program" = docker-register ] && want_user=""
+  [ "$user" = "$want_user" ] || fail "$image runs as user '$user', expected '$want_user'"
   size=$(podman image inspect --format '{{.Size}}' "$image")
   printf 'images test: %-30s %s, %8d bytes (%s MB)\n' "$image" "$out" "$size" \
     "$(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1000000 }')"
