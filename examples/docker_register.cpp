@@ -11,6 +11,7 @@
 #include <amb/docker_links.hpp>
 #include <amb/etcd_client.hpp>
 #include <amb/etcd_discovery.hpp>
+#include <amb/etcd_security.hpp>
 #include <amb/etcd_lease_keeper.hpp>
 #include <amb/host_address.hpp>
 #include <amb/log.hpp>
@@ -21,6 +22,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <optional>
 #include <string>
@@ -36,6 +38,7 @@ struct config {
   amb::auto_config automatic;
   amb::registrar_options options;
   amb::etcd_endpoints etcd;
+  amb::etcd_security etcd_security;
   amb::docker_engine engine;
   std::int64_t ttl_seconds = 5;
 };
@@ -47,6 +50,11 @@ config parse_flags(int argc, char** argv) {
                        "Publish the host address of containers' published ports into etcd, under a lease kept\n"
                        "alive, and follow the containers: stopped or removed -> key deleted, started -> written again.");
   cli.option("--etcd", "URL[,URL...]", "etcd endpoints (default: ETCDCTL_ENDPOINTS, Docker links of alias etcd, http://127.0.0.1:2379)")
+      .option("--etcd-cacert", "FILE", "CA bundle that etcd's TLS certificate must chain to (default: ETCDCTL_CACERT, else the system's)")
+      .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: ETCDCTL_CERT)")
+      .option("--etcd-key", "FILE", "key of --etcd-cert (default: ETCDCTL_KEY)")
+      .option("--etcd-user", "USER[:PASSWORD]", "etcd user (default: ETCDCTL_USER); a bare USER takes --etcd-password-file or ETCDCTL_PASSWORD")
+      .option("--etcd-password-file", "FILE", "the etcd password, read from FILE (keeps it off the command line)")
       .option("--docker", "URL", "Engine API: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, unix:///var/run/docker.sock)")
       .option("--prefix", "PATH", "registry prefix (default /services)")
       .option("--ttl", "D", "lease TTL, whole seconds >= 2 (default 5s, as the seed)")
@@ -62,6 +70,8 @@ config parse_flags(int argc, char** argv) {
       .example("docker-register redis-A 6379 redis")
       .example("docker-register --etcd http://10.0.0.2:2379 --ip 10.0.0.5 web1 80 web weight=3 zone=a")
       .example("docker-register --all --explicit --resync 1m")
+      .example("docker-register --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-cert reg.pem --etcd-key reg-key.pem \\\n"
+               "      --etcd-user registrar --etcd-password-file /run/secrets/etcd redis-A 6379 redis")
       .note("Seed mode writes <prefix>/SERVICE/CONTAINER = {\"host\":HOST,\"port\":PORT} (KEY=VALUE pairs become\n"
             "extra fields; numbers stay numbers), for the host port published for PRIVATE_PORT/tcp.\n"
             "Automatic mode writes <prefix>/SERVICE/<hostname>:<container>:<port> for each published tcp port;\n"
@@ -75,12 +85,17 @@ config parse_flags(int argc, char** argv) {
             "Exit codes: 0 after SIGTERM/SIGINT/SIGHUP (the lease is revoked: keys vanish at once) or when the\n"
             "container is removed with --exit-with-container; 1 when the engine cannot be reached or is not a\n"
             "Docker Engine API at start, or with --exit-with-container when the container is absent or does not\n"
-            "publish the port at start; 2 on usage errors. Later outages of the engine or of etcd are retried\n"
-            "forever (registrations are kept and written again). Without --exit-with-container a container\n"
-            "that is absent, stopped or unpublished is waited for, with one log line.\n"
+            "publish the port at start; 2 on usage errors and unreadable TLS files. Later outages of the engine\n"
+            "or of etcd (TLS and auth failures included) are retried forever (registrations are kept and written\n"
+            "again). Without --exit-with-container a container that is absent, stopped or unpublished is waited\n"
+            "for, with one log line.\n"
             "\n"
             "The engine socket is root-equivalent: docker-register only ever sends GET requests to it, but\n"
-            "whoever can reach the socket owns the host.");
+            "whoever can reach the socket owns the host.\n"
+            "\n"
+            "https:// etcd endpoints need a build with TLS (-DAMB_TLS=ON); etcd's certificate is always verified\n"
+            "and its name or IP address checked against the endpoint's host. The password is never logged, and a\n"
+            "USER:PASSWORD given on the command line is overwritten in it at start (ps shows x's).");
   cli.parse_or_exit(argc, argv);
 
   config c;
@@ -157,6 +172,16 @@ config parse_flags(int argc, char** argv) {
   auto etcd = amb::find_etcd_endpoints(cli.value("--etcd"), env);
   if (!etcd) cli.usage_error(etcd.error);
   c.etcd = *etcd;
+  if (auto e = amb::tls_unsupported_error(c.etcd.endpoints); !e.empty()) {
+    std::fprintf(stderr, "docker-register: %s\n", e.c_str());
+    std::exit(2);
+  }
+  auto security = amb::find_etcd_security({cli.value("--etcd-cacert"), cli.value("--etcd-cert"), cli.value("--etcd-key"),
+                                           cli.value("--etcd-user"), cli.value("--etcd-password-file")},
+                                          env);
+  if (!security) cli.usage_error(security.error);
+  c.etcd_security = *security;
+  amb::hide_etcd_password(argc, argv);
   auto engine = amb::find_docker_engine(cli.value("--docker"), env);
   if (!engine) cli.usage_error(engine.error);
   c.engine = *engine;
@@ -178,7 +203,19 @@ int main(int argc, char** argv) {
   asio::io_context io(1);
   amb::etcd_client_options etcd_options;
   etcd_options.endpoints = c.etcd.endpoints;
-  amb::etcd_client etcd(io.get_executor(), etcd_options);
+  etcd_options.user = c.etcd_security.user;
+  etcd_options.password = c.etcd_security.password;
+  etcd_options.tls = c.etcd_security.tls;
+  if (etcd_options.tls.any() && !amb::any_tls(etcd_options.endpoints))
+    amb::log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
+  std::optional<amb::etcd_client> etcd_client;
+  try {
+    etcd_client.emplace(io.get_executor(), etcd_options);
+  } catch (const std::system_error& e) {
+    amb::log::error("etcd: ", e.what());
+    return 2;
+  }
+  amb::etcd_client& etcd = *etcd_client;
   amb::etcd_lease_keeper_options keeper_options;
   keeper_options.ttl = c.ttl_seconds;
   amb::etcd_lease_keeper keeper(etcd, keeper_options);
@@ -186,6 +223,7 @@ int main(int argc, char** argv) {
   amb::docker_client events(io.get_executor(), c.engine.server);
 
   amb::log::info(c.etcd.source, "; ", c.engine.source);
+  if (!c.etcd_security.description.empty()) amb::log::info("etcd security: ", c.etcd_security.description);
   if (c.options.host_ip.address.empty())
     amb::log::warn("host IP for ports published on all interfaces: ", c.options.host_ip.source,
                    "; such ports will not be registered (give --ip ADDR or HOST_IP)");

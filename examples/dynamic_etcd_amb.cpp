@@ -11,6 +11,7 @@
 #include <amb/docker_links.hpp>
 #include <amb/etcd_client.hpp>
 #include <amb/etcd_discovery.hpp>
+#include <amb/etcd_security.hpp>
 #include <amb/etcd_watch.hpp>
 #include <amb/log.hpp>
 #include <amb/metrics.hpp>
@@ -38,12 +39,18 @@ struct settings {
   std::chrono::milliseconds drain_timeout = 9s;
   std::optional<amb::host_port> metrics;
   std::optional<std::string> etcd_flag;
+  amb::etcd_security etcd_security;
 };
 
 settings parse_command_line(int argc, char** argv) {
   amb::cli::parser p("dynamic-etcd-amb", "[OPTIONS] SERVICE PORT",
                      "Forward connections on PORT to the instances of SERVICE registered in etcd under PREFIX/SERVICE/.");
   p.option("--etcd", "URL[,URL...]", "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379)")
+      .option("--etcd-cacert", "FILE", "CA bundle that etcd's TLS certificate must chain to (default: $ETCDCTL_CACERT, else the system's)")
+      .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: $ETCDCTL_CERT)")
+      .option("--etcd-key", "FILE", "key of --etcd-cert (default: $ETCDCTL_KEY)")
+      .option("--etcd-user", "USER[:PASSWORD]", "etcd user (default: $ETCDCTL_USER); a bare USER takes --etcd-password-file or $ETCDCTL_PASSWORD")
+      .option("--etcd-password-file", "FILE", "the etcd password, read from FILE (keeps it off the command line)")
       .option("--listen", "HOST:PORT", "address to listen on (default 0.0.0.0:PORT)")
       .option("--prefix", "PATH", "registry prefix (default /services)")
       .option("--policy", "NAME", "round-robin (default), weighted, least-conn, p2c or source-hash")
@@ -57,8 +64,15 @@ settings parse_command_line(int argc, char** argv) {
       .option("--log-level", "LEVEL", "debug, info (default), warn, error or off")
       .positionals(1, 2, "SERVICE and PORT")
       .example("dynamic-etcd-amb --etcd http://10.0.0.2:2379 redis-A 6379")
+      .example("dynamic-etcd-amb --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-cert amb.pem --etcd-key amb-key.pem \\\n"
+               "      --etcd-user amb --etcd-password-file /run/secrets/etcd redis-A 6379")
       .note("Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\") or HOST:PORT.\n"
-            "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.");
+            "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.\n"
+            "\n"
+            "https:// endpoints need a build with TLS (-DAMB_TLS=ON); etcd's certificate is always verified and\n"
+            "its name or IP address checked against the endpoint's host. The password is never logged, and a\n"
+            "USER:PASSWORD given on the command line is overwritten in it at start (ps shows x's). TLS or auth\n"
+            "failures are logged and retried like outages. Exit codes: 2 on usage errors and unreadable TLS files.");
   p.parse_or_exit(argc, argv);
   settings s;
   const auto& args = p.positional();
@@ -118,8 +132,19 @@ settings parse_command_line(int argc, char** argv) {
     amb::log::set_level(l);
   }
   s.etcd_flag = p.value("--etcd");
-  auto found = amb::find_etcd_endpoints(s.etcd_flag, amb::environment_list());
+  const auto env = amb::environment_list();
+  auto found = amb::find_etcd_endpoints(s.etcd_flag, env);
   if (!found) p.usage_error(found.error);
+  if (auto e = amb::tls_unsupported_error(found->endpoints); !e.empty()) {
+    std::fprintf(stderr, "dynamic-etcd-amb: %s\n", e.c_str());
+    std::exit(2);
+  }
+  auto security = amb::find_etcd_security({p.value("--etcd-cacert"), p.value("--etcd-cert"), p.value("--etcd-key"),
+                                           p.value("--etcd-user"), p.value("--etcd-password-file")},
+                                          env);
+  if (!security) p.usage_error(security.error);
+  s.etcd_security = *security;
+  amb::hide_etcd_password(argc, argv);
   return s;
 }
 
@@ -171,7 +196,19 @@ int main(int argc, char** argv) {
   amb::service_instances instances(balancer, [&] { proxy.instances_changed(); });
   amb::etcd_client_options eo;
   eo.endpoints = etcd.endpoints;
-  amb::etcd_client client(ex, eo);
+  eo.user = s.etcd_security.user;
+  eo.password = s.etcd_security.password;
+  eo.tls = s.etcd_security.tls;
+  if (eo.tls.any() && !amb::any_tls(eo.endpoints))
+    amb::log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
+  std::optional<amb::etcd_client> etcd_client;
+  try {
+    etcd_client.emplace(ex, eo);
+  } catch (const std::system_error& e) {
+    amb::log::error("etcd: ", e.what());
+    return 2;
+  }
+  amb::etcd_client& client = *etcd_client;
   amb::etcd_watcher watcher(client, s.directory);
 
   std::error_code ec;
@@ -195,6 +232,7 @@ int main(int argc, char** argv) {
   }
   amb::log::info("listening on ", s.listen.to_string(), ", forwarding to ", s.directory, " (", etcd.source,
                  ", policy ", amb::to_string(s.balance.policy), ")");
+  if (!s.etcd_security.description.empty()) amb::log::info("etcd security: ", s.etcd_security.description);
 
   // Control plane: snapshot, then events; the data path below never waits for it.
   asio::co_spawn(ex, watcher.run([&](const amb::etcd_watch_update& u) { instances.apply(u); }),

@@ -95,16 +95,20 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
 struct endpoint {
   std::string unix_path;  ///< non-empty for a unix domain socket
   host_port tcp;          ///< used when unix_path is empty
+  bool tls = false;       ///< https://: TCP with TLS (amb/tls_options.hpp)
   bool is_unix() const noexcept { return !unix_path.empty(); }
-  /// "http://host:port" or "unix:///path", as it appears in error messages.
-  std::string to_string() const { return is_unix() ? "unix://" + unix_path : "http://" + tcp.to_string(); }
+  /// "http://host:port", "https://host:port" or "unix:///path", as it appears in error messages.
+  std::string to_string() const {
+    return is_unix() ? "unix://" + unix_path : (tls ? "https://" : "http://") + tcp.to_string();
+  }
   /// The value for the Host header: host:port, or "localhost" for a unix socket.
   std::string host_header() const { return is_unix() ? "localhost" : tcp.to_string(); }
   friend bool operator==(const endpoint&, const endpoint&) = default;
 };
 
-/// Parses "http://host:port", "tcp://host:port", "unix:///path" or bare "host:port".
-/// A trailing "/" after host:port is accepted; https is refused (amb speaks plain HTTP only).
+/// Parses "http://host:port", "https://host:port", "tcp://host:port", "unix:///path" or bare "host:port".
+/// A trailing "/" after host:port is accepted. Whether https can be used depends on the build
+/// (amb::tls_unsupported_error in amb/tls_options.hpp).
 inline parsed<endpoint> parse_endpoint(std::string_view text) {
   parsed<endpoint> r;
   const std::string quoted = "\"" + std::string(text) + "\"";
@@ -122,10 +126,11 @@ inline parsed<endpoint> parse_endpoint(std::string_view text) {
     r.value = std::move(ep);
     return r;
   }
-  if (!scheme.empty() && scheme != "http" && scheme != "tcp") {
-    r.error = "unsupported scheme \"" + std::string(scheme) + "\" in " + quoted + " (use http://, tcp:// or unix://)";
+  if (!scheme.empty() && scheme != "http" && scheme != "https" && scheme != "tcp") {
+    r.error = "unsupported scheme \"" + std::string(scheme) + "\" in " + quoted + " (use http://, https://, tcp:// or unix://)";
     return r;
   }
+  ep.tls = scheme == "https";
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) {
     r.error = "bad address " + quoted + ": unexpected path";

@@ -39,6 +39,8 @@ enum class errc {
   port_not_published,     ///< the container does not publish the private port
   docker_error,           ///< the engine returned an error message
   no_instance,            ///< the balancer has no live instance to offer
+  tls_unsupported,        ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
+  tls_certificate_refused,  ///< a TLS server rejected our client certificate, or wanted one we did not give
 };
 
 namespace detail {
@@ -74,6 +76,8 @@ public:
       case errc::port_not_published: return "port not published";
       case errc::docker_error: return "container engine error";
       case errc::no_instance: return "no instance available";
+      case errc::tls_unsupported: return "this build has no TLS support (configure with -DAMB_TLS=ON)";
+      case errc::tls_certificate_refused: return "the server refused our TLS client certificate (none given, or not trusted by it)";
     }
     return "unknown amb error";
   }

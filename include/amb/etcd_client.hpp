@@ -1,4 +1,4 @@
-// etcd v3 client over the JSON gateway: KV, leases, auth, several endpoints with failover.
+// etcd v3 client over the JSON gateway: KV, leases, auth, TLS, several endpoints with failover.
 #pragma once
 
 #include "amb/address.hpp"
@@ -9,6 +9,8 @@
 #include "amb/etcd_types.hpp"
 #include "amb/http_client.hpp"
 #include "amb/log.hpp"
+#include "amb/tls_options.hpp"
+#include "amb/tls_stream.hpp"
 
 #include <asio.hpp>
 
@@ -28,7 +30,8 @@ namespace amb {
 struct etcd_client_options {
   std::vector<endpoint> endpoints;                    ///< tried in order from the last one that worked; a failing one is skipped
   std::string user;                                   ///< auth user; empty = no auth
-  std::string password;                               ///< auth password
+  std::string password;                               ///< auth password (never logged)
+  tls_options tls;                                    ///< CA, client certificate and key for https:// endpoints
   std::chrono::milliseconds connect_timeout{2000};    ///< per connect attempt
   std::chrono::milliseconds request_timeout{5000};    ///< per request (etcd can otherwise hang for minutes)
   int retry_rounds = 2;                               ///< passes over all endpoints per call before giving up
@@ -70,11 +73,18 @@ inline std::string etcd_printable(std::string_view key) {
 /// (gRPC code and message kept), std::system_error otherwise, with what() naming step, key and endpoint.
 class etcd_client {
 public:
-  /// A client for `options.endpoints` (at least one); connects lazily.
+  /// A client for `options.endpoints` (at least one); connects lazily. With an https:// endpoint it loads
+  /// the TLS files now and throws std::system_error naming the one that fails; in a build without TLS it
+  /// throws errc::tls_unsupported ("https://a:2379: this build has no TLS support (configure with -DAMB_TLS=ON)").
   etcd_client(asio::any_io_executor ex, etcd_client_options options)
       : ex_(std::move(ex)), options_(std::move(options)), idle_(options_.endpoints.size()) {
     if (options_.endpoints.empty()) throw std::invalid_argument("etcd_client: no endpoint given");
     if (options_.retry_rounds < 1) options_.retry_rounds = 1;
+    for (const auto& e : options_.endpoints)
+      if (e.tls && !tls_available) throw std::system_error(make_error_code(errc::tls_unsupported), e.to_string());
+#if AMB_WITH_TLS
+    if (any_tls(options_.endpoints)) tls_ = make_tls_context(options_.tls);
+#endif
   }
   etcd_client(const etcd_client&) = delete;
   etcd_client& operator=(const etcd_client&) = delete;
@@ -271,6 +281,15 @@ public:
   /// The options the client was made with.
   const etcd_client_options& options() const noexcept { return options_; }
 
+  /// Options for an http_client to one of the endpoints (timeouts, and the TLS context for https://).
+  http_client_options http_options() const {
+    http_client_options o;
+    o.connect_timeout = options_.connect_timeout;
+    o.request_timeout = options_.request_timeout;
+    o.tls = tls_;
+    return o;
+  }
+
   /// The executor every call runs on.
   const asio::any_io_executor& executor() const noexcept { return ex_; }
 
@@ -312,6 +331,14 @@ private:
     co_return r;
   }
 
+  // Takes a request's connection off busy_ however the request ends. Not a local class of the
+  // coroutine below: GCC 12 crashes mangling one when the header is precompiled.
+  struct unbusy {
+    etcd_client* self;
+    http_client* c;
+    ~unbusy() { self->busy_.erase(std::find(self->busy_.begin(), self->busy_.end(), c)); }
+  };
+
   // One request on a pooled connection to endpoint i. Each http_client carries at most one request at
   // a time, so concurrent calls (keepalive tick + put) each get their own connection.
   asio::awaitable<http_response> request_at(std::size_t i, const std::string& path, const std::string& body) {
@@ -321,10 +348,7 @@ private:
       c = std::move(idle_[i].back());
       idle_[i].pop_back();
     } else {
-      http_client_options o;
-      o.connect_timeout = options_.connect_timeout;
-      o.request_timeout = options_.request_timeout;
-      c = std::make_shared<http_client>(ex_, options_.endpoints[i], o);
+      c = std::make_shared<http_client>(ex_, options_.endpoints[i], http_options());
     }
     http_request req;
     req.method = "POST";
@@ -332,11 +356,7 @@ private:
     req.headers = auth_headers();
     req.body = body;
     busy_.push_back(c.get());
-    struct unbusy {
-      etcd_client* self;
-      http_client* c;
-      ~unbusy() { self->busy_.erase(std::find(self->busy_.begin(), self->busy_.end(), c)); }
-    } guard{this, c.get()};
+    unbusy guard{this, c.get()};
     auto resp = co_await c->request(std::move(req));
     // Keep at most a few idle connections per endpoint; a failed one (exception) is simply dropped.
     if (!closed_ && idle_[i].size() < 4) idle_[i].push_back(std::move(c));
@@ -384,6 +404,7 @@ private:
   std::size_t current_ = 0;
   std::size_t answered_by_ = 0;  // endpoint of the last 2xx reply, for parse errors
   std::string token_;
+  tls_context_ptr tls_;  // shared by every connection to an https:// endpoint
   std::size_t authentications_ = 0;
   bool closed_ = false;
 };

@@ -1,11 +1,13 @@
-// HTTP/1.1 client over TCP or unix domain sockets: whole requests with keep-alive reuse,
-// or a body streamed piece by piece (etcd watch, Docker /events), with timeouts.
+// HTTP/1.1 client over TCP or unix domain sockets (and TLS for https:// in builds with AMB_WITH_TLS):
+// whole requests with keep-alive reuse, or a body streamed piece by piece (etcd watch, Docker /events), with timeouts.
 #pragma once
 
 #include "amb/address.hpp"
 #include "amb/detail/async.hpp"
 #include "amb/error.hpp"
 #include "amb/http_response.hpp"
+#include "amb/tls_options.hpp"
+#include "amb/tls_stream.hpp"
 
 #include <asio.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
@@ -20,6 +22,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -37,27 +40,59 @@ struct http_request {
 struct http_client_options {
   std::chrono::milliseconds connect_timeout{3000};   ///< per connect attempt
   std::chrono::milliseconds request_timeout{10000};  ///< whole request(): connect+send+read
+  std::chrono::milliseconds stream_head_timeout{0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
   std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
   std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
+  tls_context_ptr tls;  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
 };
 
 namespace detail {
 
 using http_clock = std::chrono::steady_clock;
 
-/// One connection to the server (TCP or unix: a generic stream socket carries both).
+/// One connection to the server (TCP or unix: a generic stream socket carries both; TLS on top for https).
 struct http_connection {
   explicit http_connection(const asio::any_io_executor& ex) : socket(ex) {}
   asio::generic::stream_protocol::socket socket;
   std::string pending;  ///< bytes read from the socket but not parsed yet
   std::array<char, 16 * 1024> buffer{};
+#if AMB_WITH_TLS
+  std::unique_ptr<tls_stream> tls;  ///< set once the handshake is done (declared after socket: it refers to it)
+#endif
+
+  /// Reads some bytes into buffer, through TLS when the connection has it.
+  asio::awaitable<std::tuple<std::error_code, std::size_t>> read_some() {
+#if AMB_WITH_TLS
+    if (tls) return tls_read_some();
+#endif
+    return socket.async_read_some(asio::buffer(buffer), use_nothrow_awaitable);
+  }
+  /// Writes all of `bytes`, through TLS when the connection has it.
+  asio::awaitable<std::tuple<std::error_code, std::size_t>> write(const std::string& bytes) {
+#if AMB_WITH_TLS
+    if (tls) return asio::async_write(*tls, asio::buffer(bytes), use_nothrow_awaitable);
+#endif
+    return asio::async_write(socket, asio::buffer(bytes), use_nothrow_awaitable);
+  }
+
+private:
+#if AMB_WITH_TLS
+  asio::awaitable<std::tuple<std::error_code, std::size_t>> tls_read_some() {
+    auto [ec, n] = co_await tls->async_read_some(asio::buffer(buffer), use_nothrow_awaitable);
+    // A server that dies (or closes without close_notify) truncates the TLS stream: treat it as EOF and
+    // let the parser judge, as for plain TCP (a length or chunked body then reports its truncation).
+    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
+    else if (ec) ec = tls_peer_error(ec);
+    co_return std::tuple<std::error_code, std::size_t>{ec, n};
+  }
+#endif
 };
 
 /// What an http_client shares with its running coroutines (they hold it, so destroying the client
 /// while a request is suspended is safe: close() aborts the request, the state dies with the last user).
 struct http_client_state {
   http_client_state(asio::any_io_executor e, endpoint s, http_client_options o)
-      : ex(std::move(e)), server(std::move(s)), options(o) {}
+      : ex(std::move(e)), server(std::move(s)), options(std::move(o)) {}
   asio::any_io_executor ex;
   endpoint server;
   http_client_options options;
@@ -130,14 +165,20 @@ inline std::string serialize_request(const http_request& req, const endpoint& se
 } // namespace detail
 
 /// HTTP/1.1 client for one server. One io_context thread: calls may overlap (each takes its own
-/// connection), but the client is not thread-safe. Plain HTTP only. A call holds the client's shared
-/// state once it has started, so the client may be destroyed under a suspended call (which then ends
-/// with operation_aborted); it must exist when the call starts. A timeout of 0 means none.
+/// connection), but the client is not thread-safe. https:// needs a build with AMB_WITH_TLS (without
+/// it, calls fail with errc::tls_unsupported). A call holds the client's shared state once it has
+/// started, so the client may be destroyed under a suspended call (which then ends with
+/// operation_aborted); it must exist when the call starts. A timeout of 0 means none.
 class http_client {
 public:
   /// A client for `server`; connects lazily.
+  /// For an https:// server without options.tls, loads the system's CA paths (may throw std::system_error).
   http_client(asio::any_io_executor ex, endpoint server, http_client_options options = {})
-      : state_(std::make_shared<detail::http_client_state>(std::move(ex), std::move(server), options)) {}
+      : state_(std::make_shared<detail::http_client_state>(std::move(ex), std::move(server), std::move(options))) {
+#if AMB_WITH_TLS
+    if (state_->server.tls && !state_->options.tls) state_->options.tls = make_tls_context({});
+#endif
+  }
   http_client(const http_client&) = delete;
   http_client& operator=(const http_client&) = delete;
   /// Takes over the other client's connections.
@@ -199,7 +240,8 @@ public:
   /// calling on_data. Throws as request() does; errc::timeout when idle_timeout passes with no byte received
   /// (idle_timeout 0 = none). If on_data throws, the stream is closed and the exception propagates.
   /// Timeouts: connect_timeout for the connect, request_timeout for sending; the head and body are
-  /// governed by idle_timeout only (a watch may legitimately wait long for its first byte).
+  /// governed by idle_timeout (a watch may legitimately wait long for its first byte), and the head also by
+  /// options().stream_head_timeout when set (Docker sends the head of /events at once, then may stay quiet).
   asio::awaitable<http_response> stream(http_request req, std::function<void(std::string_view)> on_data,
                                         std::chrono::milliseconds idle_timeout) {
     auto st = state_;
@@ -218,7 +260,7 @@ public:
 
     http_response_parser parser = make_parser(*st, req);
     parser.pause_after_head(true);
-    auto ec = co_await read(*conn, parser, detail::http_clock::time_point::max(), idle_timeout);
+    auto ec = co_await read(*conn, parser, detail::deadline_after(st->options.stream_head_timeout), idle_timeout);
     if (!ec && st->generation != generation) ec = asio::error::operation_aborted;
     if (ec) throw_step(what, {ec, "read response"});
     if (!parser.done()) {
@@ -282,6 +324,7 @@ private:
                                                      detail::http_clock::time_point request_deadline,
                                                      std::uint64_t generation) {
     using asio::generic::stream_protocol;
+    if (st->server.tls && !tls_available) co_return detail::step_error{make_error_code(errc::tls_unsupported), "connect"};
     std::vector<stream_protocol::endpoint> targets;
     if (st->server.is_unix()) {
       targets.emplace_back(asio::local::stream_protocol::endpoint(st->server.unix_path));
@@ -318,6 +361,11 @@ private:
       if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "connect"};
       if (!ec) {
         if (!st->server.is_unix()) c.socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // requests are small
+#if AMB_WITH_TLS
+        if (st->server.tls)
+          co_return co_await handshake(st, c, std::min(request_deadline, detail::deadline_after(st->options.connect_timeout)),
+                                       generation);
+#endif
         co_return detail::step_error{};
       }
       last = ec;
@@ -328,11 +376,31 @@ private:
     co_return detail::step_error{last, "connect"};
   }
 
+#if AMB_WITH_TLS
+  // TLS on a connected socket (https), within the connect timeout; a certificate that fails the check
+  // gives its reason ("certificate verify failed: IP address mismatch").
+  static asio::awaitable<detail::step_error> handshake(state_ptr st, detail::http_connection& c,
+                                                       detail::http_clock::time_point deadline, std::uint64_t generation) {
+    c.tls = std::make_unique<detail::tls_stream>(c.socket, st->options.tls->native());
+    detail::tls_expect_host(*c.tls, st->server.tcp.host);
+    auto r = co_await detail::before_deadline(c.tls->async_handshake(asio::ssl::stream_base::client,
+                                                                     detail::use_nothrow_awaitable),
+                                              deadline);
+    std::error_code ec = r ? std::get<0>(*r) : make_error_code(errc::timeout);
+    if (st->generation != generation) ec = asio::error::operation_aborted;
+    else if (ec && r) ec = detail::tls_handshake_error(*c.tls, ec);
+    if (!ec) co_return detail::step_error{};
+    c.tls.reset();
+    std::error_code ignored;  // leaves the connection closed on failure
+    c.socket.close(ignored);
+    co_return detail::step_error{ec, "TLS handshake"};
+  }
+#endif
+
   static asio::awaitable<std::tuple<std::error_code, std::size_t>> send(detail::http_connection& c,
                                                                         const std::string& wire,
                                                                         detail::http_clock::time_point deadline) {
-    auto r = co_await detail::before_deadline(asio::async_write(c.socket, asio::buffer(wire), detail::use_nothrow_awaitable),
-                                              deadline);
+    auto r = co_await detail::before_deadline(c.write(wire), deadline);
     if (!r) co_return std::tuple<std::error_code, std::size_t>{make_error_code(errc::timeout), 0};
     co_return std::move(*r);
   }
@@ -369,8 +437,7 @@ private:
     }
     while (true) {
       auto read_deadline = std::min(deadline, detail::deadline_after(idle));
-      auto r = co_await detail::before_deadline(
-          c.socket.async_read_some(asio::buffer(c.buffer), detail::use_nothrow_awaitable), read_deadline);
+      auto r = co_await detail::before_deadline(c.read_some(), read_deadline);
       if (!r) co_return make_error_code(errc::timeout);
       auto [ec, n] = *r;
       if (ec == asio::error::eof) {

@@ -40,10 +40,10 @@ TEST_CASE("usage errors exit 2 with exact texts") {
   r = run_amb({"--connect-timeout", "soon", "redis-A", "6379"});
   CHECK(r.status == 2);
   CHECK(r.output == "dynamic-etcd-amb: bad duration \"soon\" (use e.g. 500ms, 5s, 2m) for --connect-timeout\n" + hint);
-  r = run_amb({"--etcd", "https://10.0.0.1:2379", "redis-A", "6379"});
+  r = run_amb({"--etcd", "ftp://10.0.0.1:2379", "redis-A", "6379"});
   CHECK(r.status == 2);
-  CHECK(r.output == "dynamic-etcd-amb: unsupported scheme \"https\" in \"https://10.0.0.1:2379\" (use http://, tcp:// "
-                    "or unix://) in --etcd\n" + hint);
+  CHECK(r.output == "dynamic-etcd-amb: unsupported scheme \"ftp\" in \"ftp://10.0.0.1:2379\" (use http://, https://, "
+                    "tcp:// or unix://) in --etcd\n" + hint);
   r = run_amb({"--bogus", "redis-A", "6379"});
   CHECK(r.status == 2);
   CHECK(r.output == "dynamic-etcd-amb: unknown option '--bogus'\n" + hint);

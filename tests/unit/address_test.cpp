@@ -50,8 +50,14 @@ TEST_CASE("endpoints") {
   CHECK(u->is_unix());
   CHECK(u->unix_path == "/var/run/docker.sock");
   CHECK(u->host_header() == "localhost");
-  CHECK(amb::parse_endpoint("https://a:1").error ==
-        "unsupported scheme \"https\" in \"https://a:1\" (use http://, tcp:// or unix://)");
+  auto tls = amb::parse_endpoint("https://127.0.0.1:2379/");
+  REQUIRE(tls);
+  CHECK(tls->tls);
+  CHECK(tls->to_string() == "https://127.0.0.1:2379");
+  CHECK(tls->host_header() == "127.0.0.1:2379");
+  CHECK(!h->tls);
+  CHECK(amb::parse_endpoint("ftp://a:1").error ==
+        "unsupported scheme \"ftp\" in \"ftp://a:1\" (use http://, https://, tcp:// or unix://)");
   CHECK(amb::parse_endpoint("unix://relative").error == "bad address \"unix://relative\": expected unix:///absolute/path");
   CHECK(amb::parse_endpoint("http://a:99999").error == "bad port \"99999\" in \"a:99999\" in \"http://a:99999\"");
   CHECK(amb::parse_endpoint("http://a:1/v3").error == "bad address \"http://a:1/v3\": unexpected path");
