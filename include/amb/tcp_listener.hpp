@@ -20,8 +20,11 @@
 namespace amb {
 
 /// Opens an acceptor on `where` (numeric address, or a name resolved once), with SO_REUSEADDR and
-/// a large backlog. On failure `ec` says why and the returned acceptor is closed.
-inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where, std::error_code& ec) {
+/// a large backlog. With `reuse_port`, also SO_REUSEPORT, so several acceptors (one per thread) can
+/// share the port and the kernel spreads connections over them. On failure `ec` says why and the
+/// returned acceptor is closed.
+inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where, std::error_code& ec,
+                                          bool reuse_port = false) {
   using tcp = asio::ip::tcp;
   tcp::acceptor acceptor(executor);
   ec.clear();
@@ -43,7 +46,9 @@ inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const 
   std::error_code ignored;  // the acceptor is being abandoned anyway
   if (acceptor.open(endpoint.protocol(), ec)) return acceptor;
   // A restarted proxy must not wait for old connections in TIME_WAIT to clear.
-  if (acceptor.set_option(tcp::acceptor::reuse_address(true), ec) || acceptor.bind(endpoint, ec) ||
+  using reuse_port_option = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  if (acceptor.set_option(tcp::acceptor::reuse_address(true), ec) ||
+      (reuse_port && acceptor.set_option(reuse_port_option(true), ec)) || acceptor.bind(endpoint, ec) ||
       // Bursts of connects (connection churn) must not overflow the queue; the kernel caps it at somaxconn.
       acceptor.listen(4096, ec)) {
     acceptor.close(ignored);
@@ -106,11 +111,27 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   }
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit (a proxy needs two fds per connection).
-/// Returns the soft limit in force afterwards.
+/// How many fds raise_fd_limit asks for at most: 1M is Linux's default fs.nr_open (the cap on
+/// any RLIMIT_NOFILE), and ample for a proxy's two fds per connection.
+inline constexpr std::uint64_t wanted_fd_limit = 1u << 20;
+
+/// Raises RLIMIT_NOFILE (a proxy needs two fds per connection): first the hard limit up to
+/// wanted_fd_limit when the process may (root, CAP_SYS_RESOURCE; fs.nr_open caps it), then the soft
+/// limit to the hard one. Returns the soft limit in force afterwards.
 inline std::uint64_t raise_fd_limit() noexcept {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted_fd_limit) {
+    // Try the largest hard limit the kernel takes, halving down to the current one.
+    for (rlim_t hard = wanted_fd_limit; hard > limit.rlim_max; hard /= 2) {
+      rlimit wanted{hard, hard};
+      if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0) {
+        limit = wanted;
+        break;
+      }
+      if (errno == EPERM) break;  // not allowed to raise the hard limit at all
+    }
+  }
   if (limit.rlim_cur < limit.rlim_max) {
     rlimit wanted = limit;
     wanted.rlim_cur = limit.rlim_max;

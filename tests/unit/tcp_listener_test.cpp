@@ -3,7 +3,11 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <future>
+#include <vector>
 
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
@@ -71,5 +75,66 @@ TEST_CASE("raise_fd_limit raises the soft limit to the hard one") {
   REQUIRE(::getrlimit(RLIMIT_NOFILE, &after) == 0);
   CHECK(now == after.rlim_cur);
   CHECK(after.rlim_cur >= before.rlim_cur);
-  if (before.rlim_max != RLIM_INFINITY) CHECK(after.rlim_cur == before.rlim_max);
+  CHECK(after.rlim_cur == after.rlim_max);
+  CHECK(after.rlim_max >= before.rlim_max);
+}
+
+TEST_CASE("raise_fd_limit raises the hard limit too when the process may (CAP_SYS_RESOURCE), else only the soft one") {
+  // In a child: lowering a hard limit cannot be undone without privilege.
+  pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    rlimit low{1024, 4096};
+    if (::setrlimit(RLIMIT_NOFILE, &low) != 0) ::_exit(10);
+    // May this process raise a hard limit (CAP_SYS_RESOURCE; root in a container may lack it)?
+    rlimit probe{4097, 4097};
+    const bool privileged = ::setrlimit(RLIMIT_NOFILE, &probe) == 0;
+    if (privileged && ::setrlimit(RLIMIT_NOFILE, &low) != 0) ::_exit(14);
+    const auto got = amb::raise_fd_limit();
+    rlimit now{};
+    ::getrlimit(RLIMIT_NOFILE, &now);
+    if (got != now.rlim_cur || now.rlim_cur != now.rlim_max) ::_exit(11);
+    if (privileged) ::_exit(now.rlim_max >= 65536 ? 0 : 12);  // fs.nr_open is at least 64k on Linux
+    ::_exit(now.rlim_max == 4096 ? 0 : 13);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("listen_tcp with reuse_port: several acceptors share one port, and connections reach them") {
+  asio::io_context io;
+  std::error_code ec;
+  auto first = amb::listen_tcp(io.get_executor(), {"127.0.0.1", 0}, ec, true);
+  REQUIRE(!ec);
+  const std::uint16_t port = first.local_endpoint().port();
+  auto second = amb::listen_tcp(io.get_executor(), {"127.0.0.1", port}, ec, true);
+  CHECK(!ec);
+  CHECK(second.is_open());
+  // Without reuse_port the same port is taken.
+  auto third = amb::listen_tcp(io.get_executor(), {"127.0.0.1", port}, ec);
+  CHECK(ec == asio::error::address_in_use);
+  // The kernel spreads connections (by a hash of the client's address and port) over both.
+  int reached_first = 0, reached_second = 0;
+  std::vector<tcp::socket> clients;
+  for (int i = 0; i < 64; ++i) {
+    clients.emplace_back(io);
+    clients.back().connect({asio::ip::make_address("127.0.0.1"), port});
+  }
+  first.non_blocking(true);
+  second.non_blocking(true);
+  for (;;) {
+    auto s = first.accept(ec);
+    if (ec) break;
+    ++reached_first;
+  }
+  for (;;) {
+    auto s = second.accept(ec);
+    if (ec) break;
+    ++reached_second;
+  }
+  CHECK(reached_first + reached_second == 64);
+  CHECK(reached_first > 0);
+  CHECK(reached_second > 0);
 }
