@@ -98,7 +98,7 @@ public:
 
   /// A client for the engine at `server`; connects lazily.
   docker_client(asio::any_io_executor ex, endpoint server, http_client_options options = {})
-      : ex_(ex), server_(server), http_(ex, server, options), stream_http_(ex, server, options) {}
+      : ex_(ex), server_(server), http_(ex, server, options), stream_http_(ex, server, with_head_timeout(options)) {}
 
   /// The engine's address.
   const endpoint& server() const { return server_; }
@@ -211,6 +211,13 @@ public:
   }
 
 private:
+  // The engine sends the head of /events at once (PROTOCOLS.md 2.5), then may stay quiet for hours: a head
+  // that does not come within request_timeout is a stalled engine, a quiet body is not.
+  static http_client_options with_head_timeout(http_client_options o) {
+    if (o.stream_head_timeout.count() == 0) o.stream_head_timeout = o.request_timeout;
+    return o;
+  }
+
   static void log_bad_event(const std::string& error) { log::warn("skipping an event line: ", error); }
 
   docker_failure bad_response(const std::string& step, const std::string& detail) const {
