@@ -17,9 +17,11 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -31,6 +33,7 @@ struct config {
   amb::host_port target;
   std::chrono::milliseconds connect_timeout = 5s;
   std::chrono::milliseconds idle_timeout = 0ms;
+  unsigned threads = 1;       ///< event-loop threads, each with its own SO_REUSEPORT listener
   std::string target_source;  ///< for the start-up line when the target came from the environment
 };
 
@@ -59,6 +62,7 @@ config parse_flags(int argc, char** argv) {
       .option("--link-alias", "NAME", "take the target from the Docker-links variables of alias NAME")
       .option("--connect-timeout", "D", "give up connecting to the target after D (default 5s; 0 = never)")
       .option("--idle-timeout", "D", "close a connection with no byte either way for D (default: never)")
+      .option("--threads", "N", "event-loop threads, each with its own listener on the port (default 1)")
       .option("--log-level", "L", "debug, info, warn, error or off (default info)")
       .positionals(0, 1, "TARGET_HOST:PORT")
       .example("simple-amb 172.17.42.1:4001")
@@ -86,6 +90,11 @@ config parse_flags(int argc, char** argv) {
   if (auto v = cli.value("--listen")) c.listen = address(*v, "--listen");
   duration("--connect-timeout", c.connect_timeout);
   duration("--idle-timeout", c.idle_timeout);
+  if (auto v = cli.value("--threads")) {
+    auto n = amb::cli::parse_number<unsigned>(*v, 1, 256);
+    if (!n) cli.usage_error("--threads: " + n.error);
+    c.threads = *n;
+  }
   if (auto v = cli.value("--log-level")) {
     amb::log::level level;
     if (!amb::log::parse_level(*v, level))
@@ -126,9 +135,10 @@ config parse_flags(int argc, char** argv) {
   return c;
 }
 
-/// What the connections share. It lives in main() and outlives io.run(), so coroutines hold references.
+/// What the connections of one thread share (one per thread: nothing is shared between threads).
+/// It lives in main() and outlives io.run(), so coroutines hold references.
 struct proxy {
-  config c;
+  const config& c;
   int active = 0;             ///< open client connections (for the drain at shutdown)
   bool short_of_fds = false;  ///< an fd shortage was logged; one line per burst, not one per client
 };
@@ -157,9 +167,15 @@ asio::awaitable<void> serve(asio::ip::tcp::socket client, proxy& p) {
                      p.c.target.to_string(), ": ", ec.message());
     } else {
       p.short_of_fds = false;
-      auto moved = co_await amb::relay(std::move(client), std::move(server), {p.c.idle_timeout, nullptr});
-      amb::log::debug("connection from ", peer.address().to_string(), ":", peer.port(), " closed: ", moved.bytes_up,
-                      " bytes up, ", moved.bytes_down, " bytes down");
+      // From here on no coroutine frame stays alive for the connection: the relay runs on handlers
+      // and counts the connection down when it ends.
+      amb::start_relay(std::move(client), std::move(server), {p.c.idle_timeout, nullptr},
+                       [&p, peer](const amb::relay_counters& moved) {
+                         amb::log::debug("connection from ", peer.address().to_string(), ":", peer.port(),
+                                         " closed: ", moved.bytes_up, " bytes up, ", moved.bytes_down, " bytes down");
+                         --p.active;
+                       });
+      co_return;
     }
   } catch (const std::exception& e) {
     amb::log::error("connection from ", peer.address().to_string(), ":", peer.port(), ": ", e.what());
@@ -167,48 +183,80 @@ asio::awaitable<void> serve(asio::ip::tcp::socket client, proxy& p) {
   --p.active;
 }
 
+/// One event-loop thread: its own io_context, listener, connections and counters.
+struct loop {
+  asio::io_context io{1};
+  proxy p;
+  asio::ip::tcp::acceptor acceptor{io};
+  explicit loop(const config& c) : p{c} {}
+
+  void start() {
+    auto on_accept = [this](asio::ip::tcp::socket client) {
+      asio::co_spawn(io, serve(std::move(client), p), [](std::exception_ptr e) {
+        if (e) amb::log::error("a connection ended with an unexpected exception");  // serve() catches std ones
+      });
+    };
+    asio::co_spawn(io, amb::accept_loop(acceptor, on_accept), [](std::exception_ptr e) {
+      if (e) amb::log::error("accept loop ended unexpectedly");
+    });
+  }
+
+  /// Stops accepting, gives open connections up to 2s, then ends io.run(). Call on this loop's thread.
+  void drain() {
+    std::error_code ignored;  // closing is all we want; the accept loop ends on its own
+    acceptor.close(ignored);
+    asio::co_spawn(io, [this]() -> asio::awaitable<void> {
+      for (auto waited = 0ms; p.active > 0 && waited < 2s; waited += 50ms) co_await amb::detail::sleep_for(50ms);
+      io.stop();
+    }, [](std::exception_ptr) {});  // only sleeps and stops, cannot fail
+  }
+};
+
 } // namespace
 
 int main(int argc, char** argv) {
   amb::log::set_program("simple-amb");
-  proxy p{parse_flags(argc, argv)};
+  const config c = parse_flags(argc, argv);
   std::signal(SIGPIPE, SIG_IGN);  // a write to a vanished peer is an error code, not a dead process
   amb::raise_fd_limit();
 
-  // Threading model: one io_context run by this one thread. Every coroutine below (the accept
-  // loop, each connection, the signal watcher) runs here, so they share `p` without locks.
-  asio::io_context io(1);
-  std::error_code ec;
-  auto acceptor = amb::listen_tcp(io.get_executor(), p.c.listen, ec);
-  if (ec) {
-    amb::log::error("listen ", p.c.listen.to_string(), ": ", ec.message());
-    return 1;
+  // Threading model: --threads N event loops (default 1), each an io_context run by one thread with
+  // its own listener (SO_REUSEPORT when N > 1: the kernel spreads connections over them), its own
+  // connections and counters. Nothing is shared between loops, so nothing locks.
+  std::vector<std::unique_ptr<loop>> loops;
+  for (unsigned i = 0; i < c.threads; ++i) {
+    loops.push_back(std::make_unique<loop>(c));
+    auto where = c.listen;
+    if (i > 0) where.port = loops[0]->acceptor.local_endpoint().port();  // the same port, also for port 0
+    std::error_code ec;
+    loops.back()->acceptor = amb::listen_tcp(loops.back()->io.get_executor(), where, ec, c.threads > 1);
+    if (ec) {
+      amb::log::error("listen ", where.to_string(), ": ", ec.message());
+      return 1;
+    }
   }
+  auto& first = *loops[0];
 
   // SIGTERM (docker stop) or SIGINT: stop accepting, give open connections up to 2s, then exit 0.
-  asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::signal_set signals(first.io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code, int signal) {
-    amb::log::info(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopped accepting; ", p.active,
+    int open = 0;
+    for (auto& l : loops) open += l->p.active;  // a racy sum across threads, only for the log line
+    amb::log::info(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopped accepting; ", open,
                    " connection(s) open, waiting up to 2s");
-    std::error_code ignored;  // closing is all we want; the accept loop ends on its own
-    acceptor.close(ignored);
-    signals.async_wait([&](std::error_code e, int) { if (!e) io.stop(); });  // a second signal: leave now
-    asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-      for (auto waited = 0ms; p.active > 0 && waited < 2s; waited += 50ms) co_await amb::detail::sleep_for(50ms);
-      io.stop();
-    }, [](std::exception_ptr) {});  // only sleeps and stops, cannot fail
-  });
-
-  auto on_accept = [&](asio::ip::tcp::socket client) {
-    asio::co_spawn(io, serve(std::move(client), p), [](std::exception_ptr e) {
-      if (e) amb::log::error("a connection ended with an unexpected exception");  // serve() catches std ones
+    for (auto& l : loops) asio::post(l->io, [&l = *l] { l.drain(); });
+    signals.async_wait([&](std::error_code e, int) {  // a second signal: leave now
+      if (!e)
+        for (auto& l : loops) l->io.stop();
     });
-  };
-  asio::co_spawn(io, amb::accept_loop(acceptor, on_accept), [](std::exception_ptr e) {
-    if (e) amb::log::error("accept loop ended unexpectedly");
   });
 
-  amb::log::info("listening on ", p.c.listen.to_string(), ", forwarding to ", p.c.target.to_string(), p.c.target_source);
-  io.run();
+  for (auto& l : loops) l->start();
+  amb::log::info("listening on ", c.listen.to_string(), ", forwarding to ", c.target.to_string(), c.target_source,
+                 c.threads > 1 ? " (" + std::to_string(c.threads) + " threads)" : std::string());
+  std::vector<std::thread> others;
+  for (std::size_t i = 1; i < loops.size(); ++i) others.emplace_back([&l = *loops[i]] { l.io.run(); });
+  first.io.run();
+  for (auto& t : others) t.join();
   return 0;
 }
