@@ -55,7 +55,9 @@ public:
     try {
       ++stats_.accepted;
       ++stats_.active;
-      asio::co_spawn(executor_, session(std::move(client)), [this](std::exception_ptr e) {
+      // The session ends once the relay has started (the relay then counts the connection down):
+      // no coroutine frame stays alive for an established connection.
+      asio::co_spawn(executor_, session(std::move(client)), [this](std::exception_ptr e, bool relaying) {
         if (e) {
           try {
             std::rethrow_exception(e);
@@ -65,7 +67,7 @@ public:
             log::error("connection: unknown error");
           }
         }
-        if (--stats_.active == 0) idle_.cancel();
+        if (!relaying || e) connection_ended();
       });
     } catch (const std::exception& e) {
       --stats_.active;
@@ -105,7 +107,13 @@ private:
     client.shutdown(asio::socket_base::shutdown_both, ignored);
   }
 
-  asio::awaitable<void> session(asio::ip::tcp::socket client) {
+  void connection_ended() noexcept {
+    if (--stats_.active == 0) idle_.cancel();
+  }
+
+  /// Picks, connects (failing over) and starts the relay; true when the relay was started (it then
+  /// calls connection_ended() itself), false when the client was turned away.
+  asio::awaitable<bool> session(asio::ip::tcp::socket client) {
     using namespace asio::experimental::awaitable_operators;
     std::error_code ignored;  // the client may have gone already; the address is only for logs and hashing
     auto remote = client.remote_endpoint(ignored);
@@ -126,7 +134,7 @@ private:
             log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
                       " tried); closing connection from ", client_name);
           drain_and_shut(client);
-          co_return;  // closing the socket tells the client at once
+          co_return false;  // closing the socket tells the client at once
         }
         // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
         asio::steady_timer retry(executor_, std::min<std::chrono::steady_clock::duration>(
@@ -150,13 +158,17 @@ private:
       }
       if (balancer_.report_success(*inst))
         log::info("instance ", inst->id, " at ", inst->address.to_string(), " is reachable again");
-      connection_slot slot(inst);
       log::debug("connection from ", client_name, " -> ", inst->id, " at ", inst->address.to_string());
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
-      co_await relay(std::move(client), std::move(upstream), ro);
-      co_return;
+      // The slot counts the connection on its instance (least-conn) for as long as the relay runs.
+      start_relay(std::move(client), std::move(upstream), ro,
+                  [this, slot = connection_slot(inst)](const relay_counters&) mutable {
+                    slot.release();
+                    connection_ended();
+                  });
+      co_return true;
     }
   }
 
