@@ -11,6 +11,7 @@
 
 #include <asio.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -44,6 +45,10 @@ struct etcd_watch_options {
   bool prev_kv = false;                               ///< ask for the previous key-value in events
   std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failed connection
   std::chrono::milliseconds retry_backoff_max{5000};  ///< cap of the doubling wait
+  /// After etcd is found to have lost its data (revisions restarted), wait this long before re-reading:
+  /// registrars write their keys again within their TTL (5 s by default), and a re-read before that
+  /// would empty the set. The last delivered state stays meanwhile.
+  std::chrono::milliseconds rewind_grace{5000};
 };
 
 /// Watches every key under a prefix (one HTTP connection per watch; PROTOCOLS.md 1.6). run() delivers
@@ -51,7 +56,7 @@ struct etcd_watch_options {
 /// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
 /// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then
 /// watches on from the snapshot's revision + 1. The same happens when etcd answers a watch at a
-/// revision below the last one delivered (its data was wiped or restored: revisions restart from 1). Consumer pattern: on snapshot replace all, on events
+/// revision below one it showed before (its data was wiped or restored: revisions restart from 1). Consumer pattern: on snapshot replace all, on events
 /// apply. Transient failures are logged (one line each, with the retry delay) and retried forever.
 class etcd_watcher {
 public:
@@ -66,6 +71,7 @@ public:
   /// stops and rethrows. Returns normally after stop().
   asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
     next_ = start_revision;
+    known_ = std::max<std::int64_t>(0, start_revision - 1);
     if (next_ <= 0) co_await snapshot(on_update);
     std::chrono::milliseconds backoff = options_.retry_backoff;
     bool reauthenticated = false;
@@ -88,12 +94,15 @@ public:
         // older backup) and counts revisions from 1 again, so a watch from next_ would skip every
         // change of the new history. Re-read, unless only this member was lagging (a linearizable read
         // is not behind): then try another member after the backoff, without re-reading in a loop.
-        const std::int64_t seen = next_ - 1;
+        const std::int64_t seen = known_;
         log::warn("watch ", prefix_, " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
-                  ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again");
+                  ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again in ",
+                  format(options_.rewind_grace), ", when registrars have written their keys again");
+        if (options_.rewind_grace.count() > 0) co_await wait(options_.rewind_grace);
+        if (stopped_) break;
         co_await snapshot(on_update);
         if (stopped_) continue;
-        if (next_ - 1 < seen) {
+        if (known_ < seen) {
           ++rewinds_;
           continue;
         }
@@ -130,7 +139,7 @@ public:
   std::size_t reconnects() const noexcept { return reconnects_; }
   /// How many snapshots were delivered.
   std::size_t snapshots() const noexcept { return snapshots_; }
-  /// How many times etcd was found behind the last delivered revision (data lost) and re-read.
+  /// How many times etcd was found behind a revision it showed before (data lost) and re-read.
   std::size_t rewinds() const noexcept { return rewinds_; }
   /// The watched prefix.
   const std::string& prefix() const noexcept { return prefix_; }
@@ -140,7 +149,7 @@ private:
     bool healthy = false;    // "created" was seen
     bool compacted = false;  // canceled with compact_revision
     std::int64_t compact_revision = 0;
-    std::int64_t rewound_to = 0;  // "created" said the store is at this revision, below next_ - 1
+    std::int64_t rewound_to = 0;  // "created" said the store is at this revision, below known_
     bool auth = false;       // refused for auth: get a new token
     std::string why;         // for the log line
     std::exception_ptr callback_error;
@@ -180,6 +189,7 @@ private:
         u.revision = r->revision;
         u.kvs = std::move(r->kvs);
         next_ = r->revision + 1;
+        known_ = r->revision;  // a linearizable read: the history from now on, even if it restarted
         ++snapshots_;
         on_update(u);  // a throw here ends run(), as documented
         co_return;
@@ -221,17 +231,19 @@ private:
       using k = detail::etcd_watch_message::kind;
       switch (m.type) {
         case k::created:
-          // header.revision is the store's revision now: below what was delivered means a new history.
-          if (m.revision > 0 && m.revision < next_ - 1) {
+          // header.revision is the store's revision now: below one seen before means a new history.
+          if (m.revision > 0 && m.revision < known_) {
             out.rewound_to = m.revision;
             throw end_stream{};
           }
+          known_ = std::max(known_, m.revision);
           // A stream counts as healthy once it carried more than "created", or lived a while: a server
           // that accepts and then breaks every stream still gets a growing backoff.
           if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
           break;
         case k::events: {
           out.healthy = true;
+          known_ = std::max(known_, m.revision);
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::events;
           for (auto& ev : m.events)  // a replay may overlap what was delivered: never twice
@@ -247,6 +259,7 @@ private:
         case k::progress: {
           out.healthy = true;
           if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
+          known_ = std::max(known_, m.revision);
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::progress;
           u.revision = m.revision;
@@ -319,6 +332,7 @@ private:
   etcd_watch_options options_;
   std::size_t endpoint_ = 0;
   std::int64_t next_ = 0;
+  std::int64_t known_ = 0;  // highest store revision etcd showed (headers, events, snapshot): never lower in one history
   bool stopped_ = false;
   std::size_t reconnects_ = 0;
   std::size_t snapshots_ = 0;
