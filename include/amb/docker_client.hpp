@@ -275,7 +275,9 @@ private:
     std::string lower = message;
     for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const std::string where = step + " at " + server_.to_string() + ": ";
-    if (res.status == 404 && lower.find("no such container") != std::string::npos)
+    // Podman answers 500 "... does not exist in database: no such container" for a container
+    // removed while it is being inspected; that is a gone container, not a failing engine.
+    if ((res.status == 404 || res.status == 500) && lower.find("no such container") != std::string::npos)
       throw docker_failure(make_error_code(errc::no_such_container), where + "no such container");
     if (message.empty())
       throw docker_failure(make_error_code(errc::bad_response),

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -556,6 +557,16 @@ private:
     for (const auto& [k, v] : want) {
       auto it = have.find(k);
       if (it != have.end() && it->second == v) continue;
+      // A container removed and re-created under the same name has a new id and the same keys: they
+      // move to the new one, so the old one's removal (seen later, or at a resync) deletes nothing.
+      for (auto o = by_container_.begin(); o != by_container_.end();) {
+        if (o->first == id) {
+          ++o;
+          continue;
+        }
+        o->second.erase(k);
+        o = o->second.empty() ? by_container_.erase(o) : std::next(o);
+      }
       co_await sink_.set(k, v);
       have[k] = v;
       log::info("registered ", k, " = ", v);
