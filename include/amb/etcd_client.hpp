@@ -48,6 +48,17 @@ inline std::string etcd_error_context(const std::system_error& e) {
     what.resize(what.size() - suffix.size());
   return what;
 }
+/// A short one-line text/plain body quoted for an error message (" (\"...\")"), "" otherwise: etcd's own
+/// non-JSON refusals read like that, e.g. its gateway's "CommonName of client sending a request against
+/// gateway will be ignored and not used as expected" (a client certificate with a CN while auth is on).
+inline std::string etcd_plain_text(const http_response& resp) {
+  if (resp.header("Content-Type").substr(0, 10) != "text/plain" || resp.body.empty() || resp.body.size() > 300) return {};
+  std::string text = resp.body;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  for (unsigned char c : text)
+    if (c < 0x20 || c >= 0x7f) return {};
+  return " (\"" + text + "\")";
+}
 /// The printable form of a key in an error message (bytes kept; etcd keys are usually text).
 inline std::string etcd_printable(std::string_view key) {
   if (key.empty()) return "\"\"";
@@ -209,7 +220,7 @@ public:
           if (!err) {
             ec = errc::bad_response;
             why = "POST " + path + " to " + at + ": HTTP " + std::to_string(resp.status) + " " + resp.reason +
-                  " with a body that is not an etcd reply";
+                  " with a body that is not an etcd reply" + detail::etcd_plain_text(resp);
           } else if (err->code == static_cast<int>(grpc_code::unauthenticated) && !options_.user.empty() &&
                      !reauthenticated) {
             // Token expired or unknown to this member: one fresh token, same endpoint, same request.
@@ -388,7 +399,8 @@ private:
       auto err = detail::etcd_parse_error(resp.body);
       if (!err)
         throw std::system_error(errc::bad_response,
-                                step + ": HTTP " + std::to_string(resp.status) + " with a body that is not an etcd reply");
+                                step + ": HTTP " + std::to_string(resp.status) + " with a body that is not an etcd reply" +
+                                    detail::etcd_plain_text(resp));
       throw etcd_error(err->code, err->message, step);
     }
     std::string token;
