@@ -264,6 +264,32 @@ def proxies(env):
     if a.bin_dyn and shutil.which("etcd"):
         out.append(Proxy("dyn-etcd-amb", dyn))
 
+    def with_bin(start, binary, attr):
+        def s(t):
+            saved = getattr(a, attr)
+            setattr(a, attr, binary)
+            try:
+                return start(t)
+            finally:
+                setattr(a, attr, saved)
+        return s
+
+    if a.compare:  # the same programs from another build, e.g. before a change
+        old_simple = shutil.which(os.path.join(a.compare, "simple-amb"))
+        old_dyn = shutil.which(os.path.join(a.compare, "dynamic-etcd-amb"))
+        if old_simple:
+            out.append(Proxy("simple-amb(cmp)", with_bin(simple, old_simple, "bin_simple")))
+        if old_dyn and shutil.which("etcd"):
+            out.append(Proxy("dyn-etcd-amb(cmp)", with_bin(dyn, old_dyn, "bin_dyn")))
+
+    if a.threads > 1 and a.bin_simple:
+        def simple_threads(t):
+            port = free_port()
+            p = PROCS.start([a.bin_simple, "--log-level", "warn", "--threads", str(a.threads), "--listen",
+                             f"127.0.0.1:{port}", f"127.0.0.1:{t}"], env.log("simple-amb-threads"))
+            return p, port
+        out.append(Proxy(f"simple-amb{a.threads}t", simple_threads))
+
     def haproxy(threads, splice):
         def start(t):
             port = free_port()
@@ -459,6 +485,181 @@ def control_plane(env, trials):
     return times
 
 
+# ---------------------------------------------------------------- control plane: registration, CPU under churn
+
+
+BUSYBOX_IMAGE = "localhost/amb-test-busybox:latest"  # the image tests/support/podman_service.hpp builds
+
+
+class Podman:
+    """podman's Docker-compatible API on a temp unix socket (as tests/support/podman_service.hpp does)."""
+
+    def __init__(self, env):
+        self.env = env
+        self.dir = os.path.join(env.tmp, "podman")
+        os.makedirs(self.dir, exist_ok=True)
+        self.conf = os.path.join(self.dir, "containers.conf")
+        with open(self.conf, "w") as f:
+            f.write('[containers]\ndefault_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]\n'
+                    '[engine]\nruntime = "runc"\n')
+        self.sock = os.path.join(self.dir, "api.sock")
+        self.cli_env = dict(os.environ, CONTAINERS_CONF=self.conf)
+        self.names = []
+        self.ensure_image()
+        self.service = PROCS.start(["podman", "system", "service", "--time=0", "unix://" + self.sock],
+                                   env.log("podman"), env=self.cli_env)
+        end = time.time() + 30
+        while self.api("GET", "/_ping")[0] != 200:
+            if time.time() > end or self.service.poll() is not None:
+                raise RuntimeError(f"podman system service did not answer on {self.sock}; see {self.service.log}")
+            time.sleep(0.1)
+
+    def cli(self, *args, check=True):
+        r = subprocess.run(["podman", *args], capture_output=True, text=True, env=self.cli_env, timeout=120)
+        if check and r.returncode != 0:
+            raise RuntimeError(f"podman {' '.join(args)}: {r.stderr.strip()[:300]}")
+        return r.stdout.strip()
+
+    def ensure_image(self):
+        if subprocess.run(["podman", "image", "exists", BUSYBOX_IMAGE], env=self.cli_env).returncode == 0:
+            return
+        busybox = shutil.which("busybox")
+        if not busybox:
+            raise RuntimeError("busybox is missing (Debian package busybox-static)")
+        root = os.path.join(self.dir, "image-root")
+        os.makedirs(os.path.join(root, "bin"))
+        shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
+        for tool in ("sh", "sleep", "nc", "httpd"):
+            os.symlink("busybox", os.path.join(root, "bin", tool))
+        tar = os.path.join(self.dir, "image.tar")
+        subprocess.run(["tar", "-C", root, "-cf", tar, "."], check=True)
+        self.cli("import", "--change", 'CMD ["/bin/sh"]', tar, BUSYBOX_IMAGE)
+
+    def api(self, method, path):
+        """One HTTP/1.0 request on the unix socket; (status, body)."""
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(30)
+                s.connect(self.sock)
+                s.sendall(f"{method} {path} HTTP/1.0\r\nHost: d\r\nContent-Length: 0\r\n\r\n".encode())
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            return int(head.split()[1]), body
+        except (OSError, ValueError, IndexError):
+            return 0, b""
+
+    def close(self):
+        for n in self.names:
+            self.cli("rm", "-f", "-t", "0", n, check=False)
+        PROCS.stop(self.service)
+
+
+def etcd_range_count(env, prefix):
+    """Keys under prefix, through the gateway."""
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    body = json.dumps({"key": base64.b64encode(prefix.encode()).decode(),
+                       "range_end": base64.b64encode(end.encode()).decode(), "count_only": True}).encode()
+    req = urllib.request.Request(env.etcd_url + "/v3/kv/range", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return int(json.loads(r.read()).get("count", 0))
+
+
+def registration(env, trials):
+    """Time from the engine API's container start (POST /containers/ID/start) to its key in etcd,
+    written by docker-register --all; the container is removed between trials."""
+    pod = Podman(env)
+    prefix = "/bench-reg/"
+    reg = PROCS.start([env.args.bin_reg, "--all", "--log-level", "warn", "--etcd", env.etcd_url, "--docker",
+                       "unix://" + pod.sock, "--prefix", prefix.rstrip("/"), "--ip", "127.0.0.1", "--hostname", "bench"],
+                      env.log("docker-register"))
+    times = []
+    try:
+        time.sleep(1.0)
+        if reg.poll() is not None:
+            raise RuntimeError(f"docker-register exited; see {reg.log}")
+        for i in range(trials):
+            name = f"amb-bench-reg-{os.getpid()}-{i}"
+            pod.names.append(name)
+            cid = pod.cli("create", "--name", name, "-p", "127.0.0.1::8080", "-e", "SERVICE_NAME=benchreg",
+                          BUSYBOX_IMAGE, "sleep", "600")
+            t0 = time.perf_counter()
+            status, body = pod.api("POST", f"/containers/{cid}/start")
+            if status not in (204, 304):
+                raise RuntimeError(f"start {name}: HTTP {status} {body[:200]!r}")
+            while etcd_range_count(env, prefix + "benchreg/") < 1:
+                if time.perf_counter() - t0 > 10:
+                    raise RuntimeError(f"no key for {name} within 10 s; see {reg.log}")
+                time.sleep(0.002)
+            times.append((time.perf_counter() - t0) * 1000)
+            pod.cli("rm", "-f", "-t", "0", name)
+            pod.names.remove(name)
+            end = time.time() + 10
+            while etcd_range_count(env, prefix + "benchreg/") > 0 and time.time() < end:
+                time.sleep(0.01)
+    finally:
+        PROCS.stop(reg)
+        pod.close()
+    return times
+
+
+def cpu_under_churn(env, instances, rate, seconds):
+    """dynamic-etcd-amb's CPU while `instances` instances are registered under its service and
+    `rate` puts per second change them (through the gateway), for `seconds`."""
+    service = "bench-churn"
+    for i in range(instances):
+        env.etcd_put(f"/services/{service}/i{i}", f"127.0.0.1:{20000 + i}")
+    port = free_port()
+    p = PROCS.start([env.args.bin_dyn, "--log-level", "warn", "--etcd", env.etcd_url, "--listen",
+                     f"127.0.0.1:{port}", service, str(port)], env.log("dynamic-etcd-amb-churn"))
+    try:
+        wait_port(port, p)
+        time.sleep(1.0)  # the snapshot of `instances` keys is in
+        idle0 = cpu_seconds(p.pid)
+        time.sleep(2.0)
+        idle = (cpu_seconds(p.pid) - idle0) / 2.0
+        c0, t0 = cpu_seconds(p.pid), time.perf_counter()
+        n = 0
+        while time.perf_counter() - t0 < seconds:
+            due = t0 + n / rate
+            now = time.perf_counter()
+            if due > now:
+                time.sleep(due - now)
+            i = n % instances
+            env.etcd_put(f"/services/{service}/i{i}", f"127.0.0.1:{30000 + (n % 20000)}")
+            n += 1
+        elapsed = time.perf_counter() - t0
+        time.sleep(0.5)  # let the last events arrive
+        cpu = cpu_seconds(p.pid) - c0
+        if p.poll() is not None:
+            raise RuntimeError(f"dynamic-etcd-amb exited; see {p.log}")
+        return {"changes": n, "rate": n / elapsed, "cpu_pct": 100 * cpu / (elapsed + 0.5),
+                "us_per_change": cpu * 1e6 / max(n, 1), "idle_pct": 100 * idle, "pss_kb": pss_kb(p.pid)}
+    finally:
+        PROCS.stop(p)
+
+
+def hold_many(port, count):
+    """Opens up to count connections through port, each checked with a PING before the next is
+    opened; returns (sockets, connections held, first error or "")."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), 10)
+            socks.append(s)
+            s.sendall(b"PING\r\n")
+            got = s.recv(16)
+            if got != b"+PONG\r\n":
+                raise RuntimeError(f"connection {len(socks)}: {got!r} instead of +PONG")
+        return socks, len(socks), ""
+    except (OSError, RuntimeError) as e:
+        return socks, len(socks) - 1, str(e)
+
+
 # ---------------------------------------------------------------- tables
 
 
@@ -518,8 +719,12 @@ def main():
     ap.add_argument("--only", help="comma-separated proxy names to run (direct always runs)")
     ap.add_argument("--conns", type=int, default=1000, help="idle live connections for the PSS row")
     ap.add_argument("--cp-trials", type=int, default=None, help="control-plane trials (default 50, quick 10)")
-    ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,mem,cp")
+    ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,mem,cp,reg,cpchurn,big")
     ap.add_argument("--markdown", help="also write the tables to this file")
+    ap.add_argument("--compare", help="folder with other builds of the programs: extra columns simple-amb(cmp), dyn-etcd-amb(cmp)")
+    ap.add_argument("--threads", type=int, default=2, help="also run simple-amb --threads N as simple-ambNt (default 2; 1 = not)")
+    ap.add_argument("--reg-trials", type=int, default=None, help="registration trials (default 30, quick 8)")
+    ap.add_argument("--big-conns", type=int, default=10000, help="connections for the many-connections row (default 10000)")
     a = ap.parse_args()
     reps = a.reps or (1 if a.quick else 3)
     n_plain = 10000 if a.quick else 50000
@@ -530,6 +735,8 @@ def main():
     skip = set(filter(None, a.skip.split(",")))
     a.bin_simple = shutil.which(os.path.join(a.bin, "simple-amb"))
     a.bin_dyn = shutil.which(os.path.join(a.bin, "dynamic-etcd-amb"))
+    a.bin_reg = shutil.which(os.path.join(a.bin, "docker-register"))
+    reg_trials = a.reg_trials or (8 if a.quick else 30)
     for tool in ("redis-server", "redis-benchmark", "iperf3"):
         if not shutil.which(tool):
             sys.exit(f"run_bench: {tool} is missing (make bench installs it)")
@@ -539,7 +746,7 @@ def main():
     # 1000+ connections through the proxy need fds here, in redis and in each proxy (they inherit it).
     # Root may raise the hard limit too: a proxy holding --conns connections needs 2 fds for each.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max(hard, 3 * a.conns + 1000)
+    want = max(hard, 3 * max(a.conns, a.big_conns) + 1000)
     try:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
     except (ValueError, OSError):
@@ -692,6 +899,55 @@ def main():
                       f"(dynamic-etcd-amb, {len(t)} trials)\n\n"
                       f"| p50 ms | p99 ms | max ms |\n| --- | --- | --- |\n"
                       f"| {pct(t, 50):.1f} | {pct(t, 99):.1f} | {max(t):.1f} |\n")
+
+        if "reg" not in skip:
+            if not a.bin_reg:
+                print(f"run_bench: registration: no docker-register in {a.bin}; row skipped", file=sys.stderr)
+            elif not shutil.which("podman") or not shutil.which("etcd"):
+                print("run_bench: registration: podman or etcd missing; row skipped", file=sys.stderr)
+            else:
+                print("run_bench: registration after container start", file=sys.stderr)
+                try:
+                    t = registration(env, reg_trials)
+                    md.append(f"### control plane: container start (engine API) -> its key in etcd (docker-register --all, "
+                              f"{len(t)} trials)\n\n| p50 ms | p99 ms | max ms |\n| --- | --- | --- |\n"
+                              f"| {pct(t, 50):.1f} | {pct(t, 99):.1f} | {max(t):.1f} |\n")
+                except Exception as e:  # noqa: BLE001 — reported, the other rows still print
+                    md.append(f"### control plane: container start -> key in etcd\n\nfailed: {e}\n")
+        if "cpchurn" not in skip and a.bin_dyn and shutil.which("etcd"):
+            secs = 5 if a.quick else 10
+            print(f"run_bench: CPU with 1000 instances and 100 changes/s for {secs} s", file=sys.stderr)
+            r = cpu_under_churn(env, 1000, 100, secs)
+            md.append(f"### control plane: dynamic-etcd-amb CPU with 1000 instances registered and 100 changes/s "
+                      f"({r['changes']} puts in {secs} s)\n\n"
+                      f"| changes/s done | CPU % while changing | µs CPU per change | CPU % idle (1000 instances, no changes) | PSS kB |\n"
+                      f"| --- | --- | --- | --- | --- |\n"
+                      f"| {r['rate']:.0f} | {r['cpu_pct']:.2f} | {r['us_per_change']:.0f} | {r['idle_pct']:.2f} | {r['pss_kb']:,} |\n")
+        if "big" not in skip:
+            rows = []
+            for k in kinds:
+                if k.name not in ("simple-amb", "dyn-etcd-amb"):
+                    continue
+                print(f"run_bench: {a.big_conns} connections: {k.name}", file=sys.stderr)
+                p, port = k.start(env.redis_port)
+                socks = []
+                try:
+                    wait_ping(port, p)
+                    socks, held, err = hold_many(port, a.big_conns)
+                    with open(f"/proc/{p.pid}/limits") as f:
+                        lim = next((l.split()[3:5] for l in f if l.startswith("Max open files")), ["?", "?"])
+                    rows.append(f"| {k.name} | {held:,} | {'yes' if held == a.big_conns else 'no'} | "
+                                f"{lim[0]} / {lim[1]} | {err or '—'} |")
+                finally:
+                    for t in socks:
+                        t.close()
+                    PROCS.stop(p)
+            if rows:
+                soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+                md.append(f"### {a.big_conns} concurrent idle connections, each checked with a PING end to end "
+                          f"(fd limit of the benchmark: {soft}/{hard})\n\n"
+                          "| proxy | connections held | all held? | proxy's fd limit soft / hard | first error |\n"
+                          "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
         md.append(f"load average after: {open('/proc/loadavg').read().split()[:3]}; "
                   f"run took {time.time() - started:.0f} s\n")
