@@ -35,9 +35,16 @@ TEST_CASE("etcd quorum lost and regained: forwarding never stops, registrations 
   redis_client_loop clients(amb.port());
   REQUIRE(wait_until([&] { return clients.ok() >= 30; }, 10s));
 
-  // 1. The member everybody talks to dies: the watch moves on (a reconnect), writes go on elsewhere.
+  // Everybody talks to member 0: the watch is there, and the registrars' keepalives go there.
+  CHECK(etcd_watchers(etcd, 0) == 1);
+  CHECK(wait_until([&] { return etcd_keepalives(etcd, 0) >= 2; }, 10s));
+  CHECK(etcd_keepalives(etcd, 1) <= 0);
+  CHECK(etcd_keepalives(etcd, 2) <= 0);
+
+  // 1. The member everybody talks to dies: they move to member 1, the next in their lists.
   etcd.kill9(0);
   REQUIRE(wait_until([&] { return amb.metric("amb_watch_reconnects_total") >= 1; }, 20s));
+  REQUIRE(wait_until([&] { return etcd_watchers(etcd, 1) == 1 && etcd_keepalives(etcd, 1) >= 2; }, 20s));
   REQUIRE(wait_until([&] { return etcd.etcdctl_result({"put", "/fault/after-first", "x"}).status == 0; }, 30s, 200ms));
   // 2. The member they moved to dies too: one of three left, no quorum, nothing can be written.
   etcd.kill9(1);

@@ -61,6 +61,27 @@ inline int etcd_lease_count(etcd_cluster& etcd) {
   return n;
 }
 
+/// The value of metric line `name` (e.g. `etcd_debugging_mvcc_watcher_total`, or with its labels) on
+/// etcd member i's /metrics, -1 when the member does not answer or has no such line.
+inline double etcd_member_metric(etcd_cluster& etcd, std::size_t i, const std::string& name) {
+  const auto raw = http_get_raw(etcd.client_port(i), "/metrics");
+  const auto at = raw.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtod(raw.c_str() + at + name.size() + 2, nullptr);
+}
+
+/// Keepalive requests member i received (each registrar sends one per tick to the member it talks to).
+inline double etcd_keepalives(etcd_cluster& etcd, std::size_t i) {
+  return etcd_member_metric(etcd, i,
+                            "grpc_server_msg_received_total{grpc_method=\"LeaseKeepAlive\",grpc_service=\"etcdserverpb."
+                            "Lease\",grpc_type=\"bidi_stream\"}");
+}
+
+/// Watchers open on member i (the ambassador's watch is the only one in these tests).
+inline double etcd_watchers(etcd_cluster& etcd, std::size_t i) {
+  return etcd_member_metric(etcd, i, "etcd_debugging_mvcc_watcher_total");
+}
+
 /// A redis client on its own thread, through the ambassador on `port`, for as long as it lives:
 /// each round does PING, SET and GET on one long-lived connection and on one new connection, and
 /// counts every request whose reply is missing or wrong (with the first few failures described).
