@@ -25,15 +25,18 @@ public:
     while (!bytes.empty()) {
       auto nl = bytes.find('\n');
       if (nl == std::string_view::npos) {
+        // Checked before appending, so a line that never ends costs at most the limit, never the next
+        // doubling of the buffer. One extra byte may be the '\r' of a line exactly at the limit.
+        const std::size_t size = buf_.size() + bytes.size();
+        if (size > max_ + 1 || (size == max_ + 1 && bytes.back() != '\r')) return fail();
         buf_.append(bytes);
-        // One extra byte may be the '\r' of a line exactly at the limit.
-        if (buf_.size() > max_ + 1 || (buf_.size() == max_ + 1 && buf_.back() != '\r')) return fail();
         return {};
       }
       std::string_view line;
       if (buf_.empty()) {
         line = bytes.substr(0, nl);  // the common case: no copy
       } else {
+        if (buf_.size() + nl > max_ + 1) return fail();  // too long even without a '\r': do not grow for it
         buf_.append(bytes.substr(0, nl));
         line = buf_;
       }
