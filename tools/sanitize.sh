@@ -14,7 +14,7 @@ jobs="${JOBS:-$(nproc)}"
 # file descriptors per check (seen with strace: a pipe2() storm per connection). simple-amb's EMFILE
 # test sets the fd limit exactly at what ten relayed connections use, so the probe fails there and
 # breaks the program under test; every other UBSan check stays on.
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug \
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DAMB_TLS=ON \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize=vptr -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
 # Only what the unit and integration tests run (the programs and the test executables): the
 # header-alone and single-header checks add nothing under sanitizers and double the build time.
