@@ -94,6 +94,8 @@ public:
         // older backup) and counts revisions from 1 again, so a watch from next_ would skip every
         // change of the new history. Re-read, unless only this member was lagging (a linearizable read
         // is not behind): then try another member after the backoff, without re-reading in a loop.
+        // Limit: a new history that has already passed known_ when the watch comes back looks like
+        // the old one (a re-bootstrap with the same flags keeps cluster and member ids); SIGHUP re-reads.
         const std::int64_t seen = known_;
         log::warn("watch ", prefix_, " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
                   ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again in ",
