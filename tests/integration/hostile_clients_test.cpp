@@ -108,6 +108,19 @@ bool peer_closed(int fd) {
   return n == 0 || (n < 0 && errno != EAGAIN);
 }
 
+/// The fd count of pid once it holds still (the same in two readings 200 ms apart): connections
+/// closed just before may still be on their way out.
+int settled_fd_count(pid_t pid) {
+  int last = amb::test::open_fd_count(pid);
+  for (int i = 0; i < 50; ++i) {
+    std::this_thread::sleep_for(200ms);
+    int now = amb::test::open_fd_count(pid);
+    if (now == last) return now;
+    last = now;
+  }
+  return last;
+}
+
 /// A PING through the ambassador on a fresh connection answers +PONG (5 s receive timeout).
 bool pong(std::uint16_t port) { return amb::test::tcp_exchange(port, "PING\r\n", 5s).rfind("+PONG", 0) == 0; }
 
@@ -119,7 +132,7 @@ TEST_CASE("10000 connections (as many as the fd limit allows) that never send: o
     auto a = ambassador_under_test::start(which);
     const int n = servers().idle_clients();
     MESSAGE("fd limit " << servers().limit << " (hard): " << n << " idle clients");
-    const int fd_baseline = amb::test::open_fd_count(a.pid());
+    const int fd_baseline = settled_fd_count(a.pid());
     const long rss_before = amb::test::proc_status_kb(a.pid(), "VmRSS");
     std::vector<int> idle;
     idle.reserve(static_cast<std::size_t>(n));
@@ -191,7 +204,7 @@ TEST_CASE("a connection flood past the fd limit: low CPU while saturated, few lo
   for (std::string which : {"simple-amb", "dynamic-etcd-amb"}) {
     CAPTURE(which);
     auto a = ambassador_under_test::start(which);
-    const int fd_baseline = amb::test::open_fd_count(a.pid());
+    const int fd_baseline = settled_fd_count(a.pid());
     // Room for about 100 relayed connections, then EMFILE.
     const int limit = 256;
     auto set = amb::test::run({prlimit, "--pid", std::to_string(a.pid()), "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit)});

@@ -113,7 +113,7 @@ TEST_CASE("http_client against hostile servers (TCP and unix): exact errors, the
     hostile_server server(hostile_act::stall, unix_socket ? dir.path("hostile.sock") : "");
     asio::io_context io;
     amb::http_client_options o;
-    o.request_timeout = 1s;
+    o.request_timeout = 300ms;
     http_client client(io.get_executor(), ep(server.url()), o);
     for (const auto& c : head_cases) {
       CAPTURE(c.name);
@@ -122,7 +122,7 @@ TEST_CASE("http_client against hostile servers (TCP and unix): exact errors, the
       CHECK(e.code() == c.error);
       CHECK(std::string(e.what()) == "GET / to " + server.url() + ": read response: " + make_error_code(c.error).message());
       // The stream's head and body are bounded the same way (the idle timeout covers a stall).
-      auto s = run_error(io, client.stream(get(), [](std::string_view) {}, 1s));
+      auto s = run_error(io, client.stream(get(), [](std::string_view) {}, 300ms));
       CHECK(s.code() == c.error);
       CHECK(std::string(s.what()) == "GET / to " + server.url() + ": " +
                                          (c.act == hostile_act::stall_mid_body || c.act == hostile_act::endless_chunk_size_line
@@ -313,7 +313,7 @@ TEST_CASE("dynamic-etcd-amb against a hostile watch stream (4 GiB chunk, never-e
     // The snapshot came through: the data path serves while the watch fails.
     CHECK_MESSAGE(amb::test::wait_until([&] { return amb::test::who_via(amb.port) == "r1"; }, 20s), amb.output());
     // The server offers more than the memory bound in total (16 MiB per attempt before the client gives up).
-    CHECK_MESSAGE(amb::test::wait_until([&] { return etcd.hostile_bytes_sent() > 2u * memory_bound_kb * 1024; }, 40s, 100ms),
+    CHECK_MESSAGE(amb::test::wait_until([&] { return etcd.hostile_bytes_sent() > 1u * memory_bound_kb * 1024; }, 40s, 100ms),
                   amb.output());
     MESSAGE("the hostile watch offered " << etcd.hostile_bytes_sent() / (1024 * 1024) << " MiB");
     const std::string line = "dynamic-etcd-amb: warning: watch /services/" + service + "/ at " + etcd.url() +
