@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <sched.h>
 
+#include <cerrno>
+#include <charconv>
 #include <future>
 #include <sstream>
 
@@ -20,6 +22,7 @@ class network_namespace {
 public:
   network_namespace() {
     ip_ = require_program("ip", "iproute2");
+    remove_leftovers();
     static int counter = 0;
     const std::string id = std::to_string(::getpid()) + "n" + std::to_string(counter++);
     name_ = "amb-fault-" + id;
@@ -99,6 +102,23 @@ private:
       std::string cmd;
       for (auto& a : args) cmd += " " + a;
       throw std::runtime_error("test set-up: ip" + cmd + " failed: " + r.output);
+    }
+  }
+  // Namespaces (and links) of earlier test processes that died without their destructors (a
+  // SIGKILL from a test timeout): named amb-fault-<pid>n<k>, removed when <pid> no longer runs.
+  void remove_leftovers() const {
+    std::istringstream in(ip({"netns", "list"}).output);
+    std::string line;
+    const std::string prefix = "amb-fault-";
+    while (std::getline(in, line)) {
+      auto name = line.substr(0, line.find(' '));
+      if (name.rfind(prefix, 0) != 0) continue;
+      auto id = name.substr(prefix.size());
+      int pid = 0;
+      auto [end, ec] = std::from_chars(id.data(), id.data() + id.size(), pid);
+      if (ec != std::errc() || pid <= 0 || *end != 'n' || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+      ip({"netns", "del", name});
+      ip({"link", "del", "afA" + id});
     }
   }
   // A 10.213.N.0/30 that no interface of host A uses yet (tools/demo.sh scans the same way).
