@@ -70,8 +70,7 @@ config parse_flags(int argc, char** argv) {
       .example("docker-register redis-A 6379 redis")
       .example("docker-register --etcd http://10.0.0.2:2379 --ip 10.0.0.5 web1 80 web weight=3 zone=a")
       .example("docker-register --all --explicit --resync 1m")
-      .example("docker-register --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-cert reg.pem --etcd-key reg-key.pem \\\n"
-               "      --etcd-user registrar --etcd-password-file /run/secrets/etcd redis-A 6379 redis")
+      .example("docker-register --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user reg --etcd-password-file pw redis-A 6379 redis")
       .note("Seed mode writes <prefix>/SERVICE/CONTAINER = {\"host\":HOST,\"port\":PORT} (KEY=VALUE pairs become\n"
             "extra fields; numbers stay numbers), for the host port published for PRIVATE_PORT/tcp.\n"
             "Automatic mode writes <prefix>/SERVICE/<hostname>:<container>:<port> for each published tcp port;\n"
@@ -93,9 +92,8 @@ config parse_flags(int argc, char** argv) {
             "The engine socket is root-equivalent: docker-register only ever sends GET requests to it, but\n"
             "whoever can reach the socket owns the host.\n"
             "\n"
-            "https:// etcd endpoints need a build with TLS (-DAMB_TLS=ON); etcd's certificate is always verified\n"
-            "and its name or IP address checked against the endpoint's host. The password is never logged, and a\n"
-            "USER:PASSWORD given on the command line is overwritten in it at start (ps shows x's).");
+            "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
+            "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start.");
   cli.parse_or_exit(argc, argv);
 
   config c;
@@ -191,6 +189,16 @@ config parse_flags(int argc, char** argv) {
   return c;
 }
 
+/// The etcd client, or one line and exit 2 when its TLS files cannot be loaded.
+amb::etcd_client make_etcd_client(asio::any_io_executor ex, const amb::etcd_client_options& o) {
+  try {
+    return amb::etcd_client(std::move(ex), o);  // guaranteed elision: the client is neither copied nor moved
+  } catch (const std::system_error& e) {
+    amb::log::error("etcd: ", e.what());
+    std::exit(2);
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -208,14 +216,7 @@ int main(int argc, char** argv) {
   etcd_options.tls = c.etcd_security.tls;
   if (etcd_options.tls.any() && !amb::any_tls(etcd_options.endpoints))
     amb::log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
-  std::optional<amb::etcd_client> etcd_client;
-  try {
-    etcd_client.emplace(io.get_executor(), etcd_options);
-  } catch (const std::system_error& e) {
-    amb::log::error("etcd: ", e.what());
-    return 2;
-  }
-  amb::etcd_client& etcd = *etcd_client;
+  amb::etcd_client etcd = make_etcd_client(io.get_executor(), etcd_options);
   amb::etcd_lease_keeper_options keeper_options;
   keeper_options.ttl = c.ttl_seconds;
   amb::etcd_lease_keeper keeper(etcd, keeper_options);

@@ -64,15 +64,13 @@ settings parse_command_line(int argc, char** argv) {
       .option("--log-level", "LEVEL", "debug, info (default), warn, error or off")
       .positionals(1, 2, "SERVICE and PORT")
       .example("dynamic-etcd-amb --etcd http://10.0.0.2:2379 redis-A 6379")
-      .example("dynamic-etcd-amb --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-cert amb.pem --etcd-key amb-key.pem \\\n"
-               "      --etcd-user amb --etcd-password-file /run/secrets/etcd redis-A 6379")
+      .example("dynamic-etcd-amb --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user amb --etcd-password-file pw redis-A 6379")
       .note("Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\") or HOST:PORT.\n"
             "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.\n"
             "\n"
-            "https:// endpoints need a build with TLS (-DAMB_TLS=ON); etcd's certificate is always verified and\n"
-            "its name or IP address checked against the endpoint's host. The password is never logged, and a\n"
-            "USER:PASSWORD given on the command line is overwritten in it at start (ps shows x's). TLS or auth\n"
-            "failures are logged and retried like outages. Exit codes: 2 on usage errors and unreadable TLS files.");
+            "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
+            "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start. TLS and auth\n"
+            "failures are retried like outages; exit 2 on usage errors and unreadable TLS files.");
   p.parse_or_exit(argc, argv);
   settings s;
   const auto& args = p.positional();
@@ -148,6 +146,16 @@ settings parse_command_line(int argc, char** argv) {
   return s;
 }
 
+/// The etcd client, or one line and exit 2 when its TLS files cannot be loaded.
+amb::etcd_client make_etcd_client(asio::any_io_executor ex, const amb::etcd_client_options& o) {
+  try {
+    return amb::etcd_client(std::move(ex), o);  // guaranteed elision: the client is neither copied nor moved
+  } catch (const std::system_error& e) {
+    amb::log::error("etcd: ", e.what());
+    std::exit(2);
+  }
+}
+
 /// Copies the live totals into the metrics registry at each scrape.
 void export_metrics(amb::metrics_registry& m, const amb::proxy& px, const amb::balancer& b,
                     const amb::etcd_watcher& w, const amb::service_instances& inst) {
@@ -201,14 +209,7 @@ int main(int argc, char** argv) {
   eo.tls = s.etcd_security.tls;
   if (eo.tls.any() && !amb::any_tls(eo.endpoints))
     amb::log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
-  std::optional<amb::etcd_client> etcd_client;
-  try {
-    etcd_client.emplace(ex, eo);
-  } catch (const std::system_error& e) {
-    amb::log::error("etcd: ", e.what());
-    return 2;
-  }
-  amb::etcd_client& client = *etcd_client;
+  amb::etcd_client client = make_etcd_client(ex, eo);
   amb::etcd_watcher watcher(client, s.directory);
 
   std::error_code ec;

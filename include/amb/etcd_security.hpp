@@ -75,35 +75,43 @@ inline std::error_code read_small_file(const std::string& path, std::string& out
 /// --etcd-password-file (the whole file, one trailing newline dropped), else ETCDCTL_PASSWORD. A mistake
 /// is an error line naming its source; the password never appears in it.
 inline parsed<etcd_security> find_etcd_security(const etcd_security_flags& flags, const std::vector<std::string>& env) {
+  // Written with appends and one loop: this runs once, and the static programs should stay small.
   parsed<etcd_security> r;
   etcd_security s;
-  std::vector<std::string> tls_parts;
-  auto file = [&](const std::optional<std::string>& flag, const char* flag_name, const char* var, std::string& out,
-                  const char* what) {
-    std::string from = flag_name;
-    if (flag) out = *flag;
-    else if (auto v = detail::env_value(env, var)) out = *v, from = var;
-    if (flag && flag->empty()) {
-      r.error = std::string(flag_name) + ": empty file name";
-      return false;
-    }
-    if (!out.empty()) tls_parts.push_back(std::string(what) + " " + out + " (from " + from + ")");
-    return true;
+  std::string tls_text;
+  struct source {
+    const std::optional<std::string>* flag;
+    const char* flag_name;
+    const char* var;
+    std::string* out;
+    const char* what;
   };
-  if (!file(flags.cacert, "--etcd-cacert", "ETCDCTL_CACERT", s.tls.ca_file, "TLS CA") ||
-      !file(flags.cert, "--etcd-cert", "ETCDCTL_CERT", s.tls.cert_file, "client certificate") ||
-      !file(flags.key, "--etcd-key", "ETCDCTL_KEY", s.tls.key_file, "key"))
-    return r;
-  if (!s.tls.cert_file.empty() && s.tls.key_file.empty()) {
-    r.error = "a client certificate needs its key: give --etcd-key FILE (or ETCDCTL_KEY)";
-    return r;
+  const source files[] = {{&flags.cacert, "--etcd-cacert", "ETCDCTL_CACERT", &s.tls.ca_file, ", TLS CA "},
+                          {&flags.cert, "--etcd-cert", "ETCDCTL_CERT", &s.tls.cert_file, ", client certificate "},
+                          {&flags.key, "--etcd-key", "ETCDCTL_KEY", &s.tls.key_file, ", key "}};
+  for (const auto& f : files) {
+    const char* from = f.flag_name;
+    if (*f.flag) {
+      if ((*f.flag)->empty()) {
+        r.error = f.flag_name;
+        r.error += ": empty file name";
+        return r;
+      }
+      *f.out = **f.flag;
+    } else if (auto v = detail::env_value(env, f.var)) {
+      *f.out = std::move(*v);
+      from = f.var;
+    }
+    if (f.out->empty()) continue;
+    ((((tls_text += f.what) += *f.out) += " (from ") += from) += ')';
   }
-  if (s.tls.cert_file.empty() && !s.tls.key_file.empty()) {
-    r.error = "a client key needs its certificate: give --etcd-cert FILE (or ETCDCTL_CERT)";
+  if (s.tls.cert_file.empty() != s.tls.key_file.empty()) {
+    r.error = s.tls.key_file.empty() ? "a client certificate needs its key: give --etcd-key FILE (or ETCDCTL_KEY)"
+                                     : "a client key needs its certificate: give --etcd-cert FILE (or ETCDCTL_CERT)";
     return r;
   }
 
-  std::string user_from = "--etcd-user";
+  const char* user_from = "--etcd-user";
   std::optional<std::string> user = flags.user;
   if (!user) {
     user = detail::env_value(env, "ETCDCTL_USER");
@@ -113,43 +121,41 @@ inline parsed<etcd_security> find_etcd_security(const etcd_security_flags& flags
     r.error = "--etcd-password-file needs --etcd-user USER (or ETCDCTL_USER)";
     return r;
   }
-  std::string password_from;
   if (user) {
+    const char* password_from = "ETCDCTL_PASSWORD";
     const auto colon = user->find(':');
     s.user = user->substr(0, colon);
     if (s.user.empty()) {
-      r.error = user_from + ": empty user name (expected USER or USER:PASSWORD)";
+      (r.error = user_from) += ": empty user name (expected USER or USER:PASSWORD)";
       return r;
     }
     if (colon != std::string::npos) {
       if (flags.password_file) {
-        r.error = "--etcd-password-file and a password in " + user_from + " USER:PASSWORD: give only one";
+        ((r.error = "--etcd-password-file and a password in ") += user_from) += " USER:PASSWORD: give only one";
         return r;
       }
       s.password = user->substr(colon + 1);
       password_from = user_from;
     } else if (flags.password_file) {
-      const std::string& path = *flags.password_file;
-      if (auto ec = detail::read_small_file(path, s.password)) {
-        r.error = "--etcd-password-file " + path + ": " + ec.message();
+      if (auto ec = detail::read_small_file(*flags.password_file, s.password)) {
+        (((r.error = "--etcd-password-file ") += *flags.password_file) += ": ") += ec.message();
         return r;
       }
       if (!s.password.empty() && s.password.back() == '\n') s.password.pop_back();
       if (!s.password.empty() && s.password.back() == '\r') s.password.pop_back();
       password_from = "--etcd-password-file";
     } else if (auto v = detail::env_value(env, "ETCDCTL_PASSWORD")) {
-      s.password = *v;
-      password_from = "ETCDCTL_PASSWORD";
+      s.password = std::move(*v);
     }
     if (s.password.empty()) {
-      r.error = user_from + " " + s.user + ": no password (give USER:PASSWORD, --etcd-password-file FILE or ETCDCTL_PASSWORD)";
+      ((((r.error = user_from) += ' ') += s.user) +=
+       ": no password (give USER:PASSWORD, --etcd-password-file FILE or ETCDCTL_PASSWORD)");
       return r;
     }
+    (((((s.description = "user ") += s.user) += " (from ") += user_from) += ", password from ") += password_from;
+    s.description += ')';
   }
-
-  if (!s.user.empty())
-    s.description = "user " + s.user + " (from " + user_from + ", password from " + password_from + ")";
-  for (const auto& p : tls_parts) s.description += (s.description.empty() ? "" : ", ") + p;
+  s.description += s.description.empty() && !tls_text.empty() ? tls_text.substr(2) : tls_text;
   r.value = std::move(s);
   return r;
 }
