@@ -115,10 +115,18 @@ private:
   /// calls connection_ended() itself), false when the client was turned away.
   asio::awaitable<bool> session(asio::ip::tcp::socket client) {
     using namespace asio::experimental::awaitable_operators;
-    std::error_code ignored;  // the client may have gone already; the address is only for logs and hashing
-    auto remote = client.remote_endpoint(ignored);
-    const std::string client_ip = remote.address().to_string();
-    const std::string client_name = host_port{client_ip, remote.port()}.to_string();
+    // The client's address, only when it is used (source-hash, or a line that is logged): a new
+    // connection then costs no getpeername and no strings.
+    auto client_name = [&client] {
+      std::error_code ignored;  // the client may have gone already; the line still helps
+      auto remote = client.remote_endpoint(ignored);
+      return host_port{remote.address().to_string(), remote.port()}.to_string();
+    };
+    std::string client_ip;
+    if (balancer_.config().policy == balance_policy::source_hash) {
+      std::error_code ignored;  // a client that already left hashes as "", and will fail on first use anyway
+      client_ip = client.remote_endpoint(ignored).address().to_string();
+    }
     const auto give_up_at = std::chrono::steady_clock::now() + opts_.wait_for_backend;
 
     std::vector<std::shared_ptr<instance>> tried;
@@ -129,10 +137,10 @@ private:
         if (now >= give_up_at) {
           ++stats_.rejected;
           if (tried.empty())
-            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name);
+            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name());
           else
             log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
-                      " tried); closing connection from ", client_name);
+                      " tried); closing connection from ", client_name());
           drain_and_shut(client);
           co_return false;  // closing the socket tells the client at once
         }
@@ -148,8 +156,9 @@ private:
       if (ec) {
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
-        log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name, ": ",
-                   ec.message(), "; trying the next instance");
+        if (log::enabled(log::level::debug))
+          log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name(), ": ",
+                     ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
           log::warn("instance ", inst->id, " at ", inst->address.to_string(), " ejected for ",
                     std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
@@ -158,7 +167,8 @@ private:
       }
       if (balancer_.report_success(*inst))
         log::info("instance ", inst->id, " at ", inst->address.to_string(), " is reachable again");
-      log::debug("connection from ", client_name, " -> ", inst->id, " at ", inst->address.to_string());
+      if (log::enabled(log::level::debug))
+        log::debug("connection from ", client_name(), " -> ", inst->id, " at ", inst->address.to_string());
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;

@@ -6,15 +6,32 @@
 #include "amb/error.hpp"
 
 #include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
-#include <variant>
 #include <vector>
 
 namespace amb {
+
+namespace detail {
+
+/// Arms `timer` for `deadline` and calls `on_expiry()` if it fires while `*alive` is still true.
+/// A plain completion handler rather than awaitable operators (||): a connect costs one timer
+/// wait, not a parallel group, and the programs carry less code. `alive` is shared, so a wake-up
+/// that arrives after the awaiting coroutine finished does nothing.
+template <class OnExpiry>
+void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_point deadline,
+                  const std::shared_ptr<bool>& alive, OnExpiry on_expiry) {
+  timer.expires_at(deadline);
+  timer.async_wait([alive, on_expiry](std::error_code ec) mutable {
+    if (!ec && *alive) on_expiry();
+  });
+}
+
+} // namespace detail
 
 /// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
 /// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
@@ -22,15 +39,21 @@ namespace amb {
 /// calls this on its failover path. A zero timeout means none.
 inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socket, const host_port& target,
                                                     std::chrono::milliseconds timeout) {
-  using namespace asio::experimental::awaitable_operators;
   using detail::use_nothrow_awaitable;
   using tcp = asio::ip::tcp;
 
   auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor);
-  // One deadline for resolve and all attempts together; "none" is a deadline far away.
-  const auto deadline = timeout.count() > 0 ? std::chrono::steady_clock::now() + timeout
-                                            : std::chrono::steady_clock::time_point::max();
+  // One deadline for resolve and all attempts together.
+  const bool bounded = timeout.count() > 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::optional<asio::steady_timer> timer;
+  auto alive = std::make_shared<bool>(true);  // false once this coroutine no longer waits
+  bool timed_out = false;
+  struct finish_guard {
+    std::shared_ptr<bool>& alive;
+    ~finish_guard() { *alive = false; }
+  } guard{alive};
+  if (bounded) timer.emplace(executor);
 
   std::vector<tcp::endpoint> addresses;
   std::error_code ec;
@@ -39,12 +62,11 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
     addresses.emplace_back(numeric, target.port);
   } else {
     tcp::resolver resolver(executor);
-    timer.expires_at(deadline);
-    auto done = co_await (resolver.async_resolve(target.host, std::to_string(target.port),
-                                                 tcp::resolver::numeric_service, use_nothrow_awaitable) ||
-                          timer.async_wait(use_nothrow_awaitable));
-    if (done.index() == 1) co_return make_error_code(errc::timeout);
-    auto& [resolve_ec, results] = std::get<0>(done);
+    if (bounded) detail::arm_deadline(*timer, deadline, alive, [&] { timed_out = true; resolver.cancel(); });
+    auto [resolve_ec, results] = co_await resolver.async_resolve(target.host, std::to_string(target.port),
+                                                                 tcp::resolver::numeric_service, use_nothrow_awaitable);
+    if (timer) timer->cancel();
+    if (timed_out) co_return make_error_code(errc::timeout);
     if (resolve_ec) co_return resolve_ec;
     for (const auto& entry : results) addresses.push_back(entry.endpoint());
     if (addresses.empty()) co_return make_error_code(asio::error::host_not_found);
@@ -54,14 +76,21 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
   for (const auto& address : addresses) {
     std::error_code ignored;  // the socket may be closed already
     socket.close(ignored);
-    timer.expires_at(deadline);
-    auto done = co_await (socket.async_connect(address, use_nothrow_awaitable) ||
-                          timer.async_wait(use_nothrow_awaitable));
-    if (done.index() == 1) {
+    if (bounded) {
+      if (std::chrono::steady_clock::now() >= deadline) co_return make_error_code(errc::timeout);
+      detail::arm_deadline(*timer, deadline, alive, [&] {
+        timed_out = true;
+        std::error_code ignore_close;  // closing aborts the connect; nothing else to do
+        socket.close(ignore_close);
+      });
+    }
+    auto [connect_ec] = co_await socket.async_connect(address, use_nothrow_awaitable);
+    if (timer) timer->cancel();
+    if (timed_out) {
       socket.close(ignored);
       co_return make_error_code(errc::timeout);
     }
-    last = std::get<0>(std::get<0>(done));
+    last = connect_ec;
     if (!last) {
       socket.set_option(tcp::no_delay(true), ignored);  // latency over batching; failure is harmless
       co_return std::error_code{};
