@@ -12,6 +12,10 @@
 #include <asio.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -44,11 +48,32 @@ struct http_client_options {
   std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
   std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
   tls_context_ptr tls;  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
+  /// TCP keepalive on every TCP connection: idle time before the first probe, then probes this far apart,
+  /// and how many go unanswered before the kernel declares the peer gone (0 s idle = off). A long-lived
+  /// stream (etcd's watch, the engine's events) only receives: without probes, a peer that vanished
+  /// behind a partition, its reset lost, would go unnoticed for as long as the stream may be silent.
+  std::chrono::seconds keepalive_idle{10};
+  std::chrono::seconds keepalive_interval{5};  ///< between unanswered probes
+  int keepalive_probes = 3;                    ///< unanswered probes that end the connection
 };
 
 namespace detail {
 
 using http_clock = std::chrono::steady_clock;
+
+/// Turns on TCP keepalive with the options' timings; best effort (a socket without it still works,
+/// it only notices a vanished peer later).
+inline void enable_keepalive(int fd, const http_client_options& o) {
+  if (o.keepalive_idle.count() <= 0) return;
+  const int on = 1;
+  const int idle = static_cast<int>(o.keepalive_idle.count());
+  const int interval = static_cast<int>(std::max<std::int64_t>(1, o.keepalive_interval.count()));
+  const int probes = std::max(1, o.keepalive_probes);
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+}
 
 /// One connection to the server (TCP or unix: a generic stream socket carries both; TLS on top for https).
 struct http_connection {
@@ -360,7 +385,10 @@ private:
       }
       if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "connect"};
       if (!ec) {
-        if (!st->server.is_unix()) c.socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // requests are small
+        if (!st->server.is_unix()) {
+          c.socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // requests are small
+          detail::enable_keepalive(c.socket.native_handle(), st->options);
+        }
 #if AMB_WITH_TLS
         if (st->server.tls)
           co_return co_await handshake(st, c, std::min(request_deadline, detail::deadline_after(st->options.connect_timeout)),

@@ -96,7 +96,11 @@ std::string join(const std::vector<std::string>& v) {
 
 } // namespace
 
-TEST_CASE("partition of host B: the ambassador serves the last known set, then converges when the link is back") {
+// The partition scenario. With `etcd_forgets_the_watch`, host A also drops its end of the ambassador's
+// watch connection while the link is down (as etcd does once its keepalive or retransmissions give up
+// during a long partition): the reset it sends is lost, so host B learns of it only from its own TCP
+// keepalive probes once the link is back (http_client_options::keepalive_*).
+void play_partition(bool etcd_forgets_the_watch) {
   network_namespace net;  // first: removed last, after every process that runs inside
   etcd_on_link etcd(net.host_a_ip());
   const std::string service = "partition-" + std::to_string(::getpid());
@@ -140,6 +144,12 @@ TEST_CASE("partition of host B: the ambassador serves the last known set, then c
   // Partition: host B's link goes down; etcd is out of B's reach (and B out of etcd's).
   net.link_down();
   CHECK_FALSE(net.inside([&] { return tcp_connects(net.host_a_ip(), etcd.port(), 1s); }));
+  if (etcd_forgets_the_watch) {
+    auto ss = require_program("ss", "iproute2");
+    auto killed = run({ss, "-K", "-t", "dst", net.host_b_ip()}, 10s);
+    REQUIRE_MESSAGE(killed.status == 0, "ss -K (needs CONFIG_INET_DIAG_DESTROY): ", killed.output);
+    REQUIRE_MESSAGE(killed.output.find(net.host_b_ip()) != std::string::npos, "no connection from host B killed: ", killed.output);
+  }
   // Meanwhile the set changes in etcd: r3 added, r1 deleted (r1 itself keeps running).
   etcd.etcdctl({"put", dir + "r3", r3.value()});
   etcd.etcdctl({"del", dir + "r1"});
@@ -168,4 +178,12 @@ TEST_CASE("partition of host B: the ambassador serves the last known set, then c
   CHECK(held.command("PING") == "+PONG\r\n");                // the old connection was never cut
   CHECK(amb.running());
   CHECK(net.inside([&] { return tcp_connects(net.host_a_ip(), etcd.port()); }));
+}
+
+TEST_CASE("partition of host B: the ambassador serves the last known set, then converges when the link is back") {
+  play_partition(false);
+}
+
+TEST_CASE("partition of host B while etcd drops the watch connection: keepalive finds it dead, the ambassador converges") {
+  play_partition(true);
 }
