@@ -11,6 +11,8 @@
 
 // HTTP/1.1 client (etcd's gateway and the engine API both speak it).
 #include "amb/http_response.hpp"
+#include "amb/tls_options.hpp"
+#include "amb/tls_stream.hpp"
 #include "amb/http_client.hpp"
 
 // The data path: connect, listen, relay.
@@ -22,6 +24,7 @@
 #include "amb/etcd_error.hpp"
 #include "amb/etcd_types.hpp"
 #include "amb/etcd_discovery.hpp"
+#include "amb/etcd_security.hpp"
 #include "amb/etcd_client.hpp"
 #include "amb/etcd_watch.hpp"
 #include "amb/etcd_lease_keeper.hpp"
