@@ -97,12 +97,20 @@ inline std::int64_t unix_now() {
 /// broken or ended stream, pings until the engine answers, calls on_reconnect (a resync: the gap may
 /// hide events) and streams again from the last event's time, so nothing is missed (duplicates are
 /// harmless to an idempotent follower). Logs one line when the stream breaks and one when it is back.
+/// A stream that breaks again within 10 s of opening while the engine still answers pings (an engine
+/// or socket proxy that breaks only /events) is retried with a doubling wait, up to 8 s, so such a
+/// fault costs a few lines a minute rather than two a second.
 inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t since,
                                            std::function<void(const docker_event&)> on_event,
                                            std::function<void()> on_reconnect,
                                            std::chrono::milliseconds retry) {
+  using clock = std::chrono::steady_clock;
+  constexpr std::chrono::milliseconds max_wait{8000};
+  constexpr std::chrono::seconds short_lived{10};
   bool broken = false;
+  auto wait = retry;
   for (;;) {
+    std::optional<clock::time_point> opened;  // set once the stream is being opened (the engine answered)
     try {
       if (broken) {
         co_await docker.ping();
@@ -114,14 +122,18 @@ inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t s
         if (ev.time > since) since = ev.time;
         on_event(ev);
       };
+      opened = clock::now();
       co_await docker.events(since, handler);
       log::warn("events stream at ", docker.server().to_string(), " ended; reconnecting");
       broken = true;
     } catch (const std::exception& e) {
-      if (!broken) log::warn("events stream: ", e.what(), "; reconnecting every ", retry.count(), "ms");
+      if (!broken)
+        log::warn("events stream: ", e.what(), "; reconnecting (every ", retry.count(), "ms, up to ", max_wait.count(),
+                  "ms while it keeps failing)");
       broken = true;
     }
-    co_await sleep_for(retry);
+    if (opened) wait = clock::now() - *opened < short_lived ? std::min(wait * 2, max_wait) : retry;
+    co_await sleep_for(wait);
   }
 }
 
