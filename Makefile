@@ -53,7 +53,7 @@ demo-two-hosts: images ## the same demo across two hosts: host B is a network na
 bench:            ## set up, build Release programs, and print the side-by-side benchmark (bench/README.md; BENCH_FLAGS=--quick)
 	tools/install-deps.sh bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DAMB_BUILD_TESTS=OFF
-	cmake --build build-bench -j $(JOBS) --target simple-amb dynamic-etcd-amb
+	cmake --build build-bench -j $(JOBS) --target simple-amb dynamic-etcd-amb docker-register
 	python3 bench/run_bench.py $(BENCH_FLAGS)
 
 clean:
