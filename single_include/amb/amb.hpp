@@ -63,6 +63,8 @@ enum class errc {
   port_not_published,     ///< the container does not publish the private port
   docker_error,           ///< the engine returned an error message
   no_instance,            ///< the balancer has no live instance to offer
+  tls_unsupported,        ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
+  tls_certificate_refused,  ///< a TLS server rejected our client certificate, or wanted one we did not give
 };
 
 namespace detail {
@@ -98,6 +100,8 @@ public:
       case errc::port_not_published: return "port not published";
       case errc::docker_error: return "container engine error";
       case errc::no_instance: return "no instance available";
+      case errc::tls_unsupported: return "this build has no TLS support (configure with -DAMB_TLS=ON)";
+      case errc::tls_certificate_refused: return "the server refused our TLS client certificate (none given, or not trusted by it)";
     }
     return "unknown amb error";
   }
@@ -300,16 +304,20 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
 struct endpoint {
   std::string unix_path;  ///< non-empty for a unix domain socket
   host_port tcp;          ///< used when unix_path is empty
+  bool tls = false;       ///< https://: TCP with TLS (amb/tls_options.hpp)
   bool is_unix() const noexcept { return !unix_path.empty(); }
-  /// "http://host:port" or "unix:///path", as it appears in error messages.
-  std::string to_string() const { return is_unix() ? "unix://" + unix_path : "http://" + tcp.to_string(); }
+  /// "http://host:port", "https://host:port" or "unix:///path", as it appears in error messages.
+  std::string to_string() const {
+    return is_unix() ? "unix://" + unix_path : (tls ? "https://" : "http://") + tcp.to_string();
+  }
   /// The value for the Host header: host:port, or "localhost" for a unix socket.
   std::string host_header() const { return is_unix() ? "localhost" : tcp.to_string(); }
   friend bool operator==(const endpoint&, const endpoint&) = default;
 };
 
-/// Parses "http://host:port", "tcp://host:port", "unix:///path" or bare "host:port".
-/// A trailing "/" after host:port is accepted; https is refused (amb speaks plain HTTP only).
+/// Parses "http://host:port", "https://host:port", "tcp://host:port", "unix:///path" or bare "host:port".
+/// A trailing "/" after host:port is accepted. Whether https can be used depends on the build
+/// (amb::tls_unsupported_error in amb/tls_options.hpp).
 inline parsed<endpoint> parse_endpoint(std::string_view text) {
   parsed<endpoint> r;
   const std::string quoted = "\"" + std::string(text) + "\"";
@@ -327,10 +335,11 @@ inline parsed<endpoint> parse_endpoint(std::string_view text) {
     r.value = std::move(ep);
     return r;
   }
-  if (!scheme.empty() && scheme != "http" && scheme != "tcp") {
-    r.error = "unsupported scheme \"" + std::string(scheme) + "\" in " + quoted + " (use http://, tcp:// or unix://)";
+  if (!scheme.empty() && scheme != "http" && scheme != "https" && scheme != "tcp") {
+    r.error = "unsupported scheme \"" + std::string(scheme) + "\" in " + quoted + " (use http://, https://, tcp:// or unix://)";
     return r;
   }
+  ep.tls = scheme == "https";
   if (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
   if (rest.find('/') != std::string_view::npos) {
     r.error = "bad address " + quoted + ": unexpected path";
@@ -1332,9 +1341,199 @@ private:
 } // namespace amb
 // ---- end amb/http_response.hpp ----
 
+// ---- begin amb/tls_options.hpp ----
+// TLS settings for https:// endpoints, and whether this build speaks TLS at all (AMB_WITH_TLS).
+
+
+#include <memory>
+#include <string>
+#include <vector>
+
+// OpenSSL is a dependency only when asked for: CMake's -DAMB_TLS=ON defines AMB_WITH_TLS=1 on amb::amb
+// (a project using the headers directly defines it and links OpenSSL itself).
+#ifndef AMB_WITH_TLS
+#define AMB_WITH_TLS 0
+#endif
+
+namespace amb {
+
+/// True when this build can talk to https:// endpoints.
+inline constexpr bool tls_available = AMB_WITH_TLS != 0;
+
+/// Files for a TLS client, named as etcdctl's --cacert, --cert and --key. The server's certificate
+/// is always verified, and its name (or IP address) checked against the endpoint's host.
+struct tls_options {
+  std::string ca_file;    ///< PEM CA bundle to trust; empty = the system's default CA paths
+  std::string cert_file;  ///< PEM client certificate (chain) for servers that ask for one; empty = none
+  std::string key_file;   ///< PEM private key of cert_file; empty = read it from cert_file
+  /// True when any file is set.
+  bool any() const noexcept { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
+};
+
+namespace detail {
+class tls_client_context;  // defined in amb/tls_stream.hpp, only when AMB_WITH_TLS
+} // namespace detail
+
+/// A loaded TLS client configuration, shared by every connection that uses it (null = none).
+using tls_context_ptr = std::shared_ptr<detail::tls_client_context>;
+
+/// True when some endpoint in `list` is https://.
+inline bool any_tls(const std::vector<endpoint>& list) noexcept {
+  for (const auto& e : list)
+    if (e.tls) return true;
+  return false;
+}
+
+/// In a build without TLS, the one-line error for the first https:// endpoint in `list`
+/// ("https://a:2379: this build has no TLS support (configure with -DAMB_TLS=ON)"); "" otherwise.
+inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
+  if (tls_available) return {};
+  for (const auto& e : list)
+    if (e.tls) return e.to_string() + ": this build has no TLS support (configure with -DAMB_TLS=ON)";
+  return {};
+}
+
+} // namespace amb
+// ---- end amb/tls_options.hpp ----
+
+// ---- begin amb/tls_stream.hpp ----
+// TLS for the HTTP client over asio::ssl (OpenSSL), compiled only with AMB_WITH_TLS: a client context
+// loaded from amb::tls_options, the host check, and certificate failures as readable error codes.
+
+
+#if AMB_WITH_TLS
+
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include <cerrno>
+#include <fstream>
+#include <memory>
+#include <string>
+#include <system_error>
+
+namespace amb {
+namespace detail {
+
+/// OpenSSL's certificate verification results (X509_V_ERR_*) as error codes, so that a failed
+/// handshake says why: "certificate verify failed: unable to get local issuer certificate".
+class x509_verify_category_impl final : public std::error_category {
+public:
+  const char* name() const noexcept override { return "x509"; }
+  std::string message(int value) const override {
+    const char* why = X509_verify_cert_error_string(value);
+    return std::string("certificate verify failed: ") + (why ? why : "unknown reason");
+  }
+};
+
+/// The "x509" error category.
+inline const std::error_category& x509_verify_category() noexcept {
+  static const x509_verify_category_impl category;
+  return category;
+}
+
+/// A TLS client configuration: TLS 1.2 or newer, the server's certificate always verified against
+/// the CA file (or the system's CA paths), and a client certificate when one is given.
+class tls_client_context {
+public:
+  /// Loads the files; throws std::system_error naming the file and what is wrong with it.
+  explicit tls_client_context(const tls_options& o) : ctx_(asio::ssl::context::tls_client) {
+    SSL_CTX_set_min_proto_version(ctx_.native_handle(), TLS1_2_VERSION);
+    ctx_.set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_compression);
+    ctx_.set_verify_mode(asio::ssl::verify_peer);
+    std::error_code ec;
+    if (!o.ca_file.empty()) {
+      readable(o.ca_file, "TLS CA file");
+      ctx_.load_verify_file(o.ca_file, ec);
+      if (ec) throw std::system_error(ec, "TLS CA file " + o.ca_file);
+    } else {
+      ctx_.set_default_verify_paths(ec);
+      if (ec) throw std::system_error(ec, "TLS: the system's CA paths");
+    }
+    if (!o.cert_file.empty()) {
+      const std::string& key = o.key_file.empty() ? o.cert_file : o.key_file;
+      readable(o.cert_file, "TLS client certificate");
+      readable(key, "TLS client key");
+      ctx_.use_certificate_chain_file(o.cert_file, ec);
+      if (ec) throw std::system_error(ec, "TLS client certificate " + o.cert_file);
+      ctx_.use_private_key_file(key, asio::ssl::context::pem, ec);
+      if (ec) throw std::system_error(ec, "TLS client key " + key + " (for " + o.cert_file + ")");
+    } else if (!o.key_file.empty()) {
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument),
+                              "TLS client key " + o.key_file + " given without a certificate");
+    }
+  }
+  /// The Asio context connections are made from.
+  asio::ssl::context& native() noexcept { return ctx_; }
+
+private:
+  static void readable(const std::string& path, const char* what) {
+    std::ifstream in(path);
+    if (!in) throw std::system_error(std::error_code(errno, std::generic_category()), std::string(what) + " " + path);
+  }
+  asio::ssl::context ctx_;
+};
+
+/// One connection's TLS layer over the connection's own socket (closing the socket aborts it).
+using tls_stream = asio::ssl::stream<asio::generic::stream_protocol::socket&>;
+
+/// Prepares `s` to talk to `host`: SNI for a name, and the certificate checked against the name, or
+/// against an IP address SAN when `host` is numeric (OpenSSL's own checks, so failures carry a reason).
+inline void tls_expect_host(tls_stream& s, const std::string& host) {
+  SSL* ssl = s.native_handle();
+  std::error_code ec;
+  (void)asio::ip::make_address(host, ec);
+  if (!ec) {
+    X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host.c_str());
+  } else {
+    SSL_set_tlsext_host_name(ssl, host.c_str());
+    SSL_set1_host(ssl, host.c_str());
+  }
+}
+
+/// errc::tls_certificate_refused for the alerts a server sends when it rejects our client certificate
+/// (or wanted one): in TLS 1.3 they arrive after our side of the handshake, at the first read; `ec` otherwise.
+inline std::error_code tls_peer_error(const std::error_code& ec) {
+  if (ec.category() != asio::error::get_ssl_category()) return ec;
+  switch (ERR_GET_REASON(static_cast<unsigned long>(ec.value()))) {
+    case SSL_R_TLSV13_ALERT_CERTIFICATE_REQUIRED:
+    case SSL_R_SSLV3_ALERT_BAD_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_UNSUPPORTED_CERTIFICATE:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_REVOKED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_EXPIRED:
+    case SSL_R_SSLV3_ALERT_CERTIFICATE_UNKNOWN:
+    case SSL_R_TLSV1_ALERT_UNKNOWN_CA: return make_error_code(errc::tls_certificate_refused);
+    default: return ec;
+  }
+}
+
+/// The handshake's error, made readable: a failed check of the server's certificate becomes its X509
+/// reason; a refused client certificate becomes errc::tls_certificate_refused.
+inline std::error_code tls_handshake_error(tls_stream& s, const std::error_code& ec) {
+  const long v = SSL_get_verify_result(s.native_handle());
+  if (v != X509_V_OK) return {static_cast<int>(v), x509_verify_category()};
+  return tls_peer_error(ec);
+}
+
+} // namespace detail
+
+/// Loads a TLS client configuration for http_client_options::tls (throws std::system_error naming the file).
+inline tls_context_ptr make_tls_context(const tls_options& options) {
+  return std::make_shared<detail::tls_client_context>(options);
+}
+
+} // namespace amb
+
+#endif // AMB_WITH_TLS
+// ---- end amb/tls_stream.hpp ----
+
 // ---- begin amb/http_client.hpp ----
-// HTTP/1.1 client over TCP or unix domain sockets: whole requests with keep-alive reuse,
-// or a body streamed piece by piece (etcd watch, Docker /events), with timeouts.
+// HTTP/1.1 client over TCP or unix domain sockets (and TLS for https:// in builds with AMB_WITH_TLS):
+// whole requests with keep-alive reuse, or a body streamed piece by piece (etcd watch, Docker /events), with timeouts.
 
 
 // ---- begin amb/detail/async.hpp ----
@@ -1363,6 +1562,10 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 #include <asio.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -1373,6 +1576,7 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -1390,27 +1594,80 @@ struct http_request {
 struct http_client_options {
   std::chrono::milliseconds connect_timeout{3000};   ///< per connect attempt
   std::chrono::milliseconds request_timeout{10000};  ///< whole request(): connect+send+read
+  std::chrono::milliseconds stream_head_timeout{0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
   std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
   std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
+  tls_context_ptr tls;  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
+  /// TCP keepalive on every TCP connection: idle time before the first probe, then probes this far apart,
+  /// and how many go unanswered before the kernel declares the peer gone (0 s idle = off). A long-lived
+  /// stream (etcd's watch, the engine's events) only receives: without probes, a peer that vanished
+  /// behind a partition, its reset lost, would go unnoticed for as long as the stream may be silent.
+  std::chrono::seconds keepalive_idle{10};
+  std::chrono::seconds keepalive_interval{5};  ///< between unanswered probes
+  int keepalive_probes = 3;                    ///< unanswered probes that end the connection
 };
 
 namespace detail {
 
 using http_clock = std::chrono::steady_clock;
 
-/// One connection to the server (TCP or unix: a generic stream socket carries both).
+/// Turns on TCP keepalive with the options' timings; best effort (a socket without it still works,
+/// it only notices a vanished peer later).
+inline void enable_keepalive(int fd, const http_client_options& o) {
+  if (o.keepalive_idle.count() <= 0) return;
+  const int on = 1;
+  const int idle = static_cast<int>(o.keepalive_idle.count());
+  const int interval = static_cast<int>(std::max<std::int64_t>(1, o.keepalive_interval.count()));
+  const int probes = std::max(1, o.keepalive_probes);
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof on);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
+}
+
+/// One connection to the server (TCP or unix: a generic stream socket carries both; TLS on top for https).
 struct http_connection {
   explicit http_connection(const asio::any_io_executor& ex) : socket(ex) {}
   asio::generic::stream_protocol::socket socket;
   std::string pending;  ///< bytes read from the socket but not parsed yet
   std::array<char, 16 * 1024> buffer{};
+#if AMB_WITH_TLS
+  std::unique_ptr<tls_stream> tls;  ///< set once the handshake is done (declared after socket: it refers to it)
+#endif
+
+  /// Reads some bytes into buffer, through TLS when the connection has it.
+  asio::awaitable<std::tuple<std::error_code, std::size_t>> read_some() {
+#if AMB_WITH_TLS
+    if (tls) return tls_read_some();
+#endif
+    return socket.async_read_some(asio::buffer(buffer), use_nothrow_awaitable);
+  }
+  /// Writes all of `bytes`, through TLS when the connection has it.
+  asio::awaitable<std::tuple<std::error_code, std::size_t>> write(const std::string& bytes) {
+#if AMB_WITH_TLS
+    if (tls) return asio::async_write(*tls, asio::buffer(bytes), use_nothrow_awaitable);
+#endif
+    return asio::async_write(socket, asio::buffer(bytes), use_nothrow_awaitable);
+  }
+
+private:
+#if AMB_WITH_TLS
+  asio::awaitable<std::tuple<std::error_code, std::size_t>> tls_read_some() {
+    auto [ec, n] = co_await tls->async_read_some(asio::buffer(buffer), use_nothrow_awaitable);
+    // A server that dies (or closes without close_notify) truncates the TLS stream: treat it as EOF and
+    // let the parser judge, as for plain TCP (a length or chunked body then reports its truncation).
+    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
+    else if (ec) ec = tls_peer_error(ec);
+    co_return std::tuple<std::error_code, std::size_t>{ec, n};
+  }
+#endif
 };
 
 /// What an http_client shares with its running coroutines (they hold it, so destroying the client
 /// while a request is suspended is safe: close() aborts the request, the state dies with the last user).
 struct http_client_state {
   http_client_state(asio::any_io_executor e, endpoint s, http_client_options o)
-      : ex(std::move(e)), server(std::move(s)), options(o) {}
+      : ex(std::move(e)), server(std::move(s)), options(std::move(o)) {}
   asio::any_io_executor ex;
   endpoint server;
   http_client_options options;
@@ -1483,14 +1740,20 @@ inline std::string serialize_request(const http_request& req, const endpoint& se
 } // namespace detail
 
 /// HTTP/1.1 client for one server. One io_context thread: calls may overlap (each takes its own
-/// connection), but the client is not thread-safe. Plain HTTP only. A call holds the client's shared
-/// state once it has started, so the client may be destroyed under a suspended call (which then ends
-/// with operation_aborted); it must exist when the call starts. A timeout of 0 means none.
+/// connection), but the client is not thread-safe. https:// needs a build with AMB_WITH_TLS (without
+/// it, calls fail with errc::tls_unsupported). A call holds the client's shared state once it has
+/// started, so the client may be destroyed under a suspended call (which then ends with
+/// operation_aborted); it must exist when the call starts. A timeout of 0 means none.
 class http_client {
 public:
   /// A client for `server`; connects lazily.
+  /// For an https:// server without options.tls, loads the system's CA paths (may throw std::system_error).
   http_client(asio::any_io_executor ex, endpoint server, http_client_options options = {})
-      : state_(std::make_shared<detail::http_client_state>(std::move(ex), std::move(server), options)) {}
+      : state_(std::make_shared<detail::http_client_state>(std::move(ex), std::move(server), std::move(options))) {
+#if AMB_WITH_TLS
+    if (state_->server.tls && !state_->options.tls) state_->options.tls = make_tls_context({});
+#endif
+  }
   http_client(const http_client&) = delete;
   http_client& operator=(const http_client&) = delete;
   /// Takes over the other client's connections.
@@ -1552,7 +1815,8 @@ public:
   /// calling on_data. Throws as request() does; errc::timeout when idle_timeout passes with no byte received
   /// (idle_timeout 0 = none). If on_data throws, the stream is closed and the exception propagates.
   /// Timeouts: connect_timeout for the connect, request_timeout for sending; the head and body are
-  /// governed by idle_timeout only (a watch may legitimately wait long for its first byte).
+  /// governed by idle_timeout (a watch may legitimately wait long for its first byte), and the head also by
+  /// options().stream_head_timeout when set (Docker sends the head of /events at once, then may stay quiet).
   asio::awaitable<http_response> stream(http_request req, std::function<void(std::string_view)> on_data,
                                         std::chrono::milliseconds idle_timeout) {
     auto st = state_;
@@ -1571,7 +1835,7 @@ public:
 
     http_response_parser parser = make_parser(*st, req);
     parser.pause_after_head(true);
-    auto ec = co_await read(*conn, parser, detail::http_clock::time_point::max(), idle_timeout);
+    auto ec = co_await read(*conn, parser, detail::deadline_after(st->options.stream_head_timeout), idle_timeout);
     if (!ec && st->generation != generation) ec = asio::error::operation_aborted;
     if (ec) throw_step(what, {ec, "read response"});
     if (!parser.done()) {
@@ -1635,6 +1899,7 @@ private:
                                                      detail::http_clock::time_point request_deadline,
                                                      std::uint64_t generation) {
     using asio::generic::stream_protocol;
+    if (st->server.tls && !tls_available) co_return detail::step_error{make_error_code(errc::tls_unsupported), "connect"};
     std::vector<stream_protocol::endpoint> targets;
     if (st->server.is_unix()) {
       targets.emplace_back(asio::local::stream_protocol::endpoint(st->server.unix_path));
@@ -1670,7 +1935,15 @@ private:
       }
       if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "connect"};
       if (!ec) {
-        if (!st->server.is_unix()) c.socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // requests are small
+        if (!st->server.is_unix()) {
+          c.socket.set_option(asio::ip::tcp::no_delay(true), ignored);  // requests are small
+          detail::enable_keepalive(c.socket.native_handle(), st->options);
+        }
+#if AMB_WITH_TLS
+        if (st->server.tls)
+          co_return co_await handshake(st, c, std::min(request_deadline, detail::deadline_after(st->options.connect_timeout)),
+                                       generation);
+#endif
         co_return detail::step_error{};
       }
       last = ec;
@@ -1681,11 +1954,31 @@ private:
     co_return detail::step_error{last, "connect"};
   }
 
+#if AMB_WITH_TLS
+  // TLS on a connected socket (https), within the connect timeout; a certificate that fails the check
+  // gives its reason ("certificate verify failed: IP address mismatch").
+  static asio::awaitable<detail::step_error> handshake(state_ptr st, detail::http_connection& c,
+                                                       detail::http_clock::time_point deadline, std::uint64_t generation) {
+    c.tls = std::make_unique<detail::tls_stream>(c.socket, st->options.tls->native());
+    detail::tls_expect_host(*c.tls, st->server.tcp.host);
+    auto r = co_await detail::before_deadline(c.tls->async_handshake(asio::ssl::stream_base::client,
+                                                                     detail::use_nothrow_awaitable),
+                                              deadline);
+    std::error_code ec = r ? std::get<0>(*r) : make_error_code(errc::timeout);
+    if (st->generation != generation) ec = asio::error::operation_aborted;
+    else if (ec && r) ec = detail::tls_handshake_error(*c.tls, ec);
+    if (!ec) co_return detail::step_error{};
+    c.tls.reset();
+    std::error_code ignored;  // leaves the connection closed on failure
+    c.socket.close(ignored);
+    co_return detail::step_error{ec, "TLS handshake"};
+  }
+#endif
+
   static asio::awaitable<std::tuple<std::error_code, std::size_t>> send(detail::http_connection& c,
                                                                         const std::string& wire,
                                                                         detail::http_clock::time_point deadline) {
-    auto r = co_await detail::before_deadline(asio::async_write(c.socket, asio::buffer(wire), detail::use_nothrow_awaitable),
-                                              deadline);
+    auto r = co_await detail::before_deadline(c.write(wire), deadline);
     if (!r) co_return std::tuple<std::error_code, std::size_t>{make_error_code(errc::timeout), 0};
     co_return std::move(*r);
   }
@@ -1722,8 +2015,7 @@ private:
     }
     while (true) {
       auto read_deadline = std::min(deadline, detail::deadline_after(idle));
-      auto r = co_await detail::before_deadline(
-          c.socket.async_read_some(asio::buffer(c.buffer), detail::use_nothrow_awaitable), read_deadline);
+      auto r = co_await detail::before_deadline(c.read_some(), read_deadline);
       if (!r) co_return make_error_code(errc::timeout);
       auto [ec, n] = *r;
       if (ec == asio::error::eof) {
@@ -1748,15 +2040,32 @@ private:
 
 
 #include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
-#include <variant>
 #include <vector>
 
 namespace amb {
+
+namespace detail {
+
+/// Arms `timer` for `deadline` and calls `on_expiry()` if it fires while `*alive` is still true.
+/// A plain completion handler rather than awaitable operators (||): a connect costs one timer
+/// wait, not a parallel group, and the programs carry less code. `alive` is shared, so a wake-up
+/// that arrives after the awaiting coroutine finished does nothing.
+template <class OnExpiry>
+void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_point deadline,
+                  const std::shared_ptr<bool>& alive, OnExpiry on_expiry) {
+  timer.expires_at(deadline);
+  timer.async_wait([alive, on_expiry](std::error_code ec) mutable {
+    if (!ec && *alive) on_expiry();
+  });
+}
+
+} // namespace detail
 
 /// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
 /// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
@@ -1764,15 +2073,21 @@ namespace amb {
 /// calls this on its failover path. A zero timeout means none.
 inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socket, const host_port& target,
                                                     std::chrono::milliseconds timeout) {
-  using namespace asio::experimental::awaitable_operators;
   using detail::use_nothrow_awaitable;
   using tcp = asio::ip::tcp;
 
   auto executor = co_await asio::this_coro::executor;
-  asio::steady_timer timer(executor);
-  // One deadline for resolve and all attempts together; "none" is a deadline far away.
-  const auto deadline = timeout.count() > 0 ? std::chrono::steady_clock::now() + timeout
-                                            : std::chrono::steady_clock::time_point::max();
+  // One deadline for resolve and all attempts together.
+  const bool bounded = timeout.count() > 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::optional<asio::steady_timer> timer;
+  auto alive = std::make_shared<bool>(true);  // false once this coroutine no longer waits
+  bool timed_out = false;
+  struct finish_guard {
+    std::shared_ptr<bool>& alive;
+    ~finish_guard() { *alive = false; }
+  } guard{alive};
+  if (bounded) timer.emplace(executor);
 
   std::vector<tcp::endpoint> addresses;
   std::error_code ec;
@@ -1781,12 +2096,11 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
     addresses.emplace_back(numeric, target.port);
   } else {
     tcp::resolver resolver(executor);
-    timer.expires_at(deadline);
-    auto done = co_await (resolver.async_resolve(target.host, std::to_string(target.port),
-                                                 tcp::resolver::numeric_service, use_nothrow_awaitable) ||
-                          timer.async_wait(use_nothrow_awaitable));
-    if (done.index() == 1) co_return make_error_code(errc::timeout);
-    auto& [resolve_ec, results] = std::get<0>(done);
+    if (bounded) detail::arm_deadline(*timer, deadline, alive, [&] { timed_out = true; resolver.cancel(); });
+    auto [resolve_ec, results] = co_await resolver.async_resolve(target.host, std::to_string(target.port),
+                                                                 tcp::resolver::numeric_service, use_nothrow_awaitable);
+    if (timer) timer->cancel();
+    if (timed_out) co_return make_error_code(errc::timeout);
     if (resolve_ec) co_return resolve_ec;
     for (const auto& entry : results) addresses.push_back(entry.endpoint());
     if (addresses.empty()) co_return make_error_code(asio::error::host_not_found);
@@ -1796,14 +2110,21 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
   for (const auto& address : addresses) {
     std::error_code ignored;  // the socket may be closed already
     socket.close(ignored);
-    timer.expires_at(deadline);
-    auto done = co_await (socket.async_connect(address, use_nothrow_awaitable) ||
-                          timer.async_wait(use_nothrow_awaitable));
-    if (done.index() == 1) {
+    if (bounded) {
+      if (std::chrono::steady_clock::now() >= deadline) co_return make_error_code(errc::timeout);
+      detail::arm_deadline(*timer, deadline, alive, [&] {
+        timed_out = true;
+        std::error_code ignore_close;  // closing aborts the connect; nothing else to do
+        socket.close(ignore_close);
+      });
+    }
+    auto [connect_ec] = co_await socket.async_connect(address, use_nothrow_awaitable);
+    if (timer) timer->cancel();
+    if (timed_out) {
       socket.close(ignored);
       co_return make_error_code(errc::timeout);
     }
-    last = std::get<0>(std::get<0>(done));
+    last = connect_ec;
     if (!last) {
       socket.set_option(tcp::no_delay(true), ignored);  // latency over batching; failure is harmless
       co_return std::error_code{};
@@ -1836,8 +2157,11 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 namespace amb {
 
 /// Opens an acceptor on `where` (numeric address, or a name resolved once), with SO_REUSEADDR and
-/// a large backlog. On failure `ec` says why and the returned acceptor is closed.
-inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where, std::error_code& ec) {
+/// a large backlog. With `reuse_port`, also SO_REUSEPORT, so several acceptors (one per thread) can
+/// share the port and the kernel spreads connections over them. On failure `ec` says why and the
+/// returned acceptor is closed.
+inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const host_port& where, std::error_code& ec,
+                                          bool reuse_port = false) {
   using tcp = asio::ip::tcp;
   tcp::acceptor acceptor(executor);
   ec.clear();
@@ -1859,7 +2183,9 @@ inline asio::ip::tcp::acceptor listen_tcp(asio::any_io_executor executor, const 
   std::error_code ignored;  // the acceptor is being abandoned anyway
   if (acceptor.open(endpoint.protocol(), ec)) return acceptor;
   // A restarted proxy must not wait for old connections in TIME_WAIT to clear.
-  if (acceptor.set_option(tcp::acceptor::reuse_address(true), ec) || acceptor.bind(endpoint, ec) ||
+  using reuse_port_option = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+  if (acceptor.set_option(tcp::acceptor::reuse_address(true), ec) ||
+      (reuse_port && acceptor.set_option(reuse_port_option(true), ec)) || acceptor.bind(endpoint, ec) ||
       // Bursts of connects (connection churn) must not overflow the queue; the kernel caps it at somaxconn.
       acceptor.listen(4096, ec)) {
     acceptor.close(ignored);
@@ -1922,11 +2248,27 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   }
 }
 
-/// Raises the soft RLIMIT_NOFILE to the hard limit (a proxy needs two fds per connection).
-/// Returns the soft limit in force afterwards.
+/// How many fds raise_fd_limit asks for at most: 1M is Linux's default fs.nr_open (the cap on
+/// any RLIMIT_NOFILE), and ample for a proxy's two fds per connection.
+inline constexpr std::uint64_t wanted_fd_limit = 1u << 20;
+
+/// Raises RLIMIT_NOFILE (a proxy needs two fds per connection): first the hard limit up to
+/// wanted_fd_limit when the process may (root, CAP_SYS_RESOURCE; fs.nr_open caps it), then the soft
+/// limit to the hard one. Returns the soft limit in force afterwards.
 inline std::uint64_t raise_fd_limit() noexcept {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted_fd_limit) {
+    // Try the largest hard limit the kernel takes, halving down to the current one.
+    for (rlim_t hard = wanted_fd_limit; hard > limit.rlim_max; hard /= 2) {
+      rlimit wanted{hard, hard};
+      if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0) {
+        limit = wanted;
+        break;
+      }
+      if (errno == EPERM) break;  // not allowed to raise the hard limit at all
+    }
+  }
   if (limit.rlim_cur < limit.rlim_max) {
     rlimit wanted = limit;
     wanted.rlim_cur = limit.rlim_max;
@@ -1962,10 +2304,21 @@ inline std::uint64_t raise_fd_limit() noexcept {
 // the rest, and it gives it back as soon as the source runs dry. So an idle connection owns no
 // data buffer at all, and no read allocates.
 //
+// Syscalls per relayed message: one read and one write, as haproxy makes. A read that returns less
+// than the buffer emptied the socket, so the direction goes straight back to waiting instead of
+// reading again to see EAGAIN. The wait itself is a readiness operation queued on Asio's reactor
+// (epoll, edge-triggered, descriptor registered once): Asio's own async_wait re-arms the descriptor
+// with epoll_ctl(EPOLL_CTL_MOD) on every call, and async_read_some tries a speculative read that
+// mostly fails with EAGAIN; ours does neither (see detail::readable_op). Elsewhere (no epoll) it
+// falls back to async_wait.
+//
 // EOF from one side is passed on as shutdown(send) on the other, and the other direction keeps
 // flowing (a client may send its request, half-close, and still read the whole reply). An error
 // on either side closes both. The relay ends when both directions have ended.
-
+//
+// No coroutine stays alive for a relayed connection: the state below is one heap object driven by
+// completion handlers, so an idle connection costs that object, its two sockets and the reactor's
+// per-descriptor records.
 
 #include <asio.hpp>
 
@@ -1974,9 +2327,18 @@ inline std::uint64_t raise_fd_limit() noexcept {
 #include <cstring>
 #include <exception>
 #include <memory>
+#include <optional>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(ASIO_HAS_EPOLL) && !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(ASIO_HAS_IOCP)
+#define AMB_RELAY_REACTOR_WAIT 1
+#include <sys/epoll.h>
+#else
+#define AMB_RELAY_REACTOR_WAIT 0
+#endif
 
 namespace amb {
 
@@ -1984,6 +2346,7 @@ namespace amb {
 struct relay_counters {
   std::uint64_t bytes_up = 0;    ///< bytes written to the server
   std::uint64_t bytes_down = 0;  ///< bytes written to the client
+  std::uint64_t empty_reads = 0; ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
 };
 
 /// How a relay behaves.
@@ -2047,51 +2410,192 @@ private:
   std::unique_ptr<char[]> data_;
 };
 
-/// One connection: both sockets, both directions, and the timer the relay coroutine waits on.
-/// The directions are plain completion handlers rather than coroutines: an idle connection then
-/// costs one pending wait per socket and this object, not two coroutine stacks.
+#if AMB_RELAY_REACTOR_WAIT
+/// Reaches the reactor's per-descriptor record of a socket (a protected member of basic_socket,
+/// read through a member pointer taken in a derived class, which the language allows).
+struct socket_reactor_access : asio::ip::tcp::socket {
+  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) {
+    return (s.*(&socket_reactor_access::impl_)).get_implementation().reactor_data_;
+  }
+};
+
+/// Reads and writes two private fields of Asio's epoll reactor (explicit instantiations may name
+/// members they cannot access): the events a descriptor is registered for, and the events the
+/// last epoll_wait reported for it.
+namespace reactor_fields {
+using state = asio::detail::epoll_reactor::descriptor_state;
+struct registered_tag {
+  using type = std::uint32_t state::*;
+  friend type member(registered_tag);
+};
+struct reported_tag {
+  using type = unsigned int asio::detail::scheduler_operation::*;
+  friend type member(reported_tag);
+};
+template <class Tag, typename Tag::type M>
+struct expose {
+  friend typename Tag::type member(Tag) { return M; }
+};
+template struct expose<registered_tag, &state::registered_events_>;
+template struct expose<reported_tag, &asio::detail::scheduler_operation::task_result_>;
+
+/// The registration, to add EPOLLRDHUP (Asio keeps it in later epoll_ctl calls).
+inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{}); }
+/// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
+/// scheduler_operation; a C-style cast is the conversion the language allows for that).
+inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
+} // namespace reactor_fields
+
+/// "Wake me when the socket becomes readable", queued on the epoll reactor without a syscall.
+///
+/// Asio registers each socket once, edge-triggered, for reading. Every new arrival of data (or a
+/// FIN, or an error) produces an event. When an event finds no operation queued, the reactor
+/// remembers it (try_speculative) and performs the next operation queued at once. This op's
+/// perform() does nothing and says "done, socket exhausted", so: queued with no remembered event,
+/// it waits without epoll_ctl or read; with a remembered event it completes at once; on an event it
+/// completes and clears the memory. That is correct only if the caller read the socket empty
+/// before waiting (a short read, or EAGAIN): data that arrives afterwards makes a new edge. A
+/// FIN that arrived together with the last data makes no later edge, so the relay registers
+/// EPOLLRDHUP too and reads on after a short read when the last report carried it.
+/// The op is reused for every wait of its direction, so waiting allocates nothing.
+struct readable_op : asio::detail::reactor_op {
+  using callback = void (*)(readable_op&, std::error_code, bool destroyed);
+  readable_op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
+  void* owner;
+  callback on_done;
+
+  static status perform_fn(reactor_op*) { return done_and_exhausted; }
+  static void complete_fn(void* io, asio::detail::operation* base, const asio::error_code&, std::size_t) {
+    auto* op = static_cast<readable_op*>(base);
+    // io == nullptr: the io_context is being destroyed with this wait still queued.
+    op->on_done(*op, op->ec_, io == nullptr);
+  }
+};
+#endif
+
+/// One connection: both sockets and both directions. Lives on the heap, driven by completion
+/// handlers; keeps itself alive (self_) while one of its embedded waits is queued in the reactor.
 class relay_state : public std::enable_shared_from_this<relay_state> {
 public:
   relay_state(asio::ip::tcp::socket down, asio::ip::tcp::socket up, relay_options opts)
-      : downstream(std::move(down)), upstream(std::move(up)), options(opts), timer(downstream.get_executor()) {}
+      : downstream(std::move(down)), upstream(std::move(up)), options(opts) {}
+  virtual ~relay_state() = default;
+  relay_state(const relay_state&) = delete;
+  relay_state& operator=(const relay_state&) = delete;
 
   asio::ip::tcp::socket downstream;
   asio::ip::tcp::socket upstream;
   relay_options options;
   relay_counters totals;
-  asio::steady_timer timer;  ///< the relay waits on it: idle deadline, and cancelled when both directions end
-  std::chrono::steady_clock::time_point last_activity = std::chrono::steady_clock::now();
-  int running = 2;  ///< directions still going
 
-  /// Starts both directions.
+  /// Sets the socket options and starts both directions (and the idle timer when there is one).
   void start() {
+    for (auto* s : {&downstream, &upstream}) {
+      std::error_code ignored;  // a socket that cannot take these options fails on first use instead
+      s->set_option(asio::ip::tcp::no_delay(true), ignored);
+      // Reads and writes are tried directly and must never block the io_context thread.
+      s->non_blocking(true, ignored);
+    }
+#if AMB_RELAY_REACTOR_WAIT
+    reactor_ = &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
+#endif
+    if (options.idle_timeout.count() > 0) {
+      last_activity_ = std::chrono::steady_clock::now();
+      timer_.emplace(downstream.get_executor());
+      arm_timer();
+    }
     drain(true);  // a first read at once: the client has often sent its request already
     drain(false);
   }
 
-  /// Closes both sockets (an error or idle timeout); pending operations end with operation_aborted.
+  /// Closes both sockets (an error, the idle timeout, or the owner shutting down); the directions
+  /// then end with operation_aborted.
   void close_both() noexcept {
     std::error_code ignored;  // a socket may already be closed
     downstream.close(ignored);
     upstream.close(ignored);
   }
 
+protected:
+  /// Called once, when both directions have ended.
+  virtual void done() noexcept = 0;
+
 private:
   struct direction {
     relay_buffer held;  ///< only while the destination is slower than the source
+#if AMB_RELAY_REACTOR_WAIT
+    readable_op wait;
+    direction(relay_state* s, readable_op::callback cb) : wait(s, cb) {}
+#endif
   };
+#if AMB_RELAY_REACTOR_WAIT
+  direction up_{this, &relay_state::on_wait_up}, down_{this, &relay_state::on_wait_down};
+  asio::detail::reactor* reactor_ = nullptr;
+  bool armed_up_ = false, armed_down_ = false;  ///< EPOLLRDHUP added to the source's registration
+  int queued_ = 0;                     ///< embedded waits queued in the reactor or scheduler
+  std::shared_ptr<relay_state> self_;  ///< set while queued_ > 0
+#else
   direction up_, down_;  // up_: client -> server
+#endif
+  std::optional<asio::steady_timer> timer_;  ///< only with an idle timeout
+  std::chrono::steady_clock::time_point last_activity_{};
+  int running_ = 2;  ///< directions still going
 
   asio::ip::tcp::socket& from(bool up) { return up ? downstream : upstream; }
   asio::ip::tcp::socket& to(bool up) { return up ? upstream : downstream; }
 
-  /// Waits for readability first, so a quiet connection holds no buffer.
-  void wait(bool up) {
-    from(up).async_wait(asio::socket_base::wait_read,
-                        [self = shared_from_this(), up](std::error_code ec) { self->readable(up, ec); });
+  void arm_timer() {
+    timer_->expires_at(last_activity_ + options.idle_timeout);
+    timer_->async_wait([self = shared_from_this()](std::error_code ec) { self->on_timer(ec); });
   }
 
-  void readable(bool up, std::error_code ec) {
+  void on_timer(std::error_code ec) {
+    if (ec || running_ == 0) return;  // cancelled: the relay has ended
+    if (std::chrono::steady_clock::now() >= last_activity_ + options.idle_timeout) return close_both();
+    arm_timer();
+  }
+
+  /// Waits until the source is readable again. Precondition: the last read emptied it.
+  void wait(bool up) {
+#if AMB_RELAY_REACTOR_WAIT
+    readable_op& op = (up ? up_ : down_).wait;
+    op.ec_ = asio::error_code();
+    op.bytes_transferred_ = 0;
+    if (queued_++ == 0) self_ = shared_from_this();
+    auto& socket = from(up);
+    auto& data = socket_reactor_access::of(socket);
+    bool& armed = up ? armed_up_ : armed_down_;
+    bool speculative = true;
+    if (!armed && data) {
+      // First wait on this socket: add EPOLLRDHUP to its registration; Asio's non-speculative
+      // start applies it with one epoll_ctl (later waits make none).
+      reactor_fields::registered(data) |= EPOLLRDHUP;
+      armed = true;
+      speculative = false;
+    }
+    reactor_->start_op(asio::detail::reactor::read_op, socket.native_handle(), data, &op, true, speculative);
+#else
+    from(up).async_wait(asio::socket_base::wait_read,
+                        [self = shared_from_this(), up](std::error_code ec) { self->readable(up, ec); });
+#endif
+  }
+
+#if AMB_RELAY_REACTOR_WAIT
+  static void on_wait_up(readable_op& op, std::error_code ec, bool destroyed) {
+    static_cast<relay_state*>(op.owner)->waited(true, ec, destroyed);
+  }
+  static void on_wait_down(readable_op& op, std::error_code ec, bool destroyed) {
+    static_cast<relay_state*>(op.owner)->waited(false, ec, destroyed);
+  }
+  void waited(bool up, std::error_code ec, bool destroyed) noexcept {
+    // Keeps this object alive until the end of this call, also when it was the last reference.
+    std::shared_ptr<relay_state> keep;
+    if (--queued_ == 0) keep = std::move(self_);
+    if (!destroyed) readable(up, ec);
+  }
+#endif
+
+  void readable(bool up, std::error_code ec) noexcept {
     if (ec) return finish(up, true);
     drain(up);
   }
@@ -2105,22 +2609,26 @@ private:
     }
   }
 
-  /// Reads until the source runs dry, at most 16 reads in a row so one busy connection cannot
-  /// starve the others on this thread; writes each piece straight on when the destination can take it.
+  /// Reads until a read comes back short (the source is empty), at most 16 full reads in a row so
+  /// one busy connection cannot starve the others on this thread; writes each piece straight on
+  /// when the destination can take it.
   void drain_some(bool up) {
     direction& d = up ? up_ : down_;
     for (int reads = 0; reads < 16; ++reads) {
       char* buffer = d.held ? d.held.data() : relay_scratch();
       std::error_code ec;
       std::size_t n = from(up).read_some(asio::buffer(buffer, relay_buffer_size), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        count_empty_read(up);
+        break;
+      }
       if (ec == asio::error::eof) {
         std::error_code ignored;  // the peer may be gone already; the other direction will notice
         to(up).shutdown(asio::socket_base::shutdown_send, ignored);
         return finish(up, false);
       }
       if (ec) return finish(up, true);
-      if (options.idle_timeout.count() > 0) last_activity = std::chrono::steady_clock::now();
+      if (timer_) last_activity_ = std::chrono::steady_clock::now();
       std::size_t written = to(up).write_some(asio::buffer(buffer, n), ec);
       if (ec == asio::error::would_block || ec == asio::error::try_again) {
         written = 0;
@@ -2145,9 +2653,30 @@ private:
                           });
         return;
       }
+      // A short read emptied the socket: wait rather than read again for EAGAIN, unless the peer
+      // has closed too (its FIN is queued behind the data and will not wake us again).
+      if (n < relay_buffer_size && !peer_closed(up)) break;
+      if (reads == 15) {
+        // Sixteen full buffers and maybe more waiting: let other connections run, then go on. (The
+        // edge-triggered wait would not fire for data that is already there.)
+        d.held.release();
+        asio::post(downstream.get_executor(), [self = shared_from_this(), up] { self->drain(up); });
+        return;
+      }
     }
     d.held.release();
     wait(up);
+  }
+
+  /// True when the last readiness report for the source said the peer closed or failed.
+  bool peer_closed(bool up) noexcept {
+#if AMB_RELAY_REACTOR_WAIT
+    auto* data = socket_reactor_access::of(from(up));
+    return data && (reactor_fields::reported(data) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+#else
+    (void)up;
+    return true;  // without the report, read until EAGAIN
+#endif
   }
 
   void count(bool up, std::size_t n) noexcept {
@@ -2155,48 +2684,71 @@ private:
     if (options.counters) (up ? options.counters->bytes_up : options.counters->bytes_down) += n;
   }
 
+  void count_empty_read(bool) noexcept {
+    ++totals.empty_reads;
+    if (options.counters) ++options.counters->empty_reads;
+  }
+
   void finish(bool up, bool failed) noexcept {
     (up ? up_ : down_).held.release();
     if (failed) close_both();
-    if (--running == 0) timer.cancel();
+    if (--running_ == 0) {
+      if (timer_) timer_->cancel();
+      done();
+    }
   }
+};
+
+/// relay_state with the caller's completion, called with the totals when both directions end.
+template <class OnDone>
+class relay_state_with final : public relay_state {
+public:
+  relay_state_with(asio::ip::tcp::socket down, asio::ip::tcp::socket up, relay_options opts, OnDone f)
+      : relay_state(std::move(down), std::move(up), opts), on_done_(std::move(f)) {}
+
+private:
+  void done() noexcept override {
+    try {
+      std::optional<OnDone> f(std::move(on_done_));
+      on_done_.reset();
+      (*f)(totals);
+    } catch (...) {
+      // The completion is the caller's; it must not throw, and an exception here has nowhere to go.
+    }
+  }
+  std::optional<OnDone> on_done_;
 };
 
 } // namespace detail
 
+/// Starts relaying between `downstream` and `upstream` and returns at once; `on_done(relay_counters)`
+/// runs once, on the sockets' executor, when both directions have ended (it must not throw). No
+/// coroutine stays alive meanwhile. Sets TCP_NODELAY on both sockets. Never throws for network
+/// errors (may throw std::bad_alloc). Both directions run on the sockets' executor as completion
+/// handlers: use a one-thread io_context (or a strand), as the programs do.
+template <class OnDone>
+void start_relay(asio::ip::tcp::socket downstream, asio::ip::tcp::socket upstream, relay_options options,
+                 OnDone&& on_done) {
+  auto state = std::make_shared<detail::relay_state_with<std::decay_t<OnDone>>>(
+      std::move(downstream), std::move(upstream), options, std::forward<OnDone>(on_done));
+  state->start();
+}
+
 /// Relays until both directions end; returns the bytes moved by this connection. Never throws for
-/// network errors. Sets TCP_NODELAY on both sockets. Both directions run on the sockets' executor
-/// as completion handlers; use a one-thread io_context (or a strand), as the programs do.
+/// network errors. Same as start_relay, for a coroutine that has nothing else to do meanwhile
+/// (its frame stays alive for the whole connection; start_relay avoids that).
 inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, asio::ip::tcp::socket upstream,
                                              relay_options options = {}) {
-  using detail::use_nothrow_awaitable;
-  auto state = std::make_shared<detail::relay_state>(std::move(downstream), std::move(upstream), options);
-  for (auto* s : {&state->downstream, &state->upstream}) {
-    std::error_code ignored;  // a socket that cannot take these options fails on first use instead
-    s->set_option(asio::ip::tcp::no_delay(true), ignored);
-    // Reads and writes are tried directly and must never block the io_context thread.
-    s->non_blocking(true, ignored);
-  }
-  state->start();
-  const auto idle = state->options.idle_timeout;
-  while (state->running > 0) {
-    if (idle.count() > 0)
-      state->timer.expires_at(state->last_activity + idle);
-    else
-      state->timer.expires_at(std::chrono::steady_clock::time_point::max());
-    auto [ec] = co_await state->timer.async_wait(use_nothrow_awaitable);
-    if (state->running == 0) break;
-    if (ec) {
-      // Cancelled from outside (our caller is shutting down): close; the directions end on their own.
-      state->close_both();
-      break;
-    }
-    if (idle.count() > 0 && std::chrono::steady_clock::now() >= state->last_activity + idle) {
-      state->close_both();
-      state->last_activity = std::chrono::steady_clock::time_point::max() - idle;  // wait for the directions only
-    }
-  }
-  co_return state->totals;
+  auto executor = downstream.get_executor();
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(relay_counters)>(
+      [&](auto handler) {
+        start_relay(std::move(downstream), std::move(upstream), options,
+                    [executor, h = std::move(handler)](relay_counters totals) mutable {
+                      // Resume the coroutine from the executor, not from inside the relay's handler.
+                      asio::post(executor, [h = std::move(h), totals]() mutable { std::move(h)(totals); });
+                    });
+      },
+      asio::use_awaitable);
 }
 
 } // namespace amb
@@ -2433,8 +2985,185 @@ inline parsed<etcd_endpoints> find_etcd_endpoints(const std::optional<std::strin
 } // namespace amb
 // ---- end amb/etcd_discovery.hpp ----
 
+// ---- begin amb/etcd_security.hpp ----
+// etcd's TLS files and user/password from etcdctl-style flags and environment (ETCDCTL_CACERT, ETCDCTL_USER, ...).
+
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace amb {
+
+/// The programs' etcd security flags as given (nullopt = not given).
+struct etcd_security_flags {
+  std::optional<std::string> cacert;         ///< --etcd-cacert FILE
+  std::optional<std::string> cert;           ///< --etcd-cert FILE
+  std::optional<std::string> key;            ///< --etcd-key FILE
+  std::optional<std::string> user;           ///< --etcd-user USER[:PASSWORD]
+  std::optional<std::string> password_file;  ///< --etcd-password-file FILE
+};
+
+/// What the flags and environment decided.
+struct etcd_security {
+  tls_options tls;          ///< files for https:// endpoints
+  std::string user;         ///< empty = no auth
+  std::string password;     ///< secret: never print it
+  std::string description;  ///< one line for the log, without the password, e.g. "user root (password from ETCDCTL_PASSWORD)"
+};
+
+namespace detail {
+/// The value of `name` in a "KEY=VALUE" list; nullopt when unset or empty (as a shell's `NAME= prog` means).
+inline std::optional<std::string> env_value(const std::vector<std::string>& env, std::string_view name) {
+  for (const auto& kv : env)
+    if (kv.size() > name.size() + 1 && kv.compare(0, name.size(), name) == 0 && kv[name.size()] == '=')
+      return kv.substr(name.size() + 1);
+  return std::nullopt;
+}
+/// Reads a whole (small) file into `out`. POSIX read rather than <fstream>: the static programs stay
+/// smaller without the file streams.
+inline std::error_code read_small_file(const std::string& path, std::string& out) {
+  out.clear();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {errno, std::generic_category()};
+  char buf[4096];
+  std::error_code ec;
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ec = {errno, std::generic_category()};
+      break;
+    }
+    if (out.size() > 64 * 1024) {  // no password is this long: a wrong file was named
+      ec = std::make_error_code(std::errc::file_too_large);
+      break;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return ec;
+}
+} // namespace detail
+
+/// Chooses etcd's TLS files and credentials as etcdctl does: each flag wins over its variable
+/// (--etcd-cacert / ETCDCTL_CACERT, --etcd-cert / ETCDCTL_CERT, --etcd-key / ETCDCTL_KEY,
+/// --etcd-user / ETCDCTL_USER). USER:PASSWORD splits at the first ':'; a bare USER takes its password from
+/// --etcd-password-file (the whole file, one trailing newline dropped), else ETCDCTL_PASSWORD. A mistake
+/// is an error line naming its source; the password never appears in it.
+inline parsed<etcd_security> find_etcd_security(const etcd_security_flags& flags, const std::vector<std::string>& env) {
+  // Written with appends and one loop: this runs once, and the static programs should stay small.
+  parsed<etcd_security> r;
+  etcd_security s;
+  std::string tls_text;
+  struct source {
+    const std::optional<std::string>* flag;
+    const char* flag_name;
+    const char* var;
+    std::string* out;
+    const char* what;
+  };
+  const source files[] = {{&flags.cacert, "--etcd-cacert", "ETCDCTL_CACERT", &s.tls.ca_file, ", TLS CA "},
+                          {&flags.cert, "--etcd-cert", "ETCDCTL_CERT", &s.tls.cert_file, ", client certificate "},
+                          {&flags.key, "--etcd-key", "ETCDCTL_KEY", &s.tls.key_file, ", key "}};
+  for (const auto& f : files) {
+    const char* from = f.flag_name;
+    if (*f.flag) {
+      if ((*f.flag)->empty()) {
+        r.error = f.flag_name;
+        r.error += ": empty file name";
+        return r;
+      }
+      *f.out = **f.flag;
+    } else if (auto v = detail::env_value(env, f.var)) {
+      *f.out = std::move(*v);
+      from = f.var;
+    }
+    if (f.out->empty()) continue;
+    ((((tls_text += f.what) += *f.out) += " (from ") += from) += ')';
+  }
+  if (s.tls.cert_file.empty() != s.tls.key_file.empty()) {
+    r.error = s.tls.key_file.empty() ? "a client certificate needs its key: give --etcd-key FILE (or ETCDCTL_KEY)"
+                                     : "a client key needs its certificate: give --etcd-cert FILE (or ETCDCTL_CERT)";
+    return r;
+  }
+
+  const char* user_from = "--etcd-user";
+  std::optional<std::string> user = flags.user;
+  if (!user) {
+    user = detail::env_value(env, "ETCDCTL_USER");
+    user_from = "ETCDCTL_USER";
+  }
+  if (flags.password_file && !user) {
+    r.error = "--etcd-password-file needs --etcd-user USER (or ETCDCTL_USER)";
+    return r;
+  }
+  if (user) {
+    const char* password_from = "ETCDCTL_PASSWORD";
+    const auto colon = user->find(':');
+    s.user = user->substr(0, colon);
+    if (s.user.empty()) {
+      (r.error = user_from) += ": empty user name (expected USER or USER:PASSWORD)";
+      return r;
+    }
+    if (colon != std::string::npos) {
+      if (flags.password_file) {
+        ((r.error = "--etcd-password-file and a password in ") += user_from) += " USER:PASSWORD: give only one";
+        return r;
+      }
+      s.password = user->substr(colon + 1);
+      password_from = user_from;
+    } else if (flags.password_file) {
+      if (auto ec = detail::read_small_file(*flags.password_file, s.password)) {
+        (((r.error = "--etcd-password-file ") += *flags.password_file) += ": ") += ec.message();
+        return r;
+      }
+      if (!s.password.empty() && s.password.back() == '\n') s.password.pop_back();
+      if (!s.password.empty() && s.password.back() == '\r') s.password.pop_back();
+      password_from = "--etcd-password-file";
+    } else if (auto v = detail::env_value(env, "ETCDCTL_PASSWORD")) {
+      s.password = std::move(*v);
+    }
+    if (s.password.empty()) {
+      ((((r.error = user_from) += ' ') += s.user) +=
+       ": no password (give USER:PASSWORD, --etcd-password-file FILE or ETCDCTL_PASSWORD)");
+      return r;
+    }
+    (((((s.description = "user ") += s.user) += " (from ") += user_from) += ", password from ") += password_from;
+    s.description += ')';
+  }
+  s.description += s.description.empty() && !tls_text.empty() ? tls_text.substr(2) : tls_text;
+  r.value = std::move(s);
+  return r;
+}
+
+/// Overwrites the PASSWORD of "--etcd-user USER:PASSWORD" (or "--etcd-user=USER:PASSWORD") in argv with
+/// 'x's, so that ps and /proc/PID/cmdline stop showing it once the program has read it. Call after parsing.
+inline void hide_etcd_password(int argc, char** argv) noexcept {
+  auto hide = [](char* value) {
+    if (char* colon = std::strchr(value, ':'))
+      for (char* p = colon + 1; *p; ++p) *p = 'x';
+  };
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) return;
+    if (std::strcmp(argv[i], "--etcd-user") == 0 && i + 1 < argc) hide(argv[++i]);
+    else if (std::strncmp(argv[i], "--etcd-user=", 12) == 0) hide(argv[i] + 12);
+  }
+}
+
+} // namespace amb
+// ---- end amb/etcd_security.hpp ----
+
 // ---- begin amb/etcd_client.hpp ----
-// etcd v3 client over the JSON gateway: KV, leases, auth, several endpoints with failover.
+// etcd v3 client over the JSON gateway: KV, leases, auth, TLS, several endpoints with failover.
 
 
 // ---- begin amb/detail/etcd_json.hpp ----
@@ -2990,7 +3719,8 @@ namespace amb {
 struct etcd_client_options {
   std::vector<endpoint> endpoints;                    ///< tried in order from the last one that worked; a failing one is skipped
   std::string user;                                   ///< auth user; empty = no auth
-  std::string password;                               ///< auth password
+  std::string password;                               ///< auth password (never logged)
+  tls_options tls;                                    ///< CA, client certificate and key for https:// endpoints
   std::chrono::milliseconds connect_timeout{2000};    ///< per connect attempt
   std::chrono::milliseconds request_timeout{5000};    ///< per request (etcd can otherwise hang for minutes)
   int retry_rounds = 2;                               ///< passes over all endpoints per call before giving up
@@ -3006,6 +3736,17 @@ inline std::string etcd_error_context(const std::system_error& e) {
   if (what.size() >= suffix.size() && what.compare(what.size() - suffix.size(), suffix.size(), suffix) == 0)
     what.resize(what.size() - suffix.size());
   return what;
+}
+/// A short one-line text/plain body quoted for an error message (" (\"...\")"), "" otherwise: etcd's own
+/// non-JSON refusals read like that, e.g. its gateway's "CommonName of client sending a request against
+/// gateway will be ignored and not used as expected" (a client certificate with a CN while auth is on).
+inline std::string etcd_plain_text(const http_response& resp) {
+  if (resp.header("Content-Type").substr(0, 10) != "text/plain" || resp.body.empty() || resp.body.size() > 300) return {};
+  std::string text = resp.body;
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  for (unsigned char c : text)
+    if (c < 0x20 || c >= 0x7f) return {};
+  return " (\"" + text + "\")";
 }
 /// The printable form of a key in an error message (bytes kept; etcd keys are usually text).
 inline std::string etcd_printable(std::string_view key) {
@@ -3032,11 +3773,18 @@ inline std::string etcd_printable(std::string_view key) {
 /// (gRPC code and message kept), std::system_error otherwise, with what() naming step, key and endpoint.
 class etcd_client {
 public:
-  /// A client for `options.endpoints` (at least one); connects lazily.
+  /// A client for `options.endpoints` (at least one); connects lazily. With an https:// endpoint it loads
+  /// the TLS files now and throws std::system_error naming the one that fails; in a build without TLS it
+  /// throws errc::tls_unsupported ("https://a:2379: this build has no TLS support (configure with -DAMB_TLS=ON)").
   etcd_client(asio::any_io_executor ex, etcd_client_options options)
       : ex_(std::move(ex)), options_(std::move(options)), idle_(options_.endpoints.size()) {
     if (options_.endpoints.empty()) throw std::invalid_argument("etcd_client: no endpoint given");
     if (options_.retry_rounds < 1) options_.retry_rounds = 1;
+    for (const auto& e : options_.endpoints)
+      if (e.tls && !tls_available) throw std::system_error(make_error_code(errc::tls_unsupported), e.to_string());
+#if AMB_WITH_TLS
+    if (any_tls(options_.endpoints)) tls_ = make_tls_context(options_.tls);
+#endif
   }
   etcd_client(const etcd_client&) = delete;
   etcd_client& operator=(const etcd_client&) = delete;
@@ -3161,7 +3909,7 @@ public:
           if (!err) {
             ec = errc::bad_response;
             why = "POST " + path + " to " + at + ": HTTP " + std::to_string(resp.status) + " " + resp.reason +
-                  " with a body that is not an etcd reply";
+                  " with a body that is not an etcd reply" + detail::etcd_plain_text(resp);
           } else if (err->code == static_cast<int>(grpc_code::unauthenticated) && !options_.user.empty() &&
                      !reauthenticated) {
             // Token expired or unknown to this member: one fresh token, same endpoint, same request.
@@ -3233,6 +3981,15 @@ public:
   /// The options the client was made with.
   const etcd_client_options& options() const noexcept { return options_; }
 
+  /// Options for an http_client to one of the endpoints (timeouts, and the TLS context for https://).
+  http_client_options http_options() const {
+    http_client_options o;
+    o.connect_timeout = options_.connect_timeout;
+    o.request_timeout = options_.request_timeout;
+    o.tls = tls_;
+    return o;
+  }
+
   /// The executor every call runs on.
   const asio::any_io_executor& executor() const noexcept { return ex_; }
 
@@ -3274,6 +4031,14 @@ private:
     co_return r;
   }
 
+  // Takes a request's connection off busy_ however the request ends. Not a local class of the
+  // coroutine below: GCC 12 crashes mangling one when the header is precompiled.
+  struct unbusy {
+    etcd_client* self;
+    http_client* c;
+    ~unbusy() { self->busy_.erase(std::find(self->busy_.begin(), self->busy_.end(), c)); }
+  };
+
   // One request on a pooled connection to endpoint i. Each http_client carries at most one request at
   // a time, so concurrent calls (keepalive tick + put) each get their own connection.
   asio::awaitable<http_response> request_at(std::size_t i, const std::string& path, const std::string& body) {
@@ -3283,10 +4048,7 @@ private:
       c = std::move(idle_[i].back());
       idle_[i].pop_back();
     } else {
-      http_client_options o;
-      o.connect_timeout = options_.connect_timeout;
-      o.request_timeout = options_.request_timeout;
-      c = std::make_shared<http_client>(ex_, options_.endpoints[i], o);
+      c = std::make_shared<http_client>(ex_, options_.endpoints[i], http_options());
     }
     http_request req;
     req.method = "POST";
@@ -3294,11 +4056,7 @@ private:
     req.headers = auth_headers();
     req.body = body;
     busy_.push_back(c.get());
-    struct unbusy {
-      etcd_client* self;
-      http_client* c;
-      ~unbusy() { self->busy_.erase(std::find(self->busy_.begin(), self->busy_.end(), c)); }
-    } guard{this, c.get()};
+    unbusy guard{this, c.get()};
     auto resp = co_await c->request(std::move(req));
     // Keep at most a few idle connections per endpoint; a failed one (exception) is simply dropped.
     if (!closed_ && idle_[i].size() < 4) idle_[i].push_back(std::move(c));
@@ -3330,7 +4088,8 @@ private:
       auto err = detail::etcd_parse_error(resp.body);
       if (!err)
         throw std::system_error(errc::bad_response,
-                                step + ": HTTP " + std::to_string(resp.status) + " with a body that is not an etcd reply");
+                                step + ": HTTP " + std::to_string(resp.status) + " with a body that is not an etcd reply" +
+                                    detail::etcd_plain_text(resp));
       throw etcd_error(err->code, err->message, step);
     }
     std::string token;
@@ -3346,6 +4105,7 @@ private:
   std::size_t current_ = 0;
   std::size_t answered_by_ = 0;  // endpoint of the last 2xx reply, for parse errors
   std::string token_;
+  tls_context_ptr tls_;  // shared by every connection to an https:// endpoint
   std::size_t authentications_ = 0;
   bool closed_ = false;
 };
@@ -3383,15 +4143,18 @@ public:
     while (!bytes.empty()) {
       auto nl = bytes.find('\n');
       if (nl == std::string_view::npos) {
+        // Checked before appending, so a line that never ends costs at most the limit, never the next
+        // doubling of the buffer. One extra byte may be the '\r' of a line exactly at the limit.
+        const std::size_t size = buf_.size() + bytes.size();
+        if (size > max_ + 1 || (size == max_ + 1 && bytes.back() != '\r')) return fail();
         buf_.append(bytes);
-        // One extra byte may be the '\r' of a line exactly at the limit.
-        if (buf_.size() > max_ + 1 || (buf_.size() == max_ + 1 && buf_.back() != '\r')) return fail();
         return {};
       }
       std::string_view line;
       if (buf_.empty()) {
         line = bytes.substr(0, nl);  // the common case: no copy
       } else {
+        if (buf_.size() + nl > max_ + 1) return fail();  // too long even without a '\r': do not grow for it
         buf_.append(bytes.substr(0, nl));
         line = buf_;
       }
@@ -3446,6 +4209,7 @@ private:
 
 #include <asio.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -3479,13 +4243,18 @@ struct etcd_watch_options {
   bool prev_kv = false;                               ///< ask for the previous key-value in events
   std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failed connection
   std::chrono::milliseconds retry_backoff_max{5000};  ///< cap of the doubling wait
+  /// After etcd is found to have lost its data (revisions restarted), wait this long before re-reading:
+  /// registrars write their keys again within their TTL (5 s by default), and a re-read before that
+  /// would empty the set. The last delivered state stays meanwhile.
+  std::chrono::milliseconds rewind_grace{5000};
 };
 
 /// Watches every key under a prefix (one HTTP connection per watch; PROTOCOLS.md 1.6). run() delivers
 /// a snapshot (unless started at a given revision), then events. After any disconnect it re-watches
 /// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
 /// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then
-/// watches on from the snapshot's revision + 1. Consumer pattern: on snapshot replace all, on events
+/// watches on from the snapshot's revision + 1. The same happens when etcd answers a watch at a
+/// revision below one it showed before (its data was wiped or restored: revisions restart from 1). Consumer pattern: on snapshot replace all, on events
 /// apply. Transient failures are logged (one line each, with the retry delay) and retried forever.
 class etcd_watcher {
 public:
@@ -3500,6 +4269,7 @@ public:
   /// stops and rethrows. Returns normally after stop().
   asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
     next_ = start_revision;
+    known_ = std::max<std::int64_t>(0, start_revision - 1);
     if (next_ <= 0) co_await snapshot(on_update);
     std::chrono::milliseconds backoff = options_.retry_backoff;
     bool reauthenticated = false;
@@ -3516,6 +4286,27 @@ public:
                   out.compact_revision, "); reading the prefix again");
         co_await snapshot(on_update);
         continue;
+      }
+      if (out.rewound_to > 0) {
+        // The store is behind what was already delivered: etcd lost its data (wiped, restored from an
+        // older backup) and counts revisions from 1 again, so a watch from next_ would skip every
+        // change of the new history. Re-read, unless only this member was lagging (a linearizable read
+        // is not behind): then try another member after the backoff, without re-reading in a loop.
+        // Limit: a new history that has already passed known_ when the watch comes back looks like
+        // the old one (a re-bootstrap with the same flags keeps cluster and member ids); SIGHUP re-reads.
+        const std::int64_t seen = known_;
+        log::warn("watch ", prefix_, " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
+                  ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again in ",
+                  format(options_.rewind_grace), ", when registrars have written their keys again");
+        if (options_.rewind_grace.count() > 0) co_await wait(options_.rewind_grace);
+        if (stopped_) break;
+        co_await snapshot(on_update);
+        if (stopped_) continue;
+        if (known_ < seen) {
+          ++rewinds_;
+          continue;
+        }
+        out.why = "this member is behind the cluster (revision " + std::to_string(out.rewound_to) + ")";
       }
       if (out.auth && !reauthenticated) {  // once per failure streak: a refused fresh token waits like any failure
         reauthenticated = true;
@@ -3548,6 +4339,8 @@ public:
   std::size_t reconnects() const noexcept { return reconnects_; }
   /// How many snapshots were delivered.
   std::size_t snapshots() const noexcept { return snapshots_; }
+  /// How many times etcd was found behind a revision it showed before (data lost) and re-read.
+  std::size_t rewinds() const noexcept { return rewinds_; }
   /// The watched prefix.
   const std::string& prefix() const noexcept { return prefix_; }
 
@@ -3556,6 +4349,7 @@ private:
     bool healthy = false;    // "created" was seen
     bool compacted = false;  // canceled with compact_revision
     std::int64_t compact_revision = 0;
+    std::int64_t rewound_to = 0;  // "created" said the store is at this revision, below known_
     bool auth = false;       // refused for auth: get a new token
     std::string why;         // for the log line
     std::exception_ptr callback_error;
@@ -3595,6 +4389,7 @@ private:
         u.revision = r->revision;
         u.kvs = std::move(r->kvs);
         next_ = r->revision + 1;
+        known_ = r->revision;  // a linearizable read: the history from now on, even if it restarted
         ++snapshots_;
         on_update(u);  // a throw here ends run(), as documented
         co_return;
@@ -3608,10 +4403,7 @@ private:
   // One watch connection, from next_ until it breaks, is canceled or stop() is called.
   asio::awaitable<outcome> watch_once(const std::function<void(const etcd_watch_update&)>& on_update) {
     outcome out;
-    http_client_options o;
-    o.connect_timeout = client_.options().connect_timeout;
-    o.request_timeout = client_.options().request_timeout;
-    stream_ = std::make_shared<http_client>(client_.executor(), client_.endpoints()[endpoint_], o);
+    stream_ = std::make_shared<http_client>(client_.executor(), client_.endpoints()[endpoint_], client_.http_options());
     auto keep = stream_;  // stop() may reset nothing, but keep the client alive for the whole stream
     if (client_.uses_auth()) {
       try {
@@ -3639,12 +4431,19 @@ private:
       using k = detail::etcd_watch_message::kind;
       switch (m.type) {
         case k::created:
+          // header.revision is the store's revision now: below one seen before means a new history.
+          if (m.revision > 0 && m.revision < known_) {
+            out.rewound_to = m.revision;
+            throw end_stream{};
+          }
+          known_ = std::max(known_, m.revision);
           // A stream counts as healthy once it carried more than "created", or lived a while: a server
           // that accepts and then breaks every stream still gets a growing backoff.
           if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
           break;
         case k::events: {
           out.healthy = true;
+          known_ = std::max(known_, m.revision);
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::events;
           for (auto& ev : m.events)  // a replay may overlap what was delivered: never twice
@@ -3660,6 +4459,7 @@ private:
         case k::progress: {
           out.healthy = true;
           if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
+          known_ = std::max(known_, m.revision);
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::progress;
           u.revision = m.revision;
@@ -3732,9 +4532,11 @@ private:
   etcd_watch_options options_;
   std::size_t endpoint_ = 0;
   std::int64_t next_ = 0;
+  std::int64_t known_ = 0;  // highest store revision etcd showed (headers, events, snapshot): never lower in one history
   bool stopped_ = false;
   std::size_t reconnects_ = 0;
   std::size_t snapshots_ = 0;
+  std::size_t rewinds_ = 0;
   std::shared_ptr<http_client> stream_;
   std::unique_ptr<asio::steady_timer> timer_;
 };
@@ -5042,7 +5844,9 @@ public:
     try {
       ++stats_.accepted;
       ++stats_.active;
-      asio::co_spawn(executor_, session(std::move(client)), [this](std::exception_ptr e) {
+      // The session ends once the relay has started (the relay then counts the connection down):
+      // no coroutine frame stays alive for an established connection.
+      asio::co_spawn(executor_, session(std::move(client)), [this](std::exception_ptr e, bool relaying) {
         if (e) {
           try {
             std::rethrow_exception(e);
@@ -5052,7 +5856,7 @@ public:
             log::error("connection: unknown error");
           }
         }
-        if (--stats_.active == 0) idle_.cancel();
+        if (!relaying || e) connection_ended();
       });
     } catch (const std::exception& e) {
       --stats_.active;
@@ -5092,12 +5896,26 @@ private:
     client.shutdown(asio::socket_base::shutdown_both, ignored);
   }
 
-  asio::awaitable<void> session(asio::ip::tcp::socket client) {
+  void connection_ended() noexcept {
+    if (--stats_.active == 0) idle_.cancel();
+  }
+
+  /// Picks, connects (failing over) and starts the relay; true when the relay was started (it then
+  /// calls connection_ended() itself), false when the client was turned away.
+  asio::awaitable<bool> session(asio::ip::tcp::socket client) {
     using namespace asio::experimental::awaitable_operators;
-    std::error_code ignored;  // the client may have gone already; the address is only for logs and hashing
-    auto remote = client.remote_endpoint(ignored);
-    const std::string client_ip = remote.address().to_string();
-    const std::string client_name = host_port{client_ip, remote.port()}.to_string();
+    // The client's address, only when it is used (source-hash, or a line that is logged): a new
+    // connection then costs no getpeername and no strings.
+    auto client_name = [&client] {
+      std::error_code ignored;  // the client may have gone already; the line still helps
+      auto remote = client.remote_endpoint(ignored);
+      return host_port{remote.address().to_string(), remote.port()}.to_string();
+    };
+    std::string client_ip;
+    if (balancer_.config().policy == balance_policy::source_hash) {
+      std::error_code ignored;  // a client that already left hashes as "", and will fail on first use anyway
+      client_ip = client.remote_endpoint(ignored).address().to_string();
+    }
     const auto give_up_at = std::chrono::steady_clock::now() + opts_.wait_for_backend;
 
     std::vector<std::shared_ptr<instance>> tried;
@@ -5108,12 +5926,12 @@ private:
         if (now >= give_up_at) {
           ++stats_.rejected;
           if (tried.empty())
-            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name);
+            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name());
           else
             log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
-                      " tried); closing connection from ", client_name);
+                      " tried); closing connection from ", client_name());
           drain_and_shut(client);
-          co_return;  // closing the socket tells the client at once
+          co_return false;  // closing the socket tells the client at once
         }
         // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
         asio::steady_timer retry(executor_, std::min<std::chrono::steady_clock::duration>(
@@ -5127,8 +5945,9 @@ private:
       if (ec) {
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
-        log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name, ": ",
-                   ec.message(), "; trying the next instance");
+        if (log::enabled(log::level::debug))
+          log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name(), ": ",
+                     ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
           log::warn("instance ", inst->id, " at ", inst->address.to_string(), " ejected for ",
                     std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
@@ -5137,13 +5956,18 @@ private:
       }
       if (balancer_.report_success(*inst))
         log::info("instance ", inst->id, " at ", inst->address.to_string(), " is reachable again");
-      connection_slot slot(inst);
-      log::debug("connection from ", client_name, " -> ", inst->id, " at ", inst->address.to_string());
+      if (log::enabled(log::level::debug))
+        log::debug("connection from ", client_name(), " -> ", inst->id, " at ", inst->address.to_string());
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
-      co_await relay(std::move(client), std::move(upstream), ro);
-      co_return;
+      // The slot counts the connection on its instance (least-conn) for as long as the relay runs.
+      start_relay(std::move(client), std::move(upstream), ro,
+                  [this, slot = connection_slot(inst)](const relay_counters&) mutable {
+                    slot.release();
+                    connection_ended();
+                  });
+      co_return true;
     }
   }
 
@@ -5553,7 +6377,7 @@ public:
 
   /// A client for the engine at `server`; connects lazily.
   docker_client(asio::any_io_executor ex, endpoint server, http_client_options options = {})
-      : ex_(ex), server_(server), http_(ex, server, options), stream_http_(ex, server, options) {}
+      : ex_(ex), server_(server), http_(ex, server, options), stream_http_(ex, server, with_head_timeout(options)) {}
 
   /// The engine's address.
   const endpoint& server() const { return server_; }
@@ -5666,6 +6490,13 @@ public:
   }
 
 private:
+  // The engine sends the head of /events at once (PROTOCOLS.md 2.5), then may stay quiet for hours: a head
+  // that does not come within request_timeout is a stalled engine, a quiet body is not.
+  static http_client_options with_head_timeout(http_client_options o) {
+    if (o.stream_head_timeout.count() == 0) o.stream_head_timeout = o.request_timeout;
+    return o;
+  }
+
   static void log_bad_event(const std::string& error) { log::warn("skipping an event line: ", error); }
 
   docker_failure bad_response(const std::string& step, const std::string& detail) const {
@@ -5723,7 +6554,9 @@ private:
     std::string lower = message;
     for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     const std::string where = step + " at " + server_.to_string() + ": ";
-    if (res.status == 404 && lower.find("no such container") != std::string::npos)
+    // Podman answers 500 "... does not exist in database: no such container" for a container
+    // removed while it is being inspected; that is a gone container, not a failing engine.
+    if ((res.status == 404 || res.status == 500) && lower.find("no such container") != std::string::npos)
       throw docker_failure(make_error_code(errc::no_such_container), where + "no such container");
     if (message.empty())
       throw docker_failure(make_error_code(errc::bad_response),
@@ -5898,6 +6731,7 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <set>
@@ -5980,12 +6814,20 @@ inline std::int64_t unix_now() {
 /// broken or ended stream, pings until the engine answers, calls on_reconnect (a resync: the gap may
 /// hide events) and streams again from the last event's time, so nothing is missed (duplicates are
 /// harmless to an idempotent follower). Logs one line when the stream breaks and one when it is back.
+/// A stream that breaks again within 10 s of opening while the engine still answers pings (an engine
+/// or socket proxy that breaks only /events) is retried with a doubling wait, up to 8 s, so such a
+/// fault costs a few lines a minute rather than two a second.
 inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t since,
                                            std::function<void(const docker_event&)> on_event,
                                            std::function<void()> on_reconnect,
                                            std::chrono::milliseconds retry) {
+  using clock = std::chrono::steady_clock;
+  constexpr std::chrono::milliseconds max_wait{8000};
+  constexpr std::chrono::seconds short_lived{10};
   bool broken = false;
+  auto wait = retry;
   for (;;) {
+    std::optional<clock::time_point> opened;  // set once the stream is being opened (the engine answered)
     try {
       if (broken) {
         co_await docker.ping();
@@ -5997,14 +6839,18 @@ inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t s
         if (ev.time > since) since = ev.time;
         on_event(ev);
       };
+      opened = clock::now();
       co_await docker.events(since, handler);
       log::warn("events stream at ", docker.server().to_string(), " ended; reconnecting");
       broken = true;
     } catch (const std::exception& e) {
-      if (!broken) log::warn("events stream: ", e.what(), "; reconnecting every ", retry.count(), "ms");
+      if (!broken)
+        log::warn("events stream: ", e.what(), "; reconnecting (every ", retry.count(), "ms, up to ", max_wait.count(),
+                  "ms while it keeps failing)");
       broken = true;
     }
-    co_await sleep_for(retry);
+    if (opened) wait = clock::now() - *opened < short_lived ? std::min(wait * 2, max_wait) : retry;
+    co_await sleep_for(wait);
   }
 }
 
@@ -6440,6 +7286,16 @@ private:
     for (const auto& [k, v] : want) {
       auto it = have.find(k);
       if (it != have.end() && it->second == v) continue;
+      // A container removed and re-created under the same name has a new id and the same keys: they
+      // move to the new one, so the old one's removal (seen later, or at a resync) deletes nothing.
+      for (auto o = by_container_.begin(); o != by_container_.end();) {
+        if (o->first == id) {
+          ++o;
+          continue;
+        }
+        o->second.erase(k);
+        o = o->second.empty() ? by_container_.erase(o) : std::next(o);
+      }
       co_await sink_.set(k, v);
       have[k] = v;
       log::info("registered ", k, " = ", v);
