@@ -1,1 +1,0 @@
-// Compiled only to build the tests' shared precompiled header (see tests/CMakeLists.txt).
