@@ -8,6 +8,7 @@
 
 #include <poll.h>
 
+#include <optional>
 #include <set>
 
 using namespace std::chrono_literals;
