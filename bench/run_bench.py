@@ -255,12 +255,13 @@ def proxies(env):
     if a.bin_simple:
         out.append(Proxy("simple-amb", simple))
 
-    def dyn(t):
+    def dyn(t, threads=1):
         port = free_port()
         service = f"bench-{t}"
         env.etcd_put(f"/services/{service}/i1", f"127.0.0.1:{t}")
+        extra = ["--threads", str(threads)] if threads > 1 else []
         p = PROCS.start([a.bin_dyn, "--log-level", "warn", "--etcd", env.etcd_url, "--listen",
-                         f"127.0.0.1:{port}", service, str(port)], env.log("dynamic-etcd-amb"))
+                         f"127.0.0.1:{port}"] + extra + [service, str(port)], env.log("dynamic-etcd-amb"))
         return p, port
 
     if a.bin_dyn and shutil.which("etcd"):
@@ -291,6 +292,8 @@ def proxies(env):
                              f"127.0.0.1:{port}", f"127.0.0.1:{t}"], env.log("simple-amb-threads"))
             return p, port
         out.append(Proxy(f"simple-amb{a.threads}t", simple_threads))
+    if a.threads > 1 and a.bin_dyn and shutil.which("etcd"):
+        out.append(Proxy(f"dyn-etcd-amb{a.threads}t", lambda t: dyn(t, a.threads)))
 
     def haproxy(threads, splice):
         def start(t):
@@ -774,7 +777,7 @@ def main():
     ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,mem,cp,reg,cpchurn,big")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--compare", help="folder with other builds of the programs: extra columns simple-amb(cmp), dyn-etcd-amb(cmp)")
-    ap.add_argument("--threads", type=int, default=2, help="also run simple-amb --threads N as simple-ambNt (default 2; 1 = not)")
+    ap.add_argument("--threads", type=int, default=2, help="also run simple-amb and dynamic-etcd-amb with --threads N as simple-ambNt and dyn-etcd-ambNt (default 2; 1 = not)")
     ap.add_argument("--reg-trials", type=int, default=None, help="registration trials (default 30, quick 8)")
     ap.add_argument("--big-conns", type=int, default=10000, help="connections for the many-connections row (default 10000)")
     a = ap.parse_args()

@@ -10,9 +10,8 @@
 #include <amb/docker_client.hpp>
 #include <amb/docker_links.hpp>
 #include <amb/etcd_client.hpp>
-#include <amb/etcd_discovery.hpp>
-#include <amb/etcd_security.hpp>
 #include <amb/etcd_lease_keeper.hpp>
+#include <amb/etcd_settings.hpp>
 #include <amb/host_address.hpp>
 #include <amb/log.hpp>
 #include <amb/registrar.hpp>
@@ -37,8 +36,7 @@ struct config {
   amb::seed_config seed;
   amb::auto_config automatic;
   amb::registrar_options options;
-  amb::etcd_endpoints etcd;
-  amb::etcd_security etcd_security;
+  amb::etcd_settings etcd;
   amb::docker_engine engine;
   std::int64_t ttl_seconds = 5;
 };
@@ -49,12 +47,7 @@ config parse_flags(int argc, char** argv) {
                                           "       docker-register --all [OPTIONS]",
                        "Publish the host address of containers' published ports into etcd, under a lease kept\n"
                        "alive, and follow the containers: stopped or removed -> key deleted, started -> written again.");
-  cli.option("--etcd", "URL[,URL...]", "etcd endpoints (default: ETCDCTL_ENDPOINTS, Docker links of alias etcd, http://127.0.0.1:2379)")
-      .option("--etcd-cacert", "FILE", "CA bundle that etcd's TLS certificate must chain to (default: ETCDCTL_CACERT, else the system's)")
-      .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: ETCDCTL_CERT)")
-      .option("--etcd-key", "FILE", "key of --etcd-cert (default: ETCDCTL_KEY)")
-      .option("--etcd-user", "USER[:PASSWORD]", "etcd user (default: ETCDCTL_USER); a bare USER takes --etcd-password-file or ETCDCTL_PASSWORD")
-      .option("--etcd-password-file", "FILE", "the etcd password, read from FILE (keeps it off the command line)")
+  amb::add_etcd_options(cli)
       .option("--docker", "URL", "Engine API: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, unix:///var/run/docker.sock)")
       .option("--prefix", "PATH", "registry prefix (default /services)")
       .option("--ttl", "D", "lease TTL, whole seconds >= 2 (default 5s, as the seed)")
@@ -167,19 +160,7 @@ config parse_flags(int argc, char** argv) {
     c.seed.exit_with_container = cli.has("--exit-with-container");
   }
 
-  auto etcd = amb::find_etcd_endpoints(cli.value("--etcd"), env);
-  if (!etcd) cli.usage_error(etcd.error);
-  c.etcd = *etcd;
-  if (auto e = amb::tls_unsupported_error(c.etcd.endpoints); !e.empty()) {
-    std::fprintf(stderr, "docker-register: %s\n", e.c_str());
-    std::exit(2);
-  }
-  auto security = amb::find_etcd_security({cli.value("--etcd-cacert"), cli.value("--etcd-cert"), cli.value("--etcd-key"),
-                                           cli.value("--etcd-user"), cli.value("--etcd-password-file")},
-                                          env);
-  if (!security) cli.usage_error(security.error);
-  c.etcd_security = *security;
-  amb::hide_etcd_password(argc, argv);
+  c.etcd = amb::read_etcd_settings(cli, env, argc, argv);
   auto engine = amb::find_docker_engine(cli.value("--docker"), env);
   if (!engine) cli.usage_error(engine.error);
   c.engine = *engine;
@@ -189,15 +170,6 @@ config parse_flags(int argc, char** argv) {
   return c;
 }
 
-/// The etcd client, or one line and exit 2 when its TLS files cannot be loaded.
-amb::etcd_client make_etcd_client(asio::any_io_executor ex, const amb::etcd_client_options& o) {
-  try {
-    return amb::etcd_client(std::move(ex), o);  // guaranteed elision: the client is neither copied nor moved
-  } catch (const std::system_error& e) {
-    amb::log::error("etcd: ", e.what());
-    std::exit(2);
-  }
-}
 
 } // namespace
 
@@ -209,22 +181,15 @@ int main(int argc, char** argv) {
   // Threading model: one io_context run by this one thread; the followers, the events stream, the
   // lease keeper and the signal watcher are coroutines on it and share state without locks.
   asio::io_context io(1);
-  amb::etcd_client_options etcd_options;
-  etcd_options.endpoints = c.etcd.endpoints;
-  etcd_options.user = c.etcd_security.user;
-  etcd_options.password = c.etcd_security.password;
-  etcd_options.tls = c.etcd_security.tls;
-  if (etcd_options.tls.any() && !amb::any_tls(etcd_options.endpoints))
-    amb::log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
-  amb::etcd_client etcd = make_etcd_client(io.get_executor(), etcd_options);
+  amb::etcd_client etcd = amb::make_etcd_client_or_exit(io.get_executor(), c.etcd);
   amb::etcd_lease_keeper_options keeper_options;
   keeper_options.ttl = c.ttl_seconds;
   amb::etcd_lease_keeper keeper(etcd, keeper_options);
   amb::docker_client api(io.get_executor(), c.engine.server);
   amb::docker_client events(io.get_executor(), c.engine.server);
 
-  amb::log::info(c.etcd.source, "; ", c.engine.source);
-  if (!c.etcd_security.description.empty()) amb::log::info("etcd security: ", c.etcd_security.description);
+  amb::log::info(c.etcd.where.source, "; ", c.engine.source);
+  if (!c.etcd.security.description.empty()) amb::log::info("etcd security: ", c.etcd.security.description);
   if (c.options.host_ip.address.empty())
     amb::log::warn("host IP for ports published on all interfaces: ", c.options.host_ip.source,
                    "; such ports will not be registered (give --ip ADDR or HOST_IP)");

@@ -5,13 +5,15 @@
 //                          ^
 //   etcd <prefix>/SERVICE/ --> watcher (snapshot, then events) --> balancer's instance set
 //
-// Threading: one io_context run by main's thread; every object below lives on it, so nothing locks.
+// Threading: main's io_context runs the control plane (watch, metrics, signals) and the first data
+// loop. With --threads N, N-1 more data loops run on their own threads, each with its own listener
+// (SO_REUSEPORT), balancer, proxy and copy of the instance set; the watcher posts every update to
+// each of them. No object is touched from two threads, so nothing locks.
 #include <amb/balancer.hpp>
 #include <amb/cli.hpp>
 #include <amb/docker_links.hpp>
 #include <amb/etcd_client.hpp>
-#include <amb/etcd_discovery.hpp>
-#include <amb/etcd_security.hpp>
+#include <amb/etcd_settings.hpp>
 #include <amb/etcd_watch.hpp>
 #include <amb/log.hpp>
 #include <amb/metrics.hpp>
@@ -21,10 +23,17 @@
 
 #include <asio.hpp>
 
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
+#include <mutex>
 #include <optional>
+#include <thread>
+#include <vector>
 
 namespace {
 
@@ -38,19 +47,14 @@ struct settings {
   amb::proxy_options proxy;
   std::chrono::milliseconds drain_timeout = 9s;
   std::optional<amb::host_port> metrics;
-  std::optional<std::string> etcd_flag;
-  amb::etcd_security etcd_security;
+  amb::etcd_settings etcd;
+  unsigned threads = 1;  // data loops
 };
 
 settings parse_command_line(int argc, char** argv) {
   amb::cli::parser p("dynamic-etcd-amb", "[OPTIONS] SERVICE PORT",
                      "Forward connections on PORT to the instances of SERVICE registered in etcd under PREFIX/SERVICE/.");
-  p.option("--etcd", "URL[,URL...]", "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379)")
-      .option("--etcd-cacert", "FILE", "CA bundle that etcd's TLS certificate must chain to (default: $ETCDCTL_CACERT, else the system's)")
-      .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: $ETCDCTL_CERT)")
-      .option("--etcd-key", "FILE", "key of --etcd-cert (default: $ETCDCTL_KEY)")
-      .option("--etcd-user", "USER[:PASSWORD]", "etcd user (default: $ETCDCTL_USER); a bare USER takes --etcd-password-file or $ETCDCTL_PASSWORD")
-      .option("--etcd-password-file", "FILE", "the etcd password, read from FILE (keeps it off the command line)")
+  amb::add_etcd_options(p)
       .option("--listen", "HOST:PORT", "address to listen on (default 0.0.0.0:PORT)")
       .option("--prefix", "PATH", "registry prefix (default /services)")
       .option("--policy", "NAME", "round-robin (default), weighted, least-conn, p2c or source-hash")
@@ -61,12 +65,15 @@ settings parse_command_line(int argc, char** argv) {
       .option("--wait-for-backend", "SECONDS", "hold a client this long when no instance is reachable (default 0 = close)")
       .option("--drain-timeout", "DURATION", "on SIGTERM/SIGINT, wait this long for open connections (default 9s)")
       .option("--metrics", "HOST:PORT", "serve Prometheus /metrics and /healthz here")
+      .option("--threads", "N", "data-path event loops, each a thread with its own listener on the port (default 1)")
       .option("--log-level", "LEVEL", "debug, info (default), warn, error or off")
       .positionals(1, 2, "SERVICE and PORT")
       .example("dynamic-etcd-amb --etcd http://10.0.0.2:2379 redis-A 6379")
       .example("dynamic-etcd-amb --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user amb --etcd-password-file pw redis-A 6379")
       .note("Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\") or HOST:PORT.\n"
             "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.\n"
+            "With --threads N each thread balances on its own: round-robin turns, least-conn counts and\n"
+            "ejections after --max-fails are per thread; every thread gets each etcd change.\n"
             "\n"
             "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
             "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start. TLS and auth\n"
@@ -124,42 +131,104 @@ settings parse_command_line(int argc, char** argv) {
     if (!hp) p.usage_error(hp.error + " for --metrics");
     s.metrics = *hp;
   }
+  if (auto v = p.value("--threads")) {
+    auto n = amb::cli::parse_number<unsigned>(*v, 1, 256);
+    if (!n) p.usage_error(n.error + " for --threads");
+    s.threads = *n;
+  }
   if (auto v = p.value("--log-level")) {
     amb::log::level l;
     if (!amb::log::parse_level(*v, l)) p.usage_error("bad log level \"" + *v + "\" (use debug, info, warn, error or off)");
     amb::log::set_level(l);
   }
-  s.etcd_flag = p.value("--etcd");
-  const auto env = amb::environment_list();
-  auto found = amb::find_etcd_endpoints(s.etcd_flag, env);
-  if (!found) p.usage_error(found.error);
-  if (auto e = amb::tls_unsupported_error(found->endpoints); !e.empty()) {
-    std::fprintf(stderr, "dynamic-etcd-amb: %s\n", e.c_str());
-    std::exit(2);
-  }
-  auto security = amb::find_etcd_security({p.value("--etcd-cacert"), p.value("--etcd-cert"), p.value("--etcd-key"),
-                                           p.value("--etcd-user"), p.value("--etcd-password-file")},
-                                          env);
-  if (!security) p.usage_error(security.error);
-  s.etcd_security = *security;
-  amb::hide_etcd_password(argc, argv);
+  s.etcd = amb::read_etcd_settings(p, amb::environment_list(), argc, argv);
   return s;
 }
 
-/// The etcd client, or one line and exit 2 when its TLS files cannot be loaded.
-amb::etcd_client make_etcd_client(asio::any_io_executor ex, const amb::etcd_client_options& o) {
-  try {
-    return amb::etcd_client(std::move(ex), o);  // guaranteed elision: the client is neither copied nor moved
-  } catch (const std::system_error& e) {
-    amb::log::error("etcd: ", e.what());
-    std::exit(2);
+
+/// One data-path event loop: its own listener, balancer, proxy and copy of the instance set, all on
+/// one io_context (main's for the first loop, its own thread's for the others).
+struct data_loop {
+  asio::io_context& io;
+  amb::balancer balancer;
+  amb::proxy proxy;
+  amb::service_instances instances;
+  asio::ip::tcp::acceptor acceptor;
+  std::atomic<bool> stopped{false};  ///< set on the loop's thread just before its run() ends (shutdown)
+
+  /// `first`: the loop whose instance set logs the changes (the others apply the same ones quietly).
+  data_loop(asio::io_context& ctx, const settings& s, std::uint64_t seed, bool first)
+      : io(ctx), balancer(with_seed(s.balance, seed)), proxy(ctx.get_executor(), balancer, s.proxy),
+        instances(balancer, [this] { proxy.instances_changed(); },
+                  first ? amb::service_instances::logging::on : amb::service_instances::logging::off),
+        acceptor(ctx) {}
+
+  static amb::balancer::options with_seed(amb::balancer::options o, std::uint64_t seed) {
+    o.seed = seed;  // p2c's random picks differ between loops
+    return o;
   }
+};
+
+/// What the metrics endpoint and the drain log line show of one loop (copied on that loop's thread).
+struct loop_totals {
+  amb::proxy_stats stats;
+  std::size_t instances = 0;
+  std::size_t ejected = 0;
+};
+
+/// Runs f() on the loop's thread and waits for it: the only way the control thread reads a loop's
+/// state. Data loops never wait for the control thread, so this cannot deadlock; a loop that has
+/// already stopped (drained at shutdown) never runs f, and then this returns false.
+template <class F>
+bool run_on_loop(data_loop& l, asio::io_context& control, F f) {
+  if (&l.io == &control) {
+    f();
+    return true;
+  }
+  std::mutex m;
+  std::condition_variable cv;
+  bool done = false;
+  asio::post(l.io, [&] {
+    f();
+    std::lock_guard<std::mutex> lock(m);
+    done = true;
+    cv.notify_one();
+  });
+  std::unique_lock<std::mutex> lock(m);
+  // A stopped io_context runs no more handlers, so once `stopped` is seen f will never run.
+  while (!cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return done; }))
+    if (l.stopped) return false;
+  return true;
+}
+
+/// Every loop's totals, summed: connections and bytes add up; instances are the same set in every
+/// loop, and an instance counts as ejected when some loop has ejected it (the most such loops show).
+loop_totals sum_totals(std::vector<std::unique_ptr<data_loop>>& loops, asio::io_context& control) {
+  loop_totals sum;
+  for (auto& l : loops) {
+    loop_totals one;
+    const bool read = run_on_loop(*l, control, [&] {
+      one.stats = l->proxy.stats();
+      one.instances = l->balancer.size();
+      for (const auto& i : l->balancer.instances()) one.ejected += i->is_ejected(amb::instance::clock::now());
+    });
+    if (!read) continue;  // a loop that has drained and stopped: nothing open, its totals gone with it
+    sum.stats.accepted += one.stats.accepted;
+    sum.stats.active += one.stats.active;
+    sum.stats.rejected += one.stats.rejected;
+    sum.stats.bytes.bytes_up += one.stats.bytes.bytes_up;
+    sum.stats.bytes.bytes_down += one.stats.bytes.bytes_down;
+    for (const auto& [id, n] : one.stats.connect_failures) sum.stats.connect_failures[id] += n;
+    sum.instances = one.instances;
+    sum.ejected = std::max(sum.ejected, one.ejected);
+  }
+  return sum;
 }
 
 /// Copies the live totals into the metrics registry at each scrape.
-void export_metrics(amb::metrics_registry& m, const amb::proxy& px, const amb::balancer& b,
-                    const amb::etcd_watcher& w, const amb::service_instances& inst) {
-  const auto& st = px.stats();
+void export_metrics(amb::metrics_registry& m, const loop_totals& t, const amb::etcd_watcher& w,
+                    const amb::service_instances& inst) {
+  const auto& st = t.stats;
   m.set("amb_connections_accepted_total", static_cast<double>(st.accepted));
   m.set("amb_connections_active", static_cast<double>(st.active));
   m.set("amb_connections_rejected_total", static_cast<double>(st.rejected));
@@ -167,10 +236,8 @@ void export_metrics(amb::metrics_registry& m, const amb::proxy& px, const amb::b
   m.set("amb_bytes_total", static_cast<double>(st.bytes.bytes_down), amb::metrics_registry::label("direction", "down"));
   for (const auto& [id, n] : st.connect_failures)
     m.set("amb_connect_failures_total", static_cast<double>(n), amb::metrics_registry::label("instance", id));
-  std::size_t ejected = 0;
-  for (const auto& i : b.instances()) ejected += i->is_ejected(amb::instance::clock::now());
-  m.set("amb_instances", static_cast<double>(b.size()));
-  m.set("amb_instances_ejected", static_cast<double>(ejected));
+  m.set("amb_instances", static_cast<double>(t.instances));
+  m.set("amb_instances_ejected", static_cast<double>(t.ejected));
   m.set("amb_watch_reconnects_total", static_cast<double>(w.reconnects()));
   m.set("amb_etcd_revision", static_cast<double>(inst.revision()));
 }
@@ -195,29 +262,36 @@ int main(int argc, char** argv) {
   const settings s = parse_command_line(argc, argv);
   amb::raise_fd_limit();
 
-  asio::io_context io(1);
+  asio::io_context io(1);  // control plane and the first data loop
   auto ex = io.get_executor();
-  auto etcd = *amb::find_etcd_endpoints(s.etcd_flag, amb::environment_list());
 
-  amb::balancer balancer(s.balance);
-  amb::proxy proxy(ex, balancer, s.proxy);
-  amb::service_instances instances(balancer, [&] { proxy.instances_changed(); });
-  amb::etcd_client_options eo;
-  eo.endpoints = etcd.endpoints;
-  eo.user = s.etcd_security.user;
-  eo.password = s.etcd_security.password;
-  eo.tls = s.etcd_security.tls;
-  if (eo.tls.any() && !amb::any_tls(eo.endpoints))
-    amb::log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
-  amb::etcd_client client = make_etcd_client(ex, eo);
+  // Data loops: the first on `io`, the others on their own io_contexts (and threads, started below).
+  std::vector<std::unique_ptr<asio::io_context>> other_contexts;
+  std::vector<std::unique_ptr<data_loop>> loops;
+  for (unsigned i = 0; i < s.threads; ++i) {
+    asio::io_context* ctx = &io;
+    if (i > 0) ctx = other_contexts.emplace_back(std::make_unique<asio::io_context>(1)).get();
+    loops.push_back(std::make_unique<data_loop>(*ctx, s, s.balance.seed + i, i == 0));
+    auto where = s.listen;
+    if (i > 0) where.port = loops[0]->acceptor.local_endpoint().port();  // the same port, also for port 0
+    std::error_code ec;
+    loops.back()->acceptor = amb::listen_tcp(ctx->get_executor(), where, ec, s.threads > 1);
+    if (ec) {
+      amb::log::error("listen on ", where.to_string(), ": ", ec.message());
+      return 1;
+    }
+  }
+  amb::service_instances& instances = loops[0]->instances;  // the control thread's view (loop 0 shares its thread)
+  // Every update reaches every loop: loop 0 at once, the others as a copy posted to their thread.
+  auto apply_everywhere = [&](const amb::etcd_watch_update& u) {
+    for (std::size_t i = 1; i < loops.size(); ++i)
+      asio::post(loops[i]->io, [&l = *loops[i], u] { l.instances.apply(u); });
+    instances.apply(u);
+  };
+
+  amb::etcd_client client = amb::make_etcd_client_or_exit(ex, s.etcd);
   amb::etcd_watcher watcher(client, s.directory);
 
-  std::error_code ec;
-  auto acceptor = amb::listen_tcp(ex, s.listen, ec);
-  if (ec) {
-    amb::log::error("listen on ", s.listen.to_string(), ": ", ec.message());
-    return 1;
-  }
   amb::metrics_registry metrics;
   std::optional<amb::metrics_server> metrics_server;
   if (s.metrics) {
@@ -228,26 +302,27 @@ int main(int argc, char** argv) {
       return 1;
     }
     declare_metrics(metrics);
-    metrics.add_collector([&](amb::metrics_registry& m) { export_metrics(m, proxy, balancer, watcher, instances); });
+    metrics.add_collector([&](amb::metrics_registry& m) { export_metrics(m, sum_totals(loops, io), watcher, instances); });
     asio::co_spawn(ex, metrics_server->run(), [](std::exception_ptr) {});  // run() handles its own errors
   }
-  amb::log::info("listening on ", s.listen.to_string(), ", forwarding to ", s.directory, " (", etcd.source,
-                 ", policy ", amb::to_string(s.balance.policy), ")");
-  if (!s.etcd_security.description.empty()) amb::log::info("etcd security: ", s.etcd_security.description);
+  amb::log::info("listening on ", s.listen.to_string(), ", forwarding to ", s.directory, " (", s.etcd.where.source,
+                 ", policy ", amb::to_string(s.balance.policy), ")",
+                 s.threads > 1 ? " with " + std::to_string(s.threads) + " threads" : std::string());
+  if (!s.etcd.security.description.empty()) amb::log::info("etcd security: ", s.etcd.security.description);
 
   // Control plane: snapshot, then events; the data path below never waits for it.
-  asio::co_spawn(ex, watcher.run([&](const amb::etcd_watch_update& u) { instances.apply(u); }),
-                 [&](std::exception_ptr e) {
-                   if (!e) return;
-                   try {
-                     std::rethrow_exception(e);
-                   } catch (const std::exception& x) {
-                     amb::log::error("watch ", s.directory, " stopped: ", x.what());
-                   }
-                 });
+  asio::co_spawn(ex, watcher.run(apply_everywhere), [&](std::exception_ptr e) {
+    if (!e) return;
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      amb::log::error("watch ", s.directory, " stopped: ", x.what());
+    }
+  });
   // Data path.
-  asio::co_spawn(ex, amb::accept_loop(acceptor, [&](asio::ip::tcp::socket c) { proxy.handle(std::move(c)); }),
-                 [](std::exception_ptr) {});
+  for (auto& l : loops)
+    asio::co_spawn(l->io, amb::accept_loop(l->acceptor, [&p = l->proxy](asio::ip::tcp::socket c) { p.handle(std::move(c)); }),
+                   [](std::exception_ptr) {});
 
   // Signals: SIGHUP re-reads; SIGTERM/SIGINT stop accepting, drain, and end io.run().
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
@@ -257,16 +332,27 @@ int main(int argc, char** argv) {
       if (sec) co_return;
       if (sig == SIGHUP) {
         // Apart from this loop, so a SIGTERM during a slow re-read is not kept waiting.
-        asio::co_spawn(ex, amb::reread_service(client, s.directory, instances), [](std::exception_ptr, bool) {});
+        asio::co_spawn(ex, amb::reread_service(client, s.directory, apply_everywhere), [](std::exception_ptr, bool) {});
         continue;
       }
       amb::log::info(sig == SIGTERM ? "SIGTERM" : "SIGINT", ": no new connections; draining ",
-                     proxy.stats().active, " open connections (up to ",
+                     sum_totals(loops, io).stats.active, " open connections (up to ",
                      std::chrono::duration_cast<std::chrono::milliseconds>(s.drain_timeout).count(), "ms)");
-      std::error_code ignored;  // closing a listener cannot meaningfully fail here
-      acceptor.close(ignored);
       watcher.stop();
-      auto left = co_await proxy.drain(s.drain_timeout);
+      // The other loops close their listener, drain on their own thread and end their run().
+      for (std::size_t i = 1; i < loops.size(); ++i)
+        asio::post(loops[i]->io, [&l = *loops[i], t = s.drain_timeout] {
+          std::error_code ignored;  // closing a listener cannot meaningfully fail here
+          l.acceptor.close(ignored);
+          asio::co_spawn(l.io, l.proxy.drain(t), [&l](std::exception_ptr, std::uint64_t left) {
+            if (left > 0) amb::log::warn("closing ", left, " connections still open after the drain timeout");
+            l.stopped = true;
+            l.io.stop();
+          });
+        });
+      std::error_code ignored;
+      loops[0]->acceptor.close(ignored);
+      auto left = co_await loops[0]->proxy.drain(s.drain_timeout);
       if (left > 0) amb::log::warn("closing ", left, " connections still open after the drain timeout");
       if (metrics_server) metrics_server->close();
       io.stop();
@@ -277,8 +363,11 @@ int main(int argc, char** argv) {
     if (e) amb::log::error("signal handling failed");
   });
 
+  std::vector<std::thread> threads;
+  for (auto& ctx : other_contexts) threads.emplace_back([c = ctx.get()] { c->run(); });
   io.run();
-  // Connections cut by the drain timeout may still own coroutine frames inside `io`; leave without
-  // unwinding main's objects under them (std::exit runs no destructors of locals).
+  for (auto& t : threads) t.join();  // each ends when its drain does (within the drain timeout)
+  // Connections cut by the drain timeout may still own coroutine frames inside the io_contexts;
+  // leave without unwinding main's objects under them (std::exit runs no destructors of locals).
   std::exit(0);
 }

@@ -146,8 +146,12 @@ struct proxy {
 /// One client connection: connect to the target, relay, log why it ended when it is worth saying.
 asio::awaitable<void> serve(asio::ip::tcp::socket client, proxy& p) {
   ++p.active;
-  std::error_code ignored;  // a client that already left has no address; the line still helps
-  const auto peer = client.remote_endpoint(ignored);
+  // The client's address only when a line is logged: a new connection then costs no getpeername.
+  auto peer = [&client] {
+    std::error_code ignored;  // a client that already left has no address; the line still helps
+    auto e = client.remote_endpoint(ignored);
+    return e.address().to_string() + ":" + std::to_string(e.port());
+  };
   try {
     asio::ip::tcp::socket server(client.get_executor());
     auto ec = co_await amb::connect_tcp(server, p.c.target, p.c.connect_timeout);
@@ -155,30 +159,30 @@ asio::awaitable<void> serve(asio::ip::tcp::socket client, proxy& p) {
     const auto patience = p.c.connect_timeout.count() > 0 ? p.c.connect_timeout : std::chrono::milliseconds(5s);
     for (auto waited = 0ms; amb::is_resource_error(ec) && waited < patience; waited += 100ms) {
       if (!p.short_of_fds)
-        amb::log::warn("connection from ", peer.address().to_string(), ":", peer.port(), ": connect ",
-                       p.c.target.to_string(), ": ", ec.message(), "; retrying every 100ms until fds free up");
+        amb::log::warn("connection from ", peer(), ": connect ", p.c.target.to_string(), ": ", ec.message(),
+                       "; retrying every 100ms until fds free up");
       p.short_of_fds = true;
       co_await amb::detail::sleep_for(100ms);
       ec = co_await amb::connect_tcp(server, p.c.target, p.c.connect_timeout);
     }
     if (ec) {
       // Closing the client is all we can do: it sees the connection end, and the listener stays up.
-      amb::log::warn("connection from ", peer.address().to_string(), ":", peer.port(), ": connect ",
-                     p.c.target.to_string(), ": ", ec.message());
+      amb::log::warn("connection from ", peer(), ": connect ", p.c.target.to_string(), ": ", ec.message());
     } else {
       p.short_of_fds = false;
       // From here on no coroutine frame stays alive for the connection: the relay runs on handlers
       // and counts the connection down when it ends.
+      std::string name = amb::log::enabled(amb::log::level::debug) ? peer() : std::string();
       amb::start_relay(std::move(client), std::move(server), {p.c.idle_timeout, nullptr},
-                       [&p, peer](const amb::relay_counters& moved) {
-                         amb::log::debug("connection from ", peer.address().to_string(), ":", peer.port(),
-                                         " closed: ", moved.bytes_up, " bytes up, ", moved.bytes_down, " bytes down");
+                       [&p, name = std::move(name)](const amb::relay_counters& moved) {
+                         amb::log::debug("connection from ", name, " closed: ", moved.bytes_up, " bytes up, ",
+                                         moved.bytes_down, " bytes down");
                          --p.active;
                        });
       co_return;
     }
   } catch (const std::exception& e) {
-    amb::log::error("connection from ", peer.address().to_string(), ":", peer.port(), ": ", e.what());
+    amb::log::error("connection from ", peer(), ": ", e.what());
   }
   --p.active;
 }

@@ -26,6 +26,7 @@
 #include "amb/etcd_discovery.hpp"
 #include "amb/etcd_security.hpp"
 #include "amb/etcd_client.hpp"
+#include "amb/etcd_settings.hpp"
 #include "amb/etcd_watch.hpp"
 #include "amb/etcd_lease_keeper.hpp"
 

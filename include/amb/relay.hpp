@@ -335,6 +335,13 @@ private:
         break;
       }
       if (ec == asio::error::eof) {
+        if (running_ == 1) {
+          // The other direction has ended too (cleanly: a failure would have closed both), so both
+          // sockets are read to their end and closing them sends the FIN: a shutdown call would be
+          // one syscall more per connection for nothing.
+          close_both();
+          return finish(up, false);
+        }
         std::error_code ignored;  // the peer may be gone already; the other direction will notice
         to(up).shutdown(asio::socket_base::shutdown_send, ignored);
         return finish(up, false);

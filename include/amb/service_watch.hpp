@@ -35,9 +35,13 @@ inline std::string service_directory(std::string_view prefix, std::string_view s
 /// a key whose value turns bad is removed). Identical re-puts (heartbeats) change and log nothing.
 class service_instances {
 public:
+  /// Whether this copy writes the log lines: one copy per thread applies the same updates, and
+  /// only one of them should say so.
+  enum class logging { on, off };
+
   /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
-  explicit service_instances(balancer& b, std::function<void()> on_change = {})
-      : balancer_(b), on_change_(std::move(on_change)) {}
+  explicit service_instances(balancer& b, std::function<void()> on_change = {}, logging l = logging::on)
+      : balancer_(b), on_change_(std::move(on_change)), logging_(l) {}
 
   /// Applies what an etcd_watcher delivered.
   void apply(const etcd_watch_update& u) {
@@ -110,12 +114,13 @@ private:
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (it == bad_.end() || it->second != value) log::warn("skipping ", key, ": ", error);
+    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", key, ": ", error);
     into[key] = value;
   }
 
   void log_changes(const std::vector<balancer_change>& changes) {
     for (const auto& c : changes) {
+      if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
       switch (c.what) {
         case balancer_change::added: log::info("instance ", c.id, " added: ", c.address.to_string(), weight); break;
@@ -128,23 +133,36 @@ private:
 
   balancer& balancer_;
   std::function<void()> on_change_;
+  logging logging_;
   std::map<std::string, std::string> bad_;  // key -> the bad value already warned about
   std::int64_t revision_ = 0;
   bool snapshot_seen_ = false;
 };
 
-/// Re-reads the service directory and applies it as a snapshot (SIGHUP). Logs and returns false on failure.
+/// Re-reads the service directory and hands it to `apply` as a snapshot update (SIGHUP), as a watcher
+/// would. Logs and returns false on failure.
 inline asio::awaitable<bool> reread_service(etcd_client& client, const std::string& directory,
-                                            service_instances& instances) {
+                                            std::function<void(const etcd_watch_update&)> apply) {
   try {
     auto r = co_await client.get_prefix(directory);
-    instances.apply_snapshot(r.revision, r.kvs);
-    log::info("re-read ", directory, ": ", r.kvs.size(), " keys at revision ", r.revision);
+    etcd_watch_update u;
+    u.type = etcd_watch_update::kind::snapshot;
+    u.revision = r.revision;
+    u.kvs = std::move(r.kvs);
+    apply(u);
+    log::info("re-read ", directory, ": ", u.kvs.size(), " keys at revision ", u.revision);
     co_return true;
   } catch (const std::exception& e) {
     log::warn("re-read ", directory, ": ", e.what(), "; keeping the current instances");
     co_return false;
   }
+}
+
+/// Re-reads the service directory and applies it to `instances` as a snapshot (SIGHUP).
+inline asio::awaitable<bool> reread_service(etcd_client& client, const std::string& directory,
+                                            service_instances& instances) {
+  co_return co_await reread_service(client, directory,
+                                    [&instances](const etcd_watch_update& u) { instances.apply(u); });
 }
 
 } // namespace amb

@@ -2623,6 +2623,13 @@ private:
         break;
       }
       if (ec == asio::error::eof) {
+        if (running_ == 1) {
+          // The other direction has ended too (cleanly: a failure would have closed both), so both
+          // sockets are read to their end and closing them sends the FIN: a shutdown call would be
+          // one syscall more per connection for nothing.
+          close_both();
+          return finish(up, false);
+        }
         std::error_code ignored;  // the peer may be gone already; the other direction will notice
         to(up).shutdown(asio::socket_base::shutdown_send, ignored);
         return finish(up, false);
@@ -4112,6 +4119,84 @@ private:
 
 } // namespace amb
 // ---- end amb/etcd_client.hpp ----
+
+// ---- begin amb/etcd_settings.hpp ----
+// How a program reaches etcd, from its command line and environment: the flags both etcd programs
+// share (--etcd and etcdctl's security flags), read the same way, and the client they make.
+// One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
+
+
+#include <asio/any_io_executor.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace amb {
+
+/// Where etcd is and how to prove who we are to it.
+struct etcd_settings {
+  etcd_endpoints where;    ///< endpoints and where they came from (for the log)
+  etcd_security security;  ///< TLS files, user and password
+};
+
+/// Declares --etcd, --etcd-cacert, --etcd-cert, --etcd-key, --etcd-user and --etcd-password-file
+/// (etcdctl's names, defaults from ETCDCTL_*).
+inline cli::parser& add_etcd_options(cli::parser& p) {
+  return p.option("--etcd", "URL[,URL...]",
+                  "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379)")
+      .option("--etcd-cacert", "FILE", "CA bundle that etcd's TLS certificate must chain to (default: $ETCDCTL_CACERT, else the system's)")
+      .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: $ETCDCTL_CERT)")
+      .option("--etcd-key", "FILE", "key of --etcd-cert (default: $ETCDCTL_KEY)")
+      .option("--etcd-user", "USER[:PASSWORD]",
+              "etcd user (default: $ETCDCTL_USER); a bare USER takes --etcd-password-file or $ETCDCTL_PASSWORD")
+      .option("--etcd-password-file", "FILE", "the etcd password, read from FILE (keeps it off the command line)");
+}
+
+/// Reads the options add_etcd_options declared, falling back on `env` ("KEY=VALUE" strings). A bad
+/// value is a usage error (one line, exit 2); so is an https:// endpoint in a build without TLS.
+/// Then overwrites a password given as USER:PASSWORD in argv, so ps stops showing it.
+inline etcd_settings read_etcd_settings(const cli::parser& p, const std::vector<std::string>& env, int argc,
+                                        char** argv) {
+  etcd_settings s;
+  auto where = find_etcd_endpoints(p.value("--etcd"), env);
+  if (!where) p.usage_error(where.error);
+  s.where = std::move(*where);
+  if (auto e = tls_unsupported_error(s.where.endpoints); !e.empty()) {
+    // Not a usage mistake ("Try --help" would not help): the build lacks the feature.
+    std::fprintf(stderr, "%s: %s\n", p.program().c_str(), e.c_str());
+    std::exit(2);
+  }
+  auto security = find_etcd_security({p.value("--etcd-cacert"), p.value("--etcd-cert"), p.value("--etcd-key"),
+                                      p.value("--etcd-user"), p.value("--etcd-password-file")},
+                                     env);
+  if (!security) p.usage_error(security.error);
+  s.security = std::move(*security);
+  hide_etcd_password(argc, argv);
+  return s;
+}
+
+/// The etcd client for these settings; warns when TLS files were given but no endpoint uses them,
+/// and ends the program with one line and exit 2 when its TLS files cannot be loaded.
+inline etcd_client make_etcd_client_or_exit(asio::any_io_executor ex, const etcd_settings& s) {
+  etcd_client_options o;
+  o.endpoints = s.where.endpoints;
+  o.user = s.security.user;
+  o.password = s.security.password;
+  o.tls = s.security.tls;
+  if (o.tls.any() && !any_tls(o.endpoints)) log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
+  try {
+    return etcd_client(std::move(ex), o);  // guaranteed elision: the client is neither copied nor moved
+  } catch (const std::system_error& e) {
+    log::error("etcd: ", e.what());
+    std::exit(2);
+  }
+}
+
+} // namespace amb
+// ---- end amb/etcd_settings.hpp ----
 
 // ---- begin amb/etcd_watch.hpp ----
 // Watching an etcd prefix: snapshot, then events in order exactly once, across disconnects, failover and compaction.
@@ -5677,9 +5762,13 @@ inline std::string service_directory(std::string_view prefix, std::string_view s
 /// a key whose value turns bad is removed). Identical re-puts (heartbeats) change and log nothing.
 class service_instances {
 public:
+  /// Whether this copy writes the log lines: one copy per thread applies the same updates, and
+  /// only one of them should say so.
+  enum class logging { on, off };
+
   /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
-  explicit service_instances(balancer& b, std::function<void()> on_change = {})
-      : balancer_(b), on_change_(std::move(on_change)) {}
+  explicit service_instances(balancer& b, std::function<void()> on_change = {}, logging l = logging::on)
+      : balancer_(b), on_change_(std::move(on_change)), logging_(l) {}
 
   /// Applies what an etcd_watcher delivered.
   void apply(const etcd_watch_update& u) {
@@ -5752,12 +5841,13 @@ private:
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (it == bad_.end() || it->second != value) log::warn("skipping ", key, ": ", error);
+    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", key, ": ", error);
     into[key] = value;
   }
 
   void log_changes(const std::vector<balancer_change>& changes) {
     for (const auto& c : changes) {
+      if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
       switch (c.what) {
         case balancer_change::added: log::info("instance ", c.id, " added: ", c.address.to_string(), weight); break;
@@ -5770,23 +5860,36 @@ private:
 
   balancer& balancer_;
   std::function<void()> on_change_;
+  logging logging_;
   std::map<std::string, std::string> bad_;  // key -> the bad value already warned about
   std::int64_t revision_ = 0;
   bool snapshot_seen_ = false;
 };
 
-/// Re-reads the service directory and applies it as a snapshot (SIGHUP). Logs and returns false on failure.
+/// Re-reads the service directory and hands it to `apply` as a snapshot update (SIGHUP), as a watcher
+/// would. Logs and returns false on failure.
 inline asio::awaitable<bool> reread_service(etcd_client& client, const std::string& directory,
-                                            service_instances& instances) {
+                                            std::function<void(const etcd_watch_update&)> apply) {
   try {
     auto r = co_await client.get_prefix(directory);
-    instances.apply_snapshot(r.revision, r.kvs);
-    log::info("re-read ", directory, ": ", r.kvs.size(), " keys at revision ", r.revision);
+    etcd_watch_update u;
+    u.type = etcd_watch_update::kind::snapshot;
+    u.revision = r.revision;
+    u.kvs = std::move(r.kvs);
+    apply(u);
+    log::info("re-read ", directory, ": ", u.kvs.size(), " keys at revision ", u.revision);
     co_return true;
   } catch (const std::exception& e) {
     log::warn("re-read ", directory, ": ", e.what(), "; keeping the current instances");
     co_return false;
   }
+}
+
+/// Re-reads the service directory and applies it to `instances` as a snapshot (SIGHUP).
+inline asio::awaitable<bool> reread_service(etcd_client& client, const std::string& directory,
+                                            service_instances& instances) {
+  co_return co_await reread_service(client, directory,
+                                    [&instances](const etcd_watch_update& u) { instances.apply(u); });
 }
 
 } // namespace amb

@@ -8,13 +8,13 @@
 
 #include <doctest/doctest.h>
 
-#include <mutex>
 
 using namespace std::chrono_literals;
 using amb::etcd_event;
 using amb::etcd_watch_update;
 using amb::test::etcd_cluster;
 using amb::test::io_runner;
+using amb::test::watch_event_log;
 
 namespace {
 
@@ -36,39 +36,6 @@ amb::etcd_watch_options fast_watch() {
   return o;
 }
 
-// Keys of the PUT events and "-key" for DELETEs, as the watcher delivered them.
-class event_log {
-public:
-  std::function<void(const etcd_watch_update&)> callback() {
-    return [this](const etcd_watch_update& u) {
-      std::lock_guard<std::mutex> lock(m_);
-      if (u.type == etcd_watch_update::kind::snapshot) ++snapshots_;
-      for (auto& e : u.events) {
-        keys_.push_back((e.type == etcd_event::kind::del ? "-" : "") + e.kv.key);
-        revisions_.push_back(e.kv.mod_revision);
-      }
-    };
-  }
-  std::vector<std::string> keys() {
-    std::lock_guard<std::mutex> lock(m_);
-    return keys_;
-  }
-  std::vector<std::int64_t> revisions() {
-    std::lock_guard<std::mutex> lock(m_);
-    return revisions_;
-  }
-  int snapshots() {
-    std::lock_guard<std::mutex> lock(m_);
-    return snapshots_;
-  }
-
-private:
-  std::mutex m_;
-  std::vector<std::string> keys_;
-  std::vector<std::int64_t> revisions_;
-  int snapshots_ = 0;
-};
-
 } // namespace
 
 TEST_CASE("3-member cluster: kill the member the client talks to; puts, gets, keepalives and the watch go on") {
@@ -79,7 +46,7 @@ TEST_CASE("3-member cluster: kill the member the client talks to; puts, gets, ke
   amb::etcd_lease_keeper_options ko;
   ko.ttl = 5;
   amb::etcd_lease_keeper keeper(client, ko);
-  event_log log;
+  watch_event_log log;
   io_runner runner(io);
   auto watching = runner.spawn(watcher.run(log.callback()));
   auto keeping = runner.spawn(keeper.run());
@@ -154,7 +121,7 @@ TEST_CASE("auth: token in every request, transparent re-authentication when it e
   amb::etcd_lease_keeper_options ko;
   ko.ttl = 2;
   amb::etcd_lease_keeper keeper(client, ko);
-  event_log log;
+  watch_event_log log;
   io_runner runner(io);
   const std::vector<std::string> root{"--user=root:pw"};
   auto ctl = [&](std::vector<std::string> args) {

@@ -8,6 +8,7 @@
 
 #include "support/dynamic_amb.hpp"
 #include "support/hostile_server.hpp"
+#include "support/io_helpers.hpp"
 #include "support/podman_service.hpp"
 
 #include <doctest/doctest.h>
@@ -16,6 +17,8 @@ using namespace std::chrono_literals;
 using amb::errc;
 using amb::http_client;
 using amb::http_request;
+using amb::test::endpoint_of;
+using amb::test::run_on;
 using amb::test::hostile_act;
 using amb::test::hostile_server;
 
@@ -37,33 +40,6 @@ constexpr long memory_bound_kb = memory_offered_kb * sanitizer_slack;
 /// CPU bound while a program retries against a hostile server: a hot loop would use a whole core.
 constexpr double cpu_bound = 0.5;
 
-amb::endpoint ep(const std::string& url) {
-  auto e = amb::parse_endpoint(url);
-  REQUIRE_MESSAGE(e, e.error);
-  return *e;
-}
-
-/// Runs `a` on `io` until it finishes; returns its value or rethrows. Fails the test after `limit`.
-template <class T>
-T run(asio::io_context& io, asio::awaitable<T> a, std::chrono::seconds limit = 30s) {
-  std::optional<T> value;
-  std::exception_ptr error;
-  bool finished = false;
-  asio::co_spawn(io, std::move(a), [&](std::exception_ptr e, T v) {
-    error = e;
-    if (!e) value = std::move(v);
-    finished = true;
-  });
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!finished && std::chrono::steady_clock::now() < end) {
-    if (io.stopped()) io.restart();
-    io.run_one_for(100ms);
-  }
-  REQUIRE_MESSAGE(finished, "the coroutine did not finish within " << limit.count() << " s");
-  if (error) std::rethrow_exception(error);
-  return std::move(*value);
-}
-
 /// What a failed call threw: its code and its what() (kept as text: docker_failure overrides what()).
 struct failure {
   std::error_code ec;
@@ -76,7 +52,7 @@ struct failure {
 template <class T>
 failure run_error(asio::io_context& io, asio::awaitable<T> a) {
   try {
-    run(io, std::move(a));
+    run_on(io, std::move(a));
   } catch (const std::system_error& e) {
     return {e.code(), e.what()};
   }
@@ -125,7 +101,7 @@ TEST_CASE("http_client against hostile servers (TCP and unix): exact errors, the
     asio::io_context io;
     amb::http_client_options o;
     o.request_timeout = 300ms;
-    http_client client(io.get_executor(), ep(server.url()), o);
+    http_client client(io.get_executor(), endpoint_of(server.url()), o);
     for (const auto& c : head_cases) {
       CAPTURE(c.name);
       server.otherwise(c.act);
@@ -156,13 +132,13 @@ TEST_CASE("http_client::stream: a 4 GiB chunk or a never-ending line is streamed
   for (auto act : {hostile_act::huge_chunk, hostile_act::endless_json_line}) {
     hostile_server server(act);
     asio::io_context io;
-    http_client client(io.get_executor(), ep(server.url()));
+    http_client client(io.get_executor(), endpoint_of(server.url()));
     struct enough {};
     std::uint64_t got = 0;
     const long rss_before = amb::test::proc_status_kb(::getpid(), "VmRSS");
     long rss_max = rss_before;
     try {
-      run(io, client.stream(get(), [&](std::string_view piece) {
+      run_on(io, client.stream(get(), [&](std::string_view piece) {
         got += piece.size();
         if ((got & 0xffffff) < piece.size()) rss_max = std::max(rss_max, amb::test::proc_status_kb(::getpid(), "VmRSS"));
         if (got > 256u * 1024 * 1024) throw enough{};
@@ -187,7 +163,7 @@ TEST_CASE("docker_client against a hostile engine: one clear line each, a stalle
   asio::io_context io;
   amb::http_client_options o;
   o.request_timeout = 1s;
-  amb::docker_client docker(io.get_executor(), ep(engine.url()), o);
+  amb::docker_client docker(io.get_executor(), endpoint_of(engine.url()), o);
   auto events = [&]() -> asio::awaitable<int> {
     co_await docker.events(0, [](const amb::docker_event&) {});
     co_return 0;
@@ -267,15 +243,6 @@ void check_bounded(amb::test::child_process& p, std::chrono::milliseconds span =
   CHECK(p.running());
 }
 
-/// The lines of `text` holding `needle`.
-std::vector<std::string> lines_with(const std::string& text, const std::string& needle) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.find(needle) != std::string::npos) out.push_back(line);
-  return out;
-}
-
 int service_counter = 0;
 
 } // namespace
@@ -299,7 +266,7 @@ TEST_CASE("dynamic-etcd-amb against a hostile etcd range reply: one line per fai
     dynamic_amb amb(etcd.url(), service);
     const std::string failed = "dynamic-etcd-amb: warning: watch /services/" + service + "/: reading the prefix failed: ";
     REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(amb.output(), failed) >= 2; }, 20s), amb.output());
-    auto lines = lines_with(amb.output(), failed);
+    auto lines = amb::test::lines_with(amb.output(), failed);
     CHECK_MESSAGE(lines[0].find(etcd.url()) != std::string::npos, lines[0]);
     CHECK_MESSAGE(lines[0].find(make_error_code(c.error).message()) != std::string::npos, lines[0]);
     CHECK_MESSAGE(lines[0].find("; retrying in 250ms") != std::string::npos, lines[0]);
@@ -351,7 +318,7 @@ TEST_CASE("dynamic-etcd-amb against an etcd that accepts and never answers: a ti
   check_bounded(amb.process, 2s);  // while it waits for the reply
   const std::string failed = "dynamic-etcd-amb: warning: watch /services/" + service + "/: reading the prefix failed: ";
   REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(amb.output(), failed) >= 1; }, 30s), amb.output());
-  auto line = lines_with(amb.output(), failed).at(0);
+  auto line = amb::test::lines_with(amb.output(), failed).at(0);
   CHECK_MESSAGE(line.find(etcd.url()) != std::string::npos, line);
   CHECK_MESSAGE(line.find("timed out") != std::string::npos, line);
   // (Headers, then a stall mid-body: the library cases above and docker-register's start case below.)
@@ -401,7 +368,7 @@ TEST_CASE("docker-register at start against a hostile engine (unix and tcp): exi
     const int status = p.wait(30s);
     const std::string out = p.output();
     CHECK_MESSAGE(status == 1, out);
-    auto lines = lines_with(out, "docker-register: error: cannot use the container engine: ");
+    auto lines = amb::test::lines_with(out, "docker-register: error: cannot use the container engine: ");
     REQUIRE_MESSAGE(lines.size() == 1, out);
     CHECK_MESSAGE(lines[0].find(c.says) != std::string::npos, lines[0]);
     // A tcp:// engine is named as http://, the way it is spoken to.
@@ -432,7 +399,7 @@ TEST_CASE("docker-register following a hostile /events (unix and tcp): one line,
     auto p = start_register(sv.etcd.url(0), url, {"--all", "--explicit", "--hostname", "hostile"});
     const std::string failed = "docker-register: warning: events stream: ";
     REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(p.output(), failed) >= 1; }, 30s), p.output());
-    auto line = lines_with(p.output(), failed).at(0);
+    auto line = amb::test::lines_with(p.output(), failed).at(0);
     CHECK_MESSAGE(line.find(engine.url()) != std::string::npos, line);
     CHECK_MESSAGE(line.find(c.says) != std::string::npos, line);
     check_bounded(p, 2s);
@@ -463,7 +430,7 @@ TEST_CASE("docker-register against a hostile etcd: the lease keeper logs, retrie
     etcd.on("/v3/lease/grant", act);
     auto p = start_register(etcd.url(), podman.url(), {"--all", "--explicit", "--hostname", "hostile", "--log-level", "debug"});
     REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(p.output(), "; retrying in ") >= 2; }, 30s), p.output());
-    auto lines = lines_with(p.output(), "; retrying in ");
+    auto lines = amb::test::lines_with(p.output(), "; retrying in ");
     CHECK_MESSAGE(lines[0].find(etcd.url()) != std::string::npos, lines[0]);
     CHECK_MESSAGE(lines[0].find(act == hostile_act::huge_chunk ? "chunk too large" : "HTTP header block too large") != std::string::npos, lines[0]);
     check_bounded(p, 2s);

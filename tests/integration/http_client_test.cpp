@@ -5,6 +5,7 @@
 #include <amb/http_client.hpp>
 
 #include "support/etcd_server.hpp"
+#include "support/io_helpers.hpp"
 #include "support/podman_service.hpp"
 
 #include <doctest/doctest.h>
@@ -16,44 +17,18 @@ using namespace std::chrono_literals;
 using amb::errc;
 using amb::http_client;
 using amb::http_request;
+using amb::test::endpoint_of;
+using amb::test::run_on;
 using amb::http_response;
 using asio::ip::tcp;
 
 namespace {
 
-amb::endpoint ep(const std::string& url) {
-  auto e = amb::parse_endpoint(url);
-  REQUIRE_MESSAGE(e, e.error);
-  return *e;
-}
-
-/// Runs `a` on `io` until it finishes (other work, such as the in-test servers, may stay pending);
-/// returns its value or rethrows its exception. Fails the test after `limit`.
-template <class T>
-T run(asio::io_context& io, asio::awaitable<T> a, std::chrono::seconds limit = 30s) {
-  std::optional<T> value;
-  std::exception_ptr error;
-  bool finished = false;
-  asio::co_spawn(io, std::move(a), [&](std::exception_ptr e, T v) {
-    error = e;
-    if (!e) value = std::move(v);
-    finished = true;
-  });
-  const auto end = std::chrono::steady_clock::now() + limit;
-  while (!finished && std::chrono::steady_clock::now() < end) {
-    if (io.stopped()) io.restart();  // it stops whenever it runs out of work
-    io.run_one_for(100ms);
-  }
-  REQUIRE_MESSAGE(finished, "the coroutine did not finish within " << limit.count() << " s");
-  if (error) std::rethrow_exception(error);
-  return std::move(*value);
-}
-
 /// The system_error a call throws (fails the test when it does not throw one).
 template <class T>
 std::system_error run_error(asio::io_context& io, asio::awaitable<T> a) {
   try {
-    run(io, std::move(a));
+    run_on(io, std::move(a));
   } catch (const std::system_error& e) {
     return e;
   }
@@ -194,17 +169,17 @@ TEST_CASE("etcd: GET /version and POST /v3/kv/range after an etcdctl put") {
   auto& cluster = etcd();
   cluster.etcdctl({"put", "/amb/http/key", "value-from-etcdctl"});
   asio::io_context io;
-  http_client client(io.get_executor(), ep(cluster.url()));
+  http_client client(io.get_executor(), endpoint_of(cluster.url()));
 
   http_request version;
   version.target = "/version";
-  auto v = run(io, client.request(version));
+  auto v = run_on(io, client.request(version));
   CHECK(v.status == 200);
   CHECK(v.body.find("\"etcdserver\":\"3.") != std::string::npos);
   CHECK(v.header("content-type") == "application/json");
 
   // "/amb/http/key" and "value-from-etcdctl" in base64, by hand.
-  auto r = run(io, client.request(post("/v3/kv/range", "{\"key\":\"L2FtYi9odHRwL2tleQ==\"}")));
+  auto r = run_on(io, client.request(post("/v3/kv/range", "{\"key\":\"L2FtYi9odHRwL2tleQ==\"}")));
   CHECK(r.status == 200);
   CHECK(r.header("Grpc-Metadata-Content-Type") == "application/grpc");
   CHECK(r.body.find("\"value\":\"dmFsdWUtZnJvbS1ldGNkY3Rs\"") != std::string::npos);
@@ -216,19 +191,19 @@ TEST_CASE("etcd: keep-alive reuse, also after a chunked error reply with a trail
   auto& cluster = etcd();
   asio::io_context io;
   test_server proxy(io, relay_to(cluster.client_port()));  // counts the connections made to etcd
-  http_client client(io.get_executor(), ep(proxy.url()));
+  http_client client(io.get_executor(), endpoint_of(proxy.url()));
 
-  auto first = run(io, client.request(post("/v3/kv/range", "{\"key\":\"L2FtYi9odHRwL2tleQ==\"}")));
+  auto first = run_on(io, client.request(post("/v3/kv/range", "{\"key\":\"L2FtYi9odHRwL2tleQ==\"}")));
   CHECK(first.status == 200);
   // An RPC error: etcd sends it chunked with a Grpc-Trailer-Content-Type trailer (PROTOCOLS.md 1.2).
-  auto error = run(io, client.request(post("/v3/lease/revoke", "{\"ID\":\"12345\"}")));
+  auto error = run_on(io, client.request(post("/v3/lease/revoke", "{\"ID\":\"12345\"}")));
   CHECK(error.status == 404);
   CHECK(error.header("Transfer-Encoding") == "chunked");
   REQUIRE(error.trailers.size() == 1);
   CHECK(error.trailers[0].name == "Grpc-Trailer-Content-Type");
   CHECK(error.trailers[0].value == "application/grpc");
   CHECK(error.body.find("\"code\":5") != std::string::npos);
-  auto after = run(io, client.request(post("/v3/kv/range", "{\"key\":\"L2FtYi9odHRwL2tleQ==\"}")));
+  auto after = run_on(io, client.request(post("/v3/kv/range", "{\"key\":\"L2FtYi9odHRwL2tleQ==\"}")));
   CHECK(after.status == 200);
   CHECK(after.body == first.body);
   CHECK(proxy.accepted() == 1);  // three requests, one connection
@@ -237,7 +212,7 @@ TEST_CASE("etcd: keep-alive reuse, also after a chunked error reply with a trail
 TEST_CASE("etcd: stream() delivers a watch event made by etcdctl; a throwing on_data ends the stream") {
   auto& cluster = etcd();
   asio::io_context io;
-  http_client client(io.get_executor(), ep(cluster.url()));
+  http_client client(io.get_executor(), endpoint_of(cluster.url()));
   struct stop_stream {};
 
   std::vector<std::string> lines;
@@ -258,7 +233,7 @@ TEST_CASE("etcd: stream() delivers a watch event made by etcdctl; a throwing on_
   }, [](std::exception_ptr) {});
   // key "/amb/watch/" (L2FtYi93YXRjaC8=), range_end "/amb/watch0" (L2FtYi93YXRjaDA=).
   auto watch = post("/v3/watch", "{\"create_request\":{\"key\":\"L2FtYi93YXRjaC8=\",\"range_end\":\"L2FtYi93YXRjaDA=\"}}");
-  CHECK_THROWS_AS(run(io, client.stream(watch, on_data, 10s)), stop_stream);
+  CHECK_THROWS_AS(run_on(io, client.stream(watch, on_data, 10s)), stop_stream);
   REQUIRE(lines.size() == 2);
   CHECK(lines[0].find("\"created\":true") != std::string::npos);
   CHECK(lines[1].find("\"key\":\"L2FtYi93YXRjaC94\"") != std::string::npos);  // /amb/watch/x
@@ -268,7 +243,7 @@ TEST_CASE("etcd: stream() delivers a watch event made by etcdctl; a throwing on_
 TEST_CASE("etcd: a quiet watch ends with errc::timeout after idle_timeout; close() aborts a stream") {
   auto& cluster = etcd();
   asio::io_context io;
-  http_client client(io.get_executor(), ep(cluster.url()));
+  http_client client(io.get_executor(), endpoint_of(cluster.url()));
   auto watch = post("/v3/watch", "{\"create_request\":{\"key\":\"L25vdGhpbmcvaGVyZQ==\"}}");
   std::string got;
   auto e = run_error(io, client.stream(watch, [&](std::string_view s) { got.append(s); }, 300ms));
@@ -285,9 +260,9 @@ TEST_CASE("etcd: a quiet watch ends with errc::timeout after idle_timeout; close
 TEST_CASE("stream() with a non-2xx status reads the body and does not call on_data") {
   asio::io_context io;
   test_server server(io, answer("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"));
-  http_client client(io.get_executor(), ep(server.url()));
+  http_client client(io.get_executor(), endpoint_of(server.url()));
   bool called = false;
-  auto r = run(io, client.stream(http_request{}, [&](std::string_view) { called = true; }, 5s));
+  auto r = run_on(io, client.stream(http_request{}, [&](std::string_view) { called = true; }, 5s));
   CHECK(r.status == 404);
   CHECK(r.body == "not found");
   CHECK_FALSE(called);
@@ -296,9 +271,9 @@ TEST_CASE("stream() with a non-2xx status reads the body and does not call on_da
 TEST_CASE("stream() of a close-delimited body ends at EOF") {
   asio::io_context io;
   test_server server(io, answer("HTTP/1.1 200 OK\r\n\r\nline one\nline two\n", true));
-  http_client client(io.get_executor(), ep(server.url()));
+  http_client client(io.get_executor(), endpoint_of(server.url()));
   std::string got;
-  auto r = run(io, client.stream(http_request{}, [&](std::string_view s) { got.append(s); }, 5s));
+  auto r = run_on(io, client.stream(http_request{}, [&](std::string_view s) { got.append(s); }, 5s));
   CHECK(r.status == 200);
   CHECK(r.body.empty());
   CHECK(got == "line one\nline two\n");
@@ -318,16 +293,16 @@ TEST_CASE("large bodies, by length and chunked, arrive whole; streamed ones in p
   asio::io_context io;
   test_server by_length(io, answer("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big));
   test_server by_chunks(io, answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked));
-  http_client a(io.get_executor(), ep(by_length.url()));
-  http_client b(io.get_executor(), ep(by_chunks.url()));
-  CHECK(run(io, a.request(http_request{})).body == big);
-  CHECK(run(io, b.request(http_request{})).body == big);
-  CHECK(run(io, b.request(http_request{})).body == big);  // and the connection stayed in step
+  http_client a(io.get_executor(), endpoint_of(by_length.url()));
+  http_client b(io.get_executor(), endpoint_of(by_chunks.url()));
+  CHECK(run_on(io, a.request(http_request{})).body == big);
+  CHECK(run_on(io, b.request(http_request{})).body == big);
+  CHECK(run_on(io, b.request(http_request{})).body == big);  // and the connection stayed in step
   CHECK(by_chunks.accepted() == 1);
 
   std::string streamed;
   int pieces = 0;
-  auto head = run(io, b.stream(http_request{}, [&](std::string_view s) {
+  auto head = run_on(io, b.stream(http_request{}, [&](std::string_view s) {
     streamed.append(s);
     ++pieces;
   }, 5s));
@@ -350,10 +325,10 @@ TEST_CASE("the idle timeout of stream() counts from the last byte, not from the 
       if (ec) co_return;
     }
   });
-  http_client client(io.get_executor(), ep(dribble.url()));
+  http_client client(io.get_executor(), endpoint_of(dribble.url()));
   std::string got;
   const auto start = std::chrono::steady_clock::now();
-  run(io, client.stream(http_request{}, [&](std::string_view s) { got.append(s); }, 300ms));
+  run_on(io, client.stream(http_request{}, [&](std::string_view s) { got.append(s); }, 300ms));
   CHECK(got == "abcdef");
   CHECK(std::chrono::steady_clock::now() - start >= 600ms);  // longer than the idle timeout in total
 }
@@ -362,14 +337,14 @@ TEST_CASE("keep-alive: one connection for several requests; the request bytes ar
   asio::io_context io;
   std::vector<std::string> requests;
   test_server server(io, answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", false, &requests));
-  http_client client(io.get_executor(), ep(server.url()));
-  for (int i = 0; i < 3; ++i) CHECK(run(io, client.request(http_request{})).body == "ok");
-  CHECK(run(io, client.request(post("/x", "{}"))).body == "ok");
+  http_client client(io.get_executor(), endpoint_of(server.url()));
+  for (int i = 0; i < 3; ++i) CHECK(run_on(io, client.request(http_request{})).body == "ok");
+  CHECK(run_on(io, client.request(post("/x", "{}"))).body == "ok");
   http_request put;
   put.method = "PUT";
   put.target = "/empty";
   put.headers.push_back({"Host", "custom"});
-  CHECK(run(io, client.request(put)).body == "ok");
+  CHECK(run_on(io, client.request(put)).body == "ok");
   CHECK(server.accepted() == 1);
   REQUIRE(requests.size() == 5);
   CHECK(requests[0] == "GET / HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(server.port()) + "\r\n\r\n");
@@ -382,27 +357,27 @@ TEST_CASE("keep-alive: a kept connection the server closed is replaced once, and
   asio::io_context io;
   // Closes after every reply without saying "Connection: close": the client's idle connection goes stale.
   test_server server(io, answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", true));
-  http_client client(io.get_executor(), ep(server.url()));
-  CHECK(run(io, client.request(http_request{})).body == "ok");
+  http_client client(io.get_executor(), endpoint_of(server.url()));
+  CHECK(run_on(io, client.request(http_request{})).body == "ok");
   CHECK(client.idle_connections() == 1);
-  run(io, []() -> asio::awaitable<int> {  // let the server's FIN arrive
+  run_on(io, []() -> asio::awaitable<int> {  // let the server's FIN arrive
     co_await amb::detail::sleep_for(50ms);
     co_return 0;
   }());
-  CHECK(run(io, client.request(http_request{})).body == "ok");
+  CHECK(run_on(io, client.request(http_request{})).body == "ok");
   CHECK(server.accepted() == 2);
 
   // "Connection: close" is honoured: nothing is kept.
   test_server closing(io, answer("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", true));
-  http_client client2(io.get_executor(), ep(closing.url()));
-  CHECK(run(io, client2.request(http_request{})).body == "ok");
+  http_client client2(io.get_executor(), endpoint_of(closing.url()));
+  CHECK(run_on(io, client2.request(http_request{})).body == "ok");
   CHECK(client2.idle_connections() == 0);
 }
 
 TEST_CASE("connect refused names the request, the endpoint and the step") {
   asio::io_context io;
   const auto port = amb::test::free_port();
-  http_client client(io.get_executor(), ep("127.0.0.1:" + std::to_string(port)));
+  http_client client(io.get_executor(), endpoint_of("127.0.0.1:" + std::to_string(port)));
   auto e = run_error(io, client.request(post("/v3/kv/range", "{}")));
   CHECK(e.code() == asio::error::connection_refused);
   CHECK(std::string(e.what()) == "POST /v3/kv/range to http://127.0.0.1:" + std::to_string(port) +
@@ -415,8 +390,8 @@ TEST_CASE("a host name is resolved and each address tried") {
   asio::io_context io;
   test_server server(io, answer("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"));
   // "localhost" may resolve to ::1 first, where nothing listens: that address is refused, the next one works.
-  http_client client(io.get_executor(), ep("http://localhost:" + std::to_string(server.port())));
-  auto r = run(io, client.request(http_request{}));
+  http_client client(io.get_executor(), endpoint_of("http://localhost:" + std::to_string(server.port())));
+  auto r = run_on(io, client.request(http_request{}));
   CHECK(r.body == "ok");
 }
 
@@ -425,7 +400,7 @@ TEST_CASE("a server that never answers: errc::timeout within request_timeout; cl
   test_server server(io, silent);
   amb::http_client_options o;
   o.request_timeout = 500ms;
-  http_client client(io.get_executor(), ep(server.url()), o);
+  http_client client(io.get_executor(), endpoint_of(server.url()), o);
   const auto start = std::chrono::steady_clock::now();
   auto e = run_error(io, client.request(http_request{}));
   const auto took = std::chrono::steady_clock::now() - start;
@@ -436,7 +411,7 @@ TEST_CASE("a server that never answers: errc::timeout within request_timeout; cl
 
   amb::http_client_options patient;
   patient.request_timeout = 60s;
-  http_client client2(io.get_executor(), ep(server.url()), patient);
+  http_client client2(io.get_executor(), endpoint_of(server.url()), patient);
   asio::steady_timer later(io, 200ms);
   later.async_wait([&](std::error_code) { client2.close(); });
   auto aborted = run_error(io, client2.request(http_request{}));
@@ -446,7 +421,7 @@ TEST_CASE("a server that never answers: errc::timeout within request_timeout; cl
 TEST_CASE("destroying the client while calls are suspended aborts them safely") {
   asio::io_context io;
   test_server server(io, silent);
-  auto client = std::make_unique<http_client>(io.get_executor(), ep(server.url()));
+  auto client = std::make_unique<http_client>(io.get_executor(), endpoint_of(server.url()));
   asio::steady_timer later(io, 200ms);
   later.async_wait([&](std::error_code) { client.reset(); });  // the coroutines below are suspended in reads
   auto stream = client->stream(http_request{}, [](std::string_view) {}, 0ms);
@@ -463,7 +438,7 @@ TEST_CASE("destroying the client while calls are suspended aborts them safely") 
   CHECK(e.code() == asio::error::operation_aborted);
   CHECK(std::string(e.what()) == "GET / to " + server.url() + ": read response: " +
                                      std::error_code(asio::error::operation_aborted).message());
-  run(io, []() -> asio::awaitable<int> {
+  run_on(io, []() -> asio::awaitable<int> {
     co_await amb::detail::sleep_for(50ms);
     co_return 0;
   }());
@@ -474,21 +449,21 @@ TEST_CASE("destroying the client while calls are suspended aborts them safely") 
 TEST_CASE("a server that answers garbage or HTML gives a clear error") {
   asio::io_context io;
   test_server html(io, answer("<html><body>It works!</body></html>\n", true));
-  http_client client(io.get_executor(), ep(html.url()));
+  http_client client(io.get_executor(), endpoint_of(html.url()));
   auto e = run_error(io, client.request(http_request{}));
   CHECK(e.code() == errc::bad_status_line);
   CHECK(std::string(e.what()) == "GET / to " + html.url() + ": read response: bad HTTP status line");
 
   test_server cut(io, answer("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort", true));
-  http_client client2(io.get_executor(), ep(cut.url()));
+  http_client client2(io.get_executor(), endpoint_of(cut.url()));
   CHECK(run_error(io, client2.request(http_request{})).code() == errc::body_truncated);
 
   test_server chunks(io, answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", true));
-  http_client client3(io.get_executor(), ep(chunks.url()));
+  http_client client3(io.get_executor(), endpoint_of(chunks.url()));
   CHECK(run_error(io, client3.request(http_request{})).code() == errc::bad_chunk_size);
 
   test_server hangup(io, answer("", true));  // closes without a byte
-  http_client client4(io.get_executor(), ep(hangup.url()));
+  http_client client4(io.get_executor(), endpoint_of(hangup.url()));
   auto h = run_error(io, client4.request(http_request{}));
   CHECK(h.code() == errc::connection_closed);
   CHECK(std::string(h.what()) == "GET / to " + hangup.url() + ": read response: connection closed by peer");
@@ -496,15 +471,15 @@ TEST_CASE("a server that answers garbage or HTML gives a clear error") {
   amb::http_client_options small;
   small.max_body_bytes = 4;
   test_server big(io, answer("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"));
-  http_client client5(io.get_executor(), ep(big.url()), small);
+  http_client client5(io.get_executor(), endpoint_of(big.url()), small);
   CHECK(run_error(io, client5.request(http_request{})).code() == errc::body_too_large);
 }
 
 TEST_CASE("interim 1xx responses are skipped") {
   asio::io_context io;
   test_server server(io, answer("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nreal"));
-  http_client client(io.get_executor(), ep(server.url()));
-  auto r = run(io, client.request(post("/", "x")));
+  http_client client(io.get_executor(), endpoint_of(server.url()));
+  auto r = run_on(io, client.request(post("/", "x")));
   CHECK(r.status == 200);
   CHECK(r.body == "real");
 }
@@ -512,25 +487,25 @@ TEST_CASE("interim 1xx responses are skipped") {
 TEST_CASE("podman: GET and HEAD /_ping over the unix socket, on one kept-alive connection") {
   amb::test::podman_service podman;
   asio::io_context io;
-  http_client client(io.get_executor(), ep(podman.url()));
+  http_client client(io.get_executor(), endpoint_of(podman.url()));
   CHECK(client.server().is_unix());
   http_request ping;
   ping.target = "/_ping";
-  auto r = run(io, client.request(ping));
+  auto r = run_on(io, client.request(ping));
   CHECK(r.status == 200);
   CHECK(r.body == "OK");
   CHECK(r.has_header("Api-Version"));
   CHECK(client.idle_connections() == 1);
   ping.method = "HEAD";
-  auto h = run(io, client.request(ping));
+  auto h = run_on(io, client.request(ping));
   CHECK(h.status == 200);
   CHECK(h.body.empty());
   CHECK(client.idle_connections() == 1);
   ping.method = "GET";
-  CHECK(run(io, client.request(ping)).body == "OK");
+  CHECK(run_on(io, client.request(ping)).body == "OK");
 
   // And the unix-socket error names the socket.
-  http_client missing(io.get_executor(), ep("unix:///nonexistent/amb-test.sock"));
+  http_client missing(io.get_executor(), endpoint_of("unix:///nonexistent/amb-test.sock"));
   auto e = run_error(io, missing.request(ping));
   CHECK(std::string(e.what()) == "GET /_ping to unix:///nonexistent/amb-test.sock: connect: No such file or directory");
 }

@@ -100,28 +100,6 @@ struct client {
   }
 };
 
-/// Lines of `text` that contain `needle`.
-std::vector<std::string> lines_with(const std::string& text, const std::string& needle) {
-  std::vector<std::string> out;
-  std::istringstream in(text);
-  for (std::string line; std::getline(in, line);)
-    if (line.find(needle) != std::string::npos) out.push_back(line);
-  return out;
-}
-
-/// CPU time (user + system) the process used so far, in clock ticks, from /proc/<pid>/stat.
-long cpu_ticks(pid_t pid) {
-  std::string stat = amb::test::read_file("/proc/" + std::to_string(pid) + "/stat");
-  std::istringstream in(stat.substr(stat.rfind(')') + 2));  // the name may hold spaces
-  std::string field;
-  long utime = 0, stime = 0;
-  for (int i = 3; i <= 15 && in >> field; ++i) {
-    if (i == 14) utime = std::stol(field);
-    if (i == 15) stime = std::stol(field);
-  }
-  return utime + stime;
-}
-
 /// Runs simple-amb with `args` to completion.
 amb::test::run_result run_amb(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
   args.insert(args.begin(), bin);
@@ -193,8 +171,8 @@ TEST_CASE("target down: the client is closed with one log line; target back: it 
   CHECK(c.read() == "");  // closed, nothing relayed
   const std::string line = "simple-amb: warning: connection from 127.0.0.1:" + std::to_string(from) +
                            ": connect " + redis.address() + ": Connection refused";
-  CHECK(amb::test::wait_until([&] { return !lines_with(amb.output(), line).empty(); }, 5s));
-  CHECK(lines_with(amb.output(), "127.0.0.1:" + std::to_string(from)).size() == 1);
+  CHECK(amb::test::wait_until([&] { return !amb::test::lines_with(amb.output(), line).empty(); }, 5s));
+  CHECK(amb::test::lines_with(amb.output(), "127.0.0.1:" + std::to_string(from)).size() == 1);
   CHECK(amb.process.running());
 
   redis.start();
@@ -254,16 +232,16 @@ TEST_CASE("out of fds (EMFILE): one log line, no spinning, serves again once cli
   REQUIRE(amb::test::wait_until([&] { return amb.output().find("Too many open files") != std::string::npos; }, 10s));
 
   // Saturated for 1.5 s: a spinning accept loop would burn ~1.5 s of CPU here.
-  const long before = cpu_ticks(pid);
+  const long before = amb::test::proc_cpu_ticks(pid);
   std::this_thread::sleep_for(1500ms);
-  const long used = cpu_ticks(pid) - before;
+  const long used = amb::test::proc_cpu_ticks(pid) - before;
   CHECK_MESSAGE(used < ::sysconf(_SC_CLK_TCK) / 2, "CPU ticks used while saturated: " << used);
   CHECK(amb.process.running());
 
   held.clear();  // frees 20 fds
   for (auto& w : waiting) CHECK(w.read(7) == "+PONG\r\n");
   CHECK(amb::test::redis_server::ping_raw(amb.port));
-  const auto lines = lines_with(amb.output(), "Too many open files");
+  const auto lines = amb::test::lines_with(amb.output(), "Too many open files");
   CHECK_MESSAGE(lines.size() == 1, amb.output());
   CHECK(lines.at(0) == "simple-amb: warning: accept on 127.0.0.1:" + std::to_string(amb.port) +
                            ": Too many open files; pausing accepts for 100ms until fds free up");

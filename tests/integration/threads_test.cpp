@@ -4,9 +4,6 @@
 
 #include <doctest/doctest.h>
 
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -16,30 +13,6 @@ using amb::test::child_process;
 namespace {
 
 const std::string bin = AMB_SIMPLE_AMB_BIN;
-
-/// Threads of a process (entries of /proc/PID/task).
-int thread_count(pid_t pid) {
-  int n = 0;
-  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) ++n;
-  return n;
-}
-
-/// Listening TCP sockets on 127.0.0.1:port in the whole network namespace (/proc/net/tcp, state 0A).
-int listeners_on(std::uint16_t port) {
-  std::ifstream f("/proc/net/tcp");
-  std::string line;
-  std::getline(f, line);  // header
-  char want[16];
-  std::snprintf(want, sizeof want, "0100007F:%04X", port);
-  int n = 0;
-  while (std::getline(f, line)) {
-    std::istringstream in(line);
-    std::string slot, local, remote, state;
-    in >> slot >> local >> remote >> state;
-    if (local == want && state == "0A") ++n;
-  }
-  return n;
-}
 
 struct amb_threads {
   std::uint16_t port = amb::test::free_port();
@@ -60,8 +33,8 @@ struct amb_threads {
 TEST_CASE("--threads 2: two listeners on the port, two event-loop threads, and every client served") {
   amb::test::redis_server redis;
   amb_threads amb({"--threads", "2"}, redis.port());
-  CHECK(listeners_on(amb.port) == 2);
-  CHECK(thread_count(amb.process.pid()) == 2);
+  CHECK(amb::test::tcp_listeners_on(amb.port) == 2);
+  CHECK(amb::test::thread_count(amb.process.pid()) == 2);
   CHECK(amb.process.output().find("(2 threads)") != std::string::npos);
 
   // Many concurrent clients, each with its own key: all answered correctly, whichever loop took them.
@@ -87,8 +60,8 @@ TEST_CASE("--threads 2: two listeners on the port, two event-loop threads, and e
 TEST_CASE("the default is one thread and one listener") {
   amb::test::redis_server redis;
   amb_threads amb({}, redis.port());
-  CHECK(listeners_on(amb.port) == 1);
-  CHECK(thread_count(amb.process.pid()) == 1);
+  CHECK(amb::test::tcp_listeners_on(amb.port) == 1);
+  CHECK(amb::test::thread_count(amb.process.pid()) == 1);
   CHECK(amb::test::tcp_exchange(amb.port, "PING\r\nQUIT\r\n") == "+PONG\r\n+OK\r\n");
 }
 

@@ -5,10 +5,12 @@
 
 #include <amb/address.hpp>
 #include <amb/etcd_client.hpp>
+#include <amb/etcd_watch.hpp>
 
 #include <asio.hpp>
 
 #include <atomic>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -63,6 +65,40 @@ private:
   asio::io_context& io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
+};
+
+/// What a watcher delivered, for the test thread to look at (the callback runs on the io thread):
+/// keys of PUT events and "-key" for DELETEs, their revisions, and how many snapshots came.
+class watch_event_log {
+public:
+  std::function<void(const amb::etcd_watch_update&)> callback() {
+    return [this](const amb::etcd_watch_update& u) {
+      std::lock_guard<std::mutex> lock(m_);
+      if (u.type == amb::etcd_watch_update::kind::snapshot) ++snapshots_;
+      for (auto& e : u.events) {
+        keys_.push_back((e.type == amb::etcd_event::kind::del ? "-" : "") + e.kv.key);
+        revisions_.push_back(e.kv.mod_revision);
+      }
+    };
+  }
+  std::vector<std::string> keys() {
+    std::lock_guard<std::mutex> lock(m_);
+    return keys_;
+  }
+  std::vector<std::int64_t> revisions() {
+    std::lock_guard<std::mutex> lock(m_);
+    return revisions_;
+  }
+  int snapshots() {
+    std::lock_guard<std::mutex> lock(m_);
+    return snapshots_;
+  }
+
+private:
+  std::mutex m_;
+  std::vector<std::string> keys_;
+  std::vector<std::int64_t> revisions_;
+  int snapshots_ = 0;
 };
 
 /// A TCP server on 127.0.0.1 whose every connection is handled by a test-written function on its

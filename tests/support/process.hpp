@@ -8,11 +8,13 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -323,6 +325,95 @@ inline int open_fd_count(pid_t pid) {
   for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec);
        !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
     ++n;
+  return n;
+}
+
+// Probes of a running process (/proc) and of its output.
+
+/// A field of /proc/PID/status in kB (VmRSS, VmHWM, ...); -1 when absent.
+inline long proc_status_kb(pid_t pid, const std::string& field) {
+  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(field + ":", 0) == 0) return std::strtol(line.c_str() + field.size() + 1, nullptr, 10);
+  return -1;
+}
+
+/// CPU time (user + system) of the process so far, in clock ticks (/proc/PID/stat fields 14 and 15).
+inline long proc_cpu_ticks(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  auto close_paren = stat.rfind(')');
+  if (close_paren == std::string::npos) return -1;
+  std::istringstream in(stat.substr(close_paren + 2));  // the name may hold spaces
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && in >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  return utime + stime;
+}
+
+/// Share of one core the process used over `span` (0.0 .. 1.0 per core), measured from /proc.
+inline double proc_cpu_share(pid_t pid, std::chrono::milliseconds span) {
+  const long before = proc_cpu_ticks(pid);
+  const auto start = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(span);
+  const long after = proc_cpu_ticks(pid);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return static_cast<double>(after - before) / static_cast<double>(::sysconf(_SC_CLK_TCK)) / seconds;
+}
+
+/// Raises this process's RLIMIT_NOFILE (soft and hard) to `n` (root may raise the hard limit up to fs.nr_open);
+/// children started afterwards inherit it. Returns the soft limit in force.
+inline rlim_t raise_own_fd_limit(rlim_t n) {
+  rlimit l{};
+  ::getrlimit(RLIMIT_NOFILE, &l);
+  if (l.rlim_cur < n || l.rlim_max < n) {
+    rlimit want{std::max(l.rlim_cur, n), std::max(l.rlim_max, n)};
+    if (::setrlimit(RLIMIT_NOFILE, &want) == 0) l = want;
+  }
+  return l.rlim_cur;
+}
+
+/// Number of lines of `text` that contain `needle`.
+inline std::size_t count_lines_with(const std::string& text, const std::string& needle) {
+  std::istringstream in(text);
+  std::size_t n = 0;
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos) ++n;
+  return n;
+}
+
+/// The lines of `text` that contain `needle`.
+inline std::vector<std::string> lines_with(const std::string& text, const std::string& needle) {
+  std::vector<std::string> out;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+/// Threads of a process (entries of /proc/PID/task).
+inline int thread_count(pid_t pid) {
+  int n = 0;
+  for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) ++n;
+  return n;
+}
+
+/// Listening TCP sockets on 127.0.0.1:port in the whole network namespace (/proc/net/tcp, state 0A).
+inline int tcp_listeners_on(std::uint16_t port) {
+  std::ifstream f("/proc/net/tcp");
+  std::string line;
+  std::getline(f, line);  // header
+  char want[16];
+  std::snprintf(want, sizeof want, "0100007F:%04X", port);
+  int n = 0;
+  while (std::getline(f, line)) {
+    std::istringstream in(line);
+    std::string slot, local, remote, state;
+    in >> slot >> local >> remote >> state;
+    if (local == want && state == "0A") ++n;
+  }
   return n;
 }
 

@@ -11,7 +11,6 @@
 
 #include <doctest/doctest.h>
 
-#include <mutex>
 
 using namespace std::chrono_literals;
 using amb::test::io_runner;
@@ -33,31 +32,6 @@ amb::etcd_client_options tls_client(const std::string& url, bool with_cert = tru
   }
   return o;
 }
-
-// What a watcher delivered, for the test thread to look at.
-class collected {
-public:
-  std::function<void(const amb::etcd_watch_update&)> callback() {
-    return [this](const amb::etcd_watch_update& u) {
-      std::lock_guard<std::mutex> lock(m_);
-      if (u.type == amb::etcd_watch_update::kind::snapshot) ++snapshots_;
-      for (auto& e : u.events) keys_.push_back((e.type == amb::etcd_event::kind::put ? "" : "-") + e.kv.key);
-    };
-  }
-  std::vector<std::string> keys() {
-    std::lock_guard<std::mutex> lock(m_);
-    return keys_;
-  }
-  int snapshots() {
-    std::lock_guard<std::mutex> lock(m_);
-    return snapshots_;
-  }
-
-private:
-  std::mutex m_;
-  std::vector<std::string> keys_;
-  int snapshots_ = 0;
-};
 
 // The what() of the exception `f` throws ("" when it throws none).
 template <class F>
@@ -82,7 +56,7 @@ TEST_CASE("over https with a client certificate: KV, watch, lease keepalive and 
   amb::etcd_lease_keeper_options ko;
   ko.ttl = 2;
   amb::etcd_lease_keeper keeper(client, ko);
-  collected seen;
+  amb::test::watch_event_log seen;
   io_runner runner(io);
 
   runner.sync(client.put("/tls/a", "1"));
