@@ -2,6 +2,7 @@
 #pragma once
 
 #include "amb/address.hpp"
+#include "amb/detail/small_file.hpp"
 #include "amb/tls_options.hpp"
 
 #include <cerrno>
@@ -41,31 +42,6 @@ inline std::optional<std::string> env_value(const std::vector<std::string>& env,
     if (kv.size() > name.size() + 1 && kv.compare(0, name.size(), name) == 0 && kv[name.size()] == '=')
       return kv.substr(name.size() + 1);
   return std::nullopt;
-}
-/// Reads a whole (small) file into `out`. POSIX read rather than <fstream>: the static programs stay
-/// smaller without the file streams.
-inline std::error_code read_small_file(const std::string& path, std::string& out) {
-  out.clear();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {errno, std::generic_category()};
-  char buf[4096];
-  std::error_code ec;
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ec = {errno, std::generic_category()};
-      break;
-    }
-    if (out.size() > 64 * 1024) {  // no password is this long: a wrong file was named
-      ec = std::make_error_code(std::errc::file_too_large);
-      break;
-    }
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return ec;
 }
 } // namespace detail
 

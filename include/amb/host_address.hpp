@@ -2,6 +2,7 @@
 #pragma once
 
 #include "amb/address.hpp"
+#include "amb/detail/small_file.hpp"
 
 #include <arpa/inet.h>
 #include <ifaddrs.h>
@@ -9,10 +10,8 @@
 #include <netinet/in.h>
 
 #include <charconv>
-#include <fstream>
 #include <functional>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -34,22 +33,39 @@ inline bool is_numeric_ip(const std::string& text) noexcept {
 
 /// The interface named by the default IPv4 route in the text of /proc/net/route (lowest metric), or nullopt.
 inline std::optional<std::string> default_route_interface(std::string_view proc_net_route) {
-  std::istringstream in{std::string(proc_net_route)};
-  std::string line;
-  std::getline(in, line);  // header: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+  // Whitespace-separated fields of one line.
+  auto fields_of = [](std::string_view line) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < line.size()) {
+      while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+      std::size_t start = i;
+      while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') ++i;
+      if (i > start) out.push_back(line.substr(start, i - start));
+    }
+    return out;
+  };
   std::optional<std::string> best;
   unsigned long best_metric = 0;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string iface, dest, gateway, flags, refcnt, use, metric, mask;
-    if (!(f >> iface >> dest >> gateway >> flags >> refcnt >> use >> metric >> mask)) continue;
+  bool header = true;  // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+  while (!proc_net_route.empty()) {
+    const auto nl = proc_net_route.find('\n');
+    const auto line = proc_net_route.substr(0, nl);
+    proc_net_route.remove_prefix(nl == std::string_view::npos ? proc_net_route.size() : nl + 1);
+    if (header) {
+      header = false;
+      continue;
+    }
+    const auto f = fields_of(line);
+    if (f.size() < 8) continue;
+    const auto iface = f[0], dest = f[1], flags = f[3], metric = f[6], mask = f[7];
     unsigned long flag_bits = 0, m = 0;
     std::from_chars(flags.data(), flags.data() + flags.size(), flag_bits, 16);
     std::from_chars(metric.data(), metric.data() + metric.size(), m);
     const bool up = flag_bits & 0x1;  // RTF_UP
     if (dest != "00000000" || mask != "00000000" || !up) continue;
     if (!best || m < best_metric) {
-      best = iface;
+      best = std::string(iface);
       best_metric = m;
     }
   }
@@ -80,11 +96,9 @@ struct default_route_address_result {
 
 /// The address of the interface holding the default IPv4 route (/proc/net/route + getifaddrs), or nullopt.
 inline std::optional<default_route_address_result> default_route_address() {
-  std::ifstream f("/proc/net/route");
-  if (!f) return std::nullopt;
-  std::stringstream text;
-  text << f.rdbuf();
-  auto iface = default_route_interface(text.str());
+  std::string text;
+  if (detail::read_small_file("/proc/net/route", text, 4 * 1024 * 1024)) return std::nullopt;
+  auto iface = default_route_interface(text);
   if (!iface) return std::nullopt;
   auto ip = interface_ipv4(*iface);
   if (!ip) return std::nullopt;

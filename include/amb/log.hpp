@@ -2,9 +2,11 @@
 #pragma once
 
 #include <atomic>
-#include <sstream>
+#include <charconv>
+#include <cstdio>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unistd.h>
 
 namespace amb::log {
@@ -47,22 +49,42 @@ inline bool parse_level(std::string_view text, level& out) noexcept {
   return true;
 }
 
-/// Writes one line at level `l`: the parts are streamed together, then written with one write(2).
+namespace detail {
+// A line is built by appending its parts to one string, not with an ostringstream: iostreams would
+// pull the whole locale machinery into the static programs (size) and initialise it at start (memory).
+inline void append(std::string& s, std::string_view v) { s.append(v); }
+inline void append(std::string& s, const char* v) { s.append(v ? v : "(null)"); }
+inline void append(std::string& s, char c) { s.push_back(c); }
+inline void append(std::string& s, bool b) { s.append(b ? "true" : "false"); }
+template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
+void append(std::string& s, T v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  s.append(buf, r.ptr);
+}
+template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
+void append(std::string& s, T v) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+  if (n > 0) s.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
+}
+} // namespace detail
+
+/// Writes one line at level `l`: the parts (strings, characters, numbers) are appended together,
+/// then written with one write(2).
 template <class... Parts>
 void write(level l, const Parts&... parts) noexcept {
   if (!enabled(l)) return;
   try {
-    std::ostringstream line;
-    line << program() << ": ";
+    std::string s = program();
     switch (l) {
-      case level::debug: line << "debug: "; break;
-      case level::warn: line << "warning: "; break;
-      case level::error: line << "error: "; break;
-      default: break;
+      case level::debug: s += ": debug: "; break;
+      case level::warn: s += ": warning: "; break;
+      case level::error: s += ": error: "; break;
+      default: s += ": "; break;
     }
-    (line << ... << parts);
-    line << '\n';
-    const std::string s = line.str();
+    (detail::append(s, parts), ...);
+    s += '\n';
     std::size_t done = 0;
     while (done < s.size()) {
       ssize_t n = ::write(2, s.data() + done, s.size() - done);

@@ -127,9 +127,11 @@ struct std::is_error_code_enum<amb::errc> : std::true_type {};
 // Logging: one line per event on stderr, "program: level: message", never throws.
 
 #include <atomic>
-#include <sstream>
+#include <charconv>
+#include <cstdio>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unistd.h>
 
 namespace amb::log {
@@ -172,22 +174,42 @@ inline bool parse_level(std::string_view text, level& out) noexcept {
   return true;
 }
 
-/// Writes one line at level `l`: the parts are streamed together, then written with one write(2).
+namespace detail {
+// A line is built by appending its parts to one string, not with an ostringstream: iostreams would
+// pull the whole locale machinery into the static programs (size) and initialise it at start (memory).
+inline void append(std::string& s, std::string_view v) { s.append(v); }
+inline void append(std::string& s, const char* v) { s.append(v ? v : "(null)"); }
+inline void append(std::string& s, char c) { s.push_back(c); }
+inline void append(std::string& s, bool b) { s.append(b ? "true" : "false"); }
+template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
+void append(std::string& s, T v) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  s.append(buf, r.ptr);
+}
+template <class T, std::enable_if_t<std::is_floating_point_v<T>, int> = 0>
+void append(std::string& s, T v) {
+  char buf[32];
+  int n = std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
+  if (n > 0) s.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
+}
+} // namespace detail
+
+/// Writes one line at level `l`: the parts (strings, characters, numbers) are appended together,
+/// then written with one write(2).
 template <class... Parts>
 void write(level l, const Parts&... parts) noexcept {
   if (!enabled(l)) return;
   try {
-    std::ostringstream line;
-    line << program() << ": ";
+    std::string s = program();
     switch (l) {
-      case level::debug: line << "debug: "; break;
-      case level::warn: line << "warning: "; break;
-      case level::error: line << "error: "; break;
-      default: break;
+      case level::debug: s += ": debug: "; break;
+      case level::warn: s += ": warning: "; break;
+      case level::error: s += ": error: "; break;
+      default: s += ": "; break;
     }
-    (line << ... << parts);
-    line << '\n';
-    const std::string s = line.str();
+    (detail::append(s, parts), ...);
+    s += '\n';
     std::size_t done = 0;
     while (done < s.size()) {
       ssize_t n = ::write(2, s.data() + done, s.size() - done);
@@ -816,7 +838,7 @@ public:
   void max_line_length(std::size_t n) noexcept { max_line_ = n; }
   /// Largest single chunk accepted (chunk_too_large beyond).
   void max_chunk_size(std::uint64_t n) noexcept { max_chunk_ = n; }
-  /// Largest trailer section accepted (header_too_large beyond).
+  /// Largest trailer section accepted (header_too_large beyond; counted at the end of each trailer line).
   void max_trailer_bytes(std::size_t n) noexcept { max_trailer_ = n; }
 
   /// Decodes from `in`; calls sink(std::string_view) with each piece of chunk data.
@@ -858,11 +880,14 @@ public:
       std::string_view line;
       auto s = lines_.take(in.substr(pos), used, max_line_, line);
       pos += used;
+      if (s == line_reader::status::too_long) return fail(r, pos, errc::line_too_long);
       if (state_ == state::trailer) {
         trailer_bytes_ += used;
-        if (trailer_bytes_ > max_trailer_) return fail(r, pos, errc::header_too_large);
+        // Checked on whole lines only, so that the answer never depends on where the bytes were
+        // split (an unfinished line is bounded by max_line_length meanwhile). Found by fuzzing.
+        if (s == line_reader::status::complete && trailer_bytes_ > max_trailer_)
+          return fail(r, pos, errc::header_too_large);
       }
-      if (s == line_reader::status::too_long) return fail(r, pos, errc::line_too_long);
       if (s == line_reader::status::need_more) break;
       if (state_ == state::size_line) {
         auto ec = parse_size(line);
@@ -2996,6 +3021,48 @@ inline parsed<etcd_endpoints> find_etcd_endpoints(const std::optional<std::strin
 // etcd's TLS files and user/password from etcdctl-style flags and environment (ETCDCTL_CACERT, ETCDCTL_USER, ...).
 
 
+// ---- begin amb/detail/small_file.hpp ----
+// Reading a whole small file with POSIX read: the static programs stay smaller without <fstream>.
+
+#include <cerrno>
+#include <cstddef>
+#include <string>
+#include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace amb::detail {
+
+/// Reads the whole file at `path` into `out`; fails with file_too_large past `max_bytes`, since a
+/// bigger file than expected means a wrong file was named.
+inline std::error_code read_small_file(const std::string& path, std::string& out, std::size_t max_bytes = 64 * 1024) {
+  out.clear();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return {errno, std::generic_category()};
+  char buf[4096];
+  std::error_code ec;
+  while (true) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ec = {errno, std::generic_category()};
+      break;
+    }
+    if (out.size() + static_cast<std::size_t>(n) > max_bytes) {
+      ec = std::make_error_code(std::errc::file_too_large);
+      break;
+    }
+    out.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return ec;
+}
+
+} // namespace amb::detail
+// ---- end amb/detail/small_file.hpp ----
+
 #include <cerrno>
 #include <cstring>
 #include <optional>
@@ -3033,31 +3100,6 @@ inline std::optional<std::string> env_value(const std::vector<std::string>& env,
     if (kv.size() > name.size() + 1 && kv.compare(0, name.size(), name) == 0 && kv[name.size()] == '=')
       return kv.substr(name.size() + 1);
   return std::nullopt;
-}
-/// Reads a whole (small) file into `out`. POSIX read rather than <fstream>: the static programs stay
-/// smaller without the file streams.
-inline std::error_code read_small_file(const std::string& path, std::string& out) {
-  out.clear();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {errno, std::generic_category()};
-  char buf[4096];
-  std::error_code ec;
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ec = {errno, std::generic_category()};
-      break;
-    }
-    if (out.size() > 64 * 1024) {  // no password is this long: a wrong file was named
-      ec = std::make_error_code(std::errc::file_too_large);
-      break;
-    }
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return ec;
 }
 } // namespace detail
 
@@ -3271,7 +3313,23 @@ inline bool base64_decode(std::string_view text, std::string& out) {
 #ifndef PICOJSON_USE_INT64
 #define PICOJSON_USE_INT64
 #endif
+// picojson includes <iostream> only for its stream operators, which amb never uses. With libstdc++,
+// <iostream> also plants a static initialiser in every translation unit that constructs cin, cout,
+// cerr and their locales at start-up: that pulls the whole iostream and locale code into the static
+// programs and touches it in every process. So <iostream> is skipped for picojson here (its include
+// guard defined for the moment; <istream> and <ostream> declare what picojson's operators name) and
+// the guard is removed again afterwards, so a later #include <iostream> of the user's still works.
+#if defined(__GLIBCXX__) && !defined(_GLIBCXX_IOSTREAM) && !defined(picojson_h)
+#define AMB_JSON_SKIPS_IOSTREAM
+#define _GLIBCXX_IOSTREAM 1
+#include <istream>
+#include <ostream>
+#endif
 #include <picojson.h>
+#ifdef AMB_JSON_SKIPS_IOSTREAM
+#undef _GLIBCXX_IOSTREAM
+#undef AMB_JSON_SKIPS_IOSTREAM
+#endif
 
 #include <cstdint>
 #include <stdexcept>
@@ -6689,10 +6747,8 @@ private:
 #include <netinet/in.h>
 
 #include <charconv>
-#include <fstream>
 #include <functional>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -6714,22 +6770,39 @@ inline bool is_numeric_ip(const std::string& text) noexcept {
 
 /// The interface named by the default IPv4 route in the text of /proc/net/route (lowest metric), or nullopt.
 inline std::optional<std::string> default_route_interface(std::string_view proc_net_route) {
-  std::istringstream in{std::string(proc_net_route)};
-  std::string line;
-  std::getline(in, line);  // header: Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+  // Whitespace-separated fields of one line.
+  auto fields_of = [](std::string_view line) {
+    std::vector<std::string_view> out;
+    std::size_t i = 0;
+    while (i < line.size()) {
+      while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+      std::size_t start = i;
+      while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') ++i;
+      if (i > start) out.push_back(line.substr(start, i - start));
+    }
+    return out;
+  };
   std::optional<std::string> best;
   unsigned long best_metric = 0;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string iface, dest, gateway, flags, refcnt, use, metric, mask;
-    if (!(f >> iface >> dest >> gateway >> flags >> refcnt >> use >> metric >> mask)) continue;
+  bool header = true;  // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
+  while (!proc_net_route.empty()) {
+    const auto nl = proc_net_route.find('\n');
+    const auto line = proc_net_route.substr(0, nl);
+    proc_net_route.remove_prefix(nl == std::string_view::npos ? proc_net_route.size() : nl + 1);
+    if (header) {
+      header = false;
+      continue;
+    }
+    const auto f = fields_of(line);
+    if (f.size() < 8) continue;
+    const auto iface = f[0], dest = f[1], flags = f[3], metric = f[6], mask = f[7];
     unsigned long flag_bits = 0, m = 0;
     std::from_chars(flags.data(), flags.data() + flags.size(), flag_bits, 16);
     std::from_chars(metric.data(), metric.data() + metric.size(), m);
     const bool up = flag_bits & 0x1;  // RTF_UP
     if (dest != "00000000" || mask != "00000000" || !up) continue;
     if (!best || m < best_metric) {
-      best = iface;
+      best = std::string(iface);
       best_metric = m;
     }
   }
@@ -6760,11 +6833,9 @@ struct default_route_address_result {
 
 /// The address of the interface holding the default IPv4 route (/proc/net/route + getifaddrs), or nullopt.
 inline std::optional<default_route_address_result> default_route_address() {
-  std::ifstream f("/proc/net/route");
-  if (!f) return std::nullopt;
-  std::stringstream text;
-  text << f.rdbuf();
-  auto iface = default_route_interface(text.str());
+  std::string text;
+  if (detail::read_small_file("/proc/net/route", text, 4 * 1024 * 1024)) return std::nullopt;
+  auto iface = default_route_interface(text);
   if (!iface) return std::nullopt;
   auto ip = interface_ipv4(*iface);
   if (!ip) return std::nullopt;

@@ -9,7 +9,23 @@
 #ifndef PICOJSON_USE_INT64
 #define PICOJSON_USE_INT64
 #endif
+// picojson includes <iostream> only for its stream operators, which amb never uses. With libstdc++,
+// <iostream> also plants a static initialiser in every translation unit that constructs cin, cout,
+// cerr and their locales at start-up: that pulls the whole iostream and locale code into the static
+// programs and touches it in every process. So <iostream> is skipped for picojson here (its include
+// guard defined for the moment; <istream> and <ostream> declare what picojson's operators name) and
+// the guard is removed again afterwards, so a later #include <iostream> of the user's still works.
+#if defined(__GLIBCXX__) && !defined(_GLIBCXX_IOSTREAM) && !defined(picojson_h)
+#define AMB_JSON_SKIPS_IOSTREAM
+#define _GLIBCXX_IOSTREAM 1
+#include <istream>
+#include <ostream>
+#endif
 #include <picojson.h>
+#ifdef AMB_JSON_SKIPS_IOSTREAM
+#undef _GLIBCXX_IOSTREAM
+#undef AMB_JSON_SKIPS_IOSTREAM
+#endif
 
 #include <cstdint>
 #include <stdexcept>
