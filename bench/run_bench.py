@@ -995,11 +995,15 @@ def main():
                 socks = []
                 try:
                     wait_ping(port, p)
+                    idle = pss_kb(p.pid)
                     socks, held, err = hold_many(port, a.big_conns)
+                    time.sleep(0.5)  # let the last refused or reset connection settle before measuring
+                    full = pss_kb(p.pid)
                     with open(f"/proc/{p.pid}/limits") as f:
                         lim = next((l.split()[3:5] for l in f if l.startswith("Max open files")), ["?", "?"])
+                    per = (full - idle) / held if held else 0
                     rows.append(f"| {k.name} | {held:,} | {'yes' if held == a.big_conns else 'no'} | "
-                                f"{lim[0]} / {lim[1]} | {err or '—'} |")
+                                f"{full:,} | {per:.2f} | {lim[0]} / {lim[1]} | {err or '—'} |")
                 finally:
                     for t in socks:
                         t.close()
@@ -1008,8 +1012,9 @@ def main():
                 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 md.append(f"### {a.big_conns} concurrent idle connections, each checked with a PING end to end "
                           f"(fd limit of the benchmark: {soft}/{hard})\n\n"
-                          "| proxy | connections held | all held? | proxy's fd limit soft / hard | first error |\n"
-                          "| --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
+                          "| proxy | connections held | all held? | PSS while holding them, kB | kB per held connection "
+                          "| proxy's fd limit soft / hard | first error |\n"
+                          "| --- | --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
 
         md.append(f"load average after: {open('/proc/loadavg').read().split()[:3]}; "
                   f"run took {time.time() - started:.0f} s\n")
