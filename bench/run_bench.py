@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Side-by-side benchmark of amb's ambassadors and their peers on loopback (issue 7).
 
 Starts redis-server, iperf3 -s and a temporary etcd on free loopback ports, then each proxy that is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // docker-register: publish where containers are (host IP + published port) into etcd, and keep it true.
 //
 //   docker-register redis-A 6379 redis          # seed mode: /services/redis/redis-A = {"host":..,"port":..}

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dynamic-etcd-amb: listen on a port and forward each connection to an instance of SERVICE
 // registered in etcd under <prefix>/SERVICE/, balancing and following changes live.
 //

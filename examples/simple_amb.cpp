@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // simple-amb: a static TCP ambassador. Listen on one port, forward every connection to one address.
 //
 //   simple-amb 172.17.42.1:4001          # listens on 0.0.0.0:10000, as the seed's polvi/simple-amb

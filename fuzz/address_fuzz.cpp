@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: host:port, endpoint and endpoint-list parsing; what parses prints and parses back.
 #include <amb/address.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: base64 decoding of any text, and encode-then-decode giving the bytes back.
 #include <amb/detail/base64.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: the chunked decoder, fed whole and in pieces; same data, same end, same error.
 #include <amb/detail/chunked_decoder.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: every Docker Engine API reader (version, inspect, list, events, errors) on the same bytes.
 #include <amb/detail/docker_json.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: link_address over an environment made of the input's lines (first line: the alias).
 #include <amb/docker_links.hpp>
 

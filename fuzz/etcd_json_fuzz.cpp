@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: every etcd gateway reader (unary replies, errors, watch lines) on the same bytes.
 #include <amb/detail/etcd_json.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Shared helpers for the fuzz targets: input as text, deterministic splits, a loud failed check.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: the HTTP response push parser, fed whole and in pieces, then EOF; both must agree.
 #include <amb/http_response.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: the line splitter, fed whole and in pieces; the same lines must come out.
 #include <amb/detail/line_splitter.hpp>
 

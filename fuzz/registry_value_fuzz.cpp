@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fuzz target: the registry value parser; an accepted value formats and parses back to itself.
 #include <amb/registry_value.hpp>
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets and runs each for a bounded time on a copy of its committed corpus.
 # Usage: fuzz/run_fuzzers.sh [SECONDS_EACH] (default 60). Exits non-zero on any crash, leak,
 # sanitizer report or timeout, and names the fuzzer and the saved input. Env: BUILD_DIR, JOBS,

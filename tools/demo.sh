@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The seed's demo on one machine, with podman and the images `make images` builds: etcd, redis
 # registered by docker-register (reaching etcd through a simple-amb), and a redis client served
 # through dynamic-etcd-amb. Then beyond the seed: a second redis, balancing, and failover.

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages amb's build and tests need; only the missing ones.
 # Usage: tools/install-deps.sh [build|test|images|demo|bench] (default: test, which includes build)
 set -euo pipefail

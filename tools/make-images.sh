@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the three FROM scratch images from the Dockerfile, with podman or docker.
 #
 # The Dockerfile's builder starts FROM debian:bookworm. Where that image cannot be pulled

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Makes the demo's redis image, amb/redis, from this machine's Debian redis-server: the binary,
 # the shared libraries ldd names, and nothing else, imported with `podman import` (no pulls).
 # Usage: tools/make-redis-image.sh [--force]   (does nothing when the image exists, unless --force)

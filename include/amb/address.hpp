@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Addresses: "host:port", "[v6]:port", and endpoint URLs (http://, tcp://, unix:///path).
 #pragma once
 

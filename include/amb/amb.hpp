@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // amb umbrella header: includes every public header, in dependency order.
 #pragma once
 

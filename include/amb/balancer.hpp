@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Balancer: the instance set an ambassador forwards to, and the policies that choose from it.
 #pragma once
 

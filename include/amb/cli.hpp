@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A tiny command-line flag parser shared by the programs: --name value, --name=value, --help, --version.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Docker Engine API client (works with Docker and podman's compat API): ping, version negotiation,
 // list, inspect and the /events stream. Read-only: it only ever sends GET requests.
 #pragma once

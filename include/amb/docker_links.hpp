@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Docker-links environment variables (<ALIAS>_PORT_<p>_TCP_ADDR / _PORT), as the seed used them.
 #pragma once
 

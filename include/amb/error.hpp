@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // amb's own error codes (amb::errc) and their std::error_category.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // etcd v3 client over the JSON gateway: KV, leases, auth, TLS, several endpoints with failover.
 #pragma once
 

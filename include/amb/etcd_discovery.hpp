@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Where etcd is: --etcd, then ETCDCTL_ENDPOINTS, then Docker-links of alias "etcd", then the default.
 #pragma once
 

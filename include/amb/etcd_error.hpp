@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Errors etcd returns ({"error","message","code"}): a gRPC-code error category and an exception keeping etcd's message.
 #pragma once
 

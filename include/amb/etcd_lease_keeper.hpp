@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // etcd's TLS files and user/password from etcdctl-style flags and environment (ETCDCTL_CACERT, ETCDCTL_USER, ...).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // How a program reaches etcd, from its command line and environment: the flags both etcd programs
 // share (--etcd and etcdctl's security flags), read the same way, and the client they make.
 // One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.

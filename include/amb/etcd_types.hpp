@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Plain data the etcd client returns: key-values, results of KV and lease calls, watch events.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Watching an etcd prefix: snapshot, then events in order exactly once, across disconnects, failover and compaction.
 #pragma once
 

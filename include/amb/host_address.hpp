@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Which host IP a registrar writes: the binding's own IP, else --ip, HOST_IP, or the default route's address.
 #pragma once
 

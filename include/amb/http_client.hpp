@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HTTP/1.1 client over TCP or unix domain sockets (and TLS for https:// in builds with AMB_WITH_TLS):
 // whole requests with keep-alive reuse, or a body streamed piece by piece (etcd watch, Docker /events), with timeouts.
 #pragma once

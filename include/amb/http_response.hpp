@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // HTTP/1.1 responses and their push parser: status line, headers, Content-Length, chunked
 // (with extensions and trailers), close-delimited and body-less responses, whole or streamed.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Logging: one line per event on stderr, "program: level: message", never throws.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 #pragma once
 

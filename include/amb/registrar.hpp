@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The registrar's logic: follow one container (seed mode) or all of them (automatic mode) through the
 // Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Registry values, both ways: the seed's JSON {"host":..,"port":..} or plain host:port.
 #pragma once
 

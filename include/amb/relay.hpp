@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Relaying bytes both ways between a client connection and a server connection, half-close aware.
 //
 // Vocabulary (as in Partow's tcpproxy_server): the *downstream* socket is the client's connection

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
 #pragma once
 

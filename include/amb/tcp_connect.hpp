@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
 #pragma once
 

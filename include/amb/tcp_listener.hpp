@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TLS settings for https:// endpoints, and whether this build speaks TLS at all (AMB_WITH_TLS).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // TLS for the HTTP client over asio::ssl (OpenSSL), compiled only with AMB_WITH_TLS: a client context
 // loaded from amb::tls_options, the host check, and certificate failures as readable error codes.
 #pragma once

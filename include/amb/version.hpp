@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // amb's version, printed by every program's --version.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What a consumer project compiles: the umbrella header, and one call into it.
 #include <amb/amb.hpp>
 

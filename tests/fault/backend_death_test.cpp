@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault: a redis backend is SIGKILLed while clients are in the middle of talking to it through
 // dynamic-etcd-amb: those clients see their connection end at once (no hang), the ambassador stays
 // up, and every new client goes to the other backend.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault: the engine's API service (podman system service) stopped and started again by PID, several
 // times, while containers stop, start, and are removed and re-created under the same name, some of
 // it while the socket is down. docker-register in automatic and in seed mode converges to what

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault: a 3-member etcd loses the member every program talks to, then its quorum, then gets both
 // back, while redis clients talk through dynamic-etcd-amb to redis containers that docker-register
 // registered: no failed request, each registration exactly once afterwards, the watch catches up.

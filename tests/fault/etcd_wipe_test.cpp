@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault: etcd loses all its data (data folder removed, restarted empty, revisions counting from 1
 // again): the watcher notices and re-reads, docker-register writes its keys again within a TTL, and
 // dynamic-etcd-amb converges to what was re-registered, dropping what was not.

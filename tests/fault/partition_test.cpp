@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault: a network partition of "host B". Host B is a network namespace joined to this one (host A)
 // by one veth link; etcd runs on host A and listens on A's end of the link; dynamic-etcd-amb and its
 // redis backends run in host B. With the link down the ambassador keeps serving the last set it knew

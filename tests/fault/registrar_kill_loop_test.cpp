@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Fault: docker-register killed with SIGKILL and restarted 50 times while real containers stop and
 // start; afterwards etcd holds exactly the live containers' published ports once the dead
 // registrars' leases have expired: nothing stale, nothing missing, no duplicates.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // amb::docker_client against podman's real Docker-compatible API on a unix socket.
 #include <amb/docker_client.hpp>
 

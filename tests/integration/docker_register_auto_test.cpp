@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // docker-register --all (automatic mode), end to end: podman's real Docker-compatible API socket,
 // real containers published on 127.0.0.1 with different labels and env, real etcd.
 #include "support/docker_register_support.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // docker-register, seed mode, end to end: podman's real Docker-compatible API socket, real containers
 // published on 127.0.0.1, real etcd.
 #include "support/docker_register_support.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dynamic-etcd-amb when things fail: a dead instance, a dead etcd, a lost cluster member; signals.
 #include "support/dynamic_amb.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dynamic-etcd-amb against real etcd and redis: value forms, live changes, policies, metrics, usage errors.
 #include "support/dynamic_amb.hpp"
 

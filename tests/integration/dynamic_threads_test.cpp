@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dynamic-etcd-amb --threads N: N data loops, each with its own SO_REUSEPORT listener, balancer and
 // copy of the instance set; every etcd change (and a SIGHUP re-read) reaches every loop, the log says
 // each change once, /metrics adds the loops up, and SIGTERM drains them all.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // deploy/engine-socket-proxy/haproxy.cfg, the read-only proxy the README recommends in front of the
 // engine's root-equivalent socket: real haproxy, podman's real API socket, real etcd. docker-register
 // works through it (list, inspect, events), and every write or other path is refused before the engine.

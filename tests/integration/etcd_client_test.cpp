@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // etcd_client and etcd_lease_keeper against a real etcd (and against servers that are not etcd).
 #include <amb/etcd_client.hpp>
 #include <amb/etcd_lease_keeper.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The etcd client on a 3-member cluster (failover) and with auth enabled (tokens that expire).
 #include <amb/etcd_client.hpp>
 #include <amb/etcd_lease_keeper.hpp>

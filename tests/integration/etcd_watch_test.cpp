@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // etcd_watcher against a real etcd: order, exactly-once across kill -9, compaction snapshots, progress, bad servers.
 #include <amb/etcd_client.hpp>
 #include <amb/etcd_watch.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Hostile clients on the ambassadors (issue 8): 10000 connections that never send, slowloris trickles,
 // and connection floods past the fd limit, against simple-amb and dynamic-etcd-amb in front of a real
 // redis. Memory, CPU and fds are read from /proc; normal clients must keep getting their answers.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Hostile servers (issue 8): an "etcd" or "engine" that sends endless headers, a multi-gigabyte chunk,
 // a never-ending line, or accepts and stalls. The library gives exact errors; the real programs keep
 // bounded memory, time out, log one clear line, retry without a hot loop, and recover.

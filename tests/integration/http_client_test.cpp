@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // http_client against real servers: etcd's JSON gateway (TCP) and podman's Docker API (unix socket),
 // plus small in-test loopback servers for what real servers will not do on demand (count connections,
 // close kept-alive connections, never answer, answer garbage).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // simple-amb as a user runs it: the built binary in front of a real redis-server, on free loopback ports.
 #include "support/process.hpp"
 #include "support/redis_server.hpp"

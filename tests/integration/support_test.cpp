@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The test harness itself: real etcd and redis start on free ports and stop by PID.
 #include "support/etcd_server.hpp"
 #include "support/redis_server.hpp"

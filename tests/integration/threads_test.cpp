@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // simple-amb --threads N: N event loops, each with its own SO_REUSEPORT listener on the one port.
 #include "support/process.hpp"
 #include "support/redis_server.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // First of two translation units including the single header: a missing `inline` fails the link.
 #include <amb/amb.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Second translation unit including the single header (see first_tu.cpp).
 #include <amb/amb.hpp>
 

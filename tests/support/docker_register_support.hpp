@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for docker-register: the program against a test etcd and podman socket, etcd key
 // reads, a unix server answering garbage, and a recording proxy in front of the engine's socket.
 #pragma once

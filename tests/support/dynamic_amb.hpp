@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for dynamic-etcd-amb: run the real program, talk redis through it, read its /metrics.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for the etcd client: an io_context on its own thread, and scripted misbehaving HTTP servers.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support: real etcd members (Debian's etcd-server) on free loopback ports, in temp folders.
 #pragma once
 

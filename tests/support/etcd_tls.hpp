@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for etcd over TLS: certificates made with the openssl command, and a real etcd serving
 // https:// on a free loopback port (optionally requiring client certificates), stopped by PID.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for the registrar fault tests: what etcd holds for this test's containers, what
 // podman says it should hold, and line counts in a program's log.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for the fault suite: redis in real podman containers, registrars on several etcd
 // endpoints, and a redis client loop that counts every failed request while faults are injected.
 #pragma once

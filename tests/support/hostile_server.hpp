@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for hardening: a hostile HTTP server ("etcd" or "engine", TCP or unix) that misbehaves
 // per request path or relays to the real server, plus /proc readings (memory, CPU, fds) of a process.
 #pragma once

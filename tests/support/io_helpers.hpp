@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support for code on an io_context driven by the test's own thread: parse an endpoint or fail
 // the test, and run one coroutine to its end (while in-test servers on the same io_context serve it).
 #pragma once

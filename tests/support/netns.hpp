@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support: "host B", a network namespace joined to this one (host A) by one veth pair on a
 // private /30, whose link can be taken down (a partition) and up again. Needs root (CAP_NET_ADMIN).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support: podman's Docker-compatible API on a temporary unix socket, and real containers
 // from a tiny busybox image made locally (no image can be pulled here).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support: start real programs by PID, capture their output, stop them even when a test fails.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Test support: a real redis-server (Debian's redis-server) on a free loopback port.
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The etcd client over https against a real etcd with TLS (certificates made by the test with openssl):
 // KV, watch and leases with a client certificate; auth over TLS; and the failures a user will meet
 // (wrong CA, wrong host, no client certificate, unreadable files), each one clear line.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // dynamic-etcd-amb and docker-register against a real etcd with TLS, client certificates and auth:
 // they route and register over https; each failure a user will meet is one clear line; the password
 // never appears in their output (at debug level) nor in /proc/PID/cmdline.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/address.hpp and include/amb/docker_links.hpp.
 #include <amb/address.hpp>
 #include <amb/docker_links.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/balancer.hpp: fairness, weights, load, hashing stability, ejection, updates.
 #include <amb/balancer.hpp>
 

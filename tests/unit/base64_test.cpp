@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/detail/base64.hpp.
 #include <amb/detail/base64.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/detail/chunked_decoder.hpp: each case fed whole, split at every offset,
 // and one byte at a time must give the same data, trailers and result.
 #include <amb/detail/chunked_decoder.hpp>

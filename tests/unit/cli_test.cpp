@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The flag parser: values, flags, positionals, --help/--version, exact error texts, numbers, durations.
 #include <amb/cli.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Docker Engine API JSON parsers, fed with real replies captured from podman 4.3.1 (PROTOCOLS.md part 2)
 // and Docker's documented shapes.
 #include <amb/detail/docker_json.hpp>
@@ -173,4 +174,21 @@ TEST_CASE("a number beyond a double is not JSON, not an exception") {
   CHECK(!detail::parse_container_inspect(R"({"Id":"x","State":{"Pid":-1e999}})"));
   CHECK(!detail::parse_docker_event(R"({"Type":"container","time":1e999})"));
   CHECK(detail::docker_error_message(R"({"message":"x","response":1e999})") == "");
+}
+
+// picojson bounds the nesting of arrays but not of objects: 150,000 levels of {"a": overflowed the
+// stack. Every engine reader refuses it as not JSON.
+TEST_CASE("deeply nested engine replies and events are not JSON, never a crash") {
+  const std::size_t levels = 150000;
+  std::string deep;
+  for (std::size_t i = 0; i < levels; ++i) deep += "{\"a\":";
+  deep += "1";
+  deep.append(levels, '}');
+  auto e = detail::parse_docker_event(R"({"Type":"container","Action":"start","Actor":)" + deep + "}");
+  REQUIRE(!e);
+  CHECK(e.error.rfind("not JSON (nested deeper than 64 levels): ", 0) == 0);
+  CHECK(!detail::parse_container_inspect(deep));
+  CHECK(!detail::parse_container_list("[" + deep + "]"));
+  CHECK(!detail::parse_engine_version(deep));
+  CHECK(detail::docker_error_message(deep) == "");
 }

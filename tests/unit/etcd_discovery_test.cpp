@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/etcd_discovery.hpp: the order of sources and the errors naming them.
 #include <amb/etcd_discovery.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/detail/etcd_json.hpp, on bodies captured from etcd 3.4.23 (PROTOCOLS.md part 1).
 #include <amb/detail/etcd_json.hpp>
 #include <amb/etcd_error.hpp>
@@ -230,4 +231,22 @@ TEST_CASE("a number beyond a double is bad_response, not an exception") {
   CHECK(etcd_parse_range(R"({"header":{"revision":1e999}})", r) == amb::errc::bad_response);
   etcd_watch_message m;
   CHECK(etcd_parse_watch_line(R"({"result":{"header":{"revision":"5"},"x":-1e999}})", m) == amb::errc::bad_response);
+}
+
+// Every etcd reader goes through the depth-bounded parse: 150,000 levels of {"a": in a watch line or
+// a reply is a bad response, not a stack overflow.
+TEST_CASE("deeply nested etcd replies and watch lines are bad_response, never a crash") {
+  const std::size_t levels = 150000;
+  std::string deep;
+  for (std::size_t i = 0; i < levels; ++i) deep += "{\"a\":";
+  deep += "1";
+  deep.append(levels, '}');
+  etcd_watch_message m;
+  CHECK(etcd_parse_watch_line(R"({"result":{"header":{"revision":"5"},"events":[{"kv":)" + deep + "}]}}", m) ==
+        amb::errc::bad_response);
+  amb::etcd_range_result r;
+  CHECK(etcd_parse_range(R"({"header":{"revision":"5"},"kvs":[)" + deep + "]}", r) == amb::errc::bad_response);
+  CHECK(!etcd_parse_error(R"({"error":)" + deep + "}"));
+  std::string token;
+  CHECK(etcd_parse_auth(deep, token) == amb::errc::bad_response);
 }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // find_etcd_security: etcdctl-style TLS files and credentials from flags and environment; hide_etcd_password.
 #include <amb/etcd_security.hpp>
 #include <amb/tls_options.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Choosing the host IP to register: binding, --ip, HOST_IP, default route.
 #include <amb/host_address.hpp>
 

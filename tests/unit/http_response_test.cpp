@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/http_response.hpp: every case fed whole, split at every byte offset,
 // and one byte at a time (Beast's "parsegrind"), in gathering and in streaming mode.
 #include <amb/http_response.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/detail/line_splitter.hpp: lines must not depend on how the bytes were cut.
 #include <amb/detail/line_splitter.hpp>
 

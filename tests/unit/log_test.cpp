@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // amb::log: one line per call, "program: level: message", parts appended without iostreams; and
 // amb's JSON header (which skips picojson's <iostream>) leaves <iostream> usable for the user.
 #include <amb/detail/json.hpp>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/metrics.hpp: exposition text, request answers, and the real endpoint on loopback.
 #include <amb/metrics.hpp>
 

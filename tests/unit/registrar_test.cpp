@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Automatic mode's naming rules and the choice of binding, on containers parsed from inspect replies.
 #include <amb/registrar.hpp>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/registry_value.hpp: both value forms, errors, and formatting.
 #include <amb/registry_value.hpp>
 
@@ -143,4 +144,28 @@ TEST_CASE("a number beyond a double is a bad value, not an exception") {
   CHECK(parse_registry_value(R"({"host":"10.0.0.5","port":1e999})").error ==
         R"(bad registry value "{"host":"10.0.0.5","port":1e999}": invalid JSON (number out of range))");
   CHECK(!parse_registry_value(R"({"host":"a","port":1,"weight":-1e400})"));
+}
+
+// 150,000 levels of {"a": overflowed the stack inside picojson (its nesting limit covers arrays only):
+// a registry value must be refused with a one-line error, whatever its depth.
+TEST_CASE("deeply nested JSON is refused, not a crash") {
+  const std::size_t levels = 150000;
+  std::string deep;
+  for (std::size_t i = 0; i < levels; ++i) deep += "{\"a\":";
+  deep += "1";
+  deep.append(levels, '}');
+  auto v = parse_registry_value(deep);
+  REQUIRE(!v);
+  CHECK(v.error.find("invalid JSON (nested deeper than 64 levels)") != std::string::npos);
+  CHECK(v.error.find('\n') == std::string::npos);
+  CHECK(v.error.size() < 300);
+  auto arrays = parse_registry_value(R"({"host":"h","port":1,"x":)" + std::string(levels, '[') + std::string(levels, ']') + "}");
+  CHECK(!arrays);
+  // A value inside the bound still parses; brackets inside strings do not count.
+  std::string ok = R"({"host":"h","port":1,"x":)";
+  for (int i = 0; i < 63; ++i) ok += "{\"a\":";
+  ok += "\"{{{{[[[[\"";
+  ok.append(63, '}');
+  ok += "}";
+  CHECK(parse_registry_value(ok));
 }

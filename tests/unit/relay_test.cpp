@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The relay on real loopback sockets: bytes both ways, half-close passed on, errors and idle timeout close both.
 //
 // Layout of every test: client <-> [downstream | relay | upstream] <-> server. The relay runs on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Unit tests for include/amb/service_watch.hpp: snapshots and events applied to a balancer.
 #include <amb/service_watch.hpp>
 

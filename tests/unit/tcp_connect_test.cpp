@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // connect_tcp on loopback: success with TCP_NODELAY, refused, names resolved, and the overall timeout.
 #include <amb/tcp_connect.hpp>
 

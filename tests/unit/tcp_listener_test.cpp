@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // listen_tcp and accept_loop: errors name the address, the loop hands over sockets and ends on close.
 #include <amb/tcp_listener.hpp>
 

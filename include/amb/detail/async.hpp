@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 #pragma once
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Standard base64 (RFC 4648, '+' '/' alphabet, '=' padding): etcd's bytes fields on the JSON gateway.
 #pragma once
 

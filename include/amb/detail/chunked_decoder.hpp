@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Chunked transfer coding (RFC 9112 §7.1) as a push decoder: sizes with extensions, data, trailers.
 #pragma once
 

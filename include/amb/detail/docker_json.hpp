@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Docker Engine API JSON: the container, version and event shapes amb reads, and their parsers
 // (PROTOCOLS.md part 2; the same text from Docker and from podman's compat API).
 #pragma once

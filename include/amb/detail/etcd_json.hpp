@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // etcd v3 JSON gateway bodies: request builders and response/watch-line parsers (PROTOCOLS.md part 1).
 #pragma once
 

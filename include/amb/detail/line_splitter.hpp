@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Splits a byte stream into '\n'-terminated lines (etcd watch and Docker /events: one JSON object a line).
 #pragma once
 

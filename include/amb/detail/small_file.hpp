@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Reading a whole small file with POSIX read: the static programs stay smaller without <fstream>.
 #pragma once
 
