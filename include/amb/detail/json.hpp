@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The one place that includes picojson, so its layout macro is the same in every TU.
 #pragma once
 
