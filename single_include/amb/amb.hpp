@@ -1451,7 +1451,30 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 
 #if AMB_WITH_TLS
 
+
+// ---- begin amb/detail/asio.hpp ----
+// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
+// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
+
+// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
+// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
+// The macros must be set before Asio's first header: if Asio came first without them, say so.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
+#if defined(ASIO_VERSION)
+#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#endif
+#define ASIO_HAS_CO_AWAIT 1
+#define ASIO_HAS_STD_COROUTINE 1
+#endif
+
 #include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#if !defined(ASIO_HAS_CO_AWAIT)
+#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
+#endif
+// ---- end amb/detail/asio.hpp ----
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -1587,9 +1610,6 @@ inline tls_context_ptr make_tls_context(const tls_options& options) {
 // ---- begin amb/detail/async.hpp ----
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 
-#include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 
@@ -1607,8 +1627,6 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 } // namespace amb::detail
 // ---- end amb/detail/async.hpp ----
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -2087,7 +2105,6 @@ private:
 // Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
 
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <memory>
@@ -2190,7 +2207,6 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 // Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
 
 
-#include <asio.hpp>
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2368,7 +2384,6 @@ inline std::uint64_t raise_fd_limit() noexcept {
 // completion handlers, so an idle connection costs that object, its two sockets and the reactor's
 // per-descriptor records.
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -2763,10 +2778,13 @@ public:
 
 private:
   void done() noexcept override {
+    if (!on_done_) return;
     try {
-      std::optional<OnDone> f(std::move(on_done_));
+      // Moved out first: the completion may drop the last reference to this state. A plain local,
+      // not a second std::optional: GCC 12 reports the optional's payload as maybe-uninitialized.
+      OnDone f(std::move(*on_done_));
       on_done_.reset();
-      (*f)(totals);
+      f(totals);
     } catch (...) {
       // The completion is the caller's; it must not throw, and an exception here has nowhere to go.
     }
@@ -3361,10 +3379,48 @@ inline bool base64_decode(std::string_view text, std::string& out) {
 
 namespace amb::detail {
 
-/// picojson::parse that never throws: picojson throws std::overflow_error for a number beyond a double
-/// ("1e999", found by fuzzing); here that is a parse error like any other, set in `*err`.
+/// Deepest nesting of arrays and objects amb accepts in any JSON document. picojson parses (and later
+/// destroys and serializes) values recursively, and Debian's 1.3.0 bounds the nesting of arrays but not
+/// of objects: 50,000 levels of {"a": overflow the stack. Every document amb reads (registry values,
+/// etcd and engine replies and events) is far flatter than this.
+inline constexpr std::size_t json_max_depth = 64;
+
+/// True when no array or object in [first, last) nests deeper than `limit` levels. Only brackets
+/// outside strings count; the text is not otherwise checked (the parser does that afterwards).
+template <class Iter>
+bool json_depth_within(Iter first, Iter last, std::size_t limit) noexcept {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (; first != last; ++first) {
+    const char c = *first;
+    if (in_string) {
+      if (c == '\\') {
+        if (++first == last) break;  // an escape at the very end: the parser reports it
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+/// picojson::parse that never throws and never recurses deeper than json_max_depth: picojson throws
+/// std::overflow_error for a number beyond a double ("1e999", found by fuzzing); here that is a parse
+/// error like any other, set in `*err`, and so is nesting beyond the bound (checked before parsing).
+/// Every JSON parse in amb goes through here.
 template <class Iter>
 Iter json_parse(picojson::value& out, const Iter& first, const Iter& last, std::string* err) {
+  out = picojson::value();
+  if (!json_depth_within(first, last, json_max_depth)) {
+    *err = "nested deeper than " + std::to_string(json_max_depth) + " levels";
+    return first;
+  }
   try {
     return picojson::parse(out, first, last, err);
   } catch (const std::overflow_error&) {
@@ -3789,7 +3845,6 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
 } // namespace amb::detail
 // ---- end amb/detail/etcd_json.hpp ----
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -4207,7 +4262,6 @@ private:
 // One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
 
 
-#include <asio/any_io_executor.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -4373,7 +4427,6 @@ private:
 } // namespace amb::detail
 // ---- end amb/detail/line_splitter.hpp ----
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -4714,7 +4767,6 @@ private:
 // One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
 
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -5557,7 +5609,6 @@ private:
 // Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
 
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -5816,7 +5867,6 @@ private:
 // Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
 
 
-#include <asio.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -5980,8 +6030,6 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -6472,7 +6520,6 @@ inline std::string url_encode(std::string_view s) {
 } // namespace amb
 // ---- end amb/detail/docker_json.hpp ----
 
-#include <asio.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -6922,7 +6969,6 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 // Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
 
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>

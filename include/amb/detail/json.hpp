@@ -35,10 +35,48 @@
 
 namespace amb::detail {
 
-/// picojson::parse that never throws: picojson throws std::overflow_error for a number beyond a double
-/// ("1e999", found by fuzzing); here that is a parse error like any other, set in `*err`.
+/// Deepest nesting of arrays and objects amb accepts in any JSON document. picojson parses (and later
+/// destroys and serializes) values recursively, and Debian's 1.3.0 bounds the nesting of arrays but not
+/// of objects: 50,000 levels of {"a": overflow the stack. Every document amb reads (registry values,
+/// etcd and engine replies and events) is far flatter than this.
+inline constexpr std::size_t json_max_depth = 64;
+
+/// True when no array or object in [first, last) nests deeper than `limit` levels. Only brackets
+/// outside strings count; the text is not otherwise checked (the parser does that afterwards).
+template <class Iter>
+bool json_depth_within(Iter first, Iter last, std::size_t limit) noexcept {
+  std::size_t depth = 0;
+  bool in_string = false;
+  for (; first != last; ++first) {
+    const char c = *first;
+    if (in_string) {
+      if (c == '\\') {
+        if (++first == last) break;  // an escape at the very end: the parser reports it
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return false;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return true;
+}
+
+/// picojson::parse that never throws and never recurses deeper than json_max_depth: picojson throws
+/// std::overflow_error for a number beyond a double ("1e999", found by fuzzing); here that is a parse
+/// error like any other, set in `*err`, and so is nesting beyond the bound (checked before parsing).
+/// Every JSON parse in amb goes through here.
 template <class Iter>
 Iter json_parse(picojson::value& out, const Iter& first, const Iter& last, std::string* err) {
+  out = picojson::value();
+  if (!json_depth_within(first, last, json_max_depth)) {
+    *err = "nested deeper than " + std::to_string(json_max_depth) + " levels";
+    return first;
+  }
   try {
     return picojson::parse(out, first, last, err);
   } catch (const std::overflow_error&) {
