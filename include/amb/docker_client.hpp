@@ -43,7 +43,7 @@ struct docker_engine {
   std::string source;  ///< one line for the log, e.g. `engine at unix:///var/run/docker.sock (default)`
 };
 
-/// Chooses the engine (DESIGN.md "Finding the engine"): `flag` (--docker), then DOCKER_HOST in `env`
+/// Chooses the engine (docs/design.md §4.3): `flag` (--docker), then DOCKER_HOST in `env`
 /// ("KEY=VALUE" strings; unix:// or tcp://), then unix:///var/run/docker.sock. A bad value is an
 /// error naming its source; it never falls through to the next one.
 inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>& flag,
@@ -117,7 +117,7 @@ public:
                                   std::to_string(res.status) + " " + detail::quote_body(res.body) + ")");
   }
 
-  /// `GET /version` (unversioned) and chooses the API version for later calls (PROTOCOLS.md 2.2).
+  /// `GET /version` (unversioned) and chooses the API version for later calls (docs/protocols.md §2.2).
   asio::awaitable<engine_version> negotiate() {
     const std::string step = "read engine version";
     auto res = co_await send("/version", step);
@@ -212,7 +212,7 @@ public:
   }
 
 private:
-  // The engine sends the head of /events at once (PROTOCOLS.md 2.5), then may stay quiet for hours: a head
+  // The engine sends the head of /events at once (docs/protocols.md §2.5), then may stay quiet for hours: a head
   // that does not come within request_timeout is a stalled engine, a quiet body is not.
   static http_client_options with_head_timeout(http_client_options o) {
     if (o.stream_head_timeout.count() == 0) o.stream_head_timeout = o.request_timeout;

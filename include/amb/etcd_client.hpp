@@ -78,7 +78,7 @@ inline std::string etcd_printable(std::string_view key) {
 }
 } // namespace detail
 
-/// An etcd v3 client over the JSON gateway (PROTOCOLS.md part 1). Every call is a coroutine on the
+/// An etcd v3 client over the JSON gateway (docs/protocols.md part 1). Every call is a coroutine on the
 /// client's executor (one thread: no locking); the client must outlive the calls. Each call tries the
 /// endpoints in turn (connection errors, timeouts, non-etcd replies and gRPC "unavailable" move on to
 /// the next), backs off between passes, and throws at the end: etcd_error for an error etcd returned
@@ -159,7 +159,7 @@ public:
     co_return r;
   }
 
-  /// One keepalive (one POST, PROTOCOLS.md 1.5): returns the renewed TTL, or 0 when the lease is gone
+  /// One keepalive (one POST, docs/protocols.md §1.5): returns the renewed TTL, or 0 when the lease is gone
   /// (expired or unknown) and its keys with it.
   asio::awaitable<std::int64_t> lease_keepalive(std::int64_t id) {
     const std::string step = "lease keepalive " + std::to_string(id);

@@ -18,7 +18,7 @@ struct etcd_endpoints {
   std::string source;               ///< one line for the log, e.g. `etcd at http://a:2379 (from ETCDCTL_ENDPOINTS)`
 };
 
-/// Chooses etcd's endpoints, first match wins (DESIGN.md "Finding etcd"):
+/// Chooses etcd's endpoints, first match wins (docs/design.md §4.2):
 /// `flag` (the --etcd value, nullopt when not given), then ETCDCTL_ENDPOINTS in `env`, then the
 /// Docker-links variables of alias "etcd" (ETCD_PORT_<p>_TCP_ADDR/_PORT), then http://127.0.0.1:2379.
 /// `env` holds "KEY=VALUE" strings (amb::environment_list() for the real one). A bad value is an

@@ -52,7 +52,7 @@ struct etcd_watch_options {
   std::chrono::milliseconds rewind_grace{5000};
 };
 
-/// Watches every key under a prefix (one HTTP connection per watch; PROTOCOLS.md 1.6). run() delivers
+/// Watches every key under a prefix (one HTTP connection per watch; docs/protocols.md §1.6). run() delivers
 /// a snapshot (unless started at a given revision), then events. After any disconnect it re-watches
 /// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
 /// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then

@@ -1451,30 +1451,7 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 
 #if AMB_WITH_TLS
 
-
-// ---- begin amb/detail/asio.hpp ----
-// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
-// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
-
-// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
-// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
-// The macros must be set before Asio's first header: if Asio came first without them, say so.
-#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
-#if defined(ASIO_VERSION)
-#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
-#endif
-#define ASIO_HAS_CO_AWAIT 1
-#define ASIO_HAS_STD_COROUTINE 1
-#endif
-
 #include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-
-#if !defined(ASIO_HAS_CO_AWAIT)
-#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
-#endif
-// ---- end amb/detail/asio.hpp ----
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -1610,6 +1587,9 @@ inline tls_context_ptr make_tls_context(const tls_options& options) {
 // ---- begin amb/detail/async.hpp ----
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 
@@ -1627,6 +1607,8 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 } // namespace amb::detail
 // ---- end amb/detail/async.hpp ----
 
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -2105,6 +2087,7 @@ private:
 // Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
 
 
+#include <asio.hpp>
 
 #include <chrono>
 #include <memory>
@@ -2207,6 +2190,7 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 // Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
 
 
+#include <asio.hpp>
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2384,6 +2368,7 @@ inline std::uint64_t raise_fd_limit() noexcept {
 // completion handlers, so an idle connection costs that object, its two sockets and the reactor's
 // per-descriptor records.
 
+#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -2778,13 +2763,10 @@ public:
 
 private:
   void done() noexcept override {
-    if (!on_done_) return;
     try {
-      // Moved out first: the completion may drop the last reference to this state. A plain local,
-      // not a second std::optional: GCC 12 reports the optional's payload as maybe-uninitialized.
-      OnDone f(std::move(*on_done_));
+      std::optional<OnDone> f(std::move(on_done_));
       on_done_.reset();
-      f(totals);
+      (*f)(totals);
     } catch (...) {
       // The completion is the caller's; it must not throw, and an exception here has nowhere to go.
     }
@@ -3003,7 +2985,7 @@ struct etcd_endpoints {
   std::string source;               ///< one line for the log, e.g. `etcd at http://a:2379 (from ETCDCTL_ENDPOINTS)`
 };
 
-/// Chooses etcd's endpoints, first match wins (DESIGN.md "Finding etcd"):
+/// Chooses etcd's endpoints, first match wins (docs/design.md §4.2):
 /// `flag` (the --etcd value, nullopt when not given), then ETCDCTL_ENDPOINTS in `env`, then the
 /// Docker-links variables of alias "etcd" (ETCD_PORT_<p>_TCP_ADDR/_PORT), then http://127.0.0.1:2379.
 /// `env` holds "KEY=VALUE" strings (amb::environment_list() for the real one). A bad value is an
@@ -3257,7 +3239,7 @@ inline void hide_etcd_password(int argc, char** argv) noexcept {
 
 
 // ---- begin amb/detail/etcd_json.hpp ----
-// etcd v3 JSON gateway bodies: request builders and response/watch-line parsers (PROTOCOLS.md part 1).
+// etcd v3 JSON gateway bodies: request builders and response/watch-line parsers (docs/protocols.md part 1).
 
 
 // ---- begin amb/detail/base64.hpp ----
@@ -3347,7 +3329,7 @@ inline bool base64_decode(std::string_view text, std::string& out) {
 // The one place that includes picojson, so its layout macro is the same in every TU.
 
 // etcd's lease ids and Docker's timeNano exceed 2^53: without int64 support
-// picojson would round them through double (PROTOCOLS.md 1.3).
+// picojson would round them through double (docs/protocols.md §1.3).
 #if defined(picojson_h) && !defined(PICOJSON_USE_INT64)
 #error "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
 #endif
@@ -3560,7 +3542,7 @@ inline std::string etcd_create_body(std::string_view key, std::string_view value
   cmp["key"] = b64(key);
   cmp["target"] = picojson::value("CREATE");
   cmp["result"] = picojson::value("EQUAL");
-  cmp["create_revision"] = picojson::value("0");  // the field must match the target (PROTOCOLS.md 1.4)
+  cmp["create_revision"] = picojson::value("0");  // the field must match the target (docs/protocols.md §1.4)
   picojson::object put;
   put["key"] = b64(key);
   put["value"] = b64(value);
@@ -3845,6 +3827,7 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
 } // namespace amb::detail
 // ---- end amb/detail/etcd_json.hpp ----
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -3909,7 +3892,7 @@ inline std::string etcd_printable(std::string_view key) {
 }
 } // namespace detail
 
-/// An etcd v3 client over the JSON gateway (PROTOCOLS.md part 1). Every call is a coroutine on the
+/// An etcd v3 client over the JSON gateway (docs/protocols.md part 1). Every call is a coroutine on the
 /// client's executor (one thread: no locking); the client must outlive the calls. Each call tries the
 /// endpoints in turn (connection errors, timeouts, non-etcd replies and gRPC "unavailable" move on to
 /// the next), backs off between passes, and throws at the end: etcd_error for an error etcd returned
@@ -3990,7 +3973,7 @@ public:
     co_return r;
   }
 
-  /// One keepalive (one POST, PROTOCOLS.md 1.5): returns the renewed TTL, or 0 when the lease is gone
+  /// One keepalive (one POST, docs/protocols.md §1.5): returns the renewed TTL, or 0 when the lease is gone
   /// (expired or unknown) and its keys with it.
   asio::awaitable<std::int64_t> lease_keepalive(std::int64_t id) {
     const std::string step = "lease keepalive " + std::to_string(id);
@@ -4262,6 +4245,7 @@ private:
 // One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
 
 
+#include <asio/any_io_executor.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -4427,6 +4411,7 @@ private:
 } // namespace amb::detail
 // ---- end amb/detail/line_splitter.hpp ----
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -4468,7 +4453,7 @@ struct etcd_watch_options {
   std::chrono::milliseconds rewind_grace{5000};
 };
 
-/// Watches every key under a prefix (one HTTP connection per watch; PROTOCOLS.md 1.6). run() delivers
+/// Watches every key under a prefix (one HTTP connection per watch; docs/protocols.md §1.6). run() delivers
 /// a snapshot (unless started at a given revision), then events. After any disconnect it re-watches
 /// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
 /// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then
@@ -4767,6 +4752,7 @@ private:
 // One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
 
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -5609,6 +5595,7 @@ private:
 // Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
 
 
+#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -5867,6 +5854,7 @@ private:
 // Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
 
 
+#include <asio.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -6030,6 +6018,8 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 
 
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -6223,7 +6213,7 @@ private:
 
 // ---- begin amb/detail/docker_json.hpp ----
 // Docker Engine API JSON: the container, version and event shapes amb reads, and their parsers
-// (PROTOCOLS.md part 2; the same text from Docker and from podman's compat API).
+// (docs/protocols.md part 2; the same text from Docker and from podman's compat API).
 
 
 #include <charconv>
@@ -6380,7 +6370,7 @@ inline bool parse_api_version(std::string_view text, std::pair<int, int>& out) {
   return num(text.substr(0, dot), out.first) && num(text.substr(dot + 1), out.second);
 }
 
-/// The API version to use (PROTOCOLS.md 2.2): the lower of ours and the engine's, but never
+/// The API version to use (docs/protocols.md §2.2): the lower of ours and the engine's, but never
 /// below the engine's minimum. Returns "" when the engine's version cannot be read.
 inline std::string negotiate_api_version(std::string_view ours, const engine_version& engine) {
   std::pair<int, int> o{}, e{}, m{};
@@ -6520,6 +6510,7 @@ inline std::string url_encode(std::string_view s) {
 } // namespace amb
 // ---- end amb/detail/docker_json.hpp ----
 
+#include <asio.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -6552,7 +6543,7 @@ struct docker_engine {
   std::string source;  ///< one line for the log, e.g. `engine at unix:///var/run/docker.sock (default)`
 };
 
-/// Chooses the engine (DESIGN.md "Finding the engine"): `flag` (--docker), then DOCKER_HOST in `env`
+/// Chooses the engine (docs/design.md §4.3): `flag` (--docker), then DOCKER_HOST in `env`
 /// ("KEY=VALUE" strings; unix:// or tcp://), then unix:///var/run/docker.sock. A bad value is an
 /// error naming its source; it never falls through to the next one.
 inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>& flag,
@@ -6626,7 +6617,7 @@ public:
                                   std::to_string(res.status) + " " + detail::quote_body(res.body) + ")");
   }
 
-  /// `GET /version` (unversioned) and chooses the API version for later calls (PROTOCOLS.md 2.2).
+  /// `GET /version` (unversioned) and chooses the API version for later calls (docs/protocols.md §2.2).
   asio::awaitable<engine_version> negotiate() {
     const std::string step = "read engine version";
     auto res = co_await send("/version", step);
@@ -6721,7 +6712,7 @@ public:
   }
 
 private:
-  // The engine sends the head of /events at once (PROTOCOLS.md 2.5), then may stay quiet for hours: a head
+  // The engine sends the head of /events at once (docs/protocols.md §2.5), then may stay quiet for hours: a head
   // that does not come within request_timeout is a stalled engine, a quiet body is not.
   static http_client_options with_head_timeout(http_client_options o) {
     if (o.stream_head_timeout.count() == 0) o.stream_head_timeout = o.request_timeout;
@@ -6969,6 +6960,7 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 // Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
 
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>

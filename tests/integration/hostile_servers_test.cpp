@@ -181,7 +181,7 @@ TEST_CASE("docker_client against a hostile engine: one clear line each, a stalle
   CHECK(std::string(e.what()) == "read events at " + engine.url() + ": not a Docker Engine API (GET /v1.41/events?filters=" +
                                      "%7B%22type%22%3A%5B%22container%22%5D%7D: HTTP header block too large)");
 
-  // The engine sends the head of /events at once (PROTOCOLS.md 2.5): a head that never comes is a dead engine.
+  // The engine sends the head of /events at once (docs/protocols.md §2.5): a head that never comes is a dead engine.
   engine.on("/events", hostile_act::stall);
   e = run_error(io, events());
   CHECK(e.code() == errc::timeout);

@@ -196,7 +196,7 @@ TEST_CASE("etcd: keep-alive reuse, also after a chunked error reply with a trail
 
   auto first = run_on(io, client.request(post("/v3/kv/range", "{\"key\":\"L2FtYi9odHRwL2tleQ==\"}")));
   CHECK(first.status == 200);
-  // An RPC error: etcd sends it chunked with a Grpc-Trailer-Content-Type trailer (PROTOCOLS.md 1.2).
+  // An RPC error: etcd sends it chunked with a Grpc-Trailer-Content-Type trailer (docs/protocols.md §1.2).
   auto error = run_on(io, client.request(post("/v3/lease/revoke", "{\"ID\":\"12345\"}")));
   CHECK(error.status == 404);
   CHECK(error.header("Transfer-Encoding") == "chunked");

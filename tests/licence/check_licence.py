@@ -8,8 +8,8 @@
     - single_include/amb/amb.hpp's banner (everything before its first inlined
       header) lacks the SPDX line or any line of LICENSE;
     - a tracked file cites background notes that live outside the repository
-      (the upper-case design and protocol notes, or a ../shared folder): the
-      repository's own notes are docs/design.md and docs/protocols.md.
+      (the upper-case design and protocol notes, or the shared folder beside the
+      checkout): the repository's own notes are docs/design.md and docs/protocols.md.
   check_licence.py --self-test       runs the checks on a small broken tree and
                                      fails unless each problem is reported.
 """

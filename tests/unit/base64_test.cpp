@@ -22,7 +22,7 @@ TEST_CASE("RFC 4648 test vectors both ways") {
   }
 }
 
-TEST_CASE("etcd keys from PROTOCOLS.md") {
+TEST_CASE("etcd keys from docs/protocols.md §1.4") {
   CHECK(base64_encode("/services/redis/") == "L3NlcnZpY2VzL3JlZGlzLw==");
   CHECK(base64_encode("/services/redis0") == "L3NlcnZpY2VzL3JlZGlzMA==");
   CHECK(base64_encode(std::string(1, '\0')) == "AA==");

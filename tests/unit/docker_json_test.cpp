@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Docker Engine API JSON parsers, fed with real replies captured from podman 4.3.1 (PROTOCOLS.md part 2)
+// Docker Engine API JSON parsers, fed with real replies captured from podman 4.3.1 (docs/protocols.md part 2)
 // and Docker's documented shapes.
 #include <amb/detail/docker_json.hpp>
 #include <amb/docker_client.hpp>

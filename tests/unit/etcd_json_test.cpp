@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Unit tests for include/amb/detail/etcd_json.hpp, on bodies captured from etcd 3.4.23 (PROTOCOLS.md part 1).
+// Unit tests for include/amb/detail/etcd_json.hpp, on bodies captured from etcd 3.4.23 (docs/protocols.md part 1).
 #include <amb/detail/etcd_json.hpp>
 #include <amb/etcd_error.hpp>
 

@@ -117,7 +117,7 @@ outcome grind(const std::string& input, setup_fn setup = {}, bool eof = false, b
 
 outcome grind_eof(const std::string& input, setup_fn setup = {}) { return grind(input, std::move(setup), true); }
 
-// PROTOCOLS.md 1.2: an etcd error reply, chunked, with a trailer.
+// docs/protocols.md §1.2: an etcd error reply, chunked, with a trailer.
 const std::string etcd_error_body =
     "{\"error\":\"etcdserver: mvcc: required revision has been compacted\",\"message\":\"etcdserver: mvcc: required "
     "revision has been compacted\",\"code\":11}";
@@ -167,7 +167,7 @@ TEST_CASE("bare LF line endings are accepted") {
   CHECK(o.body == "hi");
 }
 
-TEST_CASE("etcd's chunked error reply with a trailer (PROTOCOLS.md 1.2)") {
+TEST_CASE("etcd's chunked error reply with a trailer (docs/protocols.md §1.2)") {
   REQUIRE(etcd_error_body.size() == 0x8f);
   auto o = grind(etcd_error_reply);
   CHECK(o.state == parse_state::done);
@@ -189,7 +189,7 @@ TEST_CASE("chunk extensions, upper-case hex, several chunks and trailers") {
   CHECK(o.trailers == "A=1;b=2;");
 }
 
-TEST_CASE("etcd's final chunk on SIGTERM (PROTOCOLS.md 1.6): body without a trailing newline, then EOF") {
+TEST_CASE("etcd's final chunk on SIGTERM (docs/protocols.md §1.6): body without a trailing newline, then EOF") {
   const std::string last =
       "{\"error\":{\"grpc_code\":14,\"http_code\":503,\"message\":\"transport is closing\",\"http_status\":\"Service "
       "Unavailable\"}}";
@@ -203,7 +203,7 @@ TEST_CASE("etcd's final chunk on SIGTERM (PROTOCOLS.md 1.6): body without a trai
   CHECK(o.trailers.empty());
 }
 
-TEST_CASE("podman's /events chunk (PROTOCOLS.md 2.5): a never-ending stream stays need_more") {
+TEST_CASE("podman's /events chunk (docs/protocols.md §2.5): a never-ending stream stays need_more") {
   const std::string event =
       "{\"status\":\"die\",\"id\":\"b381a769\",\"from\":\"localhost/bb:latest\",\"Type\":\"container\",\"Action\":\"die\","
       "\"Actor\":{\"ID\":\"b381a769\",\"Attributes\":{\"containerExitCode\":\"137\",\"exitCode\":\"137\",\"image\":"

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Docker Engine API JSON: the container, version and event shapes amb reads, and their parsers
-// (PROTOCOLS.md part 2; the same text from Docker and from podman's compat API).
+// (docs/protocols.md part 2; the same text from Docker and from podman's compat API).
 #pragma once
 
 #include "amb/address.hpp"
@@ -160,7 +160,7 @@ inline bool parse_api_version(std::string_view text, std::pair<int, int>& out) {
   return num(text.substr(0, dot), out.first) && num(text.substr(dot + 1), out.second);
 }
 
-/// The API version to use (PROTOCOLS.md 2.2): the lower of ours and the engine's, but never
+/// The API version to use (docs/protocols.md §2.2): the lower of ours and the engine's, but never
 /// below the engine's minimum. Returns "" when the engine's version cannot be read.
 inline std::string negotiate_api_version(std::string_view ours, const engine_version& engine) {
   std::pair<int, int> o{}, e{}, m{};

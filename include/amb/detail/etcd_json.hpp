@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// etcd v3 JSON gateway bodies: request builders and response/watch-line parsers (PROTOCOLS.md part 1).
+// etcd v3 JSON gateway bodies: request builders and response/watch-line parsers (docs/protocols.md part 1).
 #pragma once
 
 #include "amb/detail/base64.hpp"
@@ -114,7 +114,7 @@ inline std::string etcd_create_body(std::string_view key, std::string_view value
   cmp["key"] = b64(key);
   cmp["target"] = picojson::value("CREATE");
   cmp["result"] = picojson::value("EQUAL");
-  cmp["create_revision"] = picojson::value("0");  // the field must match the target (PROTOCOLS.md 1.4)
+  cmp["create_revision"] = picojson::value("0");  // the field must match the target (docs/protocols.md §1.4)
   picojson::object put;
   put["key"] = b64(key);
   put["value"] = b64(value);

@@ -3,7 +3,7 @@
 #pragma once
 
 // etcd's lease ids and Docker's timeNano exceed 2^53: without int64 support
-// picojson would round them through double (PROTOCOLS.md 1.3).
+// picojson would round them through double (docs/protocols.md §1.3).
 #if defined(picojson_h) && !defined(PICOJSON_USE_INT64)
 #error "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
 #endif
