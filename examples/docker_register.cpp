@@ -102,26 +102,26 @@ config parse_flags(int argc, char** argv) {
   if (auto v = cli.value("--log-level")) {
     amb::log::level level;
     if (!amb::log::parse_level(*v, level))
-      cli.usage_error("--log-level: bad level \"" + *v + "\" (use debug, info, warn, error or off)");
+      cli.usage_error("--log-level: bad level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
     amb::log::set_level(level);
   }
   std::chrono::milliseconds ttl = 5s;
   duration("--ttl", ttl);
   if (ttl < 2s || ttl.count() % 1000 != 0)
-    cli.usage_error("--ttl: \"" + *cli.value("--ttl") + "\" must be whole seconds, at least 2s (etcd's minimum)");
+    cli.usage_error("--ttl: " + amb::log::quoted(*cli.value("--ttl")) + " must be whole seconds, at least 2s (etcd's minimum)");
   c.ttl_seconds = ttl.count() / 1000;
   duration("--resync", c.options.resync);
   if (c.options.resync < 1s) cli.usage_error("--resync: at least 1s");
   if (auto v = cli.value("--prefix")) {
     std::string p = *v;
     while (p.size() > 1 && p.back() == '/') p.pop_back();
-    if (p.empty() || p.front() != '/' || p == "/") cli.usage_error("--prefix: \"" + *v + "\" must start with '/', as /services");
+    if (p.empty() || p.front() != '/' || p == "/") cli.usage_error("--prefix: " + amb::log::quoted(*v) + " must start with '/', as /services");
     c.options.prefix = p;
   }
   if (auto v = cli.value("--value-format")) {
     if (*v == "json") c.options.format = amb::value_format::json;
     else if (*v == "hostport") c.options.format = amb::value_format::hostport;
-    else cli.usage_error("--value-format: bad format \"" + *v + "\" (use json or hostport)");
+    else cli.usage_error("--value-format: bad format " + amb::log::quoted(*v) + " (use json or hostport)");
   }
 
   c.all = cli.has("--all");
@@ -145,12 +145,14 @@ config parse_flags(int argc, char** argv) {
                                   : pos.size() == 1 ? "missing PRIVATE_PORT SERVICE" : "missing SERVICE");
     c.seed.container = pos[0];
     if (c.seed.container.empty() || c.seed.container.find('/') != std::string::npos)
-      cli.usage_error("bad CONTAINER \"" + pos[0] + "\": expected a container name or id");
-    if (!amb::parse_port(pos[1], c.seed.private_port))
-      cli.usage_error("bad PRIVATE_PORT \"" + pos[1] + "\": expected a port number 1..65535");
+      cli.usage_error("bad CONTAINER " + amb::log::quoted(pos[0]) + ": expected a container name or id");
+    if (auto port = amb::parse_port(pos[1]))
+      c.seed.private_port = *port;
+    else
+      cli.usage_error("bad PRIVATE_PORT " + amb::log::quoted(pos[1]) + ": expected a port number 1..65535");
     c.seed.service = pos[2];
     if (c.seed.service.empty() || c.seed.service.find('/') != std::string::npos)
-      cli.usage_error("bad SERVICE \"" + pos[2] + "\": expected a name without '/'");
+      cli.usage_error("bad SERVICE " + amb::log::quoted(pos[2]) + ": expected a name without '/'");
     for (std::size_t i = 3; i < pos.size(); ++i) {
       auto kv = amb::parse_key_value(pos[i]);
       if (!kv) cli.usage_error(kv.error);

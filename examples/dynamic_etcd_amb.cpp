@@ -82,7 +82,7 @@ settings parse_command_line(int argc, char** argv) {
   p.parse_or_exit(argc, argv);
   settings s;
   const auto& args = p.positional();
-  if (args[0].empty() || args[0].find('/') != std::string::npos) p.usage_error("bad SERVICE \"" + args[0] + "\"");
+  if (args[0].empty() || args[0].find('/') != std::string::npos) p.usage_error("bad SERVICE " + amb::log::quoted(args[0]));
   s.directory = amb::service_directory(p.value("--prefix").value_or("/services"), args[0]);
   s.proxy.service = s.directory;
   if (auto l = p.value("--listen")) {
@@ -93,9 +93,9 @@ settings parse_command_line(int argc, char** argv) {
     p.usage_error("missing PORT");
   }
   if (args.size() == 2) {
-    std::uint16_t port = 0;
-    if (!amb::parse_port(args[1], port)) p.usage_error("bad port \"" + args[1] + "\" (expected 1..65535)");
-    if (!p.has("--listen")) s.listen = amb::host_port{"0.0.0.0", port};
+    auto port = amb::parse_port(args[1]);
+    if (!port) p.usage_error("bad port " + amb::log::quoted(args[1]) + " (expected 1..65535)");
+    if (!p.has("--listen")) s.listen = amb::host_port{"0.0.0.0", *port};
   }
   auto duration = [&](const char* flag, auto& out) {
     if (auto v = p.value(flag)) {
@@ -139,7 +139,7 @@ settings parse_command_line(int argc, char** argv) {
   }
   if (auto v = p.value("--log-level")) {
     amb::log::level l;
-    if (!amb::log::parse_level(*v, l)) p.usage_error("bad log level \"" + *v + "\" (use debug, info, warn, error or off)");
+    if (!amb::log::parse_level(*v, l)) p.usage_error("bad log level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
     amb::log::set_level(l);
   }
   s.etcd = amb::read_etcd_settings(p, amb::environment_list(), argc, argv);
@@ -161,7 +161,7 @@ struct data_loop {
   data_loop(asio::io_context& ctx, const settings& s, std::uint64_t seed, bool first)
       : io(ctx), balancer(with_seed(s.balance, seed)), proxy(ctx.get_executor(), balancer, s.proxy),
         instances(balancer, [this] { proxy.instances_changed(); },
-                  first ? amb::service_instances::logging::on : amb::service_instances::logging::off),
+                  first ? amb::service_instances::logging::on : amb::service_instances::logging::off, s.directory),
         acceptor(ctx) {}
 
   static amb::balancer::options with_seed(amb::balancer::options o, std::uint64_t seed) {
@@ -306,7 +306,7 @@ int main(int argc, char** argv) {
     metrics.add_collector([&](amb::metrics_registry& m) { export_metrics(m, sum_totals(loops, io), watcher, instances); });
     asio::co_spawn(ex, metrics_server->run(), [](std::exception_ptr) {});  // run() handles its own errors
   }
-  amb::log::info("listening on ", s.listen.to_string(), ", forwarding to ", s.directory, " (", s.etcd.where.source,
+  amb::log::info("listening on ", s.listen.to_string(), ", forwarding to ", amb::log::escaped(s.directory), " (", s.etcd.where.source,
                  ", policy ", amb::to_string(s.balance.policy), ")",
                  s.threads > 1 ? " with " + std::to_string(s.threads) + " threads" : std::string());
   if (!s.etcd.security.description.empty()) amb::log::info("etcd security: ", s.etcd.security.description);
@@ -317,7 +317,7 @@ int main(int argc, char** argv) {
     try {
       std::rethrow_exception(e);
     } catch (const std::exception& x) {
-      amb::log::error("watch ", s.directory, " stopped: ", x.what());
+      amb::log::error("watch ", amb::log::escaped(s.directory), " stopped: ", x.what());
     }
   });
   // Data path.

@@ -47,8 +47,7 @@ std::set<std::string> link_aliases(const std::vector<std::string>& env) {
     if (name.size() <= suffix.size() || name.substr(name.size() - suffix.size()) != suffix) continue;
     name.remove_suffix(suffix.size());
     auto port_at = name.rfind("_PORT_");
-    std::uint16_t port = 0;
-    if (port_at == std::string_view::npos || port_at == 0 || !amb::parse_port(name.substr(port_at + 6), port)) continue;
+    if (port_at == std::string_view::npos || port_at == 0 || !amb::parse_port(name.substr(port_at + 6))) continue;
     aliases.emplace(name.substr(0, port_at));
   }
   return aliases;
@@ -99,7 +98,7 @@ config parse_flags(int argc, char** argv) {
   if (auto v = cli.value("--log-level")) {
     amb::log::level level;
     if (!amb::log::parse_level(*v, level))
-      cli.usage_error("--log-level: bad level \"" + *v + "\" (use debug, info, warn, error or off)");
+      cli.usage_error("--log-level: bad level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
     amb::log::set_level(level);
   }
 
@@ -130,7 +129,7 @@ config parse_flags(int argc, char** argv) {
   std::string error;
   auto linked = amb::link_address(alias, env, &error);
   if (!linked)
-    cli.usage_error(error.empty() ? "no Docker-links variables for alias \"" + alias + "\"" : error);
+    cli.usage_error(error.empty() ? "no Docker-links variables for alias " + amb::log::quoted(alias) : error);
   c.target = *linked;
   c.target_source = " (from the Docker-links variables of alias " + alias + ")";
   return c;

@@ -6,8 +6,7 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   auto in = amb::fuzz::text(data, size);
-  std::uint16_t port = 0;
-  if (amb::parse_port(in, port)) AMB_FUZZ_CHECK(port >= 1);
+  if (auto port = amb::parse_port(in)) AMB_FUZZ_CHECK(*port >= 1);
   auto hp = amb::parse_host_port(in);
   if (hp) {
     AMB_FUZZ_CHECK(hp->port >= 1);

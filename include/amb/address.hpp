@@ -2,6 +2,7 @@
 // Addresses: "host:port", "[v6]:port", and endpoint URLs (http://, tcp://, unix:///path).
 #pragma once
 
+#include "amb/log.hpp"
 #include <charconv>
 #include <cstdint>
 #include <optional>
@@ -33,20 +34,22 @@ struct host_port {
   friend bool operator==(const host_port&, const host_port&) = default;
 };
 
-/// Parses a decimal port 1..65535; false for anything else ("", "0", "70000", "12a").
-inline bool parse_port(std::string_view text, std::uint16_t& out) noexcept {
+/// Parses a decimal port 1..65535; an error for anything else ("", "0", "70000", "12a").
+inline parsed<std::uint16_t> parse_port(std::string_view text) {
+  parsed<std::uint16_t> r;
   unsigned value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535)
-    return false;
-  out = static_cast<std::uint16_t>(value);
-  return true;
+    r.error = "bad port \"" + std::string(text) + "\": expected 1..65535";
+  else
+    r.value = static_cast<std::uint16_t>(value);
+  return r;
 }
 
 /// Parses "host:port" or "[v6addr]:port".
 inline parsed<host_port> parse_host_port(std::string_view text) {
   parsed<host_port> r;
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = log::quoted(text);
   std::string_view host, port;
   if (!text.empty() && text.front() == '[') {
     auto close = text.find(']');
@@ -84,8 +87,10 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
   }
   host_port hp;
   hp.host = std::string(host);
-  if (!parse_port(port, hp.port)) {
-    r.error = "bad port \"" + std::string(port) + "\" in " + quoted;
+  if (auto p = parse_port(port)) {
+    hp.port = *p;
+  } else {
+    r.error = "bad port " + log::quoted(port) + " in " + quoted;
     return r;
   }
   r.value = std::move(hp);
@@ -112,7 +117,7 @@ struct endpoint {
 /// (amb::tls_unsupported_error in amb/tls_options.hpp).
 inline parsed<endpoint> parse_endpoint(std::string_view text) {
   parsed<endpoint> r;
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = log::quoted(text);
   std::string_view rest = text;
   auto scheme_end = text.find("://");
   std::string_view scheme = scheme_end == std::string_view::npos ? "" : text.substr(0, scheme_end);
@@ -128,7 +133,7 @@ inline parsed<endpoint> parse_endpoint(std::string_view text) {
     return r;
   }
   if (!scheme.empty() && scheme != "http" && scheme != "https" && scheme != "tcp") {
-    r.error = "unsupported scheme \"" + std::string(scheme) + "\" in " + quoted + " (use http://, https://, tcp:// or unix://)";
+    r.error = "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
     return r;
   }
   ep.tls = scheme == "https";
@@ -157,7 +162,7 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
     auto comma = text.find(',', start);
     auto item = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     if (item.empty()) {
-      r.error = "bad endpoint list \"" + std::string(text) + "\": empty item";
+      r.error = "bad endpoint list " + log::quoted(text) + ": empty item";
       return r;
     }
     auto ep = parse_endpoint(item);

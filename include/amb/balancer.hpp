@@ -2,6 +2,7 @@
 // Balancer: the instance set an ambassador forwards to, and the policies that choose from it.
 #pragma once
 
+#include "amb/log.hpp"
 #include "amb/address.hpp"
 
 #include <algorithm>
@@ -47,7 +48,7 @@ inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
       r.value = p;
       return r;
     }
-  r.error = "bad policy \"" + std::string(text) + "\" (use round-robin, weighted, least-conn, p2c or source-hash)";
+  r.error = "bad policy " + log::quoted(text) + " (use round-robin, weighted, least-conn, p2c or source-hash)";
   return r;
 }
 

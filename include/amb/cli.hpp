@@ -2,6 +2,7 @@
 // A tiny command-line flag parser shared by the programs: --name value, --name=value, --help, --version.
 #pragma once
 
+#include "amb/log.hpp"
 #include "amb/address.hpp"
 #include "amb/version.hpp"
 
@@ -30,9 +31,9 @@ parsed<T> parse_number(std::string_view text, T min = std::numeric_limits<T>::mi
   T value{};
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec == std::errc::invalid_argument || end != text.data() + text.size()) {
-    r.error = "bad number \"" + std::string(text) + "\"";
+    r.error = "bad number " + log::quoted(text);
   } else if (ec == std::errc::result_out_of_range || value < min || value > max) {
-    r.error = "number \"" + std::string(text) + "\" out of range " + std::to_string(min) + ".." + std::to_string(max);
+    r.error = "number " + log::quoted(text) + " out of range " + std::to_string(min) + ".." + std::to_string(max);
   } else {
     r.value = value;
   }
@@ -44,7 +45,7 @@ parsed<T> parse_number(std::string_view text, T min = std::numeric_limits<T>::mi
 inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
   parsed<std::chrono::milliseconds> r;
   const auto bad = [&] {
-    r.error = "bad duration \"" + std::string(text) + "\" (use e.g. 500ms, 5s, 2m)";
+    r.error = "bad duration " + log::quoted(text) + " (use e.g. 500ms, 5s, 2m)";
     return r;
   };
   std::uint64_t number = 0;
@@ -59,7 +60,7 @@ inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
   else return bad();
   constexpr std::uint64_t day_ms = 86'400'000;
   if (number > day_ms / scale) {
-    r.error = "duration \"" + std::string(text) + "\" too long (at most 24h)";
+    r.error = "duration " + log::quoted(text) + " too long (at most 24h)";
     return r;
   }
   r.value = std::chrono::milliseconds(static_cast<std::int64_t>(number * scale));

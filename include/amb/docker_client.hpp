@@ -51,12 +51,12 @@ inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>
   parsed<docker_engine> r;
   auto from = [&](std::string_view text, const std::string& source) {
     if (text.find("://") == std::string_view::npos) {
-      r.error = "bad engine address \"" + std::string(text) + "\" in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
+      r.error = "bad engine address " + log::quoted(text) + " in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
       return;
     }
     auto scheme = text.substr(0, text.find("://"));
     if (scheme != "unix" && scheme != "tcp") {
-      r.error = "unsupported engine address \"" + std::string(text) + "\" in " + source +
+      r.error = "unsupported engine address " + log::quoted(text) + " in " + source +
                 " (use unix:///PATH or tcp://HOST:PORT; TLS and ssh:// are not supported)";
       return;
     }
@@ -125,7 +125,7 @@ public:
     auto v = detail::parse_engine_version(res.body);
     if (!v) throw bad_response(step, v.error);
     api_version_ = detail::negotiate_api_version(max_api_version, *v);
-    if (api_version_.empty()) throw bad_response(step, "unreadable ApiVersion \"" + v->api_version + "\"");
+    if (api_version_.empty()) throw bad_response(step, "unreadable ApiVersion " + log::quoted(v->api_version));
     co_return *v;
   }
 
@@ -163,7 +163,7 @@ public:
 
   /// `GET /containers/{id-or-name}/json`; errc::no_such_container when the engine does not know it.
   asio::awaitable<container_info> inspect(std::string id_or_name) {
-    const std::string step = "inspect container \"" + id_or_name + "\"";
+    const std::string step = "inspect container " + log::quoted(id_or_name);
     auto res = co_await versioned("/containers/" + detail::url_encode(id_or_name) + "/json", step);
     check(res, step);
     auto info = detail::parse_container_inspect(res.body);

@@ -2,6 +2,7 @@
 // Docker-links environment variables (<ALIAS>_PORT_<p>_TCP_ADDR / _PORT), as the seed used them.
 #pragma once
 
+#include "amb/log.hpp"
 #include "amb/address.hpp"
 
 #include <algorithm>
@@ -47,9 +48,7 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
     name.remove_prefix(prefix.size());
     auto us = name.find('_');
     if (us == std::string_view::npos || name.substr(us) != "_TCP_ADDR") continue;
-    std::uint16_t p = 0;
-    if (!parse_port(name.substr(0, us), p)) continue;
-    ports.push_back(p);
+    if (auto p = parse_port(name.substr(0, us))) ports.push_back(*p);
   }
   std::sort(ports.begin(), ports.end());
   for (auto p : ports) {
@@ -63,8 +62,10 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
       if (error) *error = "bad address in " + base + "_ADDR: empty";
       return std::nullopt;
     }
-    if (!parse_port(*port_text, hp.port)) {
-      if (error) *error = "bad port \"" + *port_text + "\" in " + base + "_PORT";
+    if (auto p = parse_port(*port_text)) {
+      hp.port = *p;
+    } else {
+      if (error) *error = "bad port " + log::quoted(*port_text) + " in " + base + "_PORT";
       return std::nullopt;
     }
     return hp;

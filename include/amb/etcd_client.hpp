@@ -90,7 +90,8 @@ public:
   /// throws errc::tls_unsupported ("https://a:2379: this build has no TLS support (configure with -DAMB_TLS=ON)").
   etcd_client(asio::any_io_executor ex, etcd_client_options options)
       : ex_(std::move(ex)), options_(std::move(options)), idle_(options_.endpoints.size()) {
-    if (options_.endpoints.empty()) throw std::invalid_argument("etcd_client: no endpoint given");
+    if (options_.endpoints.empty())
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument), "etcd_client: no endpoint given");
     if (options_.retry_rounds < 1) options_.retry_rounds = 1;
     for (const auto& e : options_.endpoints)
       if (e.tls && !tls_available) throw std::system_error(make_error_code(errc::tls_unsupported), e.to_string());

@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <set>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -152,7 +152,8 @@ private:
     for (auto& kv : regs_) dirty_.insert(kv.first);
   }
 
-  // Grants a lease when there is none, then writes pending deletes and puts. Throws on failure.
+  // Grants a lease when there is none, then writes pending deletes and puts. On failure it rethrows what
+  // the failed call threw (std::system_error or amb::etcd_error), for run() to log and retry.
   asio::awaitable<void> sync() {
     if (lease_ == 0) {
       auto l = co_await client_.lease_grant(options_.ttl);
@@ -167,14 +168,14 @@ private:
     for (const auto& key : std::vector<std::string>(deletes_.begin(), deletes_.end())) {
       if (!deletes_.count(key)) continue;
       const bool ok = co_await remove(key);
-      if (!ok) throw std::runtime_error(last_error_);
+      if (!ok) std::rethrow_exception(last_error_);
     }
     for (const auto& key : std::vector<std::string>(dirty_.begin(), dirty_.end())) {
       if (!dirty_.count(key)) continue;
       const bool ok = co_await write(key);
       if (ok) continue;
       if (lease_ == 0) co_return;  // lost: the next sync grants and writes everything
-      throw std::runtime_error(last_error_);
+      std::rethrow_exception(last_error_);
     }
   }
 
@@ -187,12 +188,12 @@ private:
     try {
       co_await client_.put(key, value, lease);
     } catch (const etcd_error& e) {
-      last_error_ = e.what();
+      last_error_ = std::current_exception();
       if (e.lease_not_found() && lease_ == lease && lease != 0) lost(lease, "etcd says it is not found");
       wake();
       co_return false;
-    } catch (const std::exception& e) {
-      last_error_ = e.what();
+    } catch (const std::exception&) {
+      last_error_ = std::current_exception();
       wake();
       co_return false;
     }
@@ -211,8 +212,8 @@ private:
   asio::awaitable<bool> remove(std::string key) {
     try {
       co_await client_.erase(key);
-    } catch (const std::exception& e) {
-      last_error_ = e.what();
+    } catch (const std::exception&) {
+      last_error_ = std::current_exception();
       wake();
       co_return false;
     }
@@ -231,7 +232,7 @@ private:
   std::set<std::string> deletes_;  // erased but not yet deleted in etcd
   std::size_t regrants_ = 0;
   std::size_t failures_ = 0;
-  std::string last_error_;
+  std::exception_ptr last_error_;  // what the last failed write() or remove() threw
 };
 
 } // namespace amb

@@ -85,7 +85,7 @@ public:
         reauthenticated = false;
       }
       if (out.compacted) {
-        log::warn("watch ", prefix_, " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
+        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
                   out.compact_revision, "); reading the prefix again");
         co_await snapshot(on_update);
         continue;
@@ -98,7 +98,7 @@ public:
         // Limit: a new history that has already passed known_ when the watch comes back looks like
         // the old one (a re-bootstrap with the same flags keeps cluster and member ids); SIGHUP re-reads.
         const std::int64_t seen = known_;
-        log::warn("watch ", prefix_, " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
+        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
                   ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again in ",
                   format(options_.rewind_grace), ", when registrars have written their keys again");
         if (options_.rewind_grace.count() > 0) co_await wait(options_.rewind_grace);
@@ -121,7 +121,7 @@ public:
           out.why = e.what();
         }
       }
-      log::warn("watch ", prefix_, " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
       if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
       ++reconnects_;
       co_await wait(backoff);
@@ -197,7 +197,7 @@ private:
         on_update(u);  // a throw here ends run(), as documented
         co_return;
       }
-      log::warn("watch ", prefix_, ": reading the prefix failed: ", why, "; retrying in ", format(backoff));
+      log::warn("watch ", log::escaped(prefix_), ": reading the prefix failed: ", why, "; retrying in ", format(backoff));
       co_await wait(backoff);
       backoff = std::min(backoff * 2, options_.retry_backoff_max);
     }
@@ -228,7 +228,7 @@ private:
     auto handle_line = [&](std::string_view line) {
       detail::etcd_watch_message m;
       if (auto ec = detail::etcd_parse_watch_line(line, m)) {
-        out.why = "bad watch message: " + std::string(line.substr(0, 200));
+        out.why = "bad watch message: " + log::quoted(line, 200);
         throw end_stream{};
       }
       using k = detail::etcd_watch_message::kind;
@@ -277,13 +277,13 @@ private:
                      m.cancel_reason.find("auth token") != std::string::npos ||
                      m.cancel_reason.find("user name is empty") != std::string::npos) {
             out.auth = true;
-            out.why = "watch refused: " + m.cancel_reason;
+            out.why = "watch refused: " + log::escaped(m.cancel_reason);
           } else {
-            out.why = "watch canceled by etcd: " + (m.cancel_reason.empty() ? std::string("no reason given") : m.cancel_reason);
+            out.why = "watch canceled by etcd: " + (m.cancel_reason.empty() ? std::string("no reason given") : log::escaped(m.cancel_reason));
           }
           throw end_stream{};
         case k::error:
-          out.why = "etcd ended the stream: " + m.error_message;
+          out.why = "etcd ended the stream: " + log::escaped(m.error_message);
           throw end_stream{};
       }
     };
@@ -299,7 +299,7 @@ private:
         auto err = detail::etcd_parse_error(resp.body);
         if (err && err->code == static_cast<int>(grpc_code::unauthenticated)) out.auth = true;
         out.why = "HTTP " + std::to_string(resp.status) + " " + resp.reason +
-                  (err ? ": " + err->message : std::string(" with a body that is not an etcd reply"));
+                  (err ? ": " + log::escaped(err->message) : std::string(" with a body that is not an etcd reply"));
       } else {
         if (auto rest = splitter.take_rest(); !rest.empty()) handle_line(rest);  // the shutdown message has no '\n'
         if (out.why.empty()) out.why = "stream ended";

@@ -2,6 +2,7 @@
 // Which host IP a registrar writes: the binding's own IP, else --ip, HOST_IP, or the default route's address.
 #pragma once
 
+#include "amb/log.hpp"
 #include "amb/address.hpp"
 #include "amb/detail/small_file.hpp"
 
@@ -122,7 +123,7 @@ inline parsed<host_ip_policy> choose_host_ip_policy(
   parsed<host_ip_policy> r;
   if (flag) {
     if (!is_numeric_ip(*flag)) {
-      r.error = "bad --ip \"" + *flag + "\": expected a numeric IPv4 or IPv6 address";
+      r.error = "bad --ip " + log::quoted(*flag) + ": expected a numeric IPv4 or IPv6 address";
       return r;
     }
     r.value = host_ip_policy{*flag, "--ip"};
@@ -133,7 +134,7 @@ inline parsed<host_ip_policy> choose_host_ip_policy(
     if (kv.compare(0, key.size(), key) != 0 || kv.size() == key.size()) continue;
     auto v = kv.substr(key.size());
     if (!is_numeric_ip(v)) {
-      r.error = "bad HOST_IP \"" + v + "\": expected a numeric IPv4 or IPv6 address";
+      r.error = "bad HOST_IP " + log::quoted(v) + ": expected a numeric IPv4 or IPv6 address";
       return r;
     }
     r.value = host_ip_policy{v, "HOST_IP"};

@@ -51,6 +51,89 @@ inline bool parse_level(std::string_view text, level& out) noexcept {
 }
 
 namespace detail {
+// Appends `text` with everything a terminal or a log reader could take for structure escaped: control
+// characters as \n, \r, \t or \xHH, a backslash doubled, bytes that are not well-formed UTF-8 as \xHH,
+// and C1 controls (U+0080..U+009F, which some terminals obey) too. '"' stays as it is: JSON values read
+// as they are written, and what keeps a line from being forged is that it stays one line.
+inline void append_escaped(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  const auto byte = [&](unsigned char c) {
+    out += "\\x";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if (c == '\n') out += "\\n";
+      else if (c == '\r') out += "\\r";
+      else if (c == '\t') out += "\\t";
+      else if (c == '\\') out += "\\\\";
+      else if (c < 0x20 || c == 0x7f) byte(c);
+      else out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    const std::size_t n = c >= 0xf5 ? 0 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    bool whole = n > 0 && i + n <= text.size();
+    for (std::size_t k = 1; whole && k < n; ++k) whole = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    if (whole && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0) whole = false;  // C1 control
+    if (!whole) {
+      byte(c);
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, n));
+    i += n;
+  }
+}
+
+// The first `limit` bytes of `text`, not ending inside a UTF-8 sequence.
+inline std::string_view cut(std::string_view text, std::size_t limit) noexcept {
+  if (text.size() <= limit) return text;
+  std::size_t end = limit;
+  for (int k = 0; k < 3 && end > 0 && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80; ++k) --end;
+  return text.substr(0, end);
+}
+
+// " (N bytes)" after a cut text.
+inline void append_size(std::string& out, std::size_t size) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, size);
+  out += " (";
+  out.append(buf, r.ptr);
+  out += " bytes)";
+}
+} // namespace detail
+
+/// Outside text (a registry value, a key, an argument, a server's body) for a log line or an error
+/// message, in double quotes: escaped (see below) so that the line stays one line and cannot be
+/// forged, and cut after `limit` bytes with its full size stated: `"hhhh…" (1048582 bytes)`.
+/// Escaped are control characters (\n, \r, \t, \x1b...), '\\' and bytes that are not UTF-8.
+inline std::string quoted(std::string_view text, std::size_t limit = 80) {
+  std::string out = "\"";
+  const auto shown = detail::cut(text, limit);
+  detail::append_escaped(out, shown);
+  if (shown.size() < text.size()) out += "\u2026";
+  out += '"';
+  if (shown.size() < text.size()) detail::append_size(out, text.size());
+  return out;
+}
+
+/// Like quoted(), without the quotes: for names that read as part of the line (a key, an etcd prefix),
+/// e.g. "instance /services/redis-A/x added". Unchanged for plain printable text.
+inline std::string escaped(std::string_view text, std::size_t limit = 200) {
+  std::string out;
+  const auto shown = detail::cut(text, limit);
+  detail::append_escaped(out, shown);
+  if (shown.size() < text.size()) {
+    out += "\u2026";
+    detail::append_size(out, text.size());
+  }
+  return out;
+}
+
+namespace detail {
 // A line is built by appending its parts to one string, not with an ostringstream: iostreams would
 // pull the whole locale machinery into the static programs (size) and initialise it at start (memory).
 inline void append(std::string& s, std::string_view v) { s.append(v); }

@@ -138,9 +138,9 @@ private:
         if (now >= give_up_at) {
           ++stats_.rejected;
           if (tried.empty())
-            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name());
+            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ", client_name());
           else
-            log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
+            log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
                       " tried); closing connection from ", client_name());
           drain_and_shut(client);
           co_return false;  // closing the socket tells the client at once
@@ -158,18 +158,18 @@ private:
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
         if (log::enabled(log::level::debug))
-          log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name(), ": ",
+          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ", client_name(), ": ",
                      ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", inst->id, " at ", inst->address.to_string(), " ejected for ",
+          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
                     std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
                     "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))
-        log::info("instance ", inst->id, " at ", inst->address.to_string(), " is reachable again");
+        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " is reachable again");
       if (log::enabled(log::level::debug))
-        log::debug("connection from ", client_name(), " -> ", inst->id, " at ", inst->address.to_string());
+        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()));
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;

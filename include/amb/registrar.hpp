@@ -215,7 +215,7 @@ private:
 
   // Reads the container and writes or erases the key. Returns an exit code when the follower should end.
   asio::awaitable<std::optional<int>> reconcile(bool first) {
-    const std::string who = "container \"" + config_.container + "\"";
+    const std::string who = "container " + log::quoted(config_.container);
     const std::string port = std::to_string(config_.private_port) + "/tcp";
     const std::string waiting = config_.exit_with_container ? "" : "; waiting for it";
     std::optional<std::string> value;
@@ -336,7 +336,7 @@ inline std::string image_base_name(std::string_view image) {
 /// SERVICE_* metadata become lower-case extra fields of the JSON value (SERVICE_WEIGHT → "weight").
 inline auto_plan plan_container(const container_info& c, const registrar_options& options, const auto_config& config) {
   auto_plan plan;
-  const std::string who = "container \"" + c.name + "\"";
+  const std::string who = "container " + log::quoted(c.name);
   if (!c.running) {
     plan.skipped.push_back(who + " is not running");
     return plan;
@@ -365,9 +365,9 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
   std::vector<std::pair<std::uint16_t, std::vector<port_binding>>> published;
   for (const auto& [key, bindings] : c.ports) {
     auto slash = key.find('/');
-    std::uint16_t p = 0;
-    if (slash == std::string::npos || key.substr(slash + 1) != "tcp" || !parse_port(key.substr(0, slash), p)) continue;
-    if (!bindings.empty()) published.emplace_back(p, bindings);
+    if (slash == std::string::npos || key.substr(slash + 1) != "tcp") continue;
+    auto p = parse_port(key.substr(0, slash));
+    if (p && !bindings.empty()) published.emplace_back(*p, bindings);
   }
   std::sort(published.begin(), published.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   if (published.empty()) plan.skipped.push_back(who + " publishes no tcp port");
@@ -390,7 +390,7 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
     }
     (void)port_named;
     if (service.empty() || service.find('/') != std::string::npos) {
-      plan.skipped.push_back(who + " port " + ps + ": unusable service name \"" + service + "\"");
+      plan.skipped.push_back(who + " port " + ps + ": unusable service name " + log::quoted(service));
       continue;
     }
     auto b = pick_binding(bindings);

@@ -2,6 +2,7 @@
 // Registry values, both ways: the seed's JSON {"host":..,"port":..} or plain host:port.
 #pragma once
 
+#include "amb/log.hpp"
 #include "amb/address.hpp"
 #include "amb/detail/json.hpp"
 
@@ -28,15 +29,8 @@ inline constexpr std::uint32_t max_registry_weight = 1000000;
 
 namespace detail {
 
-/// The value quoted for an error line, cut short so a huge garbage value gives a readable line.
-inline std::string quote_value(std::string_view v) {
-  constexpr std::size_t limit = 80;
-  std::string out = "\"";
-  out.append(v.substr(0, limit));
-  if (v.size() > limit) out += "...";
-  out += "\"";
-  return out;
-}
+/// The value quoted for an error line: escaped and cut short, so a huge or hostile value gives one short line.
+inline std::string quote_value(std::string_view v) { return log::quoted(v); }
 
 /// A JSON number or numeric string as an integer; false for anything else (decimals included).
 inline bool json_integer(const picojson::value& v, std::int64_t& out) {
@@ -110,7 +104,7 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   if (err.empty() && end != text.end()) err = "trailing characters after the object";
   if (!err.empty()) {
     // picojson's message spans lines; keep the first so the log stays one line.
-    r.error = prefix + "invalid JSON (" + err.substr(0, err.find('\n')) + ")";
+    r.error = prefix + "invalid JSON (" + log::escaped(err.substr(0, err.find('\n')), 100) + ")";
     return r;
   }
   if (!doc.is<picojson::object>()) {
@@ -225,7 +219,7 @@ inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_v
   parsed<std::pair<std::string, std::string>> r;
   auto eq = text.find('=');
   if (eq == std::string_view::npos || eq == 0) {
-    r.error = "bad field \"" + std::string(text) + "\": expected KEY=VALUE";
+    r.error = "bad field " + log::quoted(text) + ": expected KEY=VALUE";
     return r;
   }
   r.value = std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));

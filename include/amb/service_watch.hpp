@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -31,9 +32,23 @@ inline std::string service_directory(std::string_view prefix, std::string_view s
   return dir + "/" + std::string(service) + "/";
 }
 
+/// Why `key` is not an instance key of the service directory `directory` ("<prefix>/<service>/", the
+/// layout being <prefix>/<service>/<instance-id>), or "" when it is one: a '/' after the directory
+/// (a nested key) or an empty instance id. Any key passes when `directory` is empty.
+inline std::string instance_key_problem(std::string_view directory, std::string_view key) {
+  if (directory.empty()) return {};
+  if (key.substr(0, directory.size()) != directory) return "outside " + log::escaped(directory);
+  const auto id = key.substr(directory.size());
+  if (id.empty()) return "empty instance id";
+  if (id.find('/') != std::string_view::npos) return "a '/' after " + log::escaped(directory);
+  return {};
+}
+
 /// Applies etcd snapshots and events to a balancer, logging one line per instance added, changed or
 /// removed and one warning per bad value (a key re-put with the same bad value is not warned again;
 /// a key whose value turns bad is removed). Identical re-puts (heartbeats) change and log nothing.
+/// Given the service directory, keys that are not <directory><instance-id> (nested, or an empty id)
+/// are ignored with one line per key. Keys and values are escaped in every line.
 class service_instances {
 public:
   /// Whether this copy writes the log lines: one copy per thread applies the same updates, and
@@ -41,8 +56,10 @@ public:
   enum class logging { on, off };
 
   /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
-  explicit service_instances(balancer& b, std::function<void()> on_change = {}, logging l = logging::on)
-      : balancer_(b), on_change_(std::move(on_change)), logging_(l) {}
+  /// Only keys <directory><instance-id> are instances when `directory` is given (see instance_key_problem).
+  explicit service_instances(balancer& b, std::function<void()> on_change = {}, logging l = logging::on,
+                             std::string directory = {})
+      : balancer_(b), on_change_(std::move(on_change)), logging_(l), directory_(std::move(directory)) {}
 
   /// Applies what an etcd_watcher delivered.
   void apply(const etcd_watch_update& u) {
@@ -60,7 +77,9 @@ public:
   void apply_snapshot(std::int64_t revision, const std::vector<etcd_kv>& kvs) {
     std::vector<balancer::entry> wanted;
     std::map<std::string, std::string> still_bad;
+    std::set<std::string> still_ignored;
     for (const auto& kv : kvs) {
+      if (!is_instance_key(kv.key, still_ignored)) continue;
       auto v = parse_registry_value(kv.value);
       if (!v) {
         warn_bad(kv.key, kv.value, v.error, still_bad);
@@ -69,6 +88,7 @@ public:
       wanted.push_back({kv.key, v->address, v->weight});
     }
     bad_ = std::move(still_bad);
+    ignored_ = std::move(still_ignored);
     log_changes(balancer_.replace_all(wanted));
     revision_ = revision;
     snapshot_seen_ = true;
@@ -85,10 +105,12 @@ public:
       if (ev.kv.mod_revision > revision_) revision_ = ev.kv.mod_revision;
       if (ev.type == etcd_event::kind::del) {
         bad_.erase(ev.kv.key);
+        ignored_.erase(ev.kv.key);
         auto c = balancer_.remove(ev.kv.key);
         changes.insert(changes.end(), c.begin(), c.end());
         continue;
       }
+      if (!is_instance_key(ev.kv.key, ignored_)) continue;
       auto v = parse_registry_value(ev.kv.value);
       if (!v) {
         warn_bad(ev.kv.key, ev.kv.value, v.error, bad_);
@@ -109,13 +131,25 @@ public:
   bool ready() const noexcept { return snapshot_seen_; }
   /// Keys whose value could not be parsed, with the error.
   const std::map<std::string, std::string>& bad_keys() const noexcept { return bad_; }
+  /// Keys under the directory that are not instance keys (nested, or an empty id), ignored.
+  const std::set<std::string>& ignored_keys() const noexcept { return ignored_; }
 
 private:
+  // False (and one line the first time) for a key that is not <directory><instance-id>.
+  bool is_instance_key(const std::string& key, std::set<std::string>& into) {
+    const std::string problem = instance_key_problem(directory_, key);
+    if (problem.empty()) return true;
+    if (logging_ == logging::on && !ignored_.count(key))
+      log::warn("ignoring ", log::escaped(key), ": not an instance key (", problem, ")");
+    into.insert(key);
+    return false;
+  }
+
   void warn_bad(const std::string& key, const std::string& value, const std::string& error,
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", key, ": ", error);
+    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", log::escaped(key), ": ", error);
     into[key] = value;
   }
 
@@ -124,9 +158,9 @@ private:
       if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
       switch (c.what) {
-        case balancer_change::added: log::info("instance ", c.id, " added: ", c.address.to_string(), weight); break;
-        case balancer_change::changed: log::info("instance ", c.id, " changed: ", c.address.to_string(), weight); break;
-        case balancer_change::removed: log::info("instance ", c.id, " removed (was ", c.address.to_string(), ")"); break;
+        case balancer_change::added: log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight); break;
+        case balancer_change::changed: log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight); break;
+        case balancer_change::removed: log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")"); break;
       }
     }
     if (!changes.empty() && on_change_) on_change_();
@@ -135,7 +169,9 @@ private:
   balancer& balancer_;
   std::function<void()> on_change_;
   logging logging_;
+  std::string directory_;                   // "<prefix>/<service>/", or "" to take every key
   std::map<std::string, std::string> bad_;  // key -> the bad value already warned about
+  std::set<std::string> ignored_;           // keys that are not instance keys, already logged
   std::int64_t revision_ = 0;
   bool snapshot_seen_ = false;
 };
@@ -151,10 +187,10 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
     u.revision = r.revision;
     u.kvs = std::move(r.kvs);
     apply(u);
-    log::info("re-read ", directory, ": ", u.kvs.size(), " keys at revision ", u.revision);
+    log::info("re-read ", log::escaped(directory), ": ", u.kvs.size(), " keys at revision ", u.revision);
     co_return true;
   } catch (const std::exception& e) {
-    log::warn("re-read ", directory, ": ", e.what(), "; keeping the current instances");
+    log::warn("re-read ", log::escaped(directory), ": ", e.what(), "; keeping the current instances");
     co_return false;
   }
 }

@@ -198,6 +198,89 @@ inline bool parse_level(std::string_view text, level& out) noexcept {
 }
 
 namespace detail {
+// Appends `text` with everything a terminal or a log reader could take for structure escaped: control
+// characters as \n, \r, \t or \xHH, a backslash doubled, bytes that are not well-formed UTF-8 as \xHH,
+// and C1 controls (U+0080..U+009F, which some terminals obey) too. '"' stays as it is: JSON values read
+// as they are written, and what keeps a line from being forged is that it stays one line.
+inline void append_escaped(std::string& out, std::string_view text) {
+  static constexpr char hex[] = "0123456789abcdef";
+  const auto byte = [&](unsigned char c) {
+    out += "\\x";
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  };
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      if (c == '\n') out += "\\n";
+      else if (c == '\r') out += "\\r";
+      else if (c == '\t') out += "\\t";
+      else if (c == '\\') out += "\\\\";
+      else if (c < 0x20 || c == 0x7f) byte(c);
+      else out += static_cast<char>(c);
+      ++i;
+      continue;
+    }
+    const std::size_t n = c >= 0xf5 ? 0 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+    bool whole = n > 0 && i + n <= text.size();
+    for (std::size_t k = 1; whole && k < n; ++k) whole = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    if (whole && c == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0) whole = false;  // C1 control
+    if (!whole) {
+      byte(c);
+      ++i;
+      continue;
+    }
+    out.append(text.substr(i, n));
+    i += n;
+  }
+}
+
+// The first `limit` bytes of `text`, not ending inside a UTF-8 sequence.
+inline std::string_view cut(std::string_view text, std::size_t limit) noexcept {
+  if (text.size() <= limit) return text;
+  std::size_t end = limit;
+  for (int k = 0; k < 3 && end > 0 && (static_cast<unsigned char>(text[end]) & 0xc0) == 0x80; ++k) --end;
+  return text.substr(0, end);
+}
+
+// " (N bytes)" after a cut text.
+inline void append_size(std::string& out, std::size_t size) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, size);
+  out += " (";
+  out.append(buf, r.ptr);
+  out += " bytes)";
+}
+} // namespace detail
+
+/// Outside text (a registry value, a key, an argument, a server's body) for a log line or an error
+/// message, in double quotes: escaped (see below) so that the line stays one line and cannot be
+/// forged, and cut after `limit` bytes with its full size stated: `"hhhh…" (1048582 bytes)`.
+/// Escaped are control characters (\n, \r, \t, \x1b...), '\\' and bytes that are not UTF-8.
+inline std::string quoted(std::string_view text, std::size_t limit = 80) {
+  std::string out = "\"";
+  const auto shown = detail::cut(text, limit);
+  detail::append_escaped(out, shown);
+  if (shown.size() < text.size()) out += "\u2026";
+  out += '"';
+  if (shown.size() < text.size()) detail::append_size(out, text.size());
+  return out;
+}
+
+/// Like quoted(), without the quotes: for names that read as part of the line (a key, an etcd prefix),
+/// e.g. "instance /services/redis-A/x added". Unchanged for plain printable text.
+inline std::string escaped(std::string_view text, std::size_t limit = 200) {
+  std::string out;
+  const auto shown = detail::cut(text, limit);
+  detail::append_escaped(out, shown);
+  if (shown.size() < text.size()) {
+    out += "\u2026";
+    detail::append_size(out, text.size());
+  }
+  return out;
+}
+
+namespace detail {
 // A line is built by appending its parts to one string, not with an ostringstream: iostreams would
 // pull the whole locale machinery into the static programs (size) and initialise it at start (memory).
 inline void append(std::string& s, std::string_view v) { s.append(v); }
@@ -286,20 +369,22 @@ struct host_port {
   friend bool operator==(const host_port&, const host_port&) = default;
 };
 
-/// Parses a decimal port 1..65535; false for anything else ("", "0", "70000", "12a").
-inline bool parse_port(std::string_view text, std::uint16_t& out) noexcept {
+/// Parses a decimal port 1..65535; an error for anything else ("", "0", "70000", "12a").
+inline parsed<std::uint16_t> parse_port(std::string_view text) {
+  parsed<std::uint16_t> r;
   unsigned value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value == 0 || value > 65535)
-    return false;
-  out = static_cast<std::uint16_t>(value);
-  return true;
+    r.error = "bad port \"" + std::string(text) + "\": expected 1..65535";
+  else
+    r.value = static_cast<std::uint16_t>(value);
+  return r;
 }
 
 /// Parses "host:port" or "[v6addr]:port".
 inline parsed<host_port> parse_host_port(std::string_view text) {
   parsed<host_port> r;
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = log::quoted(text);
   std::string_view host, port;
   if (!text.empty() && text.front() == '[') {
     auto close = text.find(']');
@@ -337,8 +422,10 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
   }
   host_port hp;
   hp.host = std::string(host);
-  if (!parse_port(port, hp.port)) {
-    r.error = "bad port \"" + std::string(port) + "\" in " + quoted;
+  if (auto p = parse_port(port)) {
+    hp.port = *p;
+  } else {
+    r.error = "bad port " + log::quoted(port) + " in " + quoted;
     return r;
   }
   r.value = std::move(hp);
@@ -365,7 +452,7 @@ struct endpoint {
 /// (amb::tls_unsupported_error in amb/tls_options.hpp).
 inline parsed<endpoint> parse_endpoint(std::string_view text) {
   parsed<endpoint> r;
-  const std::string quoted = "\"" + std::string(text) + "\"";
+  const std::string quoted = log::quoted(text);
   std::string_view rest = text;
   auto scheme_end = text.find("://");
   std::string_view scheme = scheme_end == std::string_view::npos ? "" : text.substr(0, scheme_end);
@@ -381,7 +468,7 @@ inline parsed<endpoint> parse_endpoint(std::string_view text) {
     return r;
   }
   if (!scheme.empty() && scheme != "http" && scheme != "https" && scheme != "tcp") {
-    r.error = "unsupported scheme \"" + std::string(scheme) + "\" in " + quoted + " (use http://, https://, tcp:// or unix://)";
+    r.error = "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
     return r;
   }
   ep.tls = scheme == "https";
@@ -410,7 +497,7 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
     auto comma = text.find(',', start);
     auto item = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
     if (item.empty()) {
-      r.error = "bad endpoint list \"" + std::string(text) + "\": empty item";
+      r.error = "bad endpoint list " + log::quoted(text) + ": empty item";
       return r;
     }
     auto ep = parse_endpoint(item);
@@ -476,9 +563,7 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
     name.remove_prefix(prefix.size());
     auto us = name.find('_');
     if (us == std::string_view::npos || name.substr(us) != "_TCP_ADDR") continue;
-    std::uint16_t p = 0;
-    if (!parse_port(name.substr(0, us), p)) continue;
-    ports.push_back(p);
+    if (auto p = parse_port(name.substr(0, us))) ports.push_back(*p);
   }
   std::sort(ports.begin(), ports.end());
   for (auto p : ports) {
@@ -492,8 +577,10 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
       if (error) *error = "bad address in " + base + "_ADDR: empty";
       return std::nullopt;
     }
-    if (!parse_port(*port_text, hp.port)) {
-      if (error) *error = "bad port \"" + *port_text + "\" in " + base + "_PORT";
+    if (auto p = parse_port(*port_text)) {
+      hp.port = *p;
+    } else {
+      if (error) *error = "bad port " + log::quoted(*port_text) + " in " + base + "_PORT";
       return std::nullopt;
     }
     return hp;
@@ -534,9 +621,9 @@ parsed<T> parse_number(std::string_view text, T min = std::numeric_limits<T>::mi
   T value{};
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec == std::errc::invalid_argument || end != text.data() + text.size()) {
-    r.error = "bad number \"" + std::string(text) + "\"";
+    r.error = "bad number " + log::quoted(text);
   } else if (ec == std::errc::result_out_of_range || value < min || value > max) {
-    r.error = "number \"" + std::string(text) + "\" out of range " + std::to_string(min) + ".." + std::to_string(max);
+    r.error = "number " + log::quoted(text) + " out of range " + std::to_string(min) + ".." + std::to_string(max);
   } else {
     r.value = value;
   }
@@ -548,7 +635,7 @@ parsed<T> parse_number(std::string_view text, T min = std::numeric_limits<T>::mi
 inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
   parsed<std::chrono::milliseconds> r;
   const auto bad = [&] {
-    r.error = "bad duration \"" + std::string(text) + "\" (use e.g. 500ms, 5s, 2m)";
+    r.error = "bad duration " + log::quoted(text) + " (use e.g. 500ms, 5s, 2m)";
     return r;
   };
   std::uint64_t number = 0;
@@ -563,7 +650,7 @@ inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
   else return bad();
   constexpr std::uint64_t day_ms = 86'400'000;
   if (number > day_ms / scale) {
-    r.error = "duration \"" + std::string(text) + "\" too long (at most 24h)";
+    r.error = "duration " + log::quoted(text) + " too long (at most 24h)";
     return r;
   }
   r.value = std::chrono::milliseconds(static_cast<std::int64_t>(number * scale));
@@ -1451,7 +1538,30 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 
 #if AMB_WITH_TLS
 
+
+// ---- begin amb/detail/asio.hpp ----
+// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
+// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
+
+// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
+// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
+// The macros must be set before Asio's first header: if Asio came first without them, say so.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
+#if defined(ASIO_VERSION)
+#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#endif
+#define ASIO_HAS_CO_AWAIT 1
+#define ASIO_HAS_STD_COROUTINE 1
+#endif
+
 #include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#if !defined(ASIO_HAS_CO_AWAIT)
+#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
+#endif
+// ---- end amb/detail/asio.hpp ----
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -1587,9 +1697,6 @@ inline tls_context_ptr make_tls_context(const tls_options& options) {
 // ---- begin amb/detail/async.hpp ----
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 
-#include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 
@@ -1607,8 +1714,6 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 } // namespace amb::detail
 // ---- end amb/detail/async.hpp ----
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -2087,7 +2192,6 @@ private:
 // Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
 
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <memory>
@@ -2190,7 +2294,6 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 // Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
 
 
-#include <asio.hpp>
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2368,7 +2471,6 @@ inline std::uint64_t raise_fd_limit() noexcept {
 // completion handlers, so an idle connection costs that object, its two sockets and the reactor's
 // per-descriptor records.
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -2763,10 +2865,13 @@ public:
 
 private:
   void done() noexcept override {
+    if (!on_done_) return;
     try {
-      std::optional<OnDone> f(std::move(on_done_));
+      // Moved out first: the completion may drop the last reference to this state. A plain local,
+      // not a second std::optional: GCC 12 reports the optional's payload as maybe-uninitialized.
+      OnDone f(std::move(*on_done_));
       on_done_.reset();
-      (*f)(totals);
+      f(totals);
     } catch (...) {
       // The completion is the caller's; it must not throw, and an exception here has nowhere to go.
     }
@@ -3827,7 +3932,6 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
 } // namespace amb::detail
 // ---- end amb/detail/etcd_json.hpp ----
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -3904,7 +4008,8 @@ public:
   /// throws errc::tls_unsupported ("https://a:2379: this build has no TLS support (configure with -DAMB_TLS=ON)").
   etcd_client(asio::any_io_executor ex, etcd_client_options options)
       : ex_(std::move(ex)), options_(std::move(options)), idle_(options_.endpoints.size()) {
-    if (options_.endpoints.empty()) throw std::invalid_argument("etcd_client: no endpoint given");
+    if (options_.endpoints.empty())
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument), "etcd_client: no endpoint given");
     if (options_.retry_rounds < 1) options_.retry_rounds = 1;
     for (const auto& e : options_.endpoints)
       if (e.tls && !tls_available) throw std::system_error(make_error_code(errc::tls_unsupported), e.to_string());
@@ -4245,7 +4350,6 @@ private:
 // One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
 
 
-#include <asio/any_io_executor.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -4411,7 +4515,6 @@ private:
 } // namespace amb::detail
 // ---- end amb/detail/line_splitter.hpp ----
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -4486,7 +4589,7 @@ public:
         reauthenticated = false;
       }
       if (out.compacted) {
-        log::warn("watch ", prefix_, " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
+        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
                   out.compact_revision, "); reading the prefix again");
         co_await snapshot(on_update);
         continue;
@@ -4499,7 +4602,7 @@ public:
         // Limit: a new history that has already passed known_ when the watch comes back looks like
         // the old one (a re-bootstrap with the same flags keeps cluster and member ids); SIGHUP re-reads.
         const std::int64_t seen = known_;
-        log::warn("watch ", prefix_, " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
+        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
                   ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again in ",
                   format(options_.rewind_grace), ", when registrars have written their keys again");
         if (options_.rewind_grace.count() > 0) co_await wait(options_.rewind_grace);
@@ -4522,7 +4625,7 @@ public:
           out.why = e.what();
         }
       }
-      log::warn("watch ", prefix_, " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
       if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
       ++reconnects_;
       co_await wait(backoff);
@@ -4598,7 +4701,7 @@ private:
         on_update(u);  // a throw here ends run(), as documented
         co_return;
       }
-      log::warn("watch ", prefix_, ": reading the prefix failed: ", why, "; retrying in ", format(backoff));
+      log::warn("watch ", log::escaped(prefix_), ": reading the prefix failed: ", why, "; retrying in ", format(backoff));
       co_await wait(backoff);
       backoff = std::min(backoff * 2, options_.retry_backoff_max);
     }
@@ -4629,7 +4732,7 @@ private:
     auto handle_line = [&](std::string_view line) {
       detail::etcd_watch_message m;
       if (auto ec = detail::etcd_parse_watch_line(line, m)) {
-        out.why = "bad watch message: " + std::string(line.substr(0, 200));
+        out.why = "bad watch message: " + log::quoted(line, 200);
         throw end_stream{};
       }
       using k = detail::etcd_watch_message::kind;
@@ -4678,13 +4781,13 @@ private:
                      m.cancel_reason.find("auth token") != std::string::npos ||
                      m.cancel_reason.find("user name is empty") != std::string::npos) {
             out.auth = true;
-            out.why = "watch refused: " + m.cancel_reason;
+            out.why = "watch refused: " + log::escaped(m.cancel_reason);
           } else {
-            out.why = "watch canceled by etcd: " + (m.cancel_reason.empty() ? std::string("no reason given") : m.cancel_reason);
+            out.why = "watch canceled by etcd: " + (m.cancel_reason.empty() ? std::string("no reason given") : log::escaped(m.cancel_reason));
           }
           throw end_stream{};
         case k::error:
-          out.why = "etcd ended the stream: " + m.error_message;
+          out.why = "etcd ended the stream: " + log::escaped(m.error_message);
           throw end_stream{};
       }
     };
@@ -4700,7 +4803,7 @@ private:
         auto err = detail::etcd_parse_error(resp.body);
         if (err && err->code == static_cast<int>(grpc_code::unauthenticated)) out.auth = true;
         out.why = "HTTP " + std::to_string(resp.status) + " " + resp.reason +
-                  (err ? ": " + err->message : std::string(" with a body that is not an etcd reply"));
+                  (err ? ": " + log::escaped(err->message) : std::string(" with a body that is not an etcd reply"));
       } else {
         if (auto rest = splitter.take_rest(); !rest.empty()) handle_line(rest);  // the shutdown message has no '\n'
         if (out.why.empty()) out.why = "stream ended";
@@ -4752,14 +4855,13 @@ private:
 // One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
 
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <map>
 #include <set>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -4897,7 +4999,8 @@ private:
     for (auto& kv : regs_) dirty_.insert(kv.first);
   }
 
-  // Grants a lease when there is none, then writes pending deletes and puts. Throws on failure.
+  // Grants a lease when there is none, then writes pending deletes and puts. On failure it rethrows what
+  // the failed call threw (std::system_error or amb::etcd_error), for run() to log and retry.
   asio::awaitable<void> sync() {
     if (lease_ == 0) {
       auto l = co_await client_.lease_grant(options_.ttl);
@@ -4912,14 +5015,14 @@ private:
     for (const auto& key : std::vector<std::string>(deletes_.begin(), deletes_.end())) {
       if (!deletes_.count(key)) continue;
       const bool ok = co_await remove(key);
-      if (!ok) throw std::runtime_error(last_error_);
+      if (!ok) std::rethrow_exception(last_error_);
     }
     for (const auto& key : std::vector<std::string>(dirty_.begin(), dirty_.end())) {
       if (!dirty_.count(key)) continue;
       const bool ok = co_await write(key);
       if (ok) continue;
       if (lease_ == 0) co_return;  // lost: the next sync grants and writes everything
-      throw std::runtime_error(last_error_);
+      std::rethrow_exception(last_error_);
     }
   }
 
@@ -4932,12 +5035,12 @@ private:
     try {
       co_await client_.put(key, value, lease);
     } catch (const etcd_error& e) {
-      last_error_ = e.what();
+      last_error_ = std::current_exception();
       if (e.lease_not_found() && lease_ == lease && lease != 0) lost(lease, "etcd says it is not found");
       wake();
       co_return false;
-    } catch (const std::exception& e) {
-      last_error_ = e.what();
+    } catch (const std::exception&) {
+      last_error_ = std::current_exception();
       wake();
       co_return false;
     }
@@ -4956,8 +5059,8 @@ private:
   asio::awaitable<bool> remove(std::string key) {
     try {
       co_await client_.erase(key);
-    } catch (const std::exception& e) {
-      last_error_ = e.what();
+    } catch (const std::exception&) {
+      last_error_ = std::current_exception();
       wake();
       co_return false;
     }
@@ -4976,7 +5079,7 @@ private:
   std::set<std::string> deletes_;  // erased but not yet deleted in etcd
   std::size_t regrants_ = 0;
   std::size_t failures_ = 0;
-  std::string last_error_;
+  std::exception_ptr last_error_;  // what the last failed write() or remove() threw
 };
 
 } // namespace amb
@@ -5011,15 +5114,8 @@ inline constexpr std::uint32_t max_registry_weight = 1000000;
 
 namespace detail {
 
-/// The value quoted for an error line, cut short so a huge garbage value gives a readable line.
-inline std::string quote_value(std::string_view v) {
-  constexpr std::size_t limit = 80;
-  std::string out = "\"";
-  out.append(v.substr(0, limit));
-  if (v.size() > limit) out += "...";
-  out += "\"";
-  return out;
-}
+/// The value quoted for an error line: escaped and cut short, so a huge or hostile value gives one short line.
+inline std::string quote_value(std::string_view v) { return log::quoted(v); }
 
 /// A JSON number or numeric string as an integer; false for anything else (decimals included).
 inline bool json_integer(const picojson::value& v, std::int64_t& out) {
@@ -5093,7 +5189,7 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   if (err.empty() && end != text.end()) err = "trailing characters after the object";
   if (!err.empty()) {
     // picojson's message spans lines; keep the first so the log stays one line.
-    r.error = prefix + "invalid JSON (" + err.substr(0, err.find('\n')) + ")";
+    r.error = prefix + "invalid JSON (" + log::escaped(err.substr(0, err.find('\n')), 100) + ")";
     return r;
   }
   if (!doc.is<picojson::object>()) {
@@ -5208,7 +5304,7 @@ inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_v
   parsed<std::pair<std::string, std::string>> r;
   auto eq = text.find('=');
   if (eq == std::string_view::npos || eq == 0) {
-    r.error = "bad field \"" + std::string(text) + "\": expected KEY=VALUE";
+    r.error = "bad field " + log::quoted(text) + ": expected KEY=VALUE";
     return r;
   }
   r.value = std::make_pair(std::string(text.substr(0, eq)), std::string(text.substr(eq + 1)));
@@ -5265,7 +5361,7 @@ inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
       r.value = p;
       return r;
     }
-  r.error = "bad policy \"" + std::string(text) + "\" (use round-robin, weighted, least-conn, p2c or source-hash)";
+  r.error = "bad policy " + log::quoted(text) + " (use round-robin, weighted, least-conn, p2c or source-hash)";
   return r;
 }
 
@@ -5595,7 +5691,6 @@ private:
 // Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
 
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -5801,6 +5896,12 @@ public:
   ~metrics_server() { *alive_ = false; }
 
 private:
+// GCC 12 pairs the coroutine frame's class-specific operator delete (Asio's recycling allocator)
+// with the global allocation it inlines underneath, and reports a mismatch that is not there.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
   asio::awaitable<void> serve(asio::ip::tcp::socket sock) {
     try {
       std::string head;
@@ -5838,6 +5939,9 @@ private:
       log::debug("metrics client: ", e.what());
     }
   }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
   asio::ip::tcp::acceptor acceptor_;
   metrics_registry& metrics_;
@@ -5854,11 +5958,11 @@ private:
 // Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
 
 
-#include <asio.hpp>
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -5876,9 +5980,23 @@ inline std::string service_directory(std::string_view prefix, std::string_view s
   return dir + "/" + std::string(service) + "/";
 }
 
+/// Why `key` is not an instance key of the service directory `directory` ("<prefix>/<service>/", the
+/// layout being <prefix>/<service>/<instance-id>), or "" when it is one: a '/' after the directory
+/// (a nested key) or an empty instance id. Any key passes when `directory` is empty.
+inline std::string instance_key_problem(std::string_view directory, std::string_view key) {
+  if (directory.empty()) return {};
+  if (key.substr(0, directory.size()) != directory) return "outside " + log::escaped(directory);
+  const auto id = key.substr(directory.size());
+  if (id.empty()) return "empty instance id";
+  if (id.find('/') != std::string_view::npos) return "a '/' after " + log::escaped(directory);
+  return {};
+}
+
 /// Applies etcd snapshots and events to a balancer, logging one line per instance added, changed or
 /// removed and one warning per bad value (a key re-put with the same bad value is not warned again;
 /// a key whose value turns bad is removed). Identical re-puts (heartbeats) change and log nothing.
+/// Given the service directory, keys that are not <directory><instance-id> (nested, or an empty id)
+/// are ignored with one line per key. Keys and values are escaped in every line.
 class service_instances {
 public:
   /// Whether this copy writes the log lines: one copy per thread applies the same updates, and
@@ -5886,8 +6004,10 @@ public:
   enum class logging { on, off };
 
   /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
-  explicit service_instances(balancer& b, std::function<void()> on_change = {}, logging l = logging::on)
-      : balancer_(b), on_change_(std::move(on_change)), logging_(l) {}
+  /// Only keys <directory><instance-id> are instances when `directory` is given (see instance_key_problem).
+  explicit service_instances(balancer& b, std::function<void()> on_change = {}, logging l = logging::on,
+                             std::string directory = {})
+      : balancer_(b), on_change_(std::move(on_change)), logging_(l), directory_(std::move(directory)) {}
 
   /// Applies what an etcd_watcher delivered.
   void apply(const etcd_watch_update& u) {
@@ -5905,7 +6025,9 @@ public:
   void apply_snapshot(std::int64_t revision, const std::vector<etcd_kv>& kvs) {
     std::vector<balancer::entry> wanted;
     std::map<std::string, std::string> still_bad;
+    std::set<std::string> still_ignored;
     for (const auto& kv : kvs) {
+      if (!is_instance_key(kv.key, still_ignored)) continue;
       auto v = parse_registry_value(kv.value);
       if (!v) {
         warn_bad(kv.key, kv.value, v.error, still_bad);
@@ -5914,6 +6036,7 @@ public:
       wanted.push_back({kv.key, v->address, v->weight});
     }
     bad_ = std::move(still_bad);
+    ignored_ = std::move(still_ignored);
     log_changes(balancer_.replace_all(wanted));
     revision_ = revision;
     snapshot_seen_ = true;
@@ -5930,10 +6053,12 @@ public:
       if (ev.kv.mod_revision > revision_) revision_ = ev.kv.mod_revision;
       if (ev.type == etcd_event::kind::del) {
         bad_.erase(ev.kv.key);
+        ignored_.erase(ev.kv.key);
         auto c = balancer_.remove(ev.kv.key);
         changes.insert(changes.end(), c.begin(), c.end());
         continue;
       }
+      if (!is_instance_key(ev.kv.key, ignored_)) continue;
       auto v = parse_registry_value(ev.kv.value);
       if (!v) {
         warn_bad(ev.kv.key, ev.kv.value, v.error, bad_);
@@ -5954,13 +6079,25 @@ public:
   bool ready() const noexcept { return snapshot_seen_; }
   /// Keys whose value could not be parsed, with the error.
   const std::map<std::string, std::string>& bad_keys() const noexcept { return bad_; }
+  /// Keys under the directory that are not instance keys (nested, or an empty id), ignored.
+  const std::set<std::string>& ignored_keys() const noexcept { return ignored_; }
 
 private:
+  // False (and one line the first time) for a key that is not <directory><instance-id>.
+  bool is_instance_key(const std::string& key, std::set<std::string>& into) {
+    const std::string problem = instance_key_problem(directory_, key);
+    if (problem.empty()) return true;
+    if (logging_ == logging::on && !ignored_.count(key))
+      log::warn("ignoring ", log::escaped(key), ": not an instance key (", problem, ")");
+    into.insert(key);
+    return false;
+  }
+
   void warn_bad(const std::string& key, const std::string& value, const std::string& error,
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", key, ": ", error);
+    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", log::escaped(key), ": ", error);
     into[key] = value;
   }
 
@@ -5969,9 +6106,9 @@ private:
       if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
       switch (c.what) {
-        case balancer_change::added: log::info("instance ", c.id, " added: ", c.address.to_string(), weight); break;
-        case balancer_change::changed: log::info("instance ", c.id, " changed: ", c.address.to_string(), weight); break;
-        case balancer_change::removed: log::info("instance ", c.id, " removed (was ", c.address.to_string(), ")"); break;
+        case balancer_change::added: log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight); break;
+        case balancer_change::changed: log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight); break;
+        case balancer_change::removed: log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")"); break;
       }
     }
     if (!changes.empty() && on_change_) on_change_();
@@ -5980,7 +6117,9 @@ private:
   balancer& balancer_;
   std::function<void()> on_change_;
   logging logging_;
+  std::string directory_;                   // "<prefix>/<service>/", or "" to take every key
   std::map<std::string, std::string> bad_;  // key -> the bad value already warned about
+  std::set<std::string> ignored_;           // keys that are not instance keys, already logged
   std::int64_t revision_ = 0;
   bool snapshot_seen_ = false;
 };
@@ -5996,10 +6135,10 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
     u.revision = r.revision;
     u.kvs = std::move(r.kvs);
     apply(u);
-    log::info("re-read ", directory, ": ", u.kvs.size(), " keys at revision ", u.revision);
+    log::info("re-read ", log::escaped(directory), ": ", u.kvs.size(), " keys at revision ", u.revision);
     co_return true;
   } catch (const std::exception& e) {
-    log::warn("re-read ", directory, ": ", e.what(), "; keeping the current instances");
+    log::warn("re-read ", log::escaped(directory), ": ", e.what(), "; keeping the current instances");
     co_return false;
   }
 }
@@ -6018,8 +6157,6 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -6148,9 +6285,9 @@ private:
         if (now >= give_up_at) {
           ++stats_.rejected;
           if (tried.empty())
-            log::warn("no instance registered under ", opts_.service, "; closing connection from ", client_name());
+            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ", client_name());
           else
-            log::warn("no instance under ", opts_.service, " could be reached (", tried.size(),
+            log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
                       " tried); closing connection from ", client_name());
           drain_and_shut(client);
           co_return false;  // closing the socket tells the client at once
@@ -6168,18 +6305,18 @@ private:
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
         if (log::enabled(log::level::debug))
-          log::debug("connect to ", inst->id, " at ", inst->address.to_string(), " for ", client_name(), ": ",
+          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ", client_name(), ": ",
                      ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", inst->id, " at ", inst->address.to_string(), " ejected for ",
+          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
                     std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
                     "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))
-        log::info("instance ", inst->id, " at ", inst->address.to_string(), " is reachable again");
+        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " is reachable again");
       if (log::enabled(log::level::debug))
-        log::debug("connection from ", client_name(), " -> ", inst->id, " at ", inst->address.to_string());
+        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()));
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
@@ -6290,16 +6427,10 @@ struct docker_event {
 namespace detail {
 
 /// The first line of picojson's error, so a log line stays one line.
-inline std::string json_error_line(const std::string& err) { return err.substr(0, err.find('\n')); }
+inline std::string json_error_line(const std::string& err) { return log::escaped(err.substr(0, err.find('\n')), 100); }
 
-/// `text` quoted and cut short, for error lines about a body that is not what we expected.
-inline std::string quote_body(std::string_view text) {
-  constexpr std::size_t limit = 60;
-  std::string out = "\"";
-  for (char c : text.substr(0, limit)) out += (c == '\n' || c == '\r') ? ' ' : c;
-  if (text.size() > limit) out += "...";
-  return out + "\"";
-}
+/// `text` quoted, escaped and cut short, for error lines about a body that is not what we expected.
+inline std::string quote_body(std::string_view text) { return log::quoted(text, 60); }
 
 /// Parses `text` as JSON; on failure sets `error` to "not JSON (...): "<start of body>"".
 inline bool parse_json_body(std::string_view text, picojson::value& out, std::string& error) {
@@ -6510,7 +6641,6 @@ inline std::string url_encode(std::string_view s) {
 } // namespace amb
 // ---- end amb/detail/docker_json.hpp ----
 
-#include <asio.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -6551,12 +6681,12 @@ inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>
   parsed<docker_engine> r;
   auto from = [&](std::string_view text, const std::string& source) {
     if (text.find("://") == std::string_view::npos) {
-      r.error = "bad engine address \"" + std::string(text) + "\" in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
+      r.error = "bad engine address " + log::quoted(text) + " in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
       return;
     }
     auto scheme = text.substr(0, text.find("://"));
     if (scheme != "unix" && scheme != "tcp") {
-      r.error = "unsupported engine address \"" + std::string(text) + "\" in " + source +
+      r.error = "unsupported engine address " + log::quoted(text) + " in " + source +
                 " (use unix:///PATH or tcp://HOST:PORT; TLS and ssh:// are not supported)";
       return;
     }
@@ -6625,7 +6755,7 @@ public:
     auto v = detail::parse_engine_version(res.body);
     if (!v) throw bad_response(step, v.error);
     api_version_ = detail::negotiate_api_version(max_api_version, *v);
-    if (api_version_.empty()) throw bad_response(step, "unreadable ApiVersion \"" + v->api_version + "\"");
+    if (api_version_.empty()) throw bad_response(step, "unreadable ApiVersion " + log::quoted(v->api_version));
     co_return *v;
   }
 
@@ -6663,7 +6793,7 @@ public:
 
   /// `GET /containers/{id-or-name}/json`; errc::no_such_container when the engine does not know it.
   asio::awaitable<container_info> inspect(std::string id_or_name) {
-    const std::string step = "inspect container \"" + id_or_name + "\"";
+    const std::string step = "inspect container " + log::quoted(id_or_name);
     auto res = co_await versioned("/containers/" + detail::url_encode(id_or_name) + "/json", step);
     check(res, step);
     auto info = detail::parse_container_inspect(res.body);
@@ -6919,7 +7049,7 @@ inline parsed<host_ip_policy> choose_host_ip_policy(
   parsed<host_ip_policy> r;
   if (flag) {
     if (!is_numeric_ip(*flag)) {
-      r.error = "bad --ip \"" + *flag + "\": expected a numeric IPv4 or IPv6 address";
+      r.error = "bad --ip " + log::quoted(*flag) + ": expected a numeric IPv4 or IPv6 address";
       return r;
     }
     r.value = host_ip_policy{*flag, "--ip"};
@@ -6930,7 +7060,7 @@ inline parsed<host_ip_policy> choose_host_ip_policy(
     if (kv.compare(0, key.size(), key) != 0 || kv.size() == key.size()) continue;
     auto v = kv.substr(key.size());
     if (!is_numeric_ip(v)) {
-      r.error = "bad HOST_IP \"" + v + "\": expected a numeric IPv4 or IPv6 address";
+      r.error = "bad HOST_IP " + log::quoted(v) + ": expected a numeric IPv4 or IPv6 address";
       return r;
     }
     r.value = host_ip_policy{v, "HOST_IP"};
@@ -6960,7 +7090,6 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 // Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
 
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -7166,7 +7295,7 @@ private:
 
   // Reads the container and writes or erases the key. Returns an exit code when the follower should end.
   asio::awaitable<std::optional<int>> reconcile(bool first) {
-    const std::string who = "container \"" + config_.container + "\"";
+    const std::string who = "container " + log::quoted(config_.container);
     const std::string port = std::to_string(config_.private_port) + "/tcp";
     const std::string waiting = config_.exit_with_container ? "" : "; waiting for it";
     std::optional<std::string> value;
@@ -7287,7 +7416,7 @@ inline std::string image_base_name(std::string_view image) {
 /// SERVICE_* metadata become lower-case extra fields of the JSON value (SERVICE_WEIGHT → "weight").
 inline auto_plan plan_container(const container_info& c, const registrar_options& options, const auto_config& config) {
   auto_plan plan;
-  const std::string who = "container \"" + c.name + "\"";
+  const std::string who = "container " + log::quoted(c.name);
   if (!c.running) {
     plan.skipped.push_back(who + " is not running");
     return plan;
@@ -7316,9 +7445,9 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
   std::vector<std::pair<std::uint16_t, std::vector<port_binding>>> published;
   for (const auto& [key, bindings] : c.ports) {
     auto slash = key.find('/');
-    std::uint16_t p = 0;
-    if (slash == std::string::npos || key.substr(slash + 1) != "tcp" || !parse_port(key.substr(0, slash), p)) continue;
-    if (!bindings.empty()) published.emplace_back(p, bindings);
+    if (slash == std::string::npos || key.substr(slash + 1) != "tcp") continue;
+    auto p = parse_port(key.substr(0, slash));
+    if (p && !bindings.empty()) published.emplace_back(*p, bindings);
   }
   std::sort(published.begin(), published.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   if (published.empty()) plan.skipped.push_back(who + " publishes no tcp port");
@@ -7341,7 +7470,7 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
     }
     (void)port_named;
     if (service.empty() || service.find('/') != std::string::npos) {
-      plan.skipped.push_back(who + " port " + ps + ": unusable service name \"" + service + "\"");
+      plan.skipped.push_back(who + " port " + ps + ": unusable service name " + log::quoted(service));
       continue;
     }
     auto b = pick_binding(bindings);

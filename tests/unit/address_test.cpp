@@ -123,3 +123,16 @@ TEST_CASE("Docker-links: an alias with '=' matches no variable") {
   REQUIRE(hp);
   CHECK(hp->to_string() == "10.0.0.9:5432");
 }
+
+TEST_CASE("parse_port: a parse result, as every text parser (README, Errors)") {
+  auto p = amb::parse_port("6379");
+  REQUIRE(p);
+  CHECK(*p == 6379);
+  CHECK(p.error.empty());
+  for (const char* bad : {"", "0", "70000", "12a", "-1", " 80"}) {
+    auto r = amb::parse_port(bad);
+    CHECK_FALSE(r);
+    CHECK(r.error == "bad port \"" + std::string(bad) + "\": expected 1..65535");
+  }
+  CHECK(amb::parse_host_port("redis:70000").error == "bad port \"70000\" in \"redis:70000\"");
+}

@@ -75,3 +75,24 @@ TEST_CASE("<iostream> after amb's JSON header still works (the skipped include g
   CHECK(err.empty());
   CHECK(v.get("a").get<std::int64_t>() == 1);
 }
+
+TEST_CASE("outside text is escaped and cut: one short line whatever it holds") {
+  using amb::log::quoted;
+  using amb::log::escaped;
+  CHECK(quoted("redis:6379") == "\"redis:6379\"");
+  CHECK(quoted("a\nb\r\tc\x1b[31m\\") == "\"a\\nb\\r\\tc\\x1b[31m\\\\\"");
+  CHECK(quoted(std::string("nul\0x", 5)) == "\"nul\\x00x\"");
+  CHECK(quoted("caf\xc3\xa9 \xe2\x86\x92") == "\"caf\xc3\xa9 \xe2\x86\x92\"");  // UTF-8 stays readable
+  CHECK(quoted("\xc2\x9b" "31m \xff \xc3") == "\"\\xc2\\x9b31m \\xff \\xc3\"");  // C1 CSI, stray bytes
+  CHECK(quoted(R"({"host":"h"})") == R"("{"host":"h"}")");
+  const std::string big(1048576, 'h');
+  CHECK(quoted(big) == "\"" + std::string(80, 'h') + "\xe2\x80\xa6\" (1048576 bytes)");
+  CHECK(quoted(big, 4) == "\"hhhh\xe2\x80\xa6\" (1048576 bytes)");
+  // A cut never splits a UTF-8 sequence.
+  CHECK(quoted("ab\xc3\xa9", 3) == "\"ab\xe2\x80\xa6\" (4 bytes)");
+  CHECK(escaped("/services/logs/z\ndynamic-etcd-amb: instance forged") ==
+        "/services/logs/z\\ndynamic-etcd-amb: instance forged");
+  CHECK(escaped(std::string(300, 'k')) == std::string(200, 'k') + "\xe2\x80\xa6 (300 bytes)");
+  const std::string forged = "1.2.3.4:1\ndynamic-etcd-amb: instance /services/logs/z added: 6.6.6.6:1";
+  CHECK(quoted(forged).find('\n') == std::string::npos);
+}

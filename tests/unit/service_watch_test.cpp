@@ -108,3 +108,25 @@ TEST_CASE("a snapshot after reconnect removes what was deleted meanwhile") {
   s.apply(progress);
   CHECK(s.revision() == 25);
 }
+
+TEST_CASE("keys that are not <directory><instance-id> are ignored: nested keys, empty ids") {
+  CHECK(amb::instance_key_problem("/s/x/", "/s/x/a") == "");
+  CHECK(amb::instance_key_problem("/s/x/", "/s/x/a/b") == "a '/' after /s/x/");
+  CHECK(amb::instance_key_problem("/s/x/", "/s/x/") == "empty instance id");
+  CHECK(amb::instance_key_problem("", "/s/x/a/b") == "");
+  amb::balancer b;
+  amb::service_instances s(b, {}, amb::service_instances::logging::on, "/s/x/");
+  s.apply_snapshot(10, {kv("/s/x/", "10.0.0.9:9", 3), kv("/s/x/a", "10.0.0.1:1", 4), kv("/s/x/a/b", "10.0.0.8:8", 5)});
+  CHECK(b.size() == 1);
+  CHECK(b.get("/s/x/a") != nullptr);
+  CHECK(s.ignored_keys() == std::set<std::string>{"/s/x/", "/s/x/a/b"});
+  s.apply_events({put("/s/x/c/d", "10.0.0.7:7", 11), put("/s/x/", "10.0.0.6:6", 12)});
+  CHECK(b.size() == 1);
+  CHECK(s.ignored_keys().size() == 3);
+  s.apply_events({del("/s/x/c/d", 13)});
+  CHECK(s.ignored_keys().size() == 2);
+  // A snapshot (SIGHUP) keeps ignoring them.
+  s.apply_snapshot(14, {kv("/s/x/", "10.0.0.9:9", 12), kv("/s/x/a", "10.0.0.1:1", 4)});
+  CHECK(b.size() == 1);
+  CHECK(s.ignored_keys() == std::set<std::string>{"/s/x/"});
+}

@@ -5,6 +5,7 @@
 
 #include "amb/address.hpp"
 #include "amb/detail/json.hpp"
+#include "amb/log.hpp"
 
 #include <charconv>
 #include <cstdint>
@@ -80,16 +81,10 @@ struct docker_event {
 namespace detail {
 
 /// The first line of picojson's error, so a log line stays one line.
-inline std::string json_error_line(const std::string& err) { return err.substr(0, err.find('\n')); }
+inline std::string json_error_line(const std::string& err) { return log::escaped(err.substr(0, err.find('\n')), 100); }
 
-/// `text` quoted and cut short, for error lines about a body that is not what we expected.
-inline std::string quote_body(std::string_view text) {
-  constexpr std::size_t limit = 60;
-  std::string out = "\"";
-  for (char c : text.substr(0, limit)) out += (c == '\n' || c == '\r') ? ' ' : c;
-  if (text.size() > limit) out += "...";
-  return out + "\"";
-}
+/// `text` quoted, escaped and cut short, for error lines about a body that is not what we expected.
+inline std::string quote_body(std::string_view text) { return log::quoted(text, 60); }
 
 /// Parses `text` as JSON; on failure sets `error` to "not JSON (...): "<start of body>"".
 inline bool parse_json_body(std::string_view text, picojson::value& out, std::string& error) {
