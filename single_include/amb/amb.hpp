@@ -1538,30 +1538,7 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 
 #if AMB_WITH_TLS
 
-
-// ---- begin amb/detail/asio.hpp ----
-// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
-// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
-
-// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
-// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
-// The macros must be set before Asio's first header: if Asio came first without them, say so.
-#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
-#if defined(ASIO_VERSION)
-#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
-#endif
-#define ASIO_HAS_CO_AWAIT 1
-#define ASIO_HAS_STD_COROUTINE 1
-#endif
-
 #include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-
-#if !defined(ASIO_HAS_CO_AWAIT)
-#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
-#endif
-// ---- end amb/detail/asio.hpp ----
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -1697,6 +1674,9 @@ inline tls_context_ptr make_tls_context(const tls_options& options) {
 // ---- begin amb/detail/async.hpp ----
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 
@@ -1714,6 +1694,8 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 } // namespace amb::detail
 // ---- end amb/detail/async.hpp ----
 
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -2192,6 +2174,7 @@ private:
 // Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
 
 
+#include <asio.hpp>
 
 #include <chrono>
 #include <memory>
@@ -2294,6 +2277,7 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 // Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
 
 
+#include <asio.hpp>
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2471,6 +2455,7 @@ inline std::uint64_t raise_fd_limit() noexcept {
 // completion handlers, so an idle connection costs that object, its two sockets and the reactor's
 // per-descriptor records.
 
+#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -2865,13 +2850,10 @@ public:
 
 private:
   void done() noexcept override {
-    if (!on_done_) return;
     try {
-      // Moved out first: the completion may drop the last reference to this state. A plain local,
-      // not a second std::optional: GCC 12 reports the optional's payload as maybe-uninitialized.
-      OnDone f(std::move(*on_done_));
+      std::optional<OnDone> f(std::move(on_done_));
       on_done_.reset();
-      f(totals);
+      (*f)(totals);
     } catch (...) {
       // The completion is the caller's; it must not throw, and an exception here has nowhere to go.
     }
@@ -3932,6 +3914,7 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
 } // namespace amb::detail
 // ---- end amb/detail/etcd_json.hpp ----
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -4350,6 +4333,7 @@ private:
 // One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
 
 
+#include <asio/any_io_executor.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -4515,6 +4499,7 @@ private:
 } // namespace amb::detail
 // ---- end amb/detail/line_splitter.hpp ----
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -4855,6 +4840,7 @@ private:
 // One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
 
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -5691,6 +5677,7 @@ private:
 // Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
 
 
+#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -5896,12 +5883,6 @@ public:
   ~metrics_server() { *alive_ = false; }
 
 private:
-// GCC 12 pairs the coroutine frame's class-specific operator delete (Asio's recycling allocator)
-// with the global allocation it inlines underneath, and reports a mismatch that is not there.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-#endif
   asio::awaitable<void> serve(asio::ip::tcp::socket sock) {
     try {
       std::string head;
@@ -5939,9 +5920,6 @@ private:
       log::debug("metrics client: ", e.what());
     }
   }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 
   asio::ip::tcp::acceptor acceptor_;
   metrics_registry& metrics_;
@@ -5958,6 +5936,7 @@ private:
 // Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
 
 
+#include <asio.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -6157,6 +6136,8 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 
 
+#include <asio.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -6641,6 +6622,7 @@ inline std::string url_encode(std::string_view s) {
 } // namespace amb
 // ---- end amb/detail/docker_json.hpp ----
 
+#include <asio.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -7090,6 +7072,7 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 // Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
 
 
+#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
