@@ -50,6 +50,8 @@ struct settings {
   std::optional<amb::host_port> metrics;
   amb::etcd_settings etcd;
   unsigned threads = 1;  // data loops
+  std::chrono::milliseconds freshness_check = 10s;  // compare the instance set with etcd this often
+  std::chrono::milliseconds max_staleness = 60s;    // /healthz fails when the set was last confirmed longer ago
 };
 
 settings parse_command_line(int argc, char** argv) {
@@ -66,6 +68,8 @@ settings parse_command_line(int argc, char** argv) {
       .option("--wait-for-backend", "SECONDS", "hold a client this long when no instance is reachable (default 0 = close)")
       .option("--drain-timeout", "DURATION", "on SIGTERM/SIGINT, wait this long for open connections (default 9s)")
       .option("--metrics", "HOST:PORT", "serve Prometheus /metrics and /healthz here")
+      .option("--freshness-check", "DURATION", "compare the instance set with etcd this often; re-read it on a difference (default 10s; 0 = never)")
+      .option("--max-staleness", "DURATION", "/healthz fails when the set was last confirmed equal to etcd's longer ago (default 60s; 0 = never)")
       .option("--threads", "N", "data-path event loops, each a thread with its own listener on the port (default 1)")
       .option("--log-level", "LEVEL", "debug, info (default), warn, error or off")
       .positionals(1, 2, "SERVICE and PORT")
@@ -108,6 +112,8 @@ settings parse_command_line(int argc, char** argv) {
   duration("--connect-timeout", s.proxy.connect_timeout);
   duration("--idle-timeout", s.proxy.idle_timeout);
   duration("--drain-timeout", s.drain_timeout);
+  duration("--freshness-check", s.freshness_check);
+  duration("--max-staleness", s.max_staleness);
   std::chrono::milliseconds fail_timeout = 10s;
   duration("--fail-timeout", fail_timeout);
   s.balance.fail_timeout = fail_timeout;
@@ -162,7 +168,9 @@ struct data_loop {
       : io(ctx), balancer(with_seed(s.balance, seed)), proxy(ctx.get_executor(), balancer, s.proxy),
         instances(balancer, [this] { proxy.instances_changed(); },
                   first ? amb::service_instances::logging::on : amb::service_instances::logging::off, s.directory),
-        acceptor(ctx) {}
+        acceptor(ctx) {
+    proxy.instances_known(false);  // until the first read of etcd
+  }
 
   static amb::balancer::options with_seed(amb::balancer::options o, std::uint64_t seed) {
     o.seed = seed;  // p2c's random picks differ between loops
@@ -253,6 +261,9 @@ void declare_metrics(amb::metrics_registry& m) {
   m.declare("amb_instances_ejected", "gauge", "Instances sitting out after failed connects.");
   m.declare("amb_watch_reconnects_total", "counter", "Times the etcd watch was lost and re-established.");
   m.declare("amb_etcd_revision", "gauge", "Newest etcd revision applied to the instance set.");
+  m.declare("amb_watch_fresh_age_seconds", "gauge",
+            "Seconds since the instance set was last confirmed equal to etcd's (read, progress or freshness check).");
+  m.declare("amb_watch_resyncs_total", "counter", "Times a freshness check found the set behind etcd and re-read it.");
 }
 
 } // namespace
@@ -286,24 +297,44 @@ int main(int argc, char** argv) {
   // Every update reaches every loop: loop 0 at once, the others as a copy posted to their thread.
   auto apply_everywhere = [&](const amb::etcd_watch_update& u) {
     for (std::size_t i = 1; i < loops.size(); ++i)
-      asio::post(loops[i]->io, [&l = *loops[i], u] { l.instances.apply(u); });
+      asio::post(loops[i]->io, [&l = *loops[i], u] {
+        l.instances.apply(u);
+        if (u.type == amb::etcd_watch_update::kind::snapshot) l.proxy.instances_known(true);
+      });
     instances.apply(u);
+    if (u.type == amb::etcd_watch_update::kind::snapshot) loops[0]->proxy.instances_known(true);
   };
 
   amb::etcd_client client = amb::make_etcd_client_or_exit(ex, s.etcd);
-  amb::etcd_watcher watcher(client, s.directory);
+  amb::etcd_watch_options watch_options;
+  watch_options.freshness_interval = s.freshness_check;
+  amb::etcd_watcher watcher(client, s.directory, watch_options);
+  const auto started = std::chrono::steady_clock::now();
+  // Seconds since the instance set was last confirmed equal to etcd's (since start before the first read).
+  auto fresh_age = [&] {
+    auto at = watcher.fresh_at().value_or(started);
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - at).count();
+  };
+  auto healthy = [&] {
+    if (!instances.ready()) return false;
+    return s.max_staleness.count() == 0 || fresh_age() <= std::chrono::duration<double>(s.max_staleness).count();
+  };
 
   amb::metrics_registry metrics;
   std::optional<amb::metrics_server> metrics_server;
   if (s.metrics) {
     try {
-      metrics_server.emplace(ex, *s.metrics, metrics, [&] { return instances.ready(); });
+      metrics_server.emplace(ex, *s.metrics, metrics, healthy);
     } catch (const std::system_error& e) {
       amb::log::error(e.what());
       return 1;
     }
     declare_metrics(metrics);
-    metrics.add_collector([&](amb::metrics_registry& m) { export_metrics(m, sum_totals(loops, io), watcher, instances); });
+    metrics.add_collector([&](amb::metrics_registry& m) {
+      export_metrics(m, sum_totals(loops, io), watcher, instances);
+      m.set("amb_watch_fresh_age_seconds", fresh_age());
+      m.set("amb_watch_resyncs_total", static_cast<double>(watcher.resyncs()));
+    });
     asio::co_spawn(ex, metrics_server->run(), [](std::exception_ptr) {});  // run() handles its own errors
   }
   amb::log::info("listening on ", s.listen.to_string(), ", forwarding to ", amb::log::escaped(s.directory), " (", s.etcd.where.source,

@@ -113,6 +113,16 @@ public:
     co_return std::move(r.kvs.front());
   }
 
+  /// The key under `prefix` written last (keys only: kvs holds it alone, without its value) and the
+  /// count of every key under it, at the revision in the result: a cheap check that a copy is current.
+  asio::awaitable<etcd_range_result> newest_in_prefix(std::string prefix) {
+    const std::string step = "newest key of " + detail::etcd_printable(prefix);
+    auto body = co_await call("/v3/kv/range", detail::etcd_newest_key_body(prefix, detail::etcd_prefix_end(prefix)), step);
+    etcd_range_result r;
+    check_parse(detail::etcd_parse_range(body, r), step);
+    co_return r;
+  }
+
   /// Reads every key starting with `prefix`, in key order, and the revision the read saw.
   asio::awaitable<etcd_range_result> get_prefix(std::string prefix) {
     co_return co_await range(prefix, detail::etcd_prefix_end(prefix), "get prefix " + detail::etcd_printable(prefix));

@@ -9,6 +9,7 @@
 #include "amb/etcd_types.hpp"
 #include "amb/http_client.hpp"
 #include "amb/log.hpp"
+#include <asio/experimental/awaitable_operators.hpp>
 
 #include <asio.hpp>
 
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,6 +52,16 @@ struct etcd_watch_options {
   /// registrars write their keys again within their TTL (5 s by default), and a re-read before that
   /// would empty the set. The last delivered state stays meanwhile.
   std::chrono::milliseconds rewind_grace{5000};
+  /// A watch message (one line; a catch-up after a disconnect can hold many events) longer than this
+  /// is not buffered: the prefix is read again instead, as after a compaction, and watched from there.
+  std::size_t max_message_bytes = 16 * 1024 * 1024;
+  /// How often the delivered state is checked against etcd (0 = never): one small read of the prefix's
+  /// newest key and key count. A difference seen twice, `freshness_grace` apart, means the stream
+  /// missed something (it stalled, or etcd's data was replaced by a history that already passed the
+  /// watched revision): the prefix is read again and watched from there. So a change reaches the
+  /// consumer within about freshness_interval + freshness_grace, whatever happened to the stream.
+  std::chrono::milliseconds freshness_interval{10000};
+  std::chrono::milliseconds freshness_grace{1000};  ///< wait before the second look at a difference
 };
 
 /// Watches every key under a prefix (one HTTP connection per watch; docs/protocols.md §1.6). run() delivers
@@ -71,6 +83,30 @@ public:
   /// revision on (pass last delivered revision + 1 to resume). `on_update` runs on the executor's thread and must not block; if it throws, run()
   /// stops and rethrows. Returns normally after stop().
   asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
+    using namespace asio::experimental::awaitable_operators;
+    // With a start revision the delivered state is not known in full: nothing to compare with etcd.
+    if (options_.freshness_interval.count() > 0 && start_revision <= 0)
+      co_await (watch_loop(std::move(on_update), start_revision) || freshness_loop());
+    else
+      co_await watch_loop(std::move(on_update), start_revision);
+  }
+
+  /// Ends run() soon: closes the stream and cancels any wait. Final: a later run() returns at once.
+  void stop() {
+    stopped_ = true;
+    if (stream_) stream_->close();
+    if (timer_) timer_->cancel();
+    if (check_timer_) check_timer_->cancel();
+  }
+
+  /// When the delivered state was last known to equal etcd's (a snapshot read, a progress notify, or
+  /// a freshness check that matched); nullopt before the first snapshot.
+  std::optional<std::chrono::steady_clock::time_point> fresh_at() const noexcept { return fresh_at_; }
+  /// How many times a freshness check found the delivered state behind etcd and read the prefix again.
+  std::size_t resyncs() const noexcept { return resyncs_; }
+
+private:
+  asio::awaitable<void> watch_loop(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision) {
     next_ = start_revision;
     known_ = std::max<std::int64_t>(0, start_revision - 1);
     if (next_ <= 0) co_await snapshot(on_update);
@@ -83,6 +119,17 @@ public:
       if (out.healthy) {  // the stream worked: start the backoff over
         backoff = options_.retry_backoff;
         reauthenticated = false;
+      }
+      if (resync_ || out.too_long) {
+        // The stream cannot be trusted to bring everything (stalled, or a message beyond the limit,
+        // whose revision would only be retried forever): read the prefix, then watch from there.
+        if (out.too_long)
+          log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": a message longer than ",
+                    format_bytes(options_.max_message_bytes), " (catching up from revision ", next_,
+                    "); reading the prefix again");
+        resync_ = false;
+        co_await snapshot(on_update);
+        continue;
       }
       if (out.compacted) {
         log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
@@ -122,6 +169,7 @@ public:
         }
       }
       log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
+      if (!outage_since_) outage_since_ = std::chrono::steady_clock::now();
       if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
       ++reconnects_;
       co_await wait(backoff);
@@ -129,13 +177,7 @@ public:
     }
   }
 
-  /// Ends run() soon: closes the stream and cancels any wait. Final: a later run() returns at once.
-  void stop() {
-    stopped_ = true;
-    if (stream_) stream_->close();
-    if (timer_) timer_->cancel();
-  }
-
+public:
   /// The revision the next watch starts from (last delivered revision + 1).
   std::int64_t next_revision() const noexcept { return next_; }
   /// How many times the stream was lost and re-established (for tests and logs).
@@ -154,6 +196,7 @@ private:
     std::int64_t compact_revision = 0;
     std::int64_t rewound_to = 0;  // "created" said the store is at this revision, below known_
     bool auth = false;       // refused for auth: get a new token
+    bool too_long = false;   // a message beyond max_message_bytes
     std::string why;         // for the log line
     std::exception_ptr callback_error;
   };
@@ -161,6 +204,11 @@ private:
   struct end_stream {};
 
   std::string endpoint_name() const { return client_.endpoints()[endpoint_].to_string(); }
+
+  static std::string format_bytes(std::size_t n) {
+    if (n % (1024 * 1024) == 0) return std::to_string(n / (1024 * 1024)) + " MiB";
+    return std::to_string(n) + " bytes";
+  }
 
   static std::string format(std::chrono::milliseconds d) {
     if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
@@ -179,6 +227,7 @@ private:
     while (!stopped_) {
       std::string why;
       std::optional<etcd_range_result> r;
+      const auto read_at = std::chrono::steady_clock::now();
       try {
         client_.prefer(endpoint_);
         r = co_await client_.get_prefix(prefix_);
@@ -194,6 +243,9 @@ private:
         next_ = r->revision + 1;
         known_ = r->revision;  // a linearizable read: the history from now on, even if it restarted
         ++snapshots_;
+        keys_.clear();
+        for (const auto& kv : u.kvs) keys_[kv.key] = kv.mod_revision;
+        fresh_at_ = read_at;
         on_update(u);  // a throw here ends run(), as documented
         co_return;
       }
@@ -224,7 +276,7 @@ private:
     req.body = detail::etcd_watch_body(prefix_, detail::etcd_prefix_end(prefix_), next_, options_.progress_notify,
                                        options_.prev_kv);
     const auto opened = std::chrono::steady_clock::now();
-    detail::line_splitter splitter;  // de-chunked bytes -> one JSON object a line
+    detail::line_splitter splitter(options_.max_message_bytes);  // de-chunked bytes -> one JSON object a line
     auto handle_line = [&](std::string_view line) {
       detail::etcd_watch_message m;
       if (auto ec = detail::etcd_parse_watch_line(line, m)) {
@@ -240,6 +292,12 @@ private:
             throw end_stream{};
           }
           known_ = std::max(known_, m.revision);
+          if (outage_since_) {
+            const auto lasted = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *outage_since_);
+            log::info("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": resumed at revision ", m.revision,
+                      " after ", lasted.count(), "s");
+            outage_since_.reset();
+          }
           // A stream counts as healthy once it carried more than "created", or lived a while: a server
           // that accepts and then breaks every stream still gets a growing backoff.
           if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
@@ -253,6 +311,10 @@ private:
             if (ev.kv.mod_revision >= next_) u.events.push_back(std::move(ev));
           if (u.events.empty()) break;
           u.revision = u.events.back().kv.mod_revision;
+          for (const auto& ev : u.events) {
+            if (ev.type == etcd_event::kind::del) keys_.erase(ev.kv.key);
+            else keys_[ev.kv.key] = ev.kv.mod_revision;
+          }
           // Resume from the last EVENT, not header.revision: a catch-up batch carries the store's
           // current revision in its header while more events may still follow.
           next_ = u.revision + 1;
@@ -263,6 +325,7 @@ private:
           out.healthy = true;
           if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
           known_ = std::max(known_, m.revision);
+          fresh_at_ = std::chrono::steady_clock::now();  // etcd says the watcher has caught up with the store
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::progress;
           u.revision = m.revision;
@@ -289,7 +352,8 @@ private:
     };
     auto on_data = [&](std::string_view piece) {
       if (splitter.feed(piece, handle_line)) {
-        out.why = "watch message longer than 16 MiB";
+        out.why = "watch message longer than " + format_bytes(options_.max_message_bytes);
+        out.too_long = true;
         throw end_stream{};
       }
     };
@@ -320,6 +384,71 @@ private:
     co_return out;
   }
 
+  // Every freshness_interval: compares the count and the newest mod revision of the keys delivered
+  // with etcd's for the prefix. Equal means equal states (in one history any put after the delivered
+  // revision raises the newest revision, and a delete alone lowers the count). A difference can be
+  // an event on its way, so it is looked at again after freshness_grace; if it is still there, the
+  // stream is closed and the prefix read again (a needless re-read changes nothing and costs one read).
+  asio::awaitable<void> freshness_loop() {
+    bool differed = false;
+    while (!stopped_) {
+      check_timer_ = std::make_unique<asio::steady_timer>(
+          client_.executor(), differed ? options_.freshness_grace : options_.freshness_interval);
+      auto [waited] = co_await check_timer_->async_wait(detail::use_nothrow_awaitable);
+      check_timer_.reset();
+      if (stopped_ || waited) co_return;  // stop(), or run() ends because the watch loop did
+      if (snapshots_ == 0 || resync_) continue;  // nothing delivered yet, or a re-read is on its way
+      const auto asked_at = std::chrono::steady_clock::now();
+      const auto before = local_fingerprint();
+      std::optional<etcd_range_result> r;
+      try {
+        r = co_await client_.newest_in_prefix(prefix_);
+      } catch (const std::exception& e) {
+        // etcd unreachable: the watch says so in its own lines; freshness simply ages.
+        log::debug("watch ", log::escaped(prefix_), ": freshness check failed: ", e.what());
+        differed = false;
+        continue;
+      }
+      if (stopped_ || (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) co_return;
+      const fingerprint theirs{r->count, r->kvs.empty() ? 0 : r->kvs.front().mod_revision};
+      if (theirs == before || theirs == local_fingerprint()) {
+        fresh_at_ = asked_at;
+        differed = false;
+        continue;
+      }
+      // A store behind what was seen is etcd's lost data: the watch handles that (with its grace).
+      if (r->revision < known_) {
+        differed = false;
+        continue;
+      }
+      if (!differed) {
+        differed = true;
+        continue;
+      }
+      differed = false;
+      const auto mine = local_fingerprint();
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd has ", theirs.count,
+                " keys, newest at revision ", theirs.newest, " (store at ", r->revision, "), the watch delivered ",
+                mine.count, " keys, newest at revision ", mine.newest, "; reading the prefix again");
+      ++resyncs_;
+      resync_ = true;
+      if (stream_) stream_->close();
+      if (timer_) timer_->cancel();
+    }
+  }
+
+  struct fingerprint {
+    std::int64_t count = 0;
+    std::int64_t newest = 0;
+    friend bool operator==(const fingerprint&, const fingerprint&) = default;
+  };
+  fingerprint local_fingerprint() const noexcept {
+    fingerprint f;
+    f.count = static_cast<std::int64_t>(keys_.size());
+    for (const auto& [key, rev] : keys_) f.newest = std::max(f.newest, rev);
+    return f;
+  }
+
   void deliver(const std::function<void(const etcd_watch_update&)>& on_update, const etcd_watch_update& u,
                outcome& out) {
     try {
@@ -342,6 +471,12 @@ private:
   std::size_t rewinds_ = 0;
   std::shared_ptr<http_client> stream_;
   std::unique_ptr<asio::steady_timer> timer_;
+  std::unique_ptr<asio::steady_timer> check_timer_;
+  std::map<std::string, std::int64_t> keys_;  // every key delivered and its mod revision: what the consumer holds
+  std::optional<std::chrono::steady_clock::time_point> fresh_at_;
+  std::optional<std::chrono::steady_clock::time_point> outage_since_;  // first failure of the current streak
+  bool resync_ = false;  // the freshness check asked for a re-read
+  std::size_t resyncs_ = 0;
 };
 
 } // namespace amb

@@ -10,6 +10,7 @@
 
 #include <asio.hpp>
 #include <asio/experimental/awaitable_operators.hpp>
+#include <cerrno>
 
 #include <chrono>
 #include <cstdint>
@@ -81,6 +82,10 @@ public:
     changed_.cancel();
     changed_.expires_at(std::chrono::steady_clock::time_point::max());
   }
+  /// Whether the balancer's set reflects its source yet (e.g. etcd was read once); until then a client
+  /// turned away for lack of instances is told that the source was not reached, not that it is empty.
+  void instances_known(bool known) noexcept { instances_known_ = known; }
+
 
   /// Waits until no connection is open, or `timeout` passed; returns the number still open.
   asio::awaitable<std::uint64_t> drain(std::chrono::milliseconds timeout) {
@@ -95,6 +100,14 @@ public:
 
   /// The totals so far.
   const proxy_stats& stats() const noexcept { return stats_; }
+  /// True for a connect error that is this process's or host's shortage (file descriptors, socket
+  /// buffers, memory, local ports), not something the instance did.
+  static bool is_own_shortage(const std::error_code& ec) noexcept {
+    if (ec.category() != std::system_category() && ec.category() != asio::error::get_system_category()) return false;
+    const int e = ec.value();
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == EADDRNOTAVAIL;
+  }
+
 
 private:
   /// Reads what the client already sent, so that closing sends a clean FIN rather than a reset.
@@ -137,7 +150,10 @@ private:
         auto now = std::chrono::steady_clock::now();
         if (now >= give_up_at) {
           ++stats_.rejected;
-          if (tried.empty())
+          if (tried.empty() && !instances_known_)
+            log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
+                      "); closing connection from ", client_name());
+          else if (tried.empty())
             log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ", client_name());
           else
             log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
@@ -153,6 +169,16 @@ private:
         continue;
       }
       asio::ip::tcp::socket upstream(executor_);
+      if (ec && is_own_shortage(ec)) {
+        // Out of descriptors, buffers or local ports: the ambassador's own limit, not the instance's
+        // fault. Counting it would eject healthy instances under a flood of connections.
+        ++stats_.rejected;
+        log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
+                  ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                  client_name());
+        drain_and_shut(client);
+        co_return false;
+      }
       auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
       if (ec) {
         tried.push_back(inst);
@@ -188,6 +214,7 @@ private:
   proxy_options opts_;
   proxy_stats stats_;
   asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
+  bool instances_known_ = true;
   asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
 };
 

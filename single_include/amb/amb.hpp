@@ -1538,7 +1538,30 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 
 #if AMB_WITH_TLS
 
+
+// ---- begin amb/detail/asio.hpp ----
+// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
+// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
+
+// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
+// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
+// The macros must be set before Asio's first header: if Asio came first without them, say so.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
+#if defined(ASIO_VERSION)
+#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#endif
+#define ASIO_HAS_CO_AWAIT 1
+#define ASIO_HAS_STD_COROUTINE 1
+#endif
+
 #include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#if !defined(ASIO_HAS_CO_AWAIT)
+#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
+#endif
+// ---- end amb/detail/asio.hpp ----
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -1674,9 +1697,6 @@ inline tls_context_ptr make_tls_context(const tls_options& options) {
 // ---- begin amb/detail/async.hpp ----
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 
-#include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <chrono>
 
@@ -1694,8 +1714,6 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 } // namespace amb::detail
 // ---- end amb/detail/async.hpp ----
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -2174,7 +2192,6 @@ private:
 // Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
 
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <memory>
@@ -2277,7 +2294,6 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 // Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
 
 
-#include <asio.hpp>
 
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -2455,7 +2471,6 @@ inline std::uint64_t raise_fd_limit() noexcept {
 // completion handlers, so an idle connection costs that object, its two sockets and the reactor's
 // per-descriptor records.
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -2850,10 +2865,13 @@ public:
 
 private:
   void done() noexcept override {
+    if (!on_done_) return;
     try {
-      std::optional<OnDone> f(std::move(on_done_));
+      // Moved out first: the completion may drop the last reference to this state. A plain local,
+      // not a second std::optional: GCC 12 reports the optional's payload as maybe-uninitialized.
+      OnDone f(std::move(*on_done_));
       on_done_.reset();
-      (*f)(totals);
+      f(totals);
     } catch (...) {
       // The completion is the caller's; it must not throw, and an exception here has nowhere to go.
     }
@@ -3604,6 +3622,19 @@ inline std::string etcd_range_body(std::string_view key, std::string_view range_
   return serialize(std::move(o));
 }
 
+/// POST /v3/kv/range for the newest key of a range: its key and revisions only (no value), plus the
+/// count of every key in the range; a cheap fingerprint of the range's state.
+inline std::string etcd_newest_key_body(std::string_view key, std::string_view range_end) {
+  picojson::object o;
+  o["key"] = b64(key);
+  o["range_end"] = b64(range_end);
+  o["limit"] = i64s(1);
+  o["sort_order"] = picojson::value("DESCEND");
+  o["sort_target"] = picojson::value("MOD");
+  o["keys_only"] = picojson::value(true);
+  return serialize(std::move(o));
+}
+
 /// POST /v3/kv/put.
 inline std::string etcd_put_body(std::string_view key, std::string_view value, std::int64_t lease = 0,
                                  bool prev_kv = false) {
@@ -3914,7 +3945,6 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
 } // namespace amb::detail
 // ---- end amb/detail/etcd_json.hpp ----
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -4012,6 +4042,16 @@ public:
     auto r = co_await range(key, {}, "get " + detail::etcd_printable(key));
     if (r.kvs.empty()) co_return std::nullopt;
     co_return std::move(r.kvs.front());
+  }
+
+  /// The key under `prefix` written last (keys only: kvs holds it alone, without its value) and the
+  /// count of every key under it, at the revision in the result: a cheap check that a copy is current.
+  asio::awaitable<etcd_range_result> newest_in_prefix(std::string prefix) {
+    const std::string step = "newest key of " + detail::etcd_printable(prefix);
+    auto body = co_await call("/v3/kv/range", detail::etcd_newest_key_body(prefix, detail::etcd_prefix_end(prefix)), step);
+    etcd_range_result r;
+    check_parse(detail::etcd_parse_range(body, r), step);
+    co_return r;
   }
 
   /// Reads every key starting with `prefix`, in key order, and the revision the read saw.
@@ -4333,7 +4373,6 @@ private:
 // One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
 
 
-#include <asio/any_io_executor.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -4498,13 +4537,14 @@ private:
 
 } // namespace amb::detail
 // ---- end amb/detail/line_splitter.hpp ----
+#include <asio/experimental/awaitable_operators.hpp>
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -4539,6 +4579,16 @@ struct etcd_watch_options {
   /// registrars write their keys again within their TTL (5 s by default), and a re-read before that
   /// would empty the set. The last delivered state stays meanwhile.
   std::chrono::milliseconds rewind_grace{5000};
+  /// A watch message (one line; a catch-up after a disconnect can hold many events) longer than this
+  /// is not buffered: the prefix is read again instead, as after a compaction, and watched from there.
+  std::size_t max_message_bytes = 16 * 1024 * 1024;
+  /// How often the delivered state is checked against etcd (0 = never): one small read of the prefix's
+  /// newest key and key count. A difference seen twice, `freshness_grace` apart, means the stream
+  /// missed something (it stalled, or etcd's data was replaced by a history that already passed the
+  /// watched revision): the prefix is read again and watched from there. So a change reaches the
+  /// consumer within about freshness_interval + freshness_grace, whatever happened to the stream.
+  std::chrono::milliseconds freshness_interval{10000};
+  std::chrono::milliseconds freshness_grace{1000};  ///< wait before the second look at a difference
 };
 
 /// Watches every key under a prefix (one HTTP connection per watch; docs/protocols.md §1.6). run() delivers
@@ -4560,6 +4610,30 @@ public:
   /// revision on (pass last delivered revision + 1 to resume). `on_update` runs on the executor's thread and must not block; if it throws, run()
   /// stops and rethrows. Returns normally after stop().
   asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
+    using namespace asio::experimental::awaitable_operators;
+    // With a start revision the delivered state is not known in full: nothing to compare with etcd.
+    if (options_.freshness_interval.count() > 0 && start_revision <= 0)
+      co_await (watch_loop(std::move(on_update), start_revision) || freshness_loop());
+    else
+      co_await watch_loop(std::move(on_update), start_revision);
+  }
+
+  /// Ends run() soon: closes the stream and cancels any wait. Final: a later run() returns at once.
+  void stop() {
+    stopped_ = true;
+    if (stream_) stream_->close();
+    if (timer_) timer_->cancel();
+    if (check_timer_) check_timer_->cancel();
+  }
+
+  /// When the delivered state was last known to equal etcd's (a snapshot read, a progress notify, or
+  /// a freshness check that matched); nullopt before the first snapshot.
+  std::optional<std::chrono::steady_clock::time_point> fresh_at() const noexcept { return fresh_at_; }
+  /// How many times a freshness check found the delivered state behind etcd and read the prefix again.
+  std::size_t resyncs() const noexcept { return resyncs_; }
+
+private:
+  asio::awaitable<void> watch_loop(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision) {
     next_ = start_revision;
     known_ = std::max<std::int64_t>(0, start_revision - 1);
     if (next_ <= 0) co_await snapshot(on_update);
@@ -4572,6 +4646,17 @@ public:
       if (out.healthy) {  // the stream worked: start the backoff over
         backoff = options_.retry_backoff;
         reauthenticated = false;
+      }
+      if (resync_ || out.too_long) {
+        // The stream cannot be trusted to bring everything (stalled, or a message beyond the limit,
+        // whose revision would only be retried forever): read the prefix, then watch from there.
+        if (out.too_long)
+          log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": a message longer than ",
+                    format_bytes(options_.max_message_bytes), " (catching up from revision ", next_,
+                    "); reading the prefix again");
+        resync_ = false;
+        co_await snapshot(on_update);
+        continue;
       }
       if (out.compacted) {
         log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
@@ -4611,6 +4696,7 @@ public:
         }
       }
       log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
+      if (!outage_since_) outage_since_ = std::chrono::steady_clock::now();
       if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
       ++reconnects_;
       co_await wait(backoff);
@@ -4618,13 +4704,7 @@ public:
     }
   }
 
-  /// Ends run() soon: closes the stream and cancels any wait. Final: a later run() returns at once.
-  void stop() {
-    stopped_ = true;
-    if (stream_) stream_->close();
-    if (timer_) timer_->cancel();
-  }
-
+public:
   /// The revision the next watch starts from (last delivered revision + 1).
   std::int64_t next_revision() const noexcept { return next_; }
   /// How many times the stream was lost and re-established (for tests and logs).
@@ -4643,6 +4723,7 @@ private:
     std::int64_t compact_revision = 0;
     std::int64_t rewound_to = 0;  // "created" said the store is at this revision, below known_
     bool auth = false;       // refused for auth: get a new token
+    bool too_long = false;   // a message beyond max_message_bytes
     std::string why;         // for the log line
     std::exception_ptr callback_error;
   };
@@ -4650,6 +4731,11 @@ private:
   struct end_stream {};
 
   std::string endpoint_name() const { return client_.endpoints()[endpoint_].to_string(); }
+
+  static std::string format_bytes(std::size_t n) {
+    if (n % (1024 * 1024) == 0) return std::to_string(n / (1024 * 1024)) + " MiB";
+    return std::to_string(n) + " bytes";
+  }
 
   static std::string format(std::chrono::milliseconds d) {
     if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
@@ -4668,6 +4754,7 @@ private:
     while (!stopped_) {
       std::string why;
       std::optional<etcd_range_result> r;
+      const auto read_at = std::chrono::steady_clock::now();
       try {
         client_.prefer(endpoint_);
         r = co_await client_.get_prefix(prefix_);
@@ -4683,6 +4770,9 @@ private:
         next_ = r->revision + 1;
         known_ = r->revision;  // a linearizable read: the history from now on, even if it restarted
         ++snapshots_;
+        keys_.clear();
+        for (const auto& kv : u.kvs) keys_[kv.key] = kv.mod_revision;
+        fresh_at_ = read_at;
         on_update(u);  // a throw here ends run(), as documented
         co_return;
       }
@@ -4713,7 +4803,7 @@ private:
     req.body = detail::etcd_watch_body(prefix_, detail::etcd_prefix_end(prefix_), next_, options_.progress_notify,
                                        options_.prev_kv);
     const auto opened = std::chrono::steady_clock::now();
-    detail::line_splitter splitter;  // de-chunked bytes -> one JSON object a line
+    detail::line_splitter splitter(options_.max_message_bytes);  // de-chunked bytes -> one JSON object a line
     auto handle_line = [&](std::string_view line) {
       detail::etcd_watch_message m;
       if (auto ec = detail::etcd_parse_watch_line(line, m)) {
@@ -4729,6 +4819,12 @@ private:
             throw end_stream{};
           }
           known_ = std::max(known_, m.revision);
+          if (outage_since_) {
+            const auto lasted = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *outage_since_);
+            log::info("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": resumed at revision ", m.revision,
+                      " after ", lasted.count(), "s");
+            outage_since_.reset();
+          }
           // A stream counts as healthy once it carried more than "created", or lived a while: a server
           // that accepts and then breaks every stream still gets a growing backoff.
           if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
@@ -4742,6 +4838,10 @@ private:
             if (ev.kv.mod_revision >= next_) u.events.push_back(std::move(ev));
           if (u.events.empty()) break;
           u.revision = u.events.back().kv.mod_revision;
+          for (const auto& ev : u.events) {
+            if (ev.type == etcd_event::kind::del) keys_.erase(ev.kv.key);
+            else keys_[ev.kv.key] = ev.kv.mod_revision;
+          }
           // Resume from the last EVENT, not header.revision: a catch-up batch carries the store's
           // current revision in its header while more events may still follow.
           next_ = u.revision + 1;
@@ -4752,6 +4852,7 @@ private:
           out.healthy = true;
           if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
           known_ = std::max(known_, m.revision);
+          fresh_at_ = std::chrono::steady_clock::now();  // etcd says the watcher has caught up with the store
           etcd_watch_update u;
           u.type = etcd_watch_update::kind::progress;
           u.revision = m.revision;
@@ -4778,7 +4879,8 @@ private:
     };
     auto on_data = [&](std::string_view piece) {
       if (splitter.feed(piece, handle_line)) {
-        out.why = "watch message longer than 16 MiB";
+        out.why = "watch message longer than " + format_bytes(options_.max_message_bytes);
+        out.too_long = true;
         throw end_stream{};
       }
     };
@@ -4809,6 +4911,71 @@ private:
     co_return out;
   }
 
+  // Every freshness_interval: compares the count and the newest mod revision of the keys delivered
+  // with etcd's for the prefix. Equal means equal states (in one history any put after the delivered
+  // revision raises the newest revision, and a delete alone lowers the count). A difference can be
+  // an event on its way, so it is looked at again after freshness_grace; if it is still there, the
+  // stream is closed and the prefix read again (a needless re-read changes nothing and costs one read).
+  asio::awaitable<void> freshness_loop() {
+    bool differed = false;
+    while (!stopped_) {
+      check_timer_ = std::make_unique<asio::steady_timer>(
+          client_.executor(), differed ? options_.freshness_grace : options_.freshness_interval);
+      auto [waited] = co_await check_timer_->async_wait(detail::use_nothrow_awaitable);
+      check_timer_.reset();
+      if (stopped_ || waited) co_return;  // stop(), or run() ends because the watch loop did
+      if (snapshots_ == 0 || resync_) continue;  // nothing delivered yet, or a re-read is on its way
+      const auto asked_at = std::chrono::steady_clock::now();
+      const auto before = local_fingerprint();
+      std::optional<etcd_range_result> r;
+      try {
+        r = co_await client_.newest_in_prefix(prefix_);
+      } catch (const std::exception& e) {
+        // etcd unreachable: the watch says so in its own lines; freshness simply ages.
+        log::debug("watch ", log::escaped(prefix_), ": freshness check failed: ", e.what());
+        differed = false;
+        continue;
+      }
+      if (stopped_ || (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) co_return;
+      const fingerprint theirs{r->count, r->kvs.empty() ? 0 : r->kvs.front().mod_revision};
+      if (theirs == before || theirs == local_fingerprint()) {
+        fresh_at_ = asked_at;
+        differed = false;
+        continue;
+      }
+      // A store behind what was seen is etcd's lost data: the watch handles that (with its grace).
+      if (r->revision < known_) {
+        differed = false;
+        continue;
+      }
+      if (!differed) {
+        differed = true;
+        continue;
+      }
+      differed = false;
+      const auto mine = local_fingerprint();
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd has ", theirs.count,
+                " keys, newest at revision ", theirs.newest, " (store at ", r->revision, "), the watch delivered ",
+                mine.count, " keys, newest at revision ", mine.newest, "; reading the prefix again");
+      ++resyncs_;
+      resync_ = true;
+      if (stream_) stream_->close();
+      if (timer_) timer_->cancel();
+    }
+  }
+
+  struct fingerprint {
+    std::int64_t count = 0;
+    std::int64_t newest = 0;
+    friend bool operator==(const fingerprint&, const fingerprint&) = default;
+  };
+  fingerprint local_fingerprint() const noexcept {
+    fingerprint f;
+    f.count = static_cast<std::int64_t>(keys_.size());
+    for (const auto& [key, rev] : keys_) f.newest = std::max(f.newest, rev);
+    return f;
+  }
+
   void deliver(const std::function<void(const etcd_watch_update&)>& on_update, const etcd_watch_update& u,
                outcome& out) {
     try {
@@ -4831,6 +4998,12 @@ private:
   std::size_t rewinds_ = 0;
   std::shared_ptr<http_client> stream_;
   std::unique_ptr<asio::steady_timer> timer_;
+  std::unique_ptr<asio::steady_timer> check_timer_;
+  std::map<std::string, std::int64_t> keys_;  // every key delivered and its mod revision: what the consumer holds
+  std::optional<std::chrono::steady_clock::time_point> fresh_at_;
+  std::optional<std::chrono::steady_clock::time_point> outage_since_;  // first failure of the current streak
+  bool resync_ = false;  // the freshness check asked for a re-read
+  std::size_t resyncs_ = 0;
 };
 
 } // namespace amb
@@ -4840,7 +5013,6 @@ private:
 // One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
 
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -5677,7 +5849,6 @@ private:
 // Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
 
 
-#include <asio.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -5883,6 +6054,12 @@ public:
   ~metrics_server() { *alive_ = false; }
 
 private:
+// GCC 12 pairs the coroutine frame's class-specific operator delete (Asio's recycling allocator)
+// with the global allocation it inlines underneath, and reports a mismatch that is not there.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
   asio::awaitable<void> serve(asio::ip::tcp::socket sock) {
     try {
       std::string head;
@@ -5920,6 +6097,9 @@ private:
       log::debug("metrics client: ", e.what());
     }
   }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
   asio::ip::tcp::acceptor acceptor_;
   metrics_registry& metrics_;
@@ -5936,7 +6116,6 @@ private:
 // Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
 
 
-#include <asio.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -6136,9 +6315,8 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -6210,6 +6388,10 @@ public:
     changed_.expires_at(std::chrono::steady_clock::time_point::max());
   }
 
+  /// Whether the balancer's set reflects its source yet (e.g. etcd was read once); until then a client
+  /// turned away for lack of instances is told that the source was not reached, not that it is empty.
+  void instances_known(bool known) noexcept { instances_known_ = known; }
+
   /// Waits until no connection is open, or `timeout` passed; returns the number still open.
   asio::awaitable<std::uint64_t> drain(std::chrono::milliseconds timeout) {
     using namespace asio::experimental::awaitable_operators;
@@ -6223,6 +6405,14 @@ public:
 
   /// The totals so far.
   const proxy_stats& stats() const noexcept { return stats_; }
+
+  /// True for a connect error that is this process's or host's shortage (file descriptors, socket
+  /// buffers, memory, local ports), not something the instance did.
+  static bool is_own_shortage(const std::error_code& ec) noexcept {
+    if (ec.category() != std::system_category() && ec.category() != asio::error::get_system_category()) return false;
+    const int e = ec.value();
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == EADDRNOTAVAIL;
+  }
 
 private:
   /// Reads what the client already sent, so that closing sends a clean FIN rather than a reset.
@@ -6265,7 +6455,10 @@ private:
         auto now = std::chrono::steady_clock::now();
         if (now >= give_up_at) {
           ++stats_.rejected;
-          if (tried.empty())
+          if (tried.empty() && !instances_known_)
+            log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
+                      "); closing connection from ", client_name());
+          else if (tried.empty())
             log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ", client_name());
           else
             log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
@@ -6282,6 +6475,16 @@ private:
       }
       asio::ip::tcp::socket upstream(executor_);
       auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
+      if (ec && is_own_shortage(ec)) {
+        // Out of descriptors, buffers or local ports: the ambassador's own limit, not the instance's
+        // fault. Counting it would eject healthy instances under a flood of connections.
+        ++stats_.rejected;
+        log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
+                  ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                  client_name());
+        drain_and_shut(client);
+        co_return false;
+      }
       if (ec) {
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
@@ -6317,6 +6520,7 @@ private:
   proxy_stats stats_;
   asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
   asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
+  bool instances_known_ = true;
 };
 
 } // namespace amb
@@ -6622,7 +6826,6 @@ inline std::string url_encode(std::string_view s) {
 } // namespace amb
 // ---- end amb/detail/docker_json.hpp ----
 
-#include <asio.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -7072,7 +7275,6 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 // Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
 
 
-#include <asio.hpp>
 
 #include <algorithm>
 #include <chrono>

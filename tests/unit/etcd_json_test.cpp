@@ -250,3 +250,8 @@ TEST_CASE("deeply nested etcd replies and watch lines are bad_response, never a 
   std::string token;
   CHECK(etcd_parse_auth(deep, token) == amb::errc::bad_response);
 }
+
+TEST_CASE("the newest key of a prefix: one key, keys only, sorted by mod revision") {
+  CHECK(etcd_newest_key_body("/s/x/", "/s/x0") ==
+        R"({"key":"L3MveC8=","keys_only":true,"limit":"1","range_end":"L3MveDA=","sort_order":"DESCEND","sort_target":"MOD"})");
+}

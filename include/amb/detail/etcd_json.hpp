@@ -89,6 +89,19 @@ inline std::string etcd_range_body(std::string_view key, std::string_view range_
   return serialize(std::move(o));
 }
 
+/// POST /v3/kv/range for the newest key of a range: its key and revisions only (no value), plus the
+/// count of every key in the range; a cheap fingerprint of the range's state.
+inline std::string etcd_newest_key_body(std::string_view key, std::string_view range_end) {
+  picojson::object o;
+  o["key"] = b64(key);
+  o["range_end"] = b64(range_end);
+  o["limit"] = i64s(1);
+  o["sort_order"] = picojson::value("DESCEND");
+  o["sort_target"] = picojson::value("MOD");
+  o["keys_only"] = picojson::value(true);
+  return serialize(std::move(o));
+}
+
 /// POST /v3/kv/put.
 inline std::string etcd_put_body(std::string_view key, std::string_view value, std::int64_t lease = 0,
                                  bool prev_kv = false) {
