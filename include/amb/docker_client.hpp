@@ -10,7 +10,7 @@
 #include "amb/http_client.hpp"
 #include "amb/log.hpp"
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <cctype>
 #include <chrono>

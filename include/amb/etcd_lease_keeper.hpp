@@ -7,7 +7,7 @@
 #include "amb/etcd_error.hpp"
 #include "amb/log.hpp"
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -11,7 +11,7 @@
 #include "amb/log.hpp"
 #include "amb/tls_options.hpp"
 
-#include <asio/any_io_executor.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <cstdio>
 #include <cstdlib>

@@ -10,8 +10,7 @@
 #include "amb/tls_options.hpp"
 #include "amb/tls_stream.hpp"
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>

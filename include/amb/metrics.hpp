@@ -6,7 +6,7 @@
 #include "amb/detail/async.hpp"
 #include "amb/log.hpp"
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -212,6 +212,12 @@ public:
   ~metrics_server() { *alive_ = false; }
 
 private:
+// GCC 12 pairs the coroutine frame's class-specific operator delete (Asio's recycling allocator)
+// with the global allocation it inlines underneath, and reports a mismatch that is not there.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
   asio::awaitable<void> serve(asio::ip::tcp::socket sock) {
     try {
       std::string head;
@@ -249,6 +255,9 @@ private:
       log::debug("metrics client: ", e.what());
     }
   }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
   asio::ip::tcp::acceptor acceptor_;
   metrics_registry& metrics_;

@@ -9,7 +9,7 @@
 #include "amb/log.hpp"
 #include "amb/registry_value.hpp"
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <algorithm>
 #include <chrono>

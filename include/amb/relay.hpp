@@ -33,7 +33,7 @@
 // per-descriptor records.
 #pragma once
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -428,10 +428,13 @@ public:
 
 private:
   void done() noexcept override {
+    if (!on_done_) return;
     try {
-      std::optional<OnDone> f(std::move(on_done_));
+      // Moved out first: the completion may drop the last reference to this state. A plain local,
+      // not a second std::optional: GCC 12 reports the optional's payload as maybe-uninitialized.
+      OnDone f(std::move(*on_done_));
       on_done_.reset();
-      (*f)(totals);
+      f(totals);
     } catch (...) {
       // The completion is the caller's; it must not throw, and an exception here has nowhere to go.
     }

@@ -6,7 +6,7 @@
 #include "amb/detail/async.hpp"
 #include "amb/error.hpp"
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <chrono>
 #include <memory>

@@ -6,7 +6,7 @@
 #include "amb/detail/async.hpp"
 #include "amb/log.hpp"
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <sys/resource.h>
 #include <sys/socket.h>

@@ -8,7 +8,7 @@
 
 #if AMB_WITH_TLS
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>

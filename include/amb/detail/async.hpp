@@ -2,9 +2,7 @@
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 #pragma once
 
-#include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <chrono>
 
