@@ -116,6 +116,7 @@ private:
       outcome out = co_await watch_once(on_update);
       if (out.callback_error) std::rethrow_exception(out.callback_error);
       if (stopped_) break;
+      if (!out.too_long) too_long_streak_ = 0;
       if (out.healthy) {  // the stream worked: start the backoff over
         backoff = options_.retry_backoff;
         reauthenticated = false;
@@ -123,10 +124,18 @@ private:
       if (resync_ || out.too_long) {
         // The stream cannot be trusted to bring everything (stalled, or a message beyond the limit,
         // whose revision would only be retried forever): read the prefix, then watch from there.
-        if (out.too_long)
+        if (out.too_long) {
           log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": a message longer than ",
                     format_bytes(options_.max_message_bytes), " (catching up from revision ", next_,
                     "); reading the prefix again");
+          // Too long again right after a re-read: a server that only sends such lines is not polled in a
+          // tight loop, the waits grow as for any failure.
+          if (too_long_streak_++ > 0) {
+            co_await wait(backoff);
+            backoff = std::min(backoff * 2, options_.retry_backoff_max);
+            if (stopped_) break;
+          }
+        }
         resync_ = false;
         co_await snapshot(on_update);
         continue;
@@ -477,6 +486,7 @@ private:
   std::optional<std::chrono::steady_clock::time_point> outage_since_;  // first failure of the current streak
   bool resync_ = false;  // the freshness check asked for a re-read
   std::size_t resyncs_ = 0;
+  std::size_t too_long_streak_ = 0;  // watches in a row that ended in a message beyond the limit
 };
 
 } // namespace amb
