@@ -13,7 +13,7 @@
 #include "amb/tls_options.hpp"
 #include "amb/tls_stream.hpp"
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <algorithm>
 #include <chrono>

@@ -11,7 +11,7 @@
 #include "amb/log.hpp"
 #include <asio/experimental/awaitable_operators.hpp>
 
-#include <asio.hpp>
+#include "amb/detail/asio.hpp"
 
 #include <algorithm>
 #include <chrono>

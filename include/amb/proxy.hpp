@@ -8,10 +8,9 @@
 #include "amb/relay.hpp"
 #include "amb/tcp_connect.hpp"
 
-#include <asio.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-#include <cerrno>
+#include "amb/detail/asio.hpp"
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -82,10 +81,10 @@ public:
     changed_.cancel();
     changed_.expires_at(std::chrono::steady_clock::time_point::max());
   }
+
   /// Whether the balancer's set reflects its source yet (e.g. etcd was read once); until then a client
   /// turned away for lack of instances is told that the source was not reached, not that it is empty.
   void instances_known(bool known) noexcept { instances_known_ = known; }
-
 
   /// Waits until no connection is open, or `timeout` passed; returns the number still open.
   asio::awaitable<std::uint64_t> drain(std::chrono::milliseconds timeout) {
@@ -100,6 +99,7 @@ public:
 
   /// The totals so far.
   const proxy_stats& stats() const noexcept { return stats_; }
+
   /// True for a connect error that is this process's or host's shortage (file descriptors, socket
   /// buffers, memory, local ports), not something the instance did.
   static bool is_own_shortage(const std::error_code& ec) noexcept {
@@ -107,7 +107,6 @@ public:
     const int e = ec.value();
     return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == EADDRNOTAVAIL;
   }
-
 
 private:
   /// Reads what the client already sent, so that closing sends a clean FIN rather than a reset.
@@ -169,6 +168,7 @@ private:
         continue;
       }
       asio::ip::tcp::socket upstream(executor_);
+      auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
       if (ec && is_own_shortage(ec)) {
         // Out of descriptors, buffers or local ports: the ambassador's own limit, not the instance's
         // fault. Counting it would eject healthy instances under a flood of connections.
@@ -179,7 +179,6 @@ private:
         drain_and_shut(client);
         co_return false;
       }
-      auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
       if (ec) {
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
@@ -214,8 +213,8 @@ private:
   proxy_options opts_;
   proxy_stats stats_;
   asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
-  bool instances_known_ = true;
   asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
+  bool instances_known_ = true;
 };
 
 } // namespace amb
