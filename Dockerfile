@@ -7,6 +7,11 @@
 #
 # A scratch image resolves numeric addresses; names only through /etc/hosts (which
 # container engines mount) or DNS. Prefer numeric addresses.
+#
+# With --build-arg PROGRAMS=prebuilt and a folder holding the three static programs as the build
+# context, the images take those programs instead of building them (what `make test` does with the
+# programs its static build test made: tools/make-images.sh --programs DIR).
+ARG PROGRAMS=builder
 
 FROM debian:bookworm AS builder
 RUN apt-get update \
@@ -20,8 +25,13 @@ COPY examples examples
 RUN cmake -S . -B /build -DCMAKE_BUILD_TYPE=Release -DAMB_STATIC=ON -DAMB_BUILD_TESTS=OFF \
  && cmake --build /build -j "$(nproc)"
 
+FROM scratch AS prebuilt
+COPY simple-amb docker-register dynamic-etcd-amb /build/examples/
+
+FROM ${PROGRAMS} AS programs
+
 FROM scratch AS simple-amb
-COPY --from=builder /build/examples/simple-amb /simple-amb
+COPY --from=programs /build/examples/simple-amb /simple-amb
 USER 65534:65534
 EXPOSE 10000
 ENTRYPOINT ["/simple-amb"]
@@ -29,10 +39,10 @@ ENTRYPOINT ["/simple-amb"]
 # docker-register reads the engine's API socket, which is usually root-only: it runs as
 # root unless the socket is made readable to another user (see README, "Security").
 FROM scratch AS docker-register
-COPY --from=builder /build/examples/docker-register /docker-register
+COPY --from=programs /build/examples/docker-register /docker-register
 ENTRYPOINT ["/docker-register"]
 
 FROM scratch AS dynamic-etcd-amb
-COPY --from=builder /build/examples/dynamic-etcd-amb /dynamic-etcd-amb
+COPY --from=programs /build/examples/dynamic-etcd-amb /dynamic-etcd-amb
 USER 65534:65534
 ENTRYPOINT ["/dynamic-etcd-amb"]

@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all setup setup-build configure build test sanitize amalgamate static images demo demo-two-hosts bench clean
+.PHONY: all setup setup-build configure build test test-fresh sanitize amalgamate static images demo demo-two-hosts bench clean
 
 all: build
 
@@ -15,21 +15,22 @@ setup-build:
 	tools/install-deps.sh build
 
 configure: setup-build
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake -G Ninja -S . -B $(BUILD) $(CMAKE_FLAGS)
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
 
 # The tests build with TLS on (OpenSSL from `make setup`), so the https:// etcd tests run too; `make`,
-# `make static` and the images stay without OpenSSL.
-test: setup       ## set up, build, and run every test through ctest, then again under ASan+UBSan (make sanitize)
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DAMB_TLS=ON
-	cmake --build $(BUILD) -j $(JOBS)
-	ctest --test-dir $(BUILD) $(CTEST_FLAGS)
-	tools/sanitize.sh
+# `make static` and the images stay without OpenSSL. tools/test.sh runs the phases and prints their times.
+test: setup       ## set up, then every test: GCC (ctest), ASan+UBSan, ThreadSanitizer, Clang against the single header
+	BUILD=$(BUILD) JOBS=$(JOBS) tools/test.sh
 
-sanitize: setup   ## the unit, integration and fault tests (and the programs they start) under ASan+UBSan, in build-sanitize
-	tools/sanitize.sh
+sanitize: setup   ## the unit, integration, fault and TLS tests (and the programs they start) under ASan+UBSan, in build-sanitize
+	AMB_SANITIZE_FAULT=1 tools/sanitize.sh
+
+test-fresh:       ## in a clean debian:bookworm container, tools/install-deps.sh alone sets up the build; the unit tests pass
+	tools/install-deps.sh images
+	tools/fresh-machine-test.sh
 
 amalgamate:       ## regenerate single_include/amb/amb.hpp from include/
 	python3 tools/amalgamate.py
@@ -57,4 +58,4 @@ bench:            ## set up, build Release programs, and print the side-by-side 
 	python3 bench/run_bench.py $(BENCH_FLAGS)
 
 clean:
-	rm -rf $(BUILD) build-static
+	rm -rf $(BUILD) build-static build-sanitize build-tsan build-clang build-bench

@@ -3,12 +3,13 @@
 // loaded from amb::tls_options, the host check, and certificate failures as readable error codes.
 #pragma once
 
+// Asio outside the #if: the single header inlines amb/detail/asio.hpp once, at its first include.
+#include "amb/detail/asio.hpp"
 #include "amb/error.hpp"
 #include "amb/tls_options.hpp"
 
 #if AMB_WITH_TLS
 
-#include "amb/detail/asio.hpp"
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>

@@ -1535,9 +1535,7 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 // TLS for the HTTP client over asio::ssl (OpenSSL), compiled only with AMB_WITH_TLS: a client context
 // loaded from amb::tls_options, the host check, and certificate failures as readable error codes.
 
-
-#if AMB_WITH_TLS
-
+// Asio outside the #if: the single header inlines amb/detail/asio.hpp once, at its first include.
 
 // ---- begin amb/detail/asio.hpp ----
 // The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
@@ -1562,6 +1560,9 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 #error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
 #endif
 // ---- end amb/detail/asio.hpp ----
+
+#if AMB_WITH_TLS
+
 #include <asio/ssl.hpp>
 #include <openssl/err.h>
 #include <openssl/ssl.h>

@@ -10,7 +10,9 @@ fail() { echo "images test: FAILED: $*" >&2; exit 1; }
 command -v podman >/dev/null || fail "podman is missing: apt-get install podman runc (or run 'make setup')"
 command -v runc >/dev/null || fail "runc is missing: apt-get install runc (or run 'make setup')"
 
-tools/make-images.sh || fail "tools/make-images.sh failed"
+# Usage: run_images_test.sh [--programs DIR]: with the static programs of the static build test
+# (ctest passes them), the images are made from those; without, the Dockerfile builds them.
+tools/make-images.sh "$@" || fail "tools/make-images.sh $* failed"
 
 version=$(sed -n 's/^#define AMB_VERSION_STRING "\(.*\)"/\1/p' include/amb/version.hpp)
 [ -n "$version" ] || fail "no AMB_VERSION_STRING in include/amb/version.hpp"

@@ -12,6 +12,9 @@
 #include <cstring>
 #include <future>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace backend_death_test {
+
 using namespace amb::test;
 
 namespace {
@@ -165,3 +168,5 @@ TEST_CASE("a backend SIGKILLed mid-stream: its clients' connections end at once,
   CHECK(wait_until([&] { return amb.metric("amb_connections_active") == 0; }, 10s));
   INFO(amb.output());
 }
+
+} // namespace backend_death_test

@@ -7,6 +7,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace engine_restart_test {
+
 using namespace amb::test;
 
 TEST_CASE("engine API restarted while containers change: --all and seed mode converge, one line per outage") {
@@ -139,3 +142,5 @@ TEST_CASE("engine API restarted while containers change: --all and seed mode con
   CHECK(have_auto().empty());
   CHECK(have_seed().empty());
 }
+
+} // namespace engine_restart_test

@@ -8,6 +8,9 @@
 
 #include <set>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_quorum_test {
+
 using namespace amb::test;
 
 namespace {
@@ -98,3 +101,5 @@ TEST_CASE("etcd quorum lost and regained: forwarding never stops, registrations 
   CHECK(amb.metric("amb_connections_rejected_total") == 0);
   MESSAGE(clients.ok(), " redis requests through the ambassador, ", clients.failed(), " failed");
 }
+
+} // namespace etcd_quorum_test

@@ -12,6 +12,9 @@
 
 #include <set>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_wipe_test {
+
 using namespace amb::test;
 using amb::etcd_watch_update;
 
@@ -154,3 +157,5 @@ TEST_CASE("etcd wiped: docker-register writes its keys again within a TTL; dynam
   CHECK(clients.failed() == 0);
   MESSAGE(clients.ok(), " redis requests through the ambassador, ", clients.failed(), " failed");
 }
+
+} // namespace etcd_wipe_test

@@ -11,6 +11,9 @@
 
 #include <set>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace partition_test {
+
 using namespace amb::test;
 
 namespace {
@@ -188,3 +191,5 @@ TEST_CASE("partition of host B: the ambassador serves the last known set, then c
 TEST_CASE("partition of host B while etcd drops the watch connection: keepalive finds it dead, the ambassador converges") {
   play_partition(true);
 }
+
+} // namespace partition_test

@@ -10,6 +10,9 @@
 #include <random>
 #include <thread>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace registrar_kill_loop_test {
+
 using namespace amb::test;
 
 namespace {
@@ -136,3 +139,5 @@ TEST_CASE("registrar SIGKILL loop: 50 kills while containers stop and start; etc
   CHECK(last.running());
   CHECK(count_lines(last.output(), "error") == 0);
 }
+
+} // namespace registrar_kill_loop_test

@@ -5,6 +5,11 @@
 #include "support/podman_service.hpp"
 
 #include <doctest/doctest.h>
+#include "support/docker_register_support.hpp"
+#include <mutex>
+
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace docker_client_test {
 
 using namespace amb::test;
 
@@ -98,10 +103,6 @@ TEST_CASE("docker_client: ping, negotiation, list with exact names, inspect, err
   CHECK(std::find(actions.begin(), actions.end(), "die") != actions.end());
 }
 
-#include "support/docker_register_support.hpp"
-
-#include <mutex>
-
 TEST_CASE("docker_client: version negotiation with a Docker-like engine that refuses the version once") {
   // No Docker engine runs here (podman accepts any version prefix), so a small in-test server plays
   // Docker's part: /version first says 1.53 (min 1.44), then the engine refuses 1.52 as too new,
@@ -155,3 +156,5 @@ TEST_CASE("docker_client: version negotiation with a Docker-like engine that ref
   CHECK(lines == std::vector<std::string>{"GET /version HTTP/1.1", "GET /v1.52/containers/json HTTP/1.1",
                                           "GET /version HTTP/1.1", "GET /v1.45/containers/json HTTP/1.1"});
 }
+
+} // namespace docker_client_test

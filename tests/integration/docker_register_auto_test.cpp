@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace docker_register_auto_test {
+
 using namespace amb::test;
 
 namespace {
@@ -114,3 +117,5 @@ TEST_CASE("automatic mode: --explicit registers only named services; hostport va
   CHECK(reg.wait(10s) == 0);
   CHECK(ours(etcd_prefix(etcd, "/x/"), stem).empty());
 }
+
+} // namespace docker_register_auto_test

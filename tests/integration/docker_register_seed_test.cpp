@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace docker_register_seed_test {
+
 using namespace amb::test;
 
 namespace {
@@ -223,3 +226,5 @@ TEST_CASE("the registrar only sends GET requests to read-only endpoints") {
     CHECK(allowed);
   }
 }
+
+} // namespace docker_register_seed_test

@@ -6,6 +6,9 @@
 
 #include <set>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace dynamic_failover_test {
+
 using namespace amb::test;
 
 namespace {
@@ -182,3 +185,5 @@ TEST_CASE("etcd found through Docker link variables, as the seed did") {
   CHECK(wait_until([&] { return who_via(static_cast<std::uint16_t>(listen)) == "a"; }, 15s, 50ms));
   CHECK(p.output().find("(etcd at http://127.0.0.1:" + port + " (from Docker link variables") != std::string::npos);
 }
+
+} // namespace dynamic_failover_test

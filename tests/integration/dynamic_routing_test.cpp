@@ -6,6 +6,9 @@
 
 #include <set>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace dynamic_routing_test {
+
 using namespace amb::test;
 
 namespace {
@@ -246,3 +249,5 @@ TEST_CASE("--idle-timeout closes a connection silent both ways") {
   CHECK(c.read_reply().empty());  // EOF from the ambassador, long before our 10 s read timeout
   CHECK(wait_until([&] { return amb.metric("amb_connections_active") == 0; }, 10s));
 }
+
+} // namespace dynamic_routing_test

@@ -6,6 +6,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace dynamic_threads_test {
+
 using namespace amb::test;
 
 namespace {
@@ -72,3 +75,5 @@ TEST_CASE("--threads takes 1..256") {
     CHECK_MESSAGE(r.output.find("for --threads") != std::string::npos, r.output);
   }
 }
+
+} // namespace dynamic_threads_test

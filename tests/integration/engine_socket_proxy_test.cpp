@@ -6,6 +6,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace engine_socket_proxy_test {
+
 using namespace amb::test;
 
 namespace {
@@ -65,3 +68,5 @@ TEST_CASE("the read-only engine socket proxy: docker-register works through it, 
   CHECK(reg.running());
   CHECK(reg.output().find("403") == std::string::npos);  // it never asked for anything the proxy refuses
 }
+
+} // namespace engine_socket_proxy_test

@@ -11,6 +11,9 @@
 #include <iomanip>
 #include <sstream>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_client_test {
+
 using namespace std::chrono_literals;
 using amb::test::etcd_cluster;
 using amb::test::io_runner;
@@ -363,3 +366,5 @@ TEST_CASE("servers that are not etcd give one clear error within the timeout") {
   CHECK(what.find("; POST /v3/kv/range to " + c_refused->endpoints()[0].to_string()) != std::string::npos);
   runner.post_wait([&] { both.close(); });
 }
+
+} // namespace etcd_client_test

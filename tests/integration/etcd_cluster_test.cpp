@@ -9,6 +9,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_cluster_test {
+
 
 using namespace std::chrono_literals;
 using amb::etcd_event;
@@ -189,3 +192,5 @@ TEST_CASE("auth: token in every request, transparent re-authentication when it e
   keeping.get();
   runner.post_wait([&] { idle.close(); });
 }
+
+} // namespace etcd_cluster_test

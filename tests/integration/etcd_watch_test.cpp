@@ -10,6 +10,9 @@
 
 #include <mutex>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_watch_test {
+
 using namespace std::chrono_literals;
 using amb::etcd_event;
 using amb::etcd_watch_update;
@@ -281,3 +284,5 @@ TEST_CASE("watch: a silent stream, a truncated stream and HTML are each retried,
   CHECK(got.all().empty());
   CHECK(w_silent.next_revision() == 5);
 }
+
+} // namespace etcd_watch_test

@@ -12,6 +12,9 @@
 #include <optional>
 #include <set>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace hostile_clients_test {
+
 using namespace std::chrono_literals;
 using amb::test::child_process;
 
@@ -242,3 +245,5 @@ TEST_CASE("a connection flood past the fd limit: low CPU while saturated, few lo
     CHECK(lines <= 30);  // one per saturated burst, never one per failed accept
   }
 }
+
+} // namespace hostile_clients_test

@@ -14,6 +14,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace hostile_servers_test {
+
 using namespace std::chrono_literals;
 using amb::errc;
 using amb::http_client;
@@ -439,3 +442,5 @@ TEST_CASE("docker-register against a hostile etcd: the lease keeper logs, retrie
     CHECK_MESSAGE(amb::test::wait_until([&] { return p.output().find(" granted, TTL ") != std::string::npos; }, 30s), p.output());
   }
 }
+
+} // namespace hostile_servers_test

@@ -14,6 +14,9 @@
 #include <deque>
 #include <sstream>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace http_client_test {
+
 using namespace std::chrono_literals;
 using amb::errc;
 using amb::http_client;
@@ -510,3 +513,5 @@ TEST_CASE("podman: GET and HEAD /_ping over the unix socket, on one kept-alive c
   auto e = run_error(io, missing.request(ping));
   CHECK(std::string(e.what()) == "GET /_ping to unix:///nonexistent/amb-test.sock: connect: No such file or directory");
 }
+
+} // namespace http_client_test

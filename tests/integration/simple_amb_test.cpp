@@ -15,6 +15,9 @@
 #include <fstream>
 #include <sstream>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace simple_amb_test {
+
 using namespace std::chrono_literals;
 using amb::test::child_process;
 
@@ -360,3 +363,5 @@ TEST_CASE("SIGTERM: stops accepting and exits 0, also with a connection still op
   CHECK(amb.output().find("simple-amb: SIGTERM: stopped accepting; 1 connection(s) open, waiting up to 2s\n") !=
         std::string::npos);
 }
+
+} // namespace simple_amb_test

@@ -4,6 +4,10 @@
 #include "support/redis_server.hpp"
 
 #include <doctest/doctest.h>
+#include "support/podman_service.hpp"
+
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace support_test {
 
 TEST_CASE("etcd starts, answers etcdctl, and is gone after kill9") {
   amb::test::etcd_cluster etcd;
@@ -22,8 +26,6 @@ TEST_CASE("redis starts and answers PING") {
   CHECK(r.output == "PONG\n");
 }
 
-#include "support/podman_service.hpp"
-
 TEST_CASE("podman serves the Docker API on its socket and runs a published container") {
   amb::test::podman_service podman;
   CHECK(amb::test::unix_exchange(podman.socket_path(), "GET /_ping HTTP/1.0\r\nHost: d\r\n\r\n").find("\r\n\r\nOK") !=
@@ -36,3 +38,5 @@ TEST_CASE("podman serves the Docker API on its socket and runs a published conta
   podman.restart();
   CHECK(podman.podman_ok({"inspect", "-f", "{{.State.Running}}", name}) == "true");
 }
+
+} // namespace support_test

@@ -8,6 +8,9 @@
 #include <thread>
 #include <vector>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace threads_test {
+
 using namespace std::chrono_literals;
 using amb::test::child_process;
 
@@ -73,3 +76,5 @@ TEST_CASE("--threads takes 1..256") {
     CHECK(r.output.find("--threads") != std::string::npos);
   }
 }
+
+} // namespace threads_test

@@ -34,6 +34,24 @@ extern char** environ;
 
 namespace amb::test {
 
+/// Where the program `name` is: $AMB_PROGRAM_DIR/name when that is set (the ThreadSanitizer and
+/// Clang phases of `make test` run the same tests against their own builds of the programs), else
+/// the path the build compiled in.
+inline std::string program_path(const char* name, const char* built) {
+  if (const char* dir = std::getenv("AMB_PROGRAM_DIR"); dir && *dir) return std::string(dir) + "/" + name;
+  return built;
+}
+
+} // namespace amb::test
+
+#ifdef AMB_SIMPLE_AMB_PATH
+#define AMB_SIMPLE_AMB_BIN ::amb::test::program_path("simple-amb", AMB_SIMPLE_AMB_PATH)
+#define AMB_DOCKER_REGISTER_BIN ::amb::test::program_path("docker-register", AMB_DOCKER_REGISTER_PATH)
+#define AMB_DYNAMIC_ETCD_AMB_BIN ::amb::test::program_path("dynamic-etcd-amb", AMB_DYNAMIC_ETCD_AMB_PATH)
+#endif
+
+namespace amb::test {
+
 using namespace std::chrono_literals;
 
 /// Full path of `name` found on PATH (plus the sbin folders), or "" when absent.

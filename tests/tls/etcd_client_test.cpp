@@ -12,6 +12,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_client_test {
+
 
 using namespace std::chrono_literals;
 using amb::test::io_runner;
@@ -186,3 +189,5 @@ TEST_CASE("auth over TLS: a wrong password is one clear line; tokens expire and 
     cn.close();
   });
 }
+
+} // namespace etcd_client_test

@@ -8,6 +8,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace programs_test {
+
 using namespace amb::test;
 
 namespace {
@@ -168,3 +171,5 @@ TEST_CASE("docker-register writes its key via https with client certificates and
   CHECK(reg.output().find(password) == std::string::npos);
   CHECK(reg.output().find("docker-register: lease revoked; registrations removed\n") != std::string::npos);
 }
+
+} // namespace programs_test

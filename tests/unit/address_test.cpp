@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace address_test {
+
 TEST_CASE("host:port forms") {
   auto a = amb::parse_host_port("127.0.0.1:6379");
   REQUIRE(a);
@@ -136,3 +139,5 @@ TEST_CASE("parse_port: a parse result, as every text parser (README, Errors)") {
   }
   CHECK(amb::parse_host_port("redis:70000").error == "bad port \"70000\" in \"redis:70000\"");
 }
+
+} // namespace address_test

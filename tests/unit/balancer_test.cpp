@@ -7,6 +7,9 @@
 #include <map>
 #include <string>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace balancer_test {
+
 using amb::balance_policy;
 using amb::balancer;
 using amb::host_port;
@@ -319,3 +322,5 @@ TEST_CASE("round-robin: a failover pick does not move the turn (a dead instance 
   CHECK(first_choice["/services/x/i1"] == 10);
   CHECK(first_choice["/services/x/i0"] == 10);
 }
+
+} // namespace balancer_test

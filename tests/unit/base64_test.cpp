@@ -6,6 +6,9 @@
 
 #include <string>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace base64_test {
+
 using amb::detail::base64_decode;
 using amb::detail::base64_encode;
 
@@ -60,3 +63,5 @@ TEST_CASE("the decoder is strict") {
   CHECK(base64_decode("Zm8=", out));
   CHECK(out == "fo");
 }
+
+} // namespace base64_test

@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace chunked_decoder_test {
+
 using amb::errc;
 using amb::detail::chunked_decoder;
 
@@ -142,3 +145,5 @@ TEST_CASE("an error sticks; reset() makes the decoder usable again") {
   CHECK(r.done);
   CHECK(data == "abc");
 }
+
+} // namespace chunked_decoder_test

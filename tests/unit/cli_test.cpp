@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace cli_test {
+
 using amb::cli::parse_result;
 using namespace std::chrono_literals;
 
@@ -111,3 +114,5 @@ TEST_CASE("parse_duration accepts ms, s, m, h and bare seconds") {
                       "bad duration \"" + std::string(bad) + "\" (use e.g. 500ms, 5s, 2m)",
                   bad);
 }
+
+} // namespace cli_test

@@ -6,6 +6,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace docker_json_test {
+
 using namespace amb;
 
 TEST_CASE("version reply from podman and negotiation") {
@@ -192,3 +195,5 @@ TEST_CASE("deeply nested engine replies and events are not JSON, never a crash")
   CHECK(!detail::parse_engine_version(deep));
   CHECK(detail::docker_error_message(deep) == "");
 }
+
+} // namespace docker_json_test

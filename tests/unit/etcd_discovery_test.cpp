@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_discovery_test {
+
 using amb::find_etcd_endpoints;
 
 TEST_CASE("--etcd wins over everything") {
@@ -62,3 +65,5 @@ TEST_CASE("bad values name their source and never fall through") {
   CHECK(find_etcd_endpoints(std::nullopt, {"ETCD_PORT_10000_TCP_ADDR=172.17.0.5", "ETCD_PORT_10000_TCP_PORT=x"}).error ==
         "bad port \"x\" in ETCD_PORT_10000_TCP_PORT");
 }
+
+} // namespace etcd_discovery_test

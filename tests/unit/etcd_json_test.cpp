@@ -5,6 +5,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_json_test {
+
 using namespace amb::detail;
 using kind = etcd_watch_message::kind;
 
@@ -255,3 +258,5 @@ TEST_CASE("the newest key of a prefix: one key, keys only, sorted by mod revisio
   CHECK(etcd_newest_key_body("/s/x/", "/s/x0") ==
         R"({"key":"L3MveC8=","keys_only":true,"limit":"1","range_end":"L3MveDA=","sort_order":"DESCEND","sort_target":"MOD"})");
 }
+
+} // namespace etcd_json_test

@@ -11,6 +11,9 @@
 #include <fstream>
 #include <unistd.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace etcd_security_test {
+
 using amb::etcd_security_flags;
 using amb::find_etcd_security;
 
@@ -129,3 +132,5 @@ TEST_CASE("tls_unsupported_error names the first https endpoint, only in a build
     CHECK(amb::tls_unsupported_error(*list) == "https://b:2: this build has no TLS support (configure with -DAMB_TLS=ON)");
   CHECK(amb::tls_unsupported_error({(*list)[0]}).empty());
 }
+
+} // namespace etcd_security_test

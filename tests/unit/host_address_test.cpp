@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace host_address_test {
+
 using namespace amb;
 
 namespace {
@@ -78,3 +81,5 @@ TEST_CASE("loopback addresses") {
   CHECK(!is_loopback_address("10.0.0.1"));
   CHECK(!is_loopback_address(""));
 }
+
+} // namespace host_address_test

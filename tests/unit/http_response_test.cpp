@@ -10,6 +10,9 @@
 #include <string>
 #include <vector>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace http_response_test {
+
 using amb::errc;
 using amb::http_response_parser;
 using amb::parse_state;
@@ -503,3 +506,5 @@ TEST_CASE("error messages name the problem") {
   CHECK(std::error_code(errc::bad_chunk_terminator).message() == "chunk data not followed by CRLF");
   CHECK(std::error_code(errc::chunk_truncated).message() == "connection closed inside a chunked body");
 }
+
+} // namespace http_response_test

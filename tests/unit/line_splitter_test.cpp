@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace line_splitter_test {
+
 using amb::errc;
 using amb::detail::line_splitter;
 
@@ -95,3 +98,5 @@ TEST_CASE("a line longer than the limit is an error; exactly at the limit is fin
   CHECK_FALSE(s.feed("x\n", [&](std::string_view l) { lines.emplace_back(l); }));
   CHECK(lines == std::vector<std::string>{"x"});
 }
+
+} // namespace line_splitter_test

@@ -16,6 +16,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace log_test {
+
 namespace {
 
 /// What `f` writes to stderr (fd 2), captured through a temporary file.
@@ -96,3 +99,5 @@ TEST_CASE("outside text is escaped and cut: one short line whatever it holds") {
   const std::string forged = "1.2.3.4:1\ndynamic-etcd-amb: instance /services/logs/z added: 6.6.6.6:1";
   CHECK(quoted(forged).find('\n') == std::string::npos);
 }
+
+} // namespace log_test

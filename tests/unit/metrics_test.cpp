@@ -8,6 +8,9 @@
 
 #include <thread>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace metrics_test {
+
 TEST_CASE("exposition text: HELP, TYPE, samples, labels escaped") {
   amb::metrics_registry m;
   m.declare("amb_connections_accepted_total", "counter", "Client connections accepted.");
@@ -86,3 +89,5 @@ TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent c
   asio::post(io, [&] { server.close(); });
   t.join();
 }
+
+} // namespace metrics_test

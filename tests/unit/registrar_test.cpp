@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace registrar_test {
+
 using namespace amb;
 
 namespace {
@@ -92,3 +95,5 @@ TEST_CASE("automatic mode: ignore, explicit, not running, no host IP") {
   none.format = value_format::hostport;
   CHECK(plan_container(container("w", "img", {{"80/tcp", {{"::1", 7}}}}), none, {"h", false}).entries[0].value == "[::1]:7");
 }
+
+} // namespace registrar_test

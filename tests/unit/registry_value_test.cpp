@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace registry_value_test {
+
 using amb::parse_registry_value;
 
 TEST_CASE("the seed's JSON value") {
@@ -169,3 +172,5 @@ TEST_CASE("deeply nested JSON is refused, not a crash") {
   ok += "}";
   CHECK(parse_registry_value(ok));
 }
+
+} // namespace registry_value_test

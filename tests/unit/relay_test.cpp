@@ -11,6 +11,9 @@
 #include <string>
 #include <thread>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace relay_test {
+
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
 
@@ -240,3 +243,5 @@ TEST_CASE("a few bytes and a FIN arriving together: the bytes and then the EOF a
     f.finished();
   }
 }
+
+} // namespace relay_test

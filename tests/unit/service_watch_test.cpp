@@ -4,6 +4,9 @@
 
 #include <doctest/doctest.h>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace service_watch_test {
+
 namespace {
 // The instance lines are the program's business; keep the test output readable.
 const bool quiet = (amb::log::set_level(amb::log::level::off), true);
@@ -130,3 +133,5 @@ TEST_CASE("keys that are not <directory><instance-id> are ignored: nested keys, 
   CHECK(b.size() == 1);
   CHECK(s.ignored_keys() == std::set<std::string>{"/s/x/"});
 }
+
+} // namespace service_watch_test

@@ -9,6 +9,9 @@
 #include <thread>
 #include <vector>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace tcp_connect_test {
+
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
 
@@ -81,3 +84,5 @@ TEST_CASE("the overall timeout gives amb::errc::timeout") {
   CHECK(ec.message() == "timed out");
   CHECK(std::chrono::steady_clock::now() - started >= 300ms);
 }
+
+} // namespace tcp_connect_test

@@ -10,6 +10,9 @@
 #include <future>
 #include <vector>
 
+// Everything in a namespace of its own: the test build compiles a family of test files as one unit.
+namespace tcp_listener_test {
+
 using namespace std::chrono_literals;
 using tcp = asio::ip::tcp;
 
@@ -139,3 +142,5 @@ TEST_CASE("listen_tcp with reuse_port: several acceptors share one port, and con
   CHECK(reached_first > 0);
   CHECK(reached_second > 0);
 }
+
+} // namespace tcp_listener_test
