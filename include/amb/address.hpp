@@ -24,7 +24,7 @@ struct parsed {
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {
-  std::string host;        ///< name or numeric address, IPv6 without brackets
+  std::string host{};        ///< name or numeric address, IPv6 without brackets
   std::uint16_t port = 0;  ///< 1..65535
   /// "host:port", with brackets around an IPv6 address.
   std::string to_string() const {
@@ -99,8 +99,8 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
 
 /// Where an HTTP server listens: TCP (http:// or tcp://) or a unix domain socket (unix:///path).
 struct endpoint {
-  std::string unix_path;  ///< non-empty for a unix domain socket
-  host_port tcp;          ///< used when unix_path is empty
+  std::string unix_path{};  ///< non-empty for a unix domain socket
+  host_port tcp{};          ///< used when unix_path is empty
   bool tls = false;       ///< https://: TCP with TLS (amb/tls_options.hpp)
   bool is_unix() const noexcept { return !unix_path.empty(); }
   /// "http://host:port", "https://host:port" or "unix:///path", as it appears in error messages.

@@ -123,8 +123,8 @@ public:
 
   /// One desired instance, for replace_all.
   struct entry {
-    std::string id;            ///< etcd key
-    host_port address;         ///< where to connect
+    std::string id{};            ///< etcd key
+    host_port address{};         ///< where to connect
     std::uint32_t weight = 1;  ///< relative share
   };
 

@@ -29,10 +29,10 @@ namespace amb {
 
 /// How an etcd_client reaches etcd.
 struct etcd_client_options {
-  std::vector<endpoint> endpoints;                    ///< tried in order from the last one that worked; a failing one is skipped
-  std::string user;                                   ///< auth user; empty = no auth
-  std::string password;                               ///< auth password (never logged)
-  tls_options tls;                                    ///< CA, client certificate and key for https:// endpoints
+  std::vector<endpoint> endpoints{};                    ///< tried in order from the last one that worked; a failing one is skipped
+  std::string user{};                                   ///< auth user; empty = no auth
+  std::string password{};                               ///< auth password (never logged)
+  tls_options tls{};                                    ///< CA, client certificate and key for https:// endpoints
   std::chrono::milliseconds connect_timeout{2000};    ///< per connect attempt
   std::chrono::milliseconds request_timeout{5000};    ///< per request (etcd can otherwise hang for minutes)
   int retry_rounds = 2;                               ///< passes over all endpoints per call before giving up

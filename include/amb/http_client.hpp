@@ -36,8 +36,8 @@ namespace amb {
 struct http_request {
   std::string method = "GET";        ///< request method
   std::string target = "/";          ///< path and query
-  std::vector<http_header> headers;  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
-  std::string body;                  ///< request body (may be empty)
+  std::vector<http_header> headers{};  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
+  std::string body{};                  ///< request body (may be empty)
 };
 
 /// Limits and timeouts of an http_client.
@@ -47,7 +47,7 @@ struct http_client_options {
   std::chrono::milliseconds stream_head_timeout{0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
   std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
   std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
-  tls_context_ptr tls;  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
+  tls_context_ptr tls{};  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
   /// TCP keepalive on every TCP connection: idle time before the first probe, then probes this far apart,
   /// and how many go unanswered before the kernel declares the peer gone (0 s idle = off). A long-lived
   /// stream (etcd's watch, the engine's events) only receives: without probes, a peer that vanished

@@ -45,7 +45,7 @@ struct registrar_options {
   value_format format = value_format::json;        ///< value form
   std::chrono::milliseconds resync{30000};         ///< full re-read of the engine, in case an event was missed
   std::chrono::milliseconds retry{1000};           ///< wait after the engine failed to answer
-  host_ip_policy host_ip;                          ///< the address for bindings on all interfaces
+  host_ip_policy host_ip{};                          ///< the address for bindings on all interfaces
 };
 
 /// The value for host:port with `extra` fields, in `format`.
@@ -152,10 +152,10 @@ inline void log_if_failed(std::exception_ptr e) {
 
 /// Seed mode: what to register for one container.
 struct seed_config {
-  std::string container;                                    ///< name or id, as given; also the instance id
+  std::string container{};                                    ///< name or id, as given; also the instance id
   std::uint16_t private_port = 0;                           ///< the container's port (tcp)
-  std::string service;                                      ///< service name
-  std::vector<std::pair<std::string, std::string>> extra;   ///< KEY=VALUE fields for the JSON value
+  std::string service{};                                      ///< service name
+  std::vector<std::pair<std::string, std::string>> extra{};   ///< KEY=VALUE fields for the JSON value
   bool exit_with_container = false;                         ///< return when the container is removed (or absent at start)
 };
 
@@ -302,7 +302,7 @@ private:
 
 /// Automatic mode: naming rules beyond the shared options.
 struct auto_config {
-  std::string hostname;        ///< first part of instance ids <host>:<container>:<port>
+  std::string hostname{};        ///< first part of instance ids <host>:<container>:<port>
   bool explicit_only = false;  ///< register only ports whose container names a service (SERVICE_NAME...)
 };
 

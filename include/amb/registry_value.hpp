@@ -17,10 +17,10 @@ namespace amb {
 
 /// One instance as written under <prefix>/<service>/<instance-id>.
 struct registry_value {
-  host_port address;         ///< where to connect
+  host_port address{};         ///< where to connect
   std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000)
   /// Other JSON fields, in key order: strings as they are, other values as JSON text.
-  std::vector<std::pair<std::string, std::string>> extra;
+  std::vector<std::pair<std::string, std::string>> extra{};
   friend bool operator==(const registry_value&, const registry_value&) = default;
 };
 

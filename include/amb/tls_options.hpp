@@ -22,9 +22,9 @@ inline constexpr bool tls_available = AMB_WITH_TLS != 0;
 /// Files for a TLS client, named as etcdctl's --cacert, --cert and --key. The server's certificate
 /// is always verified, and its name (or IP address) checked against the endpoint's host.
 struct tls_options {
-  std::string ca_file;    ///< PEM CA bundle to trust; empty = the system's default CA paths
-  std::string cert_file;  ///< PEM client certificate (chain) for servers that ask for one; empty = none
-  std::string key_file;   ///< PEM private key of cert_file; empty = read it from cert_file
+  std::string ca_file{};    ///< PEM CA bundle to trust; empty = the system's default CA paths
+  std::string cert_file{};  ///< PEM client certificate (chain) for servers that ask for one; empty = none
+  std::string key_file{};   ///< PEM private key of cert_file; empty = read it from cert_file
   /// True when any file is set.
   bool any() const noexcept { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
 };
