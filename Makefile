@@ -43,13 +43,13 @@ images:           ## the FROM scratch images amb/simple-amb, amb/docker-register
 	tools/install-deps.sh images
 	tools/make-images.sh
 
-demo: images      ## set up, build the images, and play the seed's demo with containers (etcd, redis, the three programs)
+demo: images      ## set up, build the images, and play CoreOS's 2014 demo with containers (etcd, redis, the three programs; DEMO_FLAGS=--keep leaves it running)
 	tools/install-deps.sh demo
-	tools/demo.sh
+	tools/demo.sh $(DEMO_FLAGS)
 
 demo-two-hosts: images ## the same demo across two hosts: host B is a network namespace joined by a veth pair (root)
 	tools/install-deps.sh demo
-	tools/demo.sh --two-hosts
+	tools/demo.sh --two-hosts $(DEMO_FLAGS)
 
 bench:            ## set up, build Release programs, and print the side-by-side benchmark (bench/README.md; BENCH_FLAGS=--quick)
 	tools/install-deps.sh bench
