@@ -431,7 +431,7 @@ explore() {
   say "In a second terminal, watch the ambassador's log as it follows etcd (Ctrl-C stops the watching only):"
   say "  $(shell_line env CONTAINERS_CONF="$CONTAINERS_CONF" podman logs -f "$tag-redis-amb")"
   say "Then paste the lines below into a shell, one at a time or all at once (comments included)."
-  [ -z "$netns" ] || say "Those starting with 'ip netns exec $netns' run on host B (as root)."
+  [ -z "$netns" ] || say "Those starting with 'ip netns exec $netns' run on host B, as root."
   echo
   cat <<EXPLORE
 # <explore>
