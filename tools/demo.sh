@@ -6,7 +6,8 @@
 # balancing, failover, and a dead instance ejected. The programs' own log lines are shown as they
 # happen, next to the narration.
 #
-# Usage: tools/demo.sh [--two-hosts] [--keep]   (`make demo` / `make demo-two-hosts` set up first)
+# Usage: tools/demo.sh [--two-hosts] [--keep]
+#   (`make demo` or `make demo-two-hosts` sets up first; with --keep: `make demo DEMO_FLAGS=--keep`)
 #
 # One host (default): every part on this machine, over loopback.
 # --two-hosts (root): host B is a network namespace this script makes, joined to this machine
@@ -29,7 +30,7 @@ for arg in "$@"; do
   case "$arg" in
     --two-hosts) two_hosts=true ;;
     --keep) keep=true ;;
-    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '3,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo: unknown argument '$arg' (usage: tools/demo.sh [--two-hosts] [--keep])" >&2; exit 2 ;;
   esac
 done
