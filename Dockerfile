@@ -5,6 +5,10 @@
 #   docker build --target docker-register -t amb/docker-register .
 #   docker build --target dynamic-etcd-amb -t amb/dynamic-etcd-amb .
 #
+# podman 4.3 needs --build-arg PROGRAMS=builder as well: it does not see through the default of
+# `FROM ${PROGRAMS}` below, skips the builder stage and fails with "builder: image not known".
+# tools/make-images.sh (make images) passes it, and removes the builder image afterwards.
+#
 # A scratch image resolves numeric addresses; names only through /etc/hosts (which
 # container engines mount) or DNS. Prefer numeric addresses.
 #
