@@ -27,6 +27,9 @@ struct proxy_options {
   std::chrono::milliseconds connect_timeout{3000};       ///< per upstream connect attempt
   std::chrono::milliseconds idle_timeout{0};             ///< no byte either way this long closes the pair; 0 = never
   std::chrono::milliseconds wait_for_backend{0};         ///< hold a client this long when no instance is reachable; 0 = close at once
+  /// One fixed target (simple-amb): a failed connect closes the client at once with the static
+  /// forwarder's line, `connection from CLIENT: connect TARGET: ERROR`, instead of failing over.
+  bool fixed_target = false;
 };
 
 /// Running totals the proxy keeps (read by the metrics endpoint).
@@ -173,9 +176,27 @@ private:
         // Out of descriptors, buffers or local ports: the ambassador's own limit, not the instance's
         // fault. Counting it would eject healthy instances under a flood of connections.
         ++stats_.rejected;
-        log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
-                  ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
-                  client_name());
+        // One line a second at most: a flood past the fd limit fails every connect at once.
+        const auto at = std::chrono::steady_clock::now();
+        if (at - last_shortage_line_ >= std::chrono::seconds(1)) {
+          log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
+                    ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                    client_name(),
+                    shortages_unlogged_ ? " (" + std::to_string(shortages_unlogged_) + " more since the last such line)"
+                                        : std::string());
+          last_shortage_line_ = at;
+          shortages_unlogged_ = 0;
+        } else {
+          ++shortages_unlogged_;
+        }
+        drain_and_shut(client);
+        co_return false;
+      }
+      if (ec && opts_.fixed_target) {
+        ++stats_.rejected;
+        ++stats_.connect_failures[inst->id];
+        // Closing the client is all there is to do: it sees the connection end; the listener stays up.
+        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ", ec.message());
         drain_and_shut(client);
         co_return false;
       }
@@ -212,6 +233,8 @@ private:
   balancer& balancer_;
   proxy_options opts_;
   proxy_stats stats_;
+  std::chrono::steady_clock::time_point last_shortage_line_{};  // the last "limit of this ambassador" line
+  std::uint64_t shortages_unlogged_ = 0;                          // such connects since, not logged
   asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
   asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
   bool instances_known_ = true;
