@@ -359,7 +359,7 @@ struct parsed {
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {
-  std::string host;        ///< name or numeric address, IPv6 without brackets
+  std::string host{};        ///< name or numeric address, IPv6 without brackets
   std::uint16_t port = 0;  ///< 1..65535
   /// "host:port", with brackets around an IPv6 address.
   std::string to_string() const {
@@ -434,8 +434,8 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
 
 /// Where an HTTP server listens: TCP (http:// or tcp://) or a unix domain socket (unix:///path).
 struct endpoint {
-  std::string unix_path;  ///< non-empty for a unix domain socket
-  host_port tcp;          ///< used when unix_path is empty
+  std::string unix_path{};  ///< non-empty for a unix domain socket
+  host_port tcp{};          ///< used when unix_path is empty
   bool tls = false;       ///< https://: TCP with TLS (amb/tls_options.hpp)
   bool is_unix() const noexcept { return !unix_path.empty(); }
   /// "http://host:port", "https://host:port" or "unix:///path", as it appears in error messages.
@@ -1498,9 +1498,9 @@ inline constexpr bool tls_available = AMB_WITH_TLS != 0;
 /// Files for a TLS client, named as etcdctl's --cacert, --cert and --key. The server's certificate
 /// is always verified, and its name (or IP address) checked against the endpoint's host.
 struct tls_options {
-  std::string ca_file;    ///< PEM CA bundle to trust; empty = the system's default CA paths
-  std::string cert_file;  ///< PEM client certificate (chain) for servers that ask for one; empty = none
-  std::string key_file;   ///< PEM private key of cert_file; empty = read it from cert_file
+  std::string ca_file{};    ///< PEM CA bundle to trust; empty = the system's default CA paths
+  std::string cert_file{};  ///< PEM client certificate (chain) for servers that ask for one; empty = none
+  std::string key_file{};   ///< PEM private key of cert_file; empty = read it from cert_file
   /// True when any file is set.
   bool any() const noexcept { return !ca_file.empty() || !cert_file.empty() || !key_file.empty(); }
 };
@@ -1740,8 +1740,8 @@ namespace amb {
 struct http_request {
   std::string method = "GET";        ///< request method
   std::string target = "/";          ///< path and query
-  std::vector<http_header> headers;  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
-  std::string body;                  ///< request body (may be empty)
+  std::vector<http_header> headers{};  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
+  std::string body{};                  ///< request body (may be empty)
 };
 
 /// Limits and timeouts of an http_client.
@@ -1751,7 +1751,7 @@ struct http_client_options {
   std::chrono::milliseconds stream_head_timeout{0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
   std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
   std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
-  tls_context_ptr tls;  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
+  tls_context_ptr tls{};  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
   /// TCP keepalive on every TCP connection: idle time before the first probe, then probes this far apart,
   /// and how many go unanswered before the kernel declares the peer gone (0 s idle = off). A long-lived
   /// stream (etcd's watch, the engine's events) only receives: without probes, a peer that vanished
@@ -3961,10 +3961,10 @@ namespace amb {
 
 /// How an etcd_client reaches etcd.
 struct etcd_client_options {
-  std::vector<endpoint> endpoints;                    ///< tried in order from the last one that worked; a failing one is skipped
-  std::string user;                                   ///< auth user; empty = no auth
-  std::string password;                               ///< auth password (never logged)
-  tls_options tls;                                    ///< CA, client certificate and key for https:// endpoints
+  std::vector<endpoint> endpoints{};                    ///< tried in order from the last one that worked; a failing one is skipped
+  std::string user{};                                   ///< auth user; empty = no auth
+  std::string password{};                               ///< auth password (never logged)
+  tls_options tls{};                                    ///< CA, client certificate and key for https:// endpoints
   std::chrono::milliseconds connect_timeout{2000};    ///< per connect attempt
   std::chrono::milliseconds request_timeout{5000};    ///< per request (etcd can otherwise hang for minutes)
   int retry_rounds = 2;                               ///< passes over all endpoints per call before giving up
@@ -5271,10 +5271,10 @@ namespace amb {
 
 /// One instance as written under <prefix>/<service>/<instance-id>.
 struct registry_value {
-  host_port address;         ///< where to connect
+  host_port address{};         ///< where to connect
   std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000)
   /// Other JSON fields, in key order: strings as they are, other values as JSON text.
-  std::vector<std::pair<std::string, std::string>> extra;
+  std::vector<std::pair<std::string, std::string>> extra{};
   friend bool operator==(const registry_value&, const registry_value&) = default;
 };
 
@@ -5605,8 +5605,8 @@ public:
 
   /// One desired instance, for replace_all.
   struct entry {
-    std::string id;            ///< etcd key
-    host_port address;         ///< where to connect
+    std::string id{};            ///< etcd key
+    host_port address{};         ///< where to connect
     std::uint32_t weight = 1;  ///< relative share
   };
 
@@ -6344,6 +6344,9 @@ struct proxy_options {
   std::chrono::milliseconds connect_timeout{3000};       ///< per upstream connect attempt
   std::chrono::milliseconds idle_timeout{0};             ///< no byte either way this long closes the pair; 0 = never
   std::chrono::milliseconds wait_for_backend{0};         ///< hold a client this long when no instance is reachable; 0 = close at once
+  /// One fixed target (simple-amb): a failed connect closes the client at once with the static
+  /// forwarder's line, `connection from CLIENT: connect TARGET: ERROR`, instead of failing over.
+  bool fixed_target = false;
 };
 
 /// Running totals the proxy keeps (read by the metrics endpoint).
@@ -6490,9 +6493,27 @@ private:
         // Out of descriptors, buffers or local ports: the ambassador's own limit, not the instance's
         // fault. Counting it would eject healthy instances under a flood of connections.
         ++stats_.rejected;
-        log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
-                  ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
-                  client_name());
+        // One line a second at most: a flood past the fd limit fails every connect at once.
+        const auto at = std::chrono::steady_clock::now();
+        if (at - last_shortage_line_ >= std::chrono::seconds(1)) {
+          log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
+                    ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                    client_name(),
+                    shortages_unlogged_ ? " (" + std::to_string(shortages_unlogged_) + " more since the last such line)"
+                                        : std::string());
+          last_shortage_line_ = at;
+          shortages_unlogged_ = 0;
+        } else {
+          ++shortages_unlogged_;
+        }
+        drain_and_shut(client);
+        co_return false;
+      }
+      if (ec && opts_.fixed_target) {
+        ++stats_.rejected;
+        ++stats_.connect_failures[inst->id];
+        // Closing the client is all there is to do: it sees the connection end; the listener stays up.
+        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ", ec.message());
         drain_and_shut(client);
         co_return false;
       }
@@ -6529,6 +6550,8 @@ private:
   balancer& balancer_;
   proxy_options opts_;
   proxy_stats stats_;
+  std::chrono::steady_clock::time_point last_shortage_line_{};  // the last "limit of this ambassador" line
+  std::uint64_t shortages_unlogged_ = 0;                          // such connects since, not logged
   asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
   asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
   bool instances_known_ = true;
@@ -7321,7 +7344,7 @@ struct registrar_options {
   value_format format = value_format::json;        ///< value form
   std::chrono::milliseconds resync{30000};         ///< full re-read of the engine, in case an event was missed
   std::chrono::milliseconds retry{1000};           ///< wait after the engine failed to answer
-  host_ip_policy host_ip;                          ///< the address for bindings on all interfaces
+  host_ip_policy host_ip{};                          ///< the address for bindings on all interfaces
 };
 
 /// The value for host:port with `extra` fields, in `format`.
@@ -7428,10 +7451,10 @@ inline void log_if_failed(std::exception_ptr e) {
 
 /// Seed mode: what to register for one container.
 struct seed_config {
-  std::string container;                                    ///< name or id, as given; also the instance id
+  std::string container{};                                    ///< name or id, as given; also the instance id
   std::uint16_t private_port = 0;                           ///< the container's port (tcp)
-  std::string service;                                      ///< service name
-  std::vector<std::pair<std::string, std::string>> extra;   ///< KEY=VALUE fields for the JSON value
+  std::string service{};                                      ///< service name
+  std::vector<std::pair<std::string, std::string>> extra{};   ///< KEY=VALUE fields for the JSON value
   bool exit_with_container = false;                         ///< return when the container is removed (or absent at start)
 };
 
@@ -7578,7 +7601,7 @@ private:
 
 /// Automatic mode: naming rules beyond the shared options.
 struct auto_config {
-  std::string hostname;        ///< first part of instance ids <host>:<container>:<port>
+  std::string hostname{};        ///< first part of instance ids <host>:<container>:<port>
   bool explicit_only = false;  ///< register only ports whose container names a service (SERVICE_NAME...)
 };
 
