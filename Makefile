@@ -17,8 +17,8 @@ setup-build:
 configure: setup-build
 	cmake -G Ninja -S . -B $(BUILD) $(CMAKE_FLAGS)
 
-build: configure
-	cmake --build $(BUILD) -j $(JOBS)
+build: configure  ## the three programs (the tests build in make test)
+	cmake --build $(BUILD) -j $(JOBS) --target simple-amb docker-register dynamic-etcd-amb
 
 # The tests build with TLS on (OpenSSL from `make setup`), so the https:// etcd tests run too; `make`,
 # `make static` and the images stay without OpenSSL. tools/test.sh runs the phases and prints their times.

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Every program amb's files start that a minimal Debian 12 lacks, and its package.
 COMMANDS = {
-    "g++": "g++", "c++": "g++", "clang": "clang", "clang++": "clang", "cmake": "cmake", "ctest": "cmake",
+    "g++": "g++", "c++": "g++", "gcc": "g++", "clang": "clang", "clang++": "clang", "cmake": "cmake", "ctest": "cmake",
     "ninja": "ninja-build", "python3": "python3",
     "etcd": "etcd-server", "etcdctl": "etcd-client",
     "redis-server": "redis-server", "redis-cli": "redis-tools", "redis-benchmark": "redis-tools",
@@ -211,7 +211,9 @@ def check(set_name, packages, base, entries=None):
         if k == "shell":
             scanned = text
         elif k == "python":
-            scanned = python_strings(raw)
+            # Program names stand alone in argument lists and which() calls; prose in messages does not count.
+            scanned = " ".join(w.strip("\"'") for w in python_strings(raw).split()
+                               if re.fullmatch(r'["\']([a-z][\w.+-]*)["\']', w))
         elif k == "c++" and rel.parts[0] == "tests":
             scanned = string_literals(text)
         elif k == "cmake":

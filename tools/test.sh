@@ -20,7 +20,7 @@ phases=("$@")
 [ ${#phases[@]} -eq 0 ] && phases=(gcc sanitize tsan clang)
 
 gcc_phase() {
-  cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMB_TLS=ON -DAMB_WERROR=ON &&
+  cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DAMB_TLS=ON -DAMB_WERROR=ON -DAMB_BUILD_TESTS=ON &&
     cmake --build "$build" -j "$jobs" &&
     ctest --test-dir "$build" --output-on-failure -j "$jobs"
 }
