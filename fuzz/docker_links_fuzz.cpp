@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Fuzz target: link_address over an environment made of the input's lines (first line: the alias).
-#include <amb/docker_links.hpp>
+#include <amb/app/docker_links.hpp>
 
 #include <string>
 #include <vector>

@@ -2,13 +2,12 @@
 // amb umbrella header: includes every public header, in dependency order.
 #pragma once
 
-// Basics: version, errors, logging, addresses, flags.
+// Basics: version, errors, logging, addresses.
 #include "amb/version.hpp"
 #include "amb/error.hpp"
 #include "amb/log.hpp"
 #include "amb/address.hpp"
-#include "amb/docker_links.hpp"
-#include "amb/cli.hpp"
+#include "amb/event_loop.hpp"
 
 // HTTP/1.1 client (etcd's gateway and the engine API both speak it).
 #include "amb/http_response.hpp"
@@ -24,10 +23,7 @@
 // etcd v3 over the JSON gateway.
 #include "amb/etcd_error.hpp"
 #include "amb/etcd_types.hpp"
-#include "amb/etcd_discovery.hpp"
-#include "amb/etcd_security.hpp"
 #include "amb/etcd_client.hpp"
-#include "amb/etcd_settings.hpp"
 #include "amb/etcd_watch.hpp"
 #include "amb/etcd_lease_keeper.hpp"
 
@@ -37,8 +33,11 @@
 #include "amb/metrics.hpp"
 #include "amb/service_watch.hpp"
 #include "amb/proxy.hpp"
+#include "amb/ambassador.hpp"
+#include "amb/etcd_follower.hpp"
 
 // The container engine and the registrar.
 #include "amb/docker_client.hpp"
 #include "amb/host_address.hpp"
 #include "amb/registrar.hpp"
+#include "amb/etcd_registrar.hpp"

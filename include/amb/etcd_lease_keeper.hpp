@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -125,10 +126,16 @@ public:
     wake();
   }
 
+  /// Calls `f(key, value)` each time a registration is written to etcd under the current lease (also
+  /// when it is written again under a new lease): how a registrar says "registered" only when it is true.
+  void on_written(std::function<void(const std::string& key, const std::string& value)> f) { on_written_ = std::move(f); }
+
   /// The current lease id, 0 while there is none.
   std::int64_t lease_id() const noexcept { return lease_; }
   /// Every registration (key → value).
   const std::map<std::string, std::string>& registrations() const noexcept { return regs_; }
+  /// How many registrations are written under the current lease now (0 while there is no lease).
+  std::size_t written() const noexcept { return lease_ == 0 ? 0 : regs_.size() - dirty_.size(); }
   /// True when every registration is written under the current lease and no delete is pending.
   bool in_sync() const noexcept { return lease_ != 0 && dirty_.empty() && deletes_.empty(); }
   /// How many times the lease was lost and granted again.
@@ -204,7 +211,7 @@ private:
       wake();
       co_return false;
     }
-    if (it->second == value && lease_ == lease) dirty_.erase(key);
+    if (it->second == value && lease_ == lease && dirty_.erase(key) && on_written_) on_written_(key, value);
     co_return true;
   }
 
@@ -233,6 +240,7 @@ private:
   std::size_t regrants_ = 0;
   std::size_t failures_ = 0;
   std::exception_ptr last_error_;  // what the last failed write() or remove() threw
+  std::function<void(const std::string&, const std::string&)> on_written_;
 };
 
 } // namespace amb

@@ -27,7 +27,8 @@
 
 namespace amb {
 
-/// Where registrations go: set a key to a value, erase a key (an etcd_lease_keeper in the program).
+/// Where registrations go: set a key to a value, erase a key (an etcd_registrar's lease keeper). The
+/// followers do not log "registered": only the sink knows when a key has reached the registry.
 struct registration_sink {
   std::function<asio::awaitable<void>(std::string key, std::string value)> set;  ///< (re)write key = value
   std::function<asio::awaitable<void>(std::string key)> erase;                   ///< delete key
@@ -210,7 +211,7 @@ private:
   void say(log::level level, const std::string& state, const std::string& line) {
     if (state == last_state_) return;
     last_state_ = state;
-    log::write(level, line);
+    if (!line.empty()) log::write(level, line);
   }
 
   // Reads the container and writes or erases the key. Returns an exit code when the follower should end.
@@ -246,9 +247,8 @@ private:
                  options_.host_ip.source + "): give --ip ADDR or HOST_IP";
         } else {
           value = format_registration(options_.format, *host, b.host_port, config_.extra);
-          line = "registered " + key_ + " = " + *value;
-          state = line;
-          if (is_loopback_address(*host)) line += " (a loopback address: only ambassadors on this host can reach it)";
+          // No line here: the sink says "registered" once the key really is in the registry.
+          state = "registered " + key_ + " = " + *value;
         }
       }
     } catch (const std::system_error& e) {
@@ -580,9 +580,8 @@ private:
         o->second.erase(k);
         o = o->second.empty() ? by_container_.erase(o) : std::next(o);
       }
-      co_await sink_.set(k, v);
+      co_await sink_.set(k, v);  // the sink says "registered" once the key really is in the registry
       have[k] = v;
-      log::info("registered ", k, " = ", v);
     }
     if (have.empty()) by_container_.erase(id);
   }

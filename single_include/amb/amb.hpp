@@ -27,11 +27,15 @@
 #pragma once
 
 // ---- begin amb/amb.hpp ----
+#ifndef AMB_INLINED_AMB_AMB_HPP
+#define AMB_INLINED_AMB_AMB_HPP
 // amb umbrella header: includes every public header, in dependency order.
 
-// Basics: version, errors, logging, addresses, flags.
+// Basics: version, errors, logging, addresses.
 
 // ---- begin amb/version.hpp ----
+#ifndef AMB_INLINED_AMB_VERSION_HPP
+#define AMB_INLINED_AMB_VERSION_HPP
 // amb's version, printed by every program's --version.
 
 #define AMB_VERSION_MAJOR 0
@@ -43,9 +47,12 @@ namespace amb {
 /// The library's version as "MAJOR.MINOR.PATCH".
 inline constexpr const char* version = AMB_VERSION_STRING;
 } // namespace amb
+#endif // AMB_INLINED_AMB_VERSION_HPP
 // ---- end amb/version.hpp ----
 
 // ---- begin amb/error.hpp ----
+#ifndef AMB_INLINED_AMB_ERROR_HPP
+#define AMB_INLINED_AMB_ERROR_HPP
 // amb's own error codes (amb::errc) and their std::error_category.
 
 #include <string>
@@ -144,9 +151,12 @@ inline std::error_code make_error_code(errc e) noexcept { return {static_cast<in
 
 template <>
 struct std::is_error_code_enum<amb::errc> : std::true_type {};
+#endif // AMB_INLINED_AMB_ERROR_HPP
 // ---- end amb/error.hpp ----
 
 // ---- begin amb/log.hpp ----
+#ifndef AMB_INLINED_AMB_LOG_HPP
+#define AMB_INLINED_AMB_LOG_HPP
 // Logging: one line per event on stderr, "program: level: message", never throws.
 
 #include <atomic>
@@ -333,9 +343,12 @@ template <class... P> void warn(const P&... p) noexcept { write(level::warn, p..
 template <class... P> void error(const P&... p) noexcept { write(level::error, p...); }
 
 } // namespace amb::log
+#endif // AMB_INLINED_AMB_LOG_HPP
 // ---- end amb/log.hpp ----
 
 // ---- begin amb/address.hpp ----
+#ifndef AMB_INLINED_AMB_ADDRESS_HPP
+#define AMB_INLINED_AMB_ADDRESS_HPP
 // Addresses: "host:port", "[v6]:port", and endpoint URLs (http://, tcp://, unix:///path).
 
 #include <charconv>
@@ -514,340 +527,77 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
 }
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_ADDRESS_HPP
 // ---- end amb/address.hpp ----
 
-// ---- begin amb/docker_links.hpp ----
-// Docker-links environment variables (<ALIAS>_PORT_<p>_TCP_ADDR / _PORT), as the seed used them.
+// ---- begin amb/event_loop.hpp ----
+#ifndef AMB_INLINED_AMB_EVENT_LOOP_HPP
+#define AMB_INLINED_AMB_EVENT_LOOP_HPP
+// Ending an io_context in a safe order: its queued coroutine frames first, then the objects they point into.
 
 
-#include <algorithm>
-#include <cctype>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-#include <unistd.h>  // environ
+// ---- begin amb/detail/asio.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_ASIO_HPP
+#define AMB_INLINED_AMB_DETAIL_ASIO_HPP
+// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
+// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
+
+// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
+// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
+// The macros must be set before Asio's first header: if Asio came first without them, say so.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
+#if defined(ASIO_VERSION)
+#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#endif
+#define ASIO_HAS_CO_AWAIT 1
+#define ASIO_HAS_STD_COROUTINE 1
+#endif
+
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#if !defined(ASIO_HAS_CO_AWAIT)
+#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
+#endif
+#endif // AMB_INLINED_AMB_DETAIL_ASIO_HPP
+// ---- end amb/detail/asio.hpp ----
 
 namespace amb {
 
-/// Reads the whole process environment as "KEY=VALUE" strings.
-inline std::vector<std::string> environment_list() {
-  std::vector<std::string> out;
-  for (char** e = ::environ; e && *e; ++e) out.emplace_back(*e);
-  return out;
-}
+namespace detail {
+// execution_context::shutdown() is protected; a pointer to it, taken through a derived class, is the
+// standard way to call it on a context we did not create.
+struct context_access : asio::execution_context {
+  static constexpr auto shutdown_fn = &context_access::shutdown;
+};
+} // namespace detail
 
-/// Finds the address Docker links published for `alias` (e.g. "etcd" or "etcd-amb"):
-/// the lowest TCP port p with both <ALIAS>_PORT_<p>_TCP_ADDR and _PORT set, as Docker's
-/// <ALIAS>_PORT variable names the first port. The alias is upper-cased and '-' becomes '_'
-/// (moby's links.go). Returns nullopt when there is none; `error` is set when variables exist
-/// but hold a bad address or port.
-inline std::optional<host_port> link_address(std::string_view alias, const std::vector<std::string>& env,
-                                             std::string* error = nullptr) {
-  std::string prefix;
-  for (char c : alias) prefix += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  prefix += "_PORT_";
-  auto lookup = [&](const std::string& key) -> std::optional<std::string> {
-    for (const auto& kv : env)
-      if (kv.size() > key.size() && kv.compare(0, key.size(), key) == 0 && kv[key.size()] == '=')
-        return kv.substr(key.size() + 1);
-    return std::nullopt;
-  };
-  std::vector<std::uint16_t> ports;
-  for (const auto& kv : env) {
-    if (kv.compare(0, prefix.size(), prefix) != 0) continue;
-    auto eq = kv.find('=');
-    // An alias holding '=' can match the start of a whole "NAME=value": that is no variable name.
-    if (eq != std::string::npos && eq < prefix.size()) continue;
-    std::string_view name(kv.data(), eq == std::string::npos ? kv.size() : eq);
-    name.remove_prefix(prefix.size());
-    auto us = name.find('_');
-    if (us == std::string_view::npos || name.substr(us) != "_TCP_ADDR") continue;
-    if (auto p = parse_port(name.substr(0, us))) ports.push_back(*p);
-  }
-  std::sort(ports.begin(), ports.end());
-  for (auto p : ports) {
-    const std::string base = prefix + std::to_string(p) + "_TCP";
-    auto addr = lookup(base + "_ADDR");
-    auto port_text = lookup(base + "_PORT");
-    if (!addr || !port_text) continue;
-    host_port hp;
-    hp.host = *addr;
-    if (hp.host.empty()) {
-      if (error) *error = "bad address in " + base + "_ADDR: empty";
-      return std::nullopt;
-    }
-    if (auto p = parse_port(*port_text)) {
-      hp.port = *p;
-    } else {
-      if (error) *error = "bad port " + log::quoted(*port_text) + " in " + base + "_PORT";
-      return std::nullopt;
-    }
-    return hp;
-  }
-  return std::nullopt;
+/// Destroys every handler and coroutine frame still queued in `ctx`, what its destructor does first.
+/// Call it once run() has returned and before the objects those frames point into (clients, the
+/// ambassador, the registrar) are destroyed: their frames may still refer to them (an etcd request
+/// cut by the stop, a wait on an engine). The context itself stays valid until its own destructor,
+/// so sockets and timers those objects hold are destroyed in order. Calling it twice is harmless.
+inline void destroy_pending_work(asio::execution_context& ctx) noexcept {
+  (ctx.*detail::context_access::shutdown_fn)();
 }
 
 } // namespace amb
-
-// ---- end amb/docker_links.hpp ----
-
-// ---- begin amb/cli.hpp ----
-// A tiny command-line flag parser shared by the programs: --name value, --name=value, --help, --version.
-
-
-#include <charconv>
-#include <chrono>
-#include <cstdint>
-#include <cstdio>
-#include <cstdlib>
-#include <limits>
-#include <map>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-namespace amb::cli {
-
-/// Parses a whole decimal number in [min, max] with std::from_chars; `error` names the text on failure.
-template <class T>
-parsed<T> parse_number(std::string_view text, T min = std::numeric_limits<T>::min(),
-                       T max = std::numeric_limits<T>::max()) {
-  static_assert(std::is_integral_v<T>);
-  parsed<T> r;
-  T value{};
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec == std::errc::invalid_argument || end != text.data() + text.size()) {
-    r.error = "bad number " + log::quoted(text);
-  } else if (ec == std::errc::result_out_of_range || value < min || value > max) {
-    r.error = "number " + log::quoted(text) + " out of range " + std::to_string(min) + ".." + std::to_string(max);
-  } else {
-    r.value = value;
-  }
-  return r;
-}
-
-/// Parses a duration: a whole number with a unit "ms", "s", "m" or "h" ("500ms", "5s", "2m");
-/// a bare number means seconds. The result must fit in a day, which is longer than any timeout here.
-inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  parsed<std::chrono::milliseconds> r;
-  const auto bad = [&] {
-    r.error = "bad duration " + log::quoted(text) + " (use e.g. 500ms, 5s, 2m)";
-    return r;
-  };
-  std::uint64_t number = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (text.empty() || ec != std::errc{}) return bad();
-  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
-  std::uint64_t scale = 0;
-  if (unit == "ms") scale = 1;
-  else if (unit == "s" || unit.empty()) scale = 1000;
-  else if (unit == "m") scale = 60'000;
-  else if (unit == "h") scale = 3'600'000;
-  else return bad();
-  constexpr std::uint64_t day_ms = 86'400'000;
-  if (number > day_ms / scale) {
-    r.error = "duration " + log::quoted(text) + " too long (at most 24h)";
-    return r;
-  }
-  r.value = std::chrono::milliseconds(static_cast<std::int64_t>(number * scale));
-  return r;
-}
-
-/// What parse() found: ready to run, or a request for help/version, or a usage error.
-struct parse_result {
-  enum class kind { run, help, version, error };
-  kind what = kind::run;  ///< run: values and positionals are filled in
-  std::string text;       ///< help: the help page; version: "<program> <version>"; error: what was wrong (one line)
-};
-
-/// Declares a program's options, parses argv, and answers --help and --version.
-class parser {
-public:
-  /// `usage` follows "Usage: <program> ", e.g. "[OPTIONS] TARGET_HOST:PORT".
-  parser(std::string program, std::string usage, std::string summary)
-      : program_(std::move(program)), usage_(std::move(usage)), summary_(std::move(summary)) {}
-
-  /// Declares a flag without value (--name); has() tells whether it was given.
-  parser& flag(std::string name, std::string help) {
-    options_.push_back({std::move(name), "", std::move(help), false});
-    return *this;
-  }
-  /// Declares an option with a value (--name VALUE or --name=VALUE); the last one given wins.
-  parser& option(std::string name, std::string value_name, std::string help) {
-    options_.push_back({std::move(name), std::move(value_name), std::move(help), true});
-    return *this;
-  }
-  /// Accepts between `min` and `max` positional arguments; `name` is used in error lines.
-  parser& positionals(std::size_t min, std::size_t max, std::string name) {
-    min_positionals_ = min;
-    max_positionals_ = max;
-    positional_name_ = std::move(name);
-    return *this;
-  }
-  /// Adds an example command line to --help.
-  parser& example(std::string line) {
-    examples_.push_back(std::move(line));
-    return *this;
-  }
-  /// Adds a paragraph printed after the options in --help.
-  parser& note(std::string text) {
-    notes_.push_back(std::move(text));
-    return *this;
-  }
-
-  /// Parses the arguments after the program name. --help and --version win over everything else.
-  parse_result parse(const std::vector<std::string>& args) {
-    values_.clear();
-    positional_.clear();
-    bool flags_done = false;
-    std::optional<std::string> error;
-    bool help = false, version = false;
-    for (std::size_t i = 0; i < args.size(); ++i) {
-      const std::string& arg = args[i];
-      if (flags_done || arg.size() < 2 || arg[0] != '-') {
-        positional_.push_back(arg);
-        continue;
-      }
-      if (arg == "--") {
-        flags_done = true;
-        continue;
-      }
-      std::string name = arg, value;
-      bool inline_value = false;
-      if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-        name = arg.substr(0, eq);
-        value = arg.substr(eq + 1);
-        inline_value = true;
-      }
-      if (name == "--help" || name == "-h") {
-        help = true;
-        continue;
-      }
-      if (name == "--version") {
-        version = true;
-        continue;
-      }
-      const spec* s = find(name);
-      if (!s) {
-        if (!error) error = "unknown option '" + name + "'";
-        continue;
-      }
-      if (!s->takes_value) {
-        if (inline_value && !error) error = "option '" + name + "' takes no value";
-        values_[s->name] = "";
-        continue;
-      }
-      if (!inline_value) {
-        // A value may start with '-' (a negative number), but not be another option.
-        if (i + 1 >= args.size() || (args[i + 1].rfind("--", 0) == 0 && args[i + 1].size() > 2)) {
-          if (!error) error = "option '" + name + "' needs a value (" + s->value_name + ")";
-          continue;
-        }
-        value = args[++i];
-      }
-      values_[s->name] = value;
-    }
-    if (help) return {parse_result::kind::help, help_text()};
-    if (version) return {parse_result::kind::version, program_ + " " + amb::version};
-    if (error) return {parse_result::kind::error, *error};
-    if (positional_.size() > max_positionals_)
-      return {parse_result::kind::error, "unexpected argument '" + positional_[max_positionals_] + "'"};
-    if (positional_.size() < min_positionals_) return {parse_result::kind::error, "missing " + positional_name_};
-    return {};
-  }
-
-  /// Parses argv; prints help or version and exits 0, or prints a usage error and exits 2.
-  void parse_or_exit(int argc, char** argv) {
-    std::vector<std::string> args(argv + (argc > 0 ? 1 : 0), argv + argc);
-    auto r = parse(args);
-    switch (r.what) {
-      case parse_result::kind::run: return;
-      case parse_result::kind::help: std::fputs(r.text.c_str(), stdout); std::exit(0);
-      case parse_result::kind::version: std::printf("%s\n", r.text.c_str()); std::exit(0);
-      case parse_result::kind::error: usage_error(r.text);
-    }
-  }
-
-  /// Prints "<program>: <what>" and "Try '<program> --help'." on stderr, exits 2.
-  [[noreturn]] void usage_error(std::string_view what) const {
-    std::fputs(usage_error_text(what).c_str(), stderr);
-    std::exit(2);
-  }
-  /// The two lines usage_error prints.
-  std::string usage_error_text(std::string_view what) const {
-    return program_ + ": " + std::string(what) + "\nTry '" + program_ + " --help'.\n";
-  }
-
-  /// True when the option (name with its dashes, e.g. "--verbose") was given.
-  bool has(std::string_view name) const { return values_.find(std::string(name)) != values_.end(); }
-  /// The option's value when given.
-  std::optional<std::string> value(std::string_view name) const {
-    auto it = values_.find(std::string(name));
-    if (it == values_.end()) return std::nullopt;
-    return it->second;
-  }
-  /// The positional arguments, in order.
-  const std::vector<std::string>& positional() const { return positional_; }
-  /// The program name used in messages.
-  const std::string& program() const { return program_; }
-
-  /// The --help page: Usage, summary, examples, options, notes.
-  std::string help_text() const {
-    std::string out = "Usage: " + program_ + " " + usage_ + "\n" + summary_ + "\n";
-    if (!examples_.empty()) {
-      out += "\nExample:\n";
-      for (auto& e : examples_) out += "  " + e + "\n";
-    }
-    out += "\nOptions:\n";
-    auto line = [&](const std::string& left, const std::string& help) {
-      std::string l = "  " + left;
-      l += l.size() < 28 ? std::string(28 - l.size(), ' ') : "\n" + std::string(28, ' ');
-      out += l + help + "\n";
-    };
-    for (auto& o : options_) line(o.takes_value ? o.name + " " + o.value_name : o.name, o.help);
-    line("-h, --help", "show this help and exit");
-    line("--version", "show the version and exit");
-    for (auto& n : notes_) out += "\n" + n + "\n";
-    return out;
-  }
-
-private:
-  struct spec {
-    std::string name;
-    std::string value_name;
-    std::string help;
-    bool takes_value = false;
-  };
-  const spec* find(std::string_view name) const {
-    for (auto& o : options_)
-      if (o.name == name) return &o;
-    return nullptr;
-  }
-
-  std::string program_, usage_, summary_;
-  std::vector<spec> options_;
-  std::vector<std::string> examples_, notes_;
-  std::size_t min_positionals_ = 0, max_positionals_ = 0;
-  std::string positional_name_ = "argument";
-  std::map<std::string, std::string> values_;
-  std::vector<std::string> positional_;
-};
-
-} // namespace amb::cli
-// ---- end amb/cli.hpp ----
+#endif // AMB_INLINED_AMB_EVENT_LOOP_HPP
+// ---- end amb/event_loop.hpp ----
 
 // HTTP/1.1 client (etcd's gateway and the engine API both speak it).
 
 // ---- begin amb/http_response.hpp ----
+#ifndef AMB_INLINED_AMB_HTTP_RESPONSE_HPP
+#define AMB_INLINED_AMB_HTTP_RESPONSE_HPP
 // HTTP/1.1 responses and their push parser: status line, headers, Content-Length, chunked
 // (with extensions and trailers), close-delimited and body-less responses, whole or streamed.
 
 
 // ---- begin amb/detail/chunked_decoder.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_CHUNKED_DECODER_HPP
+#define AMB_INLINED_AMB_DETAIL_CHUNKED_DECODER_HPP
 // Chunked transfer coding (RFC 9112 §7.1) as a push decoder: sizes with extensions, data, trailers.
 
 
@@ -1081,6 +831,7 @@ private:
 };
 
 } // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_CHUNKED_DECODER_HPP
 // ---- end amb/detail/chunked_decoder.hpp ----
 
 #include <algorithm>
@@ -1474,9 +1225,12 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_HTTP_RESPONSE_HPP
 // ---- end amb/http_response.hpp ----
 
 // ---- begin amb/tls_options.hpp ----
+#ifndef AMB_INLINED_AMB_TLS_OPTIONS_HPP
+#define AMB_INLINED_AMB_TLS_OPTIONS_HPP
 // TLS settings for https:// endpoints, and whether this build speaks TLS at all (AMB_WITH_TLS).
 
 
@@ -1529,37 +1283,16 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
 }
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_TLS_OPTIONS_HPP
 // ---- end amb/tls_options.hpp ----
 
 // ---- begin amb/tls_stream.hpp ----
+#ifndef AMB_INLINED_AMB_TLS_STREAM_HPP
+#define AMB_INLINED_AMB_TLS_STREAM_HPP
 // TLS for the HTTP client over asio::ssl (OpenSSL), compiled only with AMB_WITH_TLS: a client context
 // loaded from amb::tls_options, the host check, and certificate failures as readable error codes.
 
 // Asio outside the #if: the single header inlines amb/detail/asio.hpp once, at its first include.
-
-// ---- begin amb/detail/asio.hpp ----
-// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
-// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
-
-// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
-// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
-// The macros must be set before Asio's first header: if Asio came first without them, say so.
-#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
-#if defined(ASIO_VERSION)
-#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
-#endif
-#define ASIO_HAS_CO_AWAIT 1
-#define ASIO_HAS_STD_COROUTINE 1
-#endif
-
-#include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-
-#if !defined(ASIO_HAS_CO_AWAIT)
-#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
-#endif
-// ---- end amb/detail/asio.hpp ----
 
 #if AMB_WITH_TLS
 
@@ -1688,14 +1421,19 @@ inline tls_context_ptr make_tls_context(const tls_options& options) {
 } // namespace amb
 
 #endif // AMB_WITH_TLS
+#endif // AMB_INLINED_AMB_TLS_STREAM_HPP
 // ---- end amb/tls_stream.hpp ----
 
 // ---- begin amb/http_client.hpp ----
+#ifndef AMB_INLINED_AMB_HTTP_CLIENT_HPP
+#define AMB_INLINED_AMB_HTTP_CLIENT_HPP
 // HTTP/1.1 client over TCP or unix domain sockets (and TLS for https:// in builds with AMB_WITH_TLS):
 // whole requests with keep-alive reuse, or a body streamed piece by piece (etcd watch, Docker /events), with timeouts.
 
 
 // ---- begin amb/detail/async.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_ASYNC_HPP
+#define AMB_INLINED_AMB_DETAIL_ASYNC_HPP
 // Small coroutine helpers shared by the clients and the proxy (Asio 1.22, standalone).
 
 
@@ -1713,6 +1451,7 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 }
 
 } // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_ASYNC_HPP
 // ---- end amb/detail/async.hpp ----
 
 
@@ -2185,11 +1924,14 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_HTTP_CLIENT_HPP
 // ---- end amb/http_client.hpp ----
 
 // The data path: connect, listen, relay.
 
 // ---- begin amb/tcp_connect.hpp ----
+#ifndef AMB_INLINED_AMB_TCP_CONNECT_HPP
+#define AMB_INLINED_AMB_TCP_CONNECT_HPP
 // Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
 
 
@@ -2289,14 +2031,17 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 }
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_TCP_CONNECT_HPP
 // ---- end amb/tcp_connect.hpp ----
 
 // ---- begin amb/tcp_listener.hpp ----
+#ifndef AMB_INLINED_AMB_TCP_LISTENER_HPP
+#define AMB_INLINED_AMB_TCP_LISTENER_HPP
 // Listening for TCP connections: an acceptor on host:port, an accept loop that survives fd exhaustion.
+// (Raising the process's fd limit is the program's business: amb/app/fd_limit.hpp.)
 
 
 
-#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -2400,45 +2145,13 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   }
 }
 
-/// How many fds raise_fd_limit asks for at most: 1M is Linux's default fs.nr_open (the cap on
-/// any RLIMIT_NOFILE), and ample for a proxy's two fds per connection.
-inline constexpr std::uint64_t wanted_fd_limit = 1u << 20;
-
-/// Raises RLIMIT_NOFILE (a proxy needs two fds per connection): first the hard limit up to
-/// wanted_fd_limit when the process may (root, CAP_SYS_RESOURCE; fs.nr_open caps it), then the soft
-/// limit to the hard one. Returns the soft limit in force afterwards.
-inline std::uint64_t raise_fd_limit() noexcept {
-  rlimit limit{};
-  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
-  if (limit.rlim_max != RLIM_INFINITY && limit.rlim_max < wanted_fd_limit) {
-    // Try the largest hard limit the kernel takes, halving down to the current one.
-    for (rlim_t hard = wanted_fd_limit; hard > limit.rlim_max; hard /= 2) {
-      rlimit wanted{hard, hard};
-      if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0) {
-        limit = wanted;
-        break;
-      }
-      if (errno == EPERM) break;  // not allowed to raise the hard limit at all
-    }
-  }
-  if (limit.rlim_cur < limit.rlim_max) {
-    rlimit wanted = limit;
-    wanted.rlim_cur = limit.rlim_max;
-    if (::setrlimit(RLIMIT_NOFILE, &wanted) == 0) {
-      limit = wanted;
-    } else {
-      // An "unlimited" hard limit is refused by Linux (fs.nr_open caps it); 1M is the usual cap.
-      wanted.rlim_cur = 1u << 20;
-      if (wanted.rlim_cur > limit.rlim_cur && ::setrlimit(RLIMIT_NOFILE, &wanted) == 0) limit = wanted;
-    }
-  }
-  return static_cast<std::uint64_t>(limit.rlim_cur);
-}
-
 } // namespace amb
+#endif // AMB_INLINED_AMB_TCP_LISTENER_HPP
 // ---- end amb/tcp_listener.hpp ----
 
 // ---- begin amb/relay.hpp ----
+#ifndef AMB_INLINED_AMB_RELAY_HPP
+#define AMB_INLINED_AMB_RELAY_HPP
 // Relaying bytes both ways between a client connection and a server connection, half-close aware.
 //
 // Vocabulary (as in Partow's tcpproxy_server): the *downstream* socket is the client's connection
@@ -2913,11 +2626,14 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
 }
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_RELAY_HPP
 // ---- end amb/relay.hpp ----
 
 // etcd v3 over the JSON gateway.
 
 // ---- begin amb/etcd_error.hpp ----
+#ifndef AMB_INLINED_AMB_ETCD_ERROR_HPP
+#define AMB_INLINED_AMB_ETCD_ERROR_HPP
 // Errors etcd returns ({"error","message","code"}): a gRPC-code error category and an exception keeping etcd's message.
 
 #include <string>
@@ -2998,9 +2714,12 @@ private:
 
 template <>
 struct std::is_error_code_enum<amb::grpc_code> : std::true_type {};
+#endif // AMB_INLINED_AMB_ETCD_ERROR_HPP
 // ---- end amb/etcd_error.hpp ----
 
 // ---- begin amb/etcd_types.hpp ----
+#ifndef AMB_INLINED_AMB_ETCD_TYPES_HPP
+#define AMB_INLINED_AMB_ETCD_TYPES_HPP
 // Plain data the etcd client returns: key-values, results of KV and lease calls, watch events.
 
 #include <cstdint>
@@ -3072,283 +2791,24 @@ struct etcd_event {
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_ETCD_TYPES_HPP
 // ---- end amb/etcd_types.hpp ----
 
-// ---- begin amb/etcd_discovery.hpp ----
-// Where etcd is: --etcd, then ETCDCTL_ENDPOINTS, then Docker-links of alias "etcd", then the default.
-
-
-#include <optional>
-#include <string>
-#include <string_view>
-#include <vector>
-
-namespace amb {
-
-/// The etcd endpoints a program should use, and where they came from.
-struct etcd_endpoints {
-  std::vector<endpoint> endpoints;  ///< at least one
-  std::string source;               ///< one line for the log, e.g. `etcd at http://a:2379 (from ETCDCTL_ENDPOINTS)`
-};
-
-/// Chooses etcd's endpoints, first match wins (docs/design.md §4.2):
-/// `flag` (the --etcd value, nullopt when not given), then ETCDCTL_ENDPOINTS in `env`, then the
-/// Docker-links variables of alias "etcd" (ETCD_PORT_<p>_TCP_ADDR/_PORT), then http://127.0.0.1:2379.
-/// `env` holds "KEY=VALUE" strings (amb::environment_list() for the real one). A bad value is an
-/// error naming its source, e.g. `bad port "x" in ETCD_PORT_10000_TCP_PORT`; it never falls through.
-inline parsed<etcd_endpoints> find_etcd_endpoints(const std::optional<std::string>& flag,
-                                                  const std::vector<std::string>& env) {
-  parsed<etcd_endpoints> r;
-  auto describe = [](const std::vector<endpoint>& list, const std::string& from) {
-    std::string s = "etcd at ";
-    for (std::size_t i = 0; i < list.size(); ++i) s += (i ? "," : "") + list[i].to_string();
-    return s + " (from " + from + ")";
-  };
-  auto from_list = [&](std::string_view text, const std::string& from) {
-    auto list = parse_endpoint_list(text);
-    if (!list) {
-      r.error = list.error + " in " + from;
-      return;
-    }
-    r.value = etcd_endpoints{*list, describe(*list, from)};
-  };
-  if (flag) {
-    from_list(*flag, "--etcd");
-    return r;
-  }
-  const std::string key = "ETCDCTL_ENDPOINTS=";
-  for (const auto& kv : env) {
-    // An empty ETCDCTL_ENDPOINTS counts as unset, as a shell's `ETCDCTL_ENDPOINTS= prog` means.
-    if (kv.compare(0, key.size(), key) == 0 && kv.size() > key.size()) {
-      from_list(std::string_view(kv).substr(key.size()), "ETCDCTL_ENDPOINTS");
-      return r;
-    }
-  }
-  std::string link_error;
-  if (auto hp = link_address("etcd", env, &link_error)) {
-    endpoint ep;
-    ep.tcp = *hp;
-    std::vector<endpoint> list{ep};
-    r.value = etcd_endpoints{list, describe(list, "Docker link variables ETCD_PORT_*_TCP_ADDR/_PORT")};
-    return r;
-  }
-  if (!link_error.empty()) {
-    r.error = link_error;
-    return r;
-  }
-  endpoint ep;
-  ep.tcp = host_port{"127.0.0.1", 2379};
-  std::vector<endpoint> list{ep};
-  r.value = etcd_endpoints{list, describe(list, "default")};
-  return r;
-}
-
-} // namespace amb
-// ---- end amb/etcd_discovery.hpp ----
-
-// ---- begin amb/etcd_security.hpp ----
-// etcd's TLS files and user/password from etcdctl-style flags and environment (ETCDCTL_CACERT, ETCDCTL_USER, ...).
-
-
-// ---- begin amb/detail/small_file.hpp ----
-// Reading a whole small file with POSIX read: the static programs stay smaller without <fstream>.
-
-#include <cerrno>
-#include <cstddef>
-#include <string>
-#include <system_error>
-
-#include <fcntl.h>
-#include <unistd.h>
-
-namespace amb::detail {
-
-/// Reads the whole file at `path` into `out`; fails with file_too_large past `max_bytes`, since a
-/// bigger file than expected means a wrong file was named.
-inline std::error_code read_small_file(const std::string& path, std::string& out, std::size_t max_bytes = 64 * 1024) {
-  out.clear();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return {errno, std::generic_category()};
-  char buf[4096];
-  std::error_code ec;
-  while (true) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n == 0) break;
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ec = {errno, std::generic_category()};
-      break;
-    }
-    if (out.size() + static_cast<std::size_t>(n) > max_bytes) {
-      ec = std::make_error_code(std::errc::file_too_large);
-      break;
-    }
-    out.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return ec;
-}
-
-} // namespace amb::detail
-// ---- end amb/detail/small_file.hpp ----
-
-#include <cerrno>
-#include <cstring>
-#include <optional>
-#include <string>
-#include <string_view>
-#include <system_error>
-#include <vector>
-
-#include <fcntl.h>
-#include <unistd.h>
-
-namespace amb {
-
-/// The programs' etcd security flags as given (nullopt = not given).
-struct etcd_security_flags {
-  std::optional<std::string> cacert;         ///< --etcd-cacert FILE
-  std::optional<std::string> cert;           ///< --etcd-cert FILE
-  std::optional<std::string> key;            ///< --etcd-key FILE
-  std::optional<std::string> user;           ///< --etcd-user USER[:PASSWORD]
-  std::optional<std::string> password_file;  ///< --etcd-password-file FILE
-};
-
-/// What the flags and environment decided.
-struct etcd_security {
-  tls_options tls;          ///< files for https:// endpoints
-  std::string user;         ///< empty = no auth
-  std::string password;     ///< secret: never print it
-  std::string description;  ///< one line for the log, without the password, e.g. "user root (password from ETCDCTL_PASSWORD)"
-};
-
-namespace detail {
-/// The value of `name` in a "KEY=VALUE" list; nullopt when unset or empty (as a shell's `NAME= prog` means).
-inline std::optional<std::string> env_value(const std::vector<std::string>& env, std::string_view name) {
-  for (const auto& kv : env)
-    if (kv.size() > name.size() + 1 && kv.compare(0, name.size(), name) == 0 && kv[name.size()] == '=')
-      return kv.substr(name.size() + 1);
-  return std::nullopt;
-}
-} // namespace detail
-
-/// Chooses etcd's TLS files and credentials as etcdctl does: each flag wins over its variable
-/// (--etcd-cacert / ETCDCTL_CACERT, --etcd-cert / ETCDCTL_CERT, --etcd-key / ETCDCTL_KEY,
-/// --etcd-user / ETCDCTL_USER). USER:PASSWORD splits at the first ':'; a bare USER takes its password from
-/// --etcd-password-file (the whole file, one trailing newline dropped), else ETCDCTL_PASSWORD. A mistake
-/// is an error line naming its source; the password never appears in it.
-inline parsed<etcd_security> find_etcd_security(const etcd_security_flags& flags, const std::vector<std::string>& env) {
-  // Written with appends and one loop: this runs once, and the static programs should stay small.
-  parsed<etcd_security> r;
-  etcd_security s;
-  std::string tls_text;
-  struct source {
-    const std::optional<std::string>* flag;
-    const char* flag_name;
-    const char* var;
-    std::string* out;
-    const char* what;
-  };
-  const source files[] = {{&flags.cacert, "--etcd-cacert", "ETCDCTL_CACERT", &s.tls.ca_file, ", TLS CA "},
-                          {&flags.cert, "--etcd-cert", "ETCDCTL_CERT", &s.tls.cert_file, ", client certificate "},
-                          {&flags.key, "--etcd-key", "ETCDCTL_KEY", &s.tls.key_file, ", key "}};
-  for (const auto& f : files) {
-    const char* from = f.flag_name;
-    if (*f.flag) {
-      if ((*f.flag)->empty()) {
-        r.error = f.flag_name;
-        r.error += ": empty file name";
-        return r;
-      }
-      *f.out = **f.flag;
-    } else if (auto v = detail::env_value(env, f.var)) {
-      *f.out = std::move(*v);
-      from = f.var;
-    }
-    if (f.out->empty()) continue;
-    ((((tls_text += f.what) += *f.out) += " (from ") += from) += ')';
-  }
-  if (s.tls.cert_file.empty() != s.tls.key_file.empty()) {
-    r.error = s.tls.key_file.empty() ? "a client certificate needs its key: give --etcd-key FILE (or ETCDCTL_KEY)"
-                                     : "a client key needs its certificate: give --etcd-cert FILE (or ETCDCTL_CERT)";
-    return r;
-  }
-
-  const char* user_from = "--etcd-user";
-  std::optional<std::string> user = flags.user;
-  if (!user) {
-    user = detail::env_value(env, "ETCDCTL_USER");
-    user_from = "ETCDCTL_USER";
-  }
-  if (flags.password_file && !user) {
-    r.error = "--etcd-password-file needs --etcd-user USER (or ETCDCTL_USER)";
-    return r;
-  }
-  if (user) {
-    const char* password_from = "ETCDCTL_PASSWORD";
-    const auto colon = user->find(':');
-    s.user = user->substr(0, colon);
-    if (s.user.empty()) {
-      (r.error = user_from) += ": empty user name (expected USER or USER:PASSWORD)";
-      return r;
-    }
-    if (colon != std::string::npos) {
-      if (flags.password_file) {
-        ((r.error = "--etcd-password-file and a password in ") += user_from) += " USER:PASSWORD: give only one";
-        return r;
-      }
-      s.password = user->substr(colon + 1);
-      password_from = user_from;
-    } else if (flags.password_file) {
-      if (auto ec = detail::read_small_file(*flags.password_file, s.password)) {
-        (((r.error = "--etcd-password-file ") += *flags.password_file) += ": ") += ec.message();
-        return r;
-      }
-      if (!s.password.empty() && s.password.back() == '\n') s.password.pop_back();
-      if (!s.password.empty() && s.password.back() == '\r') s.password.pop_back();
-      password_from = "--etcd-password-file";
-    } else if (auto v = detail::env_value(env, "ETCDCTL_PASSWORD")) {
-      s.password = std::move(*v);
-    }
-    if (s.password.empty()) {
-      ((((r.error = user_from) += ' ') += s.user) +=
-       ": no password (give USER:PASSWORD, --etcd-password-file FILE or ETCDCTL_PASSWORD)");
-      return r;
-    }
-    (((((s.description = "user ") += s.user) += " (from ") += user_from) += ", password from ") += password_from;
-    s.description += ')';
-  }
-  s.description += s.description.empty() && !tls_text.empty() ? tls_text.substr(2) : tls_text;
-  r.value = std::move(s);
-  return r;
-}
-
-/// Overwrites the PASSWORD of "--etcd-user USER:PASSWORD" (or "--etcd-user=USER:PASSWORD") in argv with
-/// 'x's, so that ps and /proc/PID/cmdline stop showing it once the program has read it. Call after parsing.
-inline void hide_etcd_password(int argc, char** argv) noexcept {
-  auto hide = [](char* value) {
-    if (char* colon = std::strchr(value, ':'))
-      for (char* p = colon + 1; *p; ++p) *p = 'x';
-  };
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--") == 0) return;
-    if (std::strcmp(argv[i], "--etcd-user") == 0 && i + 1 < argc) hide(argv[++i]);
-    else if (std::strncmp(argv[i], "--etcd-user=", 12) == 0) hide(argv[i] + 12);
-  }
-}
-
-} // namespace amb
-// ---- end amb/etcd_security.hpp ----
-
 // ---- begin amb/etcd_client.hpp ----
+#ifndef AMB_INLINED_AMB_ETCD_CLIENT_HPP
+#define AMB_INLINED_AMB_ETCD_CLIENT_HPP
 // etcd v3 client over the JSON gateway: KV, leases, auth, TLS, several endpoints with failover.
 
 
 // ---- begin amb/detail/etcd_json.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_ETCD_JSON_HPP
+#define AMB_INLINED_AMB_DETAIL_ETCD_JSON_HPP
 // etcd v3 JSON gateway bodies: request builders and response/watch-line parsers (docs/protocols.md part 1).
 
 
 // ---- begin amb/detail/base64.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_BASE64_HPP
+#define AMB_INLINED_AMB_DETAIL_BASE64_HPP
 // Standard base64 (RFC 4648, '+' '/' alphabet, '=' padding): etcd's bytes fields on the JSON gateway.
 
 #include <cstdint>
@@ -3429,9 +2889,12 @@ inline bool base64_decode(std::string_view text, std::string& out) {
 }
 
 } // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_BASE64_HPP
 // ---- end amb/detail/base64.hpp ----
 
 // ---- begin amb/detail/json.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_JSON_HPP
+#define AMB_INLINED_AMB_DETAIL_JSON_HPP
 // The one place that includes picojson, so its layout macro is the same in every TU.
 
 // etcd's lease ids and Docker's timeNano exceed 2^53: without int64 support
@@ -3539,6 +3002,7 @@ inline bool json_bool(const picojson::value& v, const std::string& name) noexcep
 }
 
 } // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_JSON_HPP
 // ---- end amb/detail/json.hpp ----
 
 #include <charconv>
@@ -3944,6 +3408,7 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
 }
 
 } // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_ETCD_JSON_HPP
 // ---- end amb/detail/etcd_json.hpp ----
 
 
@@ -4366,90 +3831,18 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_ETCD_CLIENT_HPP
 // ---- end amb/etcd_client.hpp ----
 
-// ---- begin amb/etcd_settings.hpp ----
-// How a program reaches etcd, from its command line and environment: the flags both etcd programs
-// share (--etcd and etcdctl's security flags), read the same way, and the client they make.
-// One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
-
-
-
-#include <cstdio>
-#include <cstdlib>
-#include <string>
-#include <system_error>
-#include <vector>
-
-namespace amb {
-
-/// Where etcd is and how to prove who we are to it.
-struct etcd_settings {
-  etcd_endpoints where;    ///< endpoints and where they came from (for the log)
-  etcd_security security;  ///< TLS files, user and password
-};
-
-/// Declares --etcd, --etcd-cacert, --etcd-cert, --etcd-key, --etcd-user and --etcd-password-file
-/// (etcdctl's names, defaults from ETCDCTL_*).
-inline cli::parser& add_etcd_options(cli::parser& p) {
-  return p.option("--etcd", "URL[,URL...]",
-                  "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379)")
-      .option("--etcd-cacert", "FILE", "CA bundle that etcd's TLS certificate must chain to (default: $ETCDCTL_CACERT, else the system's)")
-      .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: $ETCDCTL_CERT)")
-      .option("--etcd-key", "FILE", "key of --etcd-cert (default: $ETCDCTL_KEY)")
-      .option("--etcd-user", "USER[:PASSWORD]",
-              "etcd user (default: $ETCDCTL_USER); a bare USER takes --etcd-password-file or $ETCDCTL_PASSWORD")
-      .option("--etcd-password-file", "FILE", "the etcd password, read from FILE (keeps it off the command line)");
-}
-
-/// Reads the options add_etcd_options declared, falling back on `env` ("KEY=VALUE" strings). A bad
-/// value is a usage error (one line, exit 2); so is an https:// endpoint in a build without TLS.
-/// Then overwrites a password given as USER:PASSWORD in argv, so ps stops showing it.
-inline etcd_settings read_etcd_settings(const cli::parser& p, const std::vector<std::string>& env, int argc,
-                                        char** argv) {
-  etcd_settings s;
-  auto where = find_etcd_endpoints(p.value("--etcd"), env);
-  if (!where) p.usage_error(where.error);
-  s.where = std::move(*where);
-  if (auto e = tls_unsupported_error(s.where.endpoints); !e.empty()) {
-    // Not a usage mistake ("Try --help" would not help): the build lacks the feature.
-    std::fprintf(stderr, "%s: %s\n", p.program().c_str(), e.c_str());
-    std::exit(2);
-  }
-  auto security = find_etcd_security({p.value("--etcd-cacert"), p.value("--etcd-cert"), p.value("--etcd-key"),
-                                      p.value("--etcd-user"), p.value("--etcd-password-file")},
-                                     env);
-  if (!security) p.usage_error(security.error);
-  s.security = std::move(*security);
-  hide_etcd_password(argc, argv);
-  return s;
-}
-
-/// The etcd client for these settings; warns when TLS files were given but no endpoint uses them,
-/// and ends the program with one line and exit 2 when its TLS files cannot be loaded.
-inline etcd_client make_etcd_client_or_exit(asio::any_io_executor ex, const etcd_settings& s) {
-  etcd_client_options o;
-  o.endpoints = s.where.endpoints;
-  o.user = s.security.user;
-  o.password = s.security.password;
-  o.tls = s.security.tls;
-  if (o.tls.any() && !any_tls(o.endpoints)) log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
-  try {
-    return etcd_client(std::move(ex), o);  // guaranteed elision: the client is neither copied nor moved
-  } catch (const std::system_error& e) {
-    log::error("etcd: ", e.what());
-    std::exit(2);
-  }
-}
-
-} // namespace amb
-// ---- end amb/etcd_settings.hpp ----
-
 // ---- begin amb/etcd_watch.hpp ----
+#ifndef AMB_INLINED_AMB_ETCD_WATCH_HPP
+#define AMB_INLINED_AMB_ETCD_WATCH_HPP
 // Watching an etcd prefix: snapshot, then events in order exactly once, across disconnects, failover and compaction.
 
 
 // ---- begin amb/detail/line_splitter.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_LINE_SPLITTER_HPP
+#define AMB_INLINED_AMB_DETAIL_LINE_SPLITTER_HPP
 // Splits a byte stream into '\n'-terminated lines (etcd watch and Docker /events: one JSON object a line).
 
 
@@ -4537,6 +3930,7 @@ private:
 };
 
 } // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_LINE_SPLITTER_HPP
 // ---- end amb/detail/line_splitter.hpp ----
 #include <asio/experimental/awaitable_operators.hpp>
 
@@ -5018,9 +4412,12 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_ETCD_WATCH_HPP
 // ---- end amb/etcd_watch.hpp ----
 
 // ---- begin amb/etcd_lease_keeper.hpp ----
+#ifndef AMB_INLINED_AMB_ETCD_LEASE_KEEPER_HPP
+#define AMB_INLINED_AMB_ETCD_LEASE_KEEPER_HPP
 // One etcd lease kept alive, with key=value registrations under it that survive lease loss and outages.
 
 
@@ -5029,6 +4426,7 @@ private:
 #include <chrono>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -5141,10 +4539,16 @@ public:
     wake();
   }
 
+  /// Calls `f(key, value)` each time a registration is written to etcd under the current lease (also
+  /// when it is written again under a new lease): how a registrar says "registered" only when it is true.
+  void on_written(std::function<void(const std::string& key, const std::string& value)> f) { on_written_ = std::move(f); }
+
   /// The current lease id, 0 while there is none.
   std::int64_t lease_id() const noexcept { return lease_; }
   /// Every registration (key → value).
   const std::map<std::string, std::string>& registrations() const noexcept { return regs_; }
+  /// How many registrations are written under the current lease now (0 while there is no lease).
+  std::size_t written() const noexcept { return lease_ == 0 ? 0 : regs_.size() - dirty_.size(); }
   /// True when every registration is written under the current lease and no delete is pending.
   bool in_sync() const noexcept { return lease_ != 0 && dirty_.empty() && deletes_.empty(); }
   /// How many times the lease was lost and granted again.
@@ -5220,7 +4624,7 @@ private:
       wake();
       co_return false;
     }
-    if (it->second == value && lease_ == lease) dirty_.erase(key);
+    if (it->second == value && lease_ == lease && dirty_.erase(key) && on_written_) on_written_(key, value);
     co_return true;
   }
 
@@ -5249,14 +4653,18 @@ private:
   std::size_t regrants_ = 0;
   std::size_t failures_ = 0;
   std::exception_ptr last_error_;  // what the last failed write() or remove() threw
+  std::function<void(const std::string&, const std::string&)> on_written_;
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_ETCD_LEASE_KEEPER_HPP
 // ---- end amb/etcd_lease_keeper.hpp ----
 
 // The registry and the ambassador built on it.
 
 // ---- begin amb/registry_value.hpp ----
+#ifndef AMB_INLINED_AMB_REGISTRY_VALUE_HPP
+#define AMB_INLINED_AMB_REGISTRY_VALUE_HPP
 // Registry values, both ways: the seed's JSON {"host":..,"port":..} or plain host:port.
 
 
@@ -5481,9 +4889,12 @@ inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_v
 }
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_REGISTRY_VALUE_HPP
 // ---- end amb/registry_value.hpp ----
 
 // ---- begin amb/balancer.hpp ----
+#ifndef AMB_INLINED_AMB_BALANCER_HPP
+#define AMB_INLINED_AMB_BALANCER_HPP
 // Balancer: the instance set an ambassador forwards to, and the policies that choose from it.
 
 
@@ -5854,9 +5265,12 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_BALANCER_HPP
 // ---- end amb/balancer.hpp ----
 
 // ---- begin amb/metrics.hpp ----
+#ifndef AMB_INLINED_AMB_METRICS_HPP
+#define AMB_INLINED_AMB_METRICS_HPP
 // Metrics: a tiny Prometheus text registry and the HTTP/1.1 endpoint that serves it (/metrics, /healthz).
 
 
@@ -6121,9 +5535,12 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_METRICS_HPP
 // ---- end amb/metrics.hpp ----
 
 // ---- begin amb/service_watch.hpp ----
+#ifndef AMB_INLINED_AMB_SERVICE_WATCH_HPP
+#define AMB_INLINED_AMB_SERVICE_WATCH_HPP
 // Following a service in etcd: keeps a balancer's instance set equal to the values under <prefix>/<service>/.
 
 
@@ -6320,9 +5737,12 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
 }
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_SERVICE_WATCH_HPP
 // ---- end amb/service_watch.hpp ----
 
 // ---- begin amb/proxy.hpp ----
+#ifndef AMB_INLINED_AMB_PROXY_HPP
+#define AMB_INLINED_AMB_PROXY_HPP
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 
 
@@ -6558,16 +5978,393 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_PROXY_HPP
 // ---- end amb/proxy.hpp ----
+
+// ---- begin amb/ambassador.hpp ----
+#ifndef AMB_INLINED_AMB_AMBASSADOR_HPP
+#define AMB_INLINED_AMB_AMBASSADOR_HPP
+// An ambassador as one object: its listener(s), event loops, balancers, proxies and instance set.
+//
+//   clients --> listener --> proxy (pick, connect, fail over, relay) --> instance
+//                              ^
+//   forward_to(fixed targets), or an etcd_follower (amb/etcd_follower.hpp) --> balancer's instance set
+//
+// Threading: loop 0 runs on the executor given to the constructor (your io_context, run by you);
+// with `threads` N > 1, N-1 more loops each run an io_context of their own on a thread the ambassador
+// starts, with their own listener on the same port (SO_REUSEPORT: the kernel spreads new connections),
+// balancer, proxy and copy of the instance set. Changes of the set are posted to every loop; no object
+// is touched from two threads, so nothing locks. Call every member on loop 0's thread.
+
+
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// What an ambassador listens on and how it forwards.
+struct ambassador_options {
+  host_port listen{"0.0.0.0", 10000};  ///< where clients connect (port 0: a free port, see port())
+  unsigned threads = 1;                ///< event loops; each beyond the first runs on a thread of its own
+  balancer::options balance{};         ///< policy, ejection after failed connects (max_fails 0: never)
+  proxy_options proxy{};               ///< timeouts, the service named in log lines
+};
+
+/// An ambassador's totals, summed over its loops.
+struct ambassador_stats {
+  proxy_stats connections{};  ///< accepted, open, rejected, bytes, failed connects per instance
+  std::size_t instances = 0;  ///< instances known (the same set in every loop)
+  std::size_t ejected = 0;    ///< instances sitting out after failed connects (the most any loop has)
+};
+
+/// Listens, and forwards each connection to an instance of its set, balancing and failing over.
+/// The set is fixed (forward_to) or follows etcd (an etcd_follower). Accepting starts in the
+/// constructor; drain() stops it and lets open connections finish. Destroy it after drain() or once
+/// the io_context of loop 0 has stopped running (the destructor stops and joins the other loops).
+class ambassador {
+public:
+  /// Binds the listener of every loop and starts accepting; throws std::system_error naming the
+  /// address ("listen 0.0.0.0:6379: Address already in use") when a listener cannot be bound.
+  ambassador(asio::any_io_executor ex, ambassador_options options) : options_(std::move(options)) {
+    if (options_.threads == 0) options_.threads = 1;
+    for (unsigned i = 0; i < options_.threads; ++i) {
+      auto l = std::make_unique<loop>();
+      if (i > 0) l->own = std::make_unique<asio::io_context>(1);
+      l->ex = i == 0 ? ex : l->own->get_executor();
+      auto b = options_.balance;
+      b.seed += i;  // p2c's random picks differ between loops
+      l->bal.emplace(b);
+      l->px.emplace(l->ex, *l->bal, options_.proxy);
+      auto where = options_.listen;
+      if (i > 0) where.port = port();  // the same port, also when port 0 chose one
+      std::error_code ec;
+      l->acceptor = std::make_shared<asio::ip::tcp::acceptor>(listen_tcp(l->ex, where, ec, options_.threads > 1));
+      if (ec) throw std::system_error(ec, "listen " + where.to_string());
+      loops_.push_back(std::move(l));
+    }
+    for (auto& l : loops_) {
+      // The frame owns the acceptor, so a frame left queued when the ambassador goes never sees it destroyed.
+      asio::co_spawn(l->ex, [a = l->acceptor, p = &*l->px]() -> asio::awaitable<void> {
+        co_await accept_loop(*a, [p](asio::ip::tcp::socket c) { p->handle(std::move(c)); });
+      }, [](std::exception_ptr e) {
+        if (e) log::error("accept loop ended unexpectedly");
+      });
+      if (l->own) l->thread = std::thread([&io = *l->own] { io.run(); });
+    }
+  }
+
+  ambassador(const ambassador&) = delete;
+  ambassador& operator=(const ambassador&) = delete;
+
+  /// Stops the other loops, joins their threads, and destroys what they held.
+  ~ambassador() {
+    stop();
+    for (auto& l : loops_) {
+      if (l->thread.joinable()) l->thread.join();
+      if (l->own) destroy_pending_work(*l->own);  // frames first, then the proxy they point into
+      l->acceptor.reset();
+      l->px.reset();
+      l->bal.reset();
+      l->own.reset();
+    }
+  }
+
+  /// Forwards to a fixed set of targets (each an instance named by its address), replacing the set.
+  void forward_to(const std::vector<host_port>& targets) {
+    std::vector<balancer::entry> entries;
+    for (const auto& t : targets) entries.push_back({t.to_string(), t, 1});
+    on_each_loop([entries](std::size_t, balancer& b, proxy& p) {
+      if (!b.replace_all(entries).empty()) p.instances_changed();
+    });
+  }
+
+  /// Runs f(index, balancer, proxy) on every loop's thread: loop 0 now, the others posted (in order).
+  /// How a source of instances (etcd_follower) keeps every loop's set up to date.
+  void on_each_loop(std::function<void(std::size_t, balancer&, proxy&)> f) {
+    for (std::size_t i = 1; i < loops_.size(); ++i)
+      asio::post(loops_[i]->ex, [f, i, l = loops_[i].get()] { f(i, *l->bal, *l->px); });
+    f(0, *loops_[0]->bal, *loops_[0]->px);
+  }
+
+  /// The port the listeners are bound to (the chosen one when options.listen.port was 0).
+  std::uint16_t port() const {
+    std::error_code ignored;  // a closed acceptor has no port: 0
+    return loops_.empty() ? 0 : loops_[0]->acceptor->local_endpoint(ignored).port();
+  }
+  /// The options in force.
+  const ambassador_options& options() const noexcept { return options_; }
+  /// The number of event loops.
+  std::size_t loops() const noexcept { return loops_.size(); }
+
+  /// The totals of every loop, summed (reads the other loops on their threads; returns within ms).
+  ambassador_stats stats() {
+    ambassador_stats sum;
+    for (std::size_t i = 0; i < loops_.size(); ++i) {
+      ambassador_stats one;
+      const bool read = run_on_loop(i, [&](balancer& b, proxy& p) {
+        one.connections = p.stats();
+        one.instances = b.size();
+        for (const auto& inst : b.instances()) one.ejected += inst->is_ejected(instance::clock::now());
+      });
+      if (!read) continue;  // a loop that has drained and stopped: nothing open, its totals gone with it
+      auto& s = sum.connections;
+      s.accepted += one.connections.accepted;
+      s.active += one.connections.active;
+      s.rejected += one.connections.rejected;
+      s.bytes.bytes_up += one.connections.bytes.bytes_up;
+      s.bytes.bytes_down += one.connections.bytes.bytes_down;
+      for (const auto& [id, n] : one.connections.connect_failures) s.connect_failures[id] += n;
+      sum.instances = one.instances;
+      sum.ejected = std::max(sum.ejected, one.ejected);
+    }
+    return sum;
+  }
+
+  /// Stops accepting on every loop and waits until no connection is open or `timeout` passed; the
+  /// other loops then stop. Returns the connections still open (logged, one line per loop).
+  asio::awaitable<std::uint64_t> drain(std::chrono::milliseconds timeout) {
+    auto left = std::make_shared<std::atomic<std::uint64_t>>(0);
+    for (std::size_t i = 1; i < loops_.size(); ++i) {
+      loop& l = *loops_[i];
+      asio::post(l.ex, [&l, timeout, left] {
+        close_listener(l);
+        asio::co_spawn(l.ex, l.px->drain(timeout), [&l, left](std::exception_ptr, std::uint64_t n) {
+          if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+          *left += n;
+          l.stopped = true;
+          l.own->stop();
+        });
+      });
+    }
+    close_listener(*loops_[0]);
+    const std::uint64_t n = co_await loops_[0]->px->drain(timeout);
+    if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+    // The other loops drain at the same time and stop within the same timeout.
+    asio::steady_timer poll(loops_[0]->ex);
+    for (std::size_t i = 1; i < loops_.size(); ++i)
+      while (!loops_[i]->stopped) {
+        poll.expires_after(std::chrono::milliseconds(10));
+        co_await poll.async_wait(detail::use_nothrow_awaitable);
+      }
+    co_return n + *left;
+  }
+
+  /// Stops at once: listeners closed, the other loops stopped (open connections are cut when the
+  /// ambassador is destroyed). For a second signal during drain(), or a program that fails.
+  void stop() {
+    for (std::size_t i = 1; i < loops_.size(); ++i)
+      asio::post(loops_[i]->ex, [&l = *loops_[i]] {
+        l.stopped = true;  // before the stop: stats() then knows no handler of this loop runs again
+        l.own->stop();
+      });
+    if (!loops_.empty()) close_listener(*loops_[0]);
+  }
+
+private:
+  struct loop {
+    std::unique_ptr<asio::io_context> own;            // null for loop 0 (the constructor's executor)
+    asio::any_io_executor ex;
+    std::optional<balancer> bal;
+    std::optional<proxy> px;
+    std::shared_ptr<asio::ip::tcp::acceptor> acceptor;  // shared with the accept loop's frame
+    std::atomic<bool> stopped{false};                 // set on the loop's thread just before it stops
+    std::thread thread;
+  };
+
+  static void close_listener(loop& l) noexcept {
+    std::error_code ignored;  // closing a listener cannot meaningfully fail here
+    if (l.acceptor) l.acceptor->close(ignored);
+  }
+
+  // Runs f on loop i's thread and waits for it (loop 0: here). Loops never wait for loop 0, so this
+  // cannot deadlock; a loop that stopped never runs f, and then this returns false.
+  template <class F>
+  bool run_on_loop(std::size_t i, F f) {
+    loop& l = *loops_[i];
+    if (i == 0) {
+      f(*l.bal, *l.px);
+      return true;
+    }
+    std::mutex m;
+    std::condition_variable cv;
+    bool done = false;
+    asio::post(l.ex, [&] {
+      f(*l.bal, *l.px);
+      std::lock_guard<std::mutex> lock(m);
+      done = true;
+      cv.notify_one();
+    });
+    std::unique_lock<std::mutex> lock(m);
+    // A stopped io_context runs no more handlers, so once `stopped` is seen f will never run.
+    while (!cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return done; }))
+      if (l.stopped) return false;
+    return true;
+  }
+
+  ambassador_options options_;
+  std::vector<std::unique_ptr<loop>> loops_;
+};
+
+} // namespace amb
+#endif // AMB_INLINED_AMB_AMBASSADOR_HPP
+// ---- end amb/ambassador.hpp ----
+
+// ---- begin amb/etcd_follower.hpp ----
+#ifndef AMB_INLINED_AMB_ETCD_FOLLOWER_HPP
+#define AMB_INLINED_AMB_ETCD_FOLLOWER_HPP
+// An ambassador fed by etcd: watches <prefix>/<service>/ and keeps every loop's instance set equal to it.
+
+
+
+#include <chrono>
+#include <exception>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// Follows a service directory in etcd for an ambassador: one read of the prefix, then a watch
+/// (etcd_watcher: reconnects, compactions, wiped data, freshness checks); every change reaches every
+/// loop of the ambassador, and is logged once. Until the first read, a client turned away is told
+/// that etcd was not reached yet. The watch starts in the constructor, on the client's executor
+/// (which must be the ambassador's loop 0). Destroy it before the ambassador and the client.
+class etcd_follower {
+public:
+  /// Follows `directory` ("/services/redis-A/", see service_directory()) through `client`.
+  etcd_follower(ambassador& a, etcd_client& client, std::string directory, etcd_watch_options options = {})
+      : ambassador_(a), client_(client), state_(std::make_shared<state>()),
+        watcher_(client, directory, options), started_(std::chrono::steady_clock::now()) {
+    state_->directory = std::move(directory);
+    state_->per_loop.resize(a.loops());
+    ambassador_.on_each_loop([s = state_](std::size_t i, balancer& b, proxy& p) {
+      s->per_loop[i] = std::make_unique<service_instances>(
+          b, [&p] { p.instances_changed(); },
+          i == 0 ? service_instances::logging::on : service_instances::logging::off, s->directory);
+      p.instances_known(false);  // until the first read of etcd
+    });
+    asio::co_spawn(client_.executor(), watcher_.run([this](const etcd_watch_update& u) { apply(u); }),
+                   [dir = state_->directory](std::exception_ptr e) {
+                     if (!e) return;
+                     try {
+                       std::rethrow_exception(e);
+                     } catch (const std::exception& x) {
+                       log::error("watch ", log::escaped(dir), " stopped: ", x.what());
+                     }
+                   });
+  }
+  etcd_follower(const etcd_follower&) = delete;
+  etcd_follower& operator=(const etcd_follower&) = delete;
+  ~etcd_follower() { watcher_.stop(); }
+
+  /// Hands an update (a snapshot or events) to every loop, as the watch does.
+  void apply(const etcd_watch_update& u) {
+    ambassador_.on_each_loop([s = state_, u](std::size_t i, balancer&, proxy& p) {
+      s->per_loop[i]->apply(u);
+      if (u.type == etcd_watch_update::kind::snapshot) p.instances_known(true);
+    });
+  }
+
+  /// Reads the directory again and replaces the set (SIGHUP); false (logged) when etcd failed.
+  asio::awaitable<bool> reread() {
+    co_return co_await reread_service(client_, state_->directory, [this](const etcd_watch_update& u) { apply(u); });
+  }
+
+  /// Ends the watch (at shutdown); the set stays as it is.
+  void stop() { watcher_.stop(); }
+
+  /// True once the first read of etcd succeeded.
+  bool ready() const noexcept { return state_->per_loop[0]->ready(); }
+  /// The newest etcd revision applied.
+  std::int64_t revision() const noexcept { return state_->per_loop[0]->revision(); }
+  /// How long ago the set was last confirmed equal to etcd's (since the start before the first read).
+  std::chrono::duration<double> fresh_age() const {
+    return std::chrono::steady_clock::now() - watcher_.fresh_at().value_or(started_);
+  }
+  /// The watch (reconnects, resyncs).
+  const etcd_watcher& watcher() const noexcept { return watcher_; }
+  /// The directory followed.
+  const std::string& directory() const noexcept { return state_->directory; }
+
+private:
+  // Shared with the updates posted to the other loops, which may outlive this object in their queues.
+  struct state {
+    std::string directory;
+    std::vector<std::unique_ptr<service_instances>> per_loop;  // element i touched only on loop i's thread
+  };
+
+  ambassador& ambassador_;
+  etcd_client& client_;
+  std::shared_ptr<state> state_;
+  etcd_watcher watcher_;
+  std::chrono::steady_clock::time_point started_;
+};
+
+/// Declares the ambassador's metrics in `m` and refreshes them at each scrape from `a` and `f`
+/// (Prometheus names in the README: amb_connections_*, amb_bytes_total, amb_instances, amb_watch_*, ...).
+/// Both must outlive the registry's use.
+inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etcd_follower& f) {
+  m.declare("amb_connections_accepted_total", "counter", "Client connections accepted.");
+  m.declare("amb_connections_active", "gauge", "Client connections open now.");
+  m.declare("amb_connections_rejected_total", "counter", "Clients closed because no instance could be reached.");
+  m.declare("amb_bytes_total", "counter", "Bytes relayed; direction up = client to instance, down = instance to client.");
+  m.declare("amb_connect_failures_total", "counter", "Failed connects to an instance, by instance key.");
+  m.declare("amb_instances", "gauge", "Instances known from etcd.");
+  m.declare("amb_instances_ejected", "gauge", "Instances sitting out after failed connects.");
+  m.declare("amb_watch_reconnects_total", "counter", "Times the etcd watch was lost and re-established.");
+  m.declare("amb_etcd_revision", "gauge", "Newest etcd revision applied to the instance set.");
+  m.declare("amb_watch_fresh_age_seconds", "gauge",
+            "Seconds since the instance set was last confirmed equal to etcd's (read, progress or freshness check).");
+  m.declare("amb_watch_resyncs_total", "counter", "Times a freshness check found the set behind etcd and re-read it.");
+  m.add_collector([&a, &f](metrics_registry& r) {
+    const auto t = a.stats();
+    const auto& st = t.connections;
+    r.set("amb_connections_accepted_total", static_cast<double>(st.accepted));
+    r.set("amb_connections_active", static_cast<double>(st.active));
+    r.set("amb_connections_rejected_total", static_cast<double>(st.rejected));
+    r.set("amb_bytes_total", static_cast<double>(st.bytes.bytes_up), metrics_registry::label("direction", "up"));
+    r.set("amb_bytes_total", static_cast<double>(st.bytes.bytes_down), metrics_registry::label("direction", "down"));
+    for (const auto& [id, n] : st.connect_failures)
+      r.set("amb_connect_failures_total", static_cast<double>(n), metrics_registry::label("instance", id));
+    r.set("amb_instances", static_cast<double>(t.instances));
+    r.set("amb_instances_ejected", static_cast<double>(t.ejected));
+    r.set("amb_watch_reconnects_total", static_cast<double>(f.watcher().reconnects()));
+    r.set("amb_etcd_revision", static_cast<double>(f.revision()));
+    r.set("amb_watch_fresh_age_seconds", f.fresh_age().count());
+    r.set("amb_watch_resyncs_total", static_cast<double>(f.watcher().resyncs()));
+  });
+}
+
+} // namespace amb
+#endif // AMB_INLINED_AMB_ETCD_FOLLOWER_HPP
+// ---- end amb/etcd_follower.hpp ----
 
 // The container engine and the registrar.
 
 // ---- begin amb/docker_client.hpp ----
+#ifndef AMB_INLINED_AMB_DOCKER_CLIENT_HPP
+#define AMB_INLINED_AMB_DOCKER_CLIENT_HPP
 // Docker Engine API client (works with Docker and podman's compat API): ping, version negotiation,
 // list, inspect and the /events stream. Read-only: it only ever sends GET requests.
 
 
 // ---- begin amb/detail/docker_json.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_DOCKER_JSON_HPP
+#define AMB_INLINED_AMB_DETAIL_DOCKER_JSON_HPP
 // Docker Engine API JSON: the container, version and event shapes amb reads, and their parsers
 // (docs/protocols.md part 2; the same text from Docker and from podman's compat API).
 
@@ -6858,6 +6655,7 @@ inline std::string url_encode(std::string_view s) {
 
 } // namespace detail
 } // namespace amb
+#endif // AMB_INLINED_AMB_DETAIL_DOCKER_JSON_HPP
 // ---- end amb/detail/docker_json.hpp ----
 
 
@@ -7145,23 +6943,19 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_DOCKER_CLIENT_HPP
 // ---- end amb/docker_client.hpp ----
 
 // ---- begin amb/host_address.hpp ----
-// Which host IP a registrar writes: the binding's own IP, else --ip, HOST_IP, or the default route's address.
+#ifndef AMB_INLINED_AMB_HOST_ADDRESS_HPP
+#define AMB_INLINED_AMB_HOST_ADDRESS_HPP
+// Which host IP a registrar writes: the binding's own IP, else the address a host_ip_policy holds
+// (the programs choose it from --ip, HOST_IP or the default route: amb/app/host_ip.hpp).
 
 
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <net/if.h>
-#include <netinet/in.h>
-
-#include <charconv>
-#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace amb {
 
@@ -7171,127 +6965,11 @@ inline bool is_any_address(std::string_view ip) noexcept { return ip.empty() || 
 /// True for a loopback address (127.0.0.0/8, ::1): registering it works only for ambassadors on this host.
 inline bool is_loopback_address(std::string_view ip) noexcept { return ip.substr(0, 4) == "127." || ip == "::1"; }
 
-/// True for a numeric IPv4 or IPv6 address (names are refused: the ambassador must connect without DNS).
-inline bool is_numeric_ip(const std::string& text) noexcept {
-  in6_addr a6{};
-  in_addr a4{};
-  return ::inet_pton(AF_INET, text.c_str(), &a4) == 1 || ::inet_pton(AF_INET6, text.c_str(), &a6) == 1;
-}
-
-/// The interface named by the default IPv4 route in the text of /proc/net/route (lowest metric), or nullopt.
-inline std::optional<std::string> default_route_interface(std::string_view proc_net_route) {
-  // Whitespace-separated fields of one line.
-  auto fields_of = [](std::string_view line) {
-    std::vector<std::string_view> out;
-    std::size_t i = 0;
-    while (i < line.size()) {
-      while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
-      std::size_t start = i;
-      while (i < line.size() && line[i] != ' ' && line[i] != '\t' && line[i] != '\r') ++i;
-      if (i > start) out.push_back(line.substr(start, i - start));
-    }
-    return out;
-  };
-  std::optional<std::string> best;
-  unsigned long best_metric = 0;
-  bool header = true;  // Iface Destination Gateway Flags RefCnt Use Metric Mask ...
-  while (!proc_net_route.empty()) {
-    const auto nl = proc_net_route.find('\n');
-    const auto line = proc_net_route.substr(0, nl);
-    proc_net_route.remove_prefix(nl == std::string_view::npos ? proc_net_route.size() : nl + 1);
-    if (header) {
-      header = false;
-      continue;
-    }
-    const auto f = fields_of(line);
-    if (f.size() < 8) continue;
-    const auto iface = f[0], dest = f[1], flags = f[3], metric = f[6], mask = f[7];
-    unsigned long flag_bits = 0, m = 0;
-    std::from_chars(flags.data(), flags.data() + flags.size(), flag_bits, 16);
-    std::from_chars(metric.data(), metric.data() + metric.size(), m);
-    const bool up = flag_bits & 0x1;  // RTF_UP
-    if (dest != "00000000" || mask != "00000000" || !up) continue;
-    if (!best || m < best_metric) {
-      best = std::string(iface);
-      best_metric = m;
-    }
-  }
-  return best;
-}
-
-/// The first IPv4 address of interface `iface` (getifaddrs), or nullopt.
-inline std::optional<std::string> interface_ipv4(const std::string& iface) {
-  ifaddrs* list = nullptr;
-  if (::getifaddrs(&list) != 0) return std::nullopt;
-  std::optional<std::string> out;
-  for (auto* a = list; a; a = a->ifa_next) {
-    if (!a->ifa_addr || a->ifa_addr->sa_family != AF_INET || iface != a->ifa_name) continue;
-    char buf[INET_ADDRSTRLEN] = {};
-    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ifa_addr)->sin_addr, buf, sizeof buf);
-    out = buf;
-    break;
-  }
-  ::freeifaddrs(list);
-  return out;
-}
-
-/// The interface of the default route and its IPv4 address.
-struct default_route_address_result {
-  std::string address;  ///< numeric IPv4 address
-  std::string iface;    ///< interface name
-};
-
-/// The address of the interface holding the default IPv4 route (/proc/net/route + getifaddrs), or nullopt.
-inline std::optional<default_route_address_result> default_route_address() {
-  std::string text;
-  if (detail::read_small_file("/proc/net/route", text, 4 * 1024 * 1024)) return std::nullopt;
-  auto iface = default_route_interface(text);
-  if (!iface) return std::nullopt;
-  auto ip = interface_ipv4(*iface);
-  if (!ip) return std::nullopt;
-  return default_route_address_result{*ip, *iface};
-}
-
 /// Where the "any" host IP comes from, decided once at start-up.
 struct host_ip_policy {
-  std::string address;  ///< numeric address used for bindings on all interfaces ("" = none could be found)
-  std::string source;   ///< for the one log line, e.g. "--ip", "HOST_IP", "default route (eth0)"
+  std::string address{};  ///< numeric address used for bindings on all interfaces ("" = none could be found)
+  std::string source{};   ///< for the one log line, e.g. "--ip", "HOST_IP", "default route (eth0)"
 };
-
-/// Chooses the address for "any" bindings: `flag` (--ip), then HOST_IP in `env` ("KEY=VALUE" strings),
-/// then `default_route` (default_route_address() in programs; a function so tests can pass their own).
-/// A non-numeric --ip or HOST_IP is an error naming it; no address at all is not (a binding on one
-/// IP needs none), but `address` stays empty and the caller must refuse "any" bindings.
-inline parsed<host_ip_policy> choose_host_ip_policy(
-    const std::optional<std::string>& flag, const std::vector<std::string>& env,
-    const std::function<std::optional<default_route_address_result>()>& default_route = default_route_address) {
-  parsed<host_ip_policy> r;
-  if (flag) {
-    if (!is_numeric_ip(*flag)) {
-      r.error = "bad --ip " + log::quoted(*flag) + ": expected a numeric IPv4 or IPv6 address";
-      return r;
-    }
-    r.value = host_ip_policy{*flag, "--ip"};
-    return r;
-  }
-  const std::string key = "HOST_IP=";
-  for (const auto& kv : env) {
-    if (kv.compare(0, key.size(), key) != 0 || kv.size() == key.size()) continue;
-    auto v = kv.substr(key.size());
-    if (!is_numeric_ip(v)) {
-      r.error = "bad HOST_IP " + log::quoted(v) + ": expected a numeric IPv4 or IPv6 address";
-      return r;
-    }
-    r.value = host_ip_policy{v, "HOST_IP"};
-    return r;
-  }
-  if (auto d = default_route()) {
-    r.value = host_ip_policy{d->address, "the address of " + d->iface + ", the interface of the default route"};
-    return r;
-  }
-  r.value = host_ip_policy{"", "none: no --ip, no HOST_IP, no default route"};
-  return r;
-}
 
 /// The host IP to register for `binding_ip`: the binding's own address unless it is "any",
 /// else the policy's address (nullopt when there is none).
@@ -7302,9 +6980,12 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 }
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_HOST_ADDRESS_HPP
 // ---- end amb/host_address.hpp ----
 
 // ---- begin amb/registrar.hpp ----
+#ifndef AMB_INLINED_AMB_REGISTRAR_HPP
+#define AMB_INLINED_AMB_REGISTRAR_HPP
 // The registrar's logic: follow one container (seed mode) or all of them (automatic mode) through the
 // Engine API and keep the registry in step, through a sink (in the program: an etcd_lease_keeper).
 
@@ -7326,7 +7007,8 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 
 namespace amb {
 
-/// Where registrations go: set a key to a value, erase a key (an etcd_lease_keeper in the program).
+/// Where registrations go: set a key to a value, erase a key (an etcd_registrar's lease keeper). The
+/// followers do not log "registered": only the sink knows when a key has reached the registry.
 struct registration_sink {
   std::function<asio::awaitable<void>(std::string key, std::string value)> set;  ///< (re)write key = value
   std::function<asio::awaitable<void>(std::string key)> erase;                   ///< delete key
@@ -7509,7 +7191,7 @@ private:
   void say(log::level level, const std::string& state, const std::string& line) {
     if (state == last_state_) return;
     last_state_ = state;
-    log::write(level, line);
+    if (!line.empty()) log::write(level, line);
   }
 
   // Reads the container and writes or erases the key. Returns an exit code when the follower should end.
@@ -7545,9 +7227,8 @@ private:
                  options_.host_ip.source + "): give --ip ADDR or HOST_IP";
         } else {
           value = format_registration(options_.format, *host, b.host_port, config_.extra);
-          line = "registered " + key_ + " = " + *value;
-          state = line;
-          if (is_loopback_address(*host)) line += " (a loopback address: only ambassadors on this host can reach it)";
+          // No line here: the sink says "registered" once the key really is in the registry.
+          state = "registered " + key_ + " = " + *value;
         }
       }
     } catch (const std::system_error& e) {
@@ -7879,9 +7560,8 @@ private:
         o->second.erase(k);
         o = o->second.empty() ? by_container_.erase(o) : std::next(o);
       }
-      co_await sink_.set(k, v);
+      co_await sink_.set(k, v);  // the sink says "registered" once the key really is in the registry
       have[k] = v;
-      log::info("registered ", k, " = ", v);
     }
     if (have.empty()) by_container_.erase(id);
   }
@@ -7900,5 +7580,160 @@ private:
 };
 
 } // namespace amb
+#endif // AMB_INLINED_AMB_REGISTRAR_HPP
 // ---- end amb/registrar.hpp ----
+
+// ---- begin amb/etcd_registrar.hpp ----
+#ifndef AMB_INLINED_AMB_ETCD_REGISTRAR_HPP
+#define AMB_INLINED_AMB_ETCD_REGISTRAR_HPP
+// A registrar as one object: the engine's clients, an etcd lease keeper and a follower (seed or --all mode).
+
+
+
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace amb {
+
+/// What an etcd_registrar registers, and how.
+struct etcd_registrar_options {
+  registrar_options registry{};       ///< prefix, value format, resync, host IP for "any" bindings
+  std::int64_t ttl = 5;               ///< lease TTL in seconds (the seed's 5 s)
+  std::optional<seed_config> seed{};  ///< seed mode: one container; nullopt: automatic mode (--all)
+  auto_config automatic{};            ///< automatic mode's naming rules
+};
+
+/// Publishes containers' host addresses into etcd and keeps them true: follows the engine (seed mode:
+/// one container, seed_follower; automatic mode: all, auto_follower) and writes through one lease
+/// kept alive (etcd_lease_keeper), so a registrar that dies is forgotten after the TTL and one that
+/// stops (stop()) removes every key at once. Logs "registered KEY = VALUE" only once the key is in
+/// etcd; while etcd cannot be reached, one line says what waits for it. Single-threaded: use it on
+/// the client's executor. Destroy it before the etcd client.
+class etcd_registrar {
+public:
+  /// A registrar writing through `etcd` (which must outlive it), reading the engine at `engine`.
+  etcd_registrar(etcd_client& etcd, const endpoint& engine, etcd_registrar_options options)
+      : etcd_(etcd), options_(std::move(options)), keeper_(etcd, keeper_options(options_.ttl)),
+        api_(etcd.executor(), engine), events_(etcd.executor(), engine) {
+    keeper_.on_written([this](const std::string& key, const std::string& value) { written(key, value); });
+    registration_sink sink{[this](std::string key, std::string value) -> asio::awaitable<void> {
+                             co_await set(std::move(key), std::move(value));
+                           },
+                           [this](std::string key) -> asio::awaitable<void> {
+                             announced_.erase(key);
+                             waiting_.erase(key);
+                             co_await keeper_.erase(key);
+                           }};
+    if (options_.seed) seed_.emplace(api_, events_, sink, options_.registry, *options_.seed);
+    else automatic_.emplace(api_, events_, sink, options_.registry, options_.automatic);
+  }
+  etcd_registrar(const etcd_registrar&) = delete;
+  etcd_registrar& operator=(const etcd_registrar&) = delete;
+
+  /// Checks that the engine answers (a wrong socket or a permission problem is not a passing outage:
+  /// logs "cannot use the container engine: ..." and throws std::system_error), logs its version, then
+  /// keeps the lease and follows the containers. Returns only in seed mode with exit_with_container:
+  /// 0 when the container was removed, 1 when it is absent or does not publish the port at start.
+  /// Later engine and etcd outages are retried forever.
+  asio::awaitable<int> run() {
+    try {
+      co_await api_.ping();
+      auto v = co_await api_.negotiate();
+      log::info("engine at ", api_.server().to_string(), ": version ", v.version, ", API ", api_.api_version());
+    } catch (const std::system_error& e) {
+      log::error("cannot use the container engine: ", e.what());
+      throw;
+    }
+    asio::co_spawn(etcd_.executor(), keeper_.run(), [](std::exception_ptr e) {
+      if (e) log::error("internal: the etcd lease keeper stopped");
+    });
+    if (automatic_) {
+      co_await automatic_->run();
+      co_return 0;
+    }
+    co_return co_await seed_->run();
+  }
+
+  /// Revokes the lease, so every key it holds vanishes at once, and says what really happened.
+  /// Never throws: when etcd cannot be told, the keys expire after the TTL (logged).
+  asio::awaitable<void> stop() {
+    const bool held = keeper_.lease_id() != 0;
+    const std::size_t written = keeper_.written();
+    try {
+      co_await keeper_.revoke();
+      if (!held)
+        log::info("no etcd lease held; nothing registered to remove");
+      else if (written == 0)
+        log::info("lease revoked; nothing was registered under it");
+      else
+        log::info("lease revoked; registrations removed");
+    } catch (const std::exception& e) {
+      log::warn("revoke the etcd lease: ", e.what(), "; the keys expire after the TTL (", options_.ttl, "s)");
+    }
+  }
+
+  /// The lease keeper (lease id, registrations, whether all are written).
+  const etcd_lease_keeper& keeper() const noexcept { return keeper_; }
+  /// The engine's client for calls (not the events stream).
+  docker_client& engine() noexcept { return api_; }
+
+private:
+  static etcd_lease_keeper_options keeper_options(std::int64_t ttl) {
+    etcd_lease_keeper_options o;
+    o.ttl = ttl;
+    return o;
+  }
+
+  // A registration to make: written now, or said to wait (once) when etcd has not taken it within 1 s.
+  asio::awaitable<void> set(std::string key, std::string value) {
+    waiting_[key] = value;
+    if (co_await keeper_.set(key, value)) co_return;
+    asio::co_spawn(etcd_.executor(), say_waiting(key, value), [](std::exception_ptr) {});  // only waits and logs
+  }
+
+  asio::awaitable<void> say_waiting(std::string key, std::string value) {
+    co_await detail::sleep_for(std::chrono::seconds(1));
+    auto it = waiting_.find(key);
+    if (it == waiting_.end() || it->second != value) co_return;  // written, changed or erased meanwhile
+    const auto& eps = etcd_.endpoints();
+    const std::string where = eps.empty() ? std::string("?") : eps[etcd_.current_index() % eps.size()].to_string();
+    log::info("waiting for etcd at ", where, " to register ", key);
+  }
+
+  // The keeper wrote key = value: the first time for this value, that is a registration.
+  void written(const std::string& key, const std::string& value) {
+    waiting_.erase(key);
+    auto& said = announced_[key];
+    if (said == value) return;  // written again under a new lease: the keeper said so already
+    said = value;
+    std::string note;
+    if (options_.seed) {
+      auto v = parse_registry_value(value);
+      if (v && is_loopback_address(v->address.host))
+        note = " (a loopback address: only ambassadors on this host can reach it)";
+    }
+    log::info("registered ", key, " = ", value, note);
+  }
+
+  etcd_client& etcd_;
+  etcd_registrar_options options_;
+  etcd_lease_keeper keeper_;
+  docker_client api_;     // inspect and list calls
+  docker_client events_;  // the events stream (each client has one connection)
+  std::optional<seed_follower> seed_;
+  std::optional<auto_follower> automatic_;
+  std::map<std::string, std::string> announced_;  // key -> the value last said "registered"
+  std::map<std::string, std::string> waiting_;    // key -> value set but not yet seen written
+};
+
+} // namespace amb
+#endif // AMB_INLINED_AMB_ETCD_REGISTRAR_HPP
+// ---- end amb/etcd_registrar.hpp ----
+#endif // AMB_INLINED_AMB_AMB_HPP
 // ---- end amb/amb.hpp ----

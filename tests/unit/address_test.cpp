@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for include/amb/address.hpp and include/amb/docker_links.hpp.
 #include <amb/address.hpp>
-#include <amb/docker_links.hpp>
+#include <amb/app/docker_links.hpp>
 
 #include <doctest/doctest.h>
 

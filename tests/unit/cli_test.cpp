@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // The flag parser: values, flags, positionals, --help/--version, exact error texts, numbers, durations.
-#include <amb/cli.hpp>
+#include <amb/app/cli.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for include/amb/etcd_discovery.hpp: the order of sources and the errors naming them.
-#include <amb/etcd_discovery.hpp>
+#include <amb/app/etcd_discovery.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // find_etcd_security: etcdctl-style TLS files and credentials from flags and environment; hide_etcd_password.
-#include <amb/etcd_security.hpp>
+#include <amb/app/etcd_security.hpp>
 #include <amb/tls_options.hpp>
 
 #include <doctest/doctest.h>

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Choosing the host IP to register: binding, --ip, HOST_IP, default route.
 #include <amb/host_address.hpp>
+#include <amb/app/host_ip.hpp>
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // listen_tcp and accept_loop: errors name the address, the loop hands over sockets and ends on close.
 #include <amb/tcp_listener.hpp>
+#include <amb/app/fd_limit.hpp>
 
 #include <doctest/doctest.h>
 

@@ -4,10 +4,10 @@
 // One place, so that docker-register and dynamic-etcd-amb can never drift apart in flags or errors.
 #pragma once
 
-#include "amb/cli.hpp"
+#include "amb/app/cli.hpp"
 #include "amb/etcd_client.hpp"
-#include "amb/etcd_discovery.hpp"
-#include "amb/etcd_security.hpp"
+#include "amb/app/etcd_discovery.hpp"
+#include "amb/app/etcd_security.hpp"
 #include "amb/log.hpp"
 #include "amb/tls_options.hpp"
 

@@ -3,7 +3,7 @@
 #pragma once
 
 #include "amb/address.hpp"
-#include "amb/docker_links.hpp"
+#include "amb/app/docker_links.hpp"
 
 #include <optional>
 #include <string>

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: MIT
+// Program layer: docker-register's flags, etcd and engine discovery and host IP, read into one struct
+// (usage errors exit 2).
+#pragma once
+
+#include "amb/address.hpp"
+#include "amb/app/cli.hpp"
+#include "amb/app/docker_links.hpp"
+#include "amb/app/etcd_settings.hpp"
+#include "amb/app/host_ip.hpp"
+#include "amb/docker_client.hpp"
+#include "amb/etcd_registrar.hpp"
+#include "amb/log.hpp"
+#include "amb/registrar.hpp"
+#include "amb/registry_value.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace amb::app {
+
+/// What docker-register's command line and environment decide.
+struct docker_register_config {
+  bool all = false;                     ///< automatic mode (--all); else seed mode
+  amb::seed_config seed{};              ///< seed mode's container, port, service, fields
+  amb::auto_config automatic{};         ///< automatic mode's naming rules
+  amb::registrar_options options{};     ///< prefix, value format, resync, host IP
+  amb::etcd_settings etcd{};            ///< where etcd is, TLS and auth
+  amb::docker_engine engine{};          ///< the engine's API socket
+  std::int64_t ttl_seconds = 5;         ///< lease TTL
+
+  /// The registrar these settings describe.
+  amb::etcd_registrar_options registrar() const {
+    amb::etcd_registrar_options o;
+    o.registry = options;
+    o.ttl = ttl_seconds;
+    if (!all) o.seed = seed;
+    o.automatic = automatic;
+    return o;
+  }
+};
+
+/// Reads the flags; every mistake ends here with one line and exit code 2.
+inline docker_register_config parse_docker_register_flags(int argc, char** argv) {
+  amb::cli::parser cli("docker-register", "[OPTIONS] CONTAINER PRIVATE_PORT SERVICE [KEY=VALUE ...]\n"
+                                          "       docker-register --all [OPTIONS]",
+                       "Publish the host address of containers' published ports into etcd, under a lease kept\n"
+                       "alive, and follow the containers: stopped or removed -> key deleted, started -> written again.");
+  amb::add_etcd_options(cli)
+      .option("--docker", "URL", "Engine API: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, unix:///var/run/docker.sock)")
+      .option("--prefix", "PATH", "registry prefix (default /services)")
+      .option("--ttl", "D", "lease TTL, whole seconds >= 2 (default 5s, as the seed)")
+      .option("--ip", "ADDR", "host IP for ports published on all interfaces (default: HOST_IP, then the default route's address)")
+      .option("--value-format", "F", "json (the seed's {\"host\":..,\"port\":..}, default) or hostport (host:port)")
+      .flag("--exit-with-container", "seed mode: exit 0 when the container is removed, 1 when absent at start")
+      .flag("--all", "automatic mode: register every running container's published tcp ports")
+      .flag("--explicit", "automatic mode: only ports whose container names a service (SERVICE_NAME...)")
+      .option("--hostname", "NAME", "automatic mode: host part of instance ids (default: this host's name)")
+      .option("--resync", "D", "re-read the engine every D in case an event was missed (default 30s)")
+      .option("--log-level", "L", "debug, info, warn, error or off (default info)")
+      .positionals(0, static_cast<std::size_t>(-1), "CONTAINER PRIVATE_PORT SERVICE")
+      .example("docker-register redis-A 6379 redis")
+      .example("docker-register --etcd http://10.0.0.2:2379 --ip 10.0.0.5 web1 80 web weight=3 zone=a")
+      .example("docker-register --all --explicit --resync 1m")
+      .example("docker-register --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user reg --etcd-password-file pw redis-A 6379 redis")
+      .note("Seed mode writes <prefix>/SERVICE/CONTAINER = {\"host\":HOST,\"port\":PORT} (KEY=VALUE pairs become\n"
+            "extra fields; numbers stay numbers), for the host port published for PRIVATE_PORT/tcp.\n"
+            "Automatic mode writes <prefix>/SERVICE/<hostname>:<container>:<port> for each published tcp port;\n"
+            "SERVICE is SERVICE_<port>_NAME or SERVICE_NAME (label or env), else the image's base name\n"
+            "(+ -<port> when several ports are published); SERVICE_IGNORE skips; other SERVICE_<KEY> become\n"
+            "extra fields (SERVICE_WEIGHT -> \"weight\").\n"
+            "\n"
+            "Host IP: the published binding's own IP; for a port published on all interfaces (\"\", 0.0.0.0, ::)\n"
+            "--ip, else HOST_IP, else the address of the interface with the default route (logged at start).\n"
+            "\n"
+            "Exit codes: 0 after SIGTERM/SIGINT/SIGHUP (the lease is revoked: keys vanish at once) or when the\n"
+            "container is removed with --exit-with-container; 1 when the engine cannot be reached or is not a\n"
+            "Docker Engine API at start, or with --exit-with-container when the container is absent or does not\n"
+            "publish the port at start; 2 on usage errors and unreadable TLS files. Later outages of the engine\n"
+            "or of etcd (TLS and auth failures included) are retried forever (registrations are kept and written\n"
+            "again). Without --exit-with-container a container that is absent, stopped or unpublished is waited\n"
+            "for, with one log line.\n"
+            "\n"
+            "The engine socket is root-equivalent: docker-register only ever sends GET requests to it, but\n"
+            "whoever can reach the socket owns the host.\n"
+            "\n"
+            "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
+            "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start.");
+  cli.parse_or_exit(argc, argv);
+
+  docker_register_config c;
+  const auto env = amb::environment_list();
+  auto duration = [&](const char* flag, std::chrono::milliseconds& out) {
+    if (auto v = cli.value(flag)) {
+      auto d = amb::cli::parse_duration(*v);
+      if (!d) cli.usage_error(std::string(flag) + ": " + d.error);
+      out = *d;
+    }
+  };
+  if (auto v = cli.value("--log-level")) {
+    amb::log::level level;
+    if (!amb::log::parse_level(*v, level))
+      cli.usage_error("--log-level: bad level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
+    amb::log::set_level(level);
+  }
+  std::chrono::milliseconds ttl{5000};
+  duration("--ttl", ttl);
+  if (ttl < std::chrono::seconds(2) || ttl.count() % 1000 != 0)
+    cli.usage_error("--ttl: " + amb::log::quoted(*cli.value("--ttl")) + " must be whole seconds, at least 2s (etcd's minimum)");
+  c.ttl_seconds = ttl.count() / 1000;
+  duration("--resync", c.options.resync);
+  if (c.options.resync < std::chrono::seconds(1)) cli.usage_error("--resync: at least 1s");
+  if (auto v = cli.value("--prefix")) {
+    std::string p = *v;
+    while (p.size() > 1 && p.back() == '/') p.pop_back();
+    if (p.empty() || p.front() != '/' || p == "/") cli.usage_error("--prefix: " + amb::log::quoted(*v) + " must start with '/', as /services");
+    c.options.prefix = p;
+  }
+  if (auto v = cli.value("--value-format")) {
+    if (*v == "json") c.options.format = amb::value_format::json;
+    else if (*v == "hostport") c.options.format = amb::value_format::hostport;
+    else cli.usage_error("--value-format: bad format " + amb::log::quoted(*v) + " (use json or hostport)");
+  }
+
+  c.all = cli.has("--all");
+  const auto& pos = cli.positional();
+  if (c.all) {
+    if (!pos.empty()) cli.usage_error("unexpected argument '" + pos[0] + "' with --all");
+    if (cli.has("--exit-with-container")) cli.usage_error("--exit-with-container needs seed mode (not --all)");
+    c.automatic.explicit_only = cli.has("--explicit");
+    if (auto v = cli.value("--hostname")) {
+      c.automatic.hostname = *v;
+    } else {
+      char name[256] = {};
+      ::gethostname(name, sizeof name - 1);
+      c.automatic.hostname = name;
+    }
+  } else {
+    if (cli.has("--explicit")) cli.usage_error("--explicit needs --all");
+    if (cli.has("--hostname")) cli.usage_error("--hostname needs --all");
+    if (pos.size() < 3)
+      cli.usage_error(pos.empty() ? "missing CONTAINER PRIVATE_PORT SERVICE (or --all)"
+                                  : pos.size() == 1 ? "missing PRIVATE_PORT SERVICE" : "missing SERVICE");
+    c.seed.container = pos[0];
+    if (c.seed.container.empty() || c.seed.container.find('/') != std::string::npos)
+      cli.usage_error("bad CONTAINER " + amb::log::quoted(pos[0]) + ": expected a container name or id");
+    if (auto port = amb::parse_port(pos[1]))
+      c.seed.private_port = *port;
+    else
+      cli.usage_error("bad PRIVATE_PORT " + amb::log::quoted(pos[1]) + ": expected a port number 1..65535");
+    c.seed.service = pos[2];
+    if (c.seed.service.empty() || c.seed.service.find('/') != std::string::npos)
+      cli.usage_error("bad SERVICE " + amb::log::quoted(pos[2]) + ": expected a name without '/'");
+    for (std::size_t i = 3; i < pos.size(); ++i) {
+      auto kv = amb::parse_key_value(pos[i]);
+      if (!kv) cli.usage_error(kv.error);
+      c.seed.extra.push_back(*kv);
+    }
+    if (!c.seed.extra.empty() && c.options.format != amb::value_format::json)
+      cli.usage_error("KEY=VALUE fields need --value-format json");
+    c.seed.exit_with_container = cli.has("--exit-with-container");
+  }
+
+  c.etcd = amb::read_etcd_settings(cli, env, argc, argv);
+  auto engine = amb::find_docker_engine(cli.value("--docker"), env);
+  if (!engine) cli.usage_error(engine.error);
+  c.engine = *engine;
+  auto ip = amb::choose_host_ip_policy(cli.value("--ip"), env);
+  if (!ip) cli.usage_error(ip.error);
+  c.options.host_ip = *ip;
+  return c;
+}
+
+} // namespace amb::app
