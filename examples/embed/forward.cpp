@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // A static forwarder: every connection to LISTEN goes to TARGET (what simple-amb does, in a few lines).
 //   forward 127.0.0.1:6380 10.0.0.5:6379
-#include "amb/amb_forward.hpp"  // the forwarder subset of amb/amb.hpp: compiles in half the time
+#include "amb/amb_forward.hpp"  // amb/amb.hpp without HTTP, etcd, JSON and engine code: builds lighter
 
 #include <cstdio>
 
