@@ -62,7 +62,10 @@ int main(int argc, char** argv) {
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
-    amb::log::info(signal == SIGTERM ? "SIGTERM" : signal == SIGINT ? "SIGINT" : "SIGHUP", ": revoking the lease and exiting");
+    amb::log::info(signal == SIGTERM  ? "SIGTERM"
+                   : signal == SIGINT ? "SIGINT"
+                                      : "SIGHUP",
+                   ": revoking the lease and exiting");
     finish(0);
   });
 

@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
   amb::ambassador_options options;
   options.listen = c.listen;
   options.threads = c.threads;
-  options.balance.max_fails = 0;        // one target: nothing to eject it in favour of
-  options.proxy.fixed_target = true;    // a failed connect closes that client with one line
+  options.balance.max_fails = 0;      // one target: nothing to eject it in favour of
+  options.proxy.fixed_target = true;  // a failed connect closes that client with one line
   options.proxy.service = c.target.to_string();
   options.proxy.connect_timeout = c.connect_timeout;
   options.proxy.idle_timeout = c.idle_timeout;

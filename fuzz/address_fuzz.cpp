@@ -19,7 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto ep = amb::parse_endpoint(in);
   if (!ep) AMB_FUZZ_CHECK(!ep.error.empty());
   auto list = amb::parse_endpoint_list(in);
-  if (list) AMB_FUZZ_CHECK(!list->empty());
-  else AMB_FUZZ_CHECK(!list.error.empty());
+  if (list)
+    AMB_FUZZ_CHECK(!list->empty());
+  else
+    AMB_FUZZ_CHECK(!list.error.empty());
   return 0;
 }

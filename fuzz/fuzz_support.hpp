@@ -44,7 +44,7 @@ inline std::vector<std::string_view> splits(std::string_view s) {
 
 }  // namespace amb::fuzz
 
-#define AMB_FUZZ_CHECK(cond) \
-  do {                       \
+#define AMB_FUZZ_CHECK(cond)               \
+  do {                                     \
     if (!(cond)) ::amb::fuzz::fail(#cond); \
   } while (0)

@@ -42,7 +42,7 @@ COMMANDS = {
     "curl": "curl", "openssl": "openssl", "systemd-analyze": "systemd",
     "nm": "binutils", "readelf": "binutils", "objdump": "binutils", "strip": "binutils",
     "ps": "procps", "pgrep": "procps",
-    "llvm-symbolizer": "llvm-14",
+    "llvm-symbolizer": "llvm-14", "clang-format": "clang-format",
 }
 # Headers outside the C++ and C standard libraries (by their first path part), and their package.
 HEADERS = {

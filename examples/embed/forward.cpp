@@ -9,7 +9,8 @@ int main(int argc, char** argv) {
   auto listen = amb::parse_host_port(argc == 3 ? argv[1] : "");
   auto target = amb::parse_host_port(argc == 3 ? argv[2] : "");
   if (!listen || !target) {
-    std::fprintf(stderr, "usage: forward LISTEN_HOST:PORT TARGET_HOST:PORT (%s)\n", (listen ? target : listen).error.c_str());
+    std::fprintf(stderr, "usage: forward LISTEN_HOST:PORT TARGET_HOST:PORT (%s)\n",
+                 (listen ? target : listen).error.c_str());
     return 2;
   }
 

@@ -18,8 +18,10 @@ int main(int argc, char** argv) {
 
   asio::io_context io;
   amb::etcd_client etcd(io.get_executor(), {.endpoints = {*etcd_url}});
-  amb::etcd_registrar registrar(etcd, *engine, {.seed = amb::seed_config{.container = argv[3], .private_port = *port, .service = argv[5]}});
-  asio::co_spawn(io, registrar.run(), [&](std::exception_ptr e, int) { if (e) io.stop(); });  // no engine: logged
+  amb::seed_config container{.container = argv[3], .private_port = *port, .service = argv[5]};
+  amb::etcd_registrar registrar(etcd, *engine, {.seed = container});
+  // run() returns only with exit_with_container; it logs and throws when the engine is unusable at start
+  asio::co_spawn(io, registrar.run(), [&](std::exception_ptr, int) { io.stop(); });
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](auto, int) { asio::co_spawn(io, registrar.stop(), [&](auto) { io.stop(); }); });
   io.run();

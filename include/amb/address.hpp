@@ -24,12 +24,12 @@ struct parsed {
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {
-  std::string host{};        ///< name or numeric address, IPv6 without brackets
+  std::string host{};      ///< name or numeric address, IPv6 without brackets
   std::uint16_t port = 0;  ///< 1..65535
   /// "host:port", with brackets around an IPv6 address.
   std::string to_string() const {
     return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
-                                                : host + ":" + std::to_string(port);
+                                               : host + ":" + std::to_string(port);
   }
   friend bool operator==(const host_port&, const host_port&) = default;
 };
@@ -101,7 +101,7 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
 struct endpoint {
   std::string unix_path{};  ///< non-empty for a unix domain socket
   host_port tcp{};          ///< used when unix_path is empty
-  bool tls = false;       ///< https://: TCP with TLS (amb/tls_options.hpp)
+  bool tls = false;         ///< https://: TCP with TLS (amb/tls_options.hpp)
   bool is_unix() const noexcept { return !unix_path.empty(); }
   /// "http://host:port", "https://host:port" or "unix:///path", as it appears in error messages.
   std::string to_string() const {
@@ -133,7 +133,8 @@ inline parsed<endpoint> parse_endpoint(std::string_view text) {
     return r;
   }
   if (!scheme.empty() && scheme != "http" && scheme != "https" && scheme != "tcp") {
-    r.error = "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
+    r.error =
+        "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
     return r;
   }
   ep.tls = scheme == "https";
@@ -178,4 +179,4 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
   return r;
 }
 
-} // namespace amb
+}  // namespace amb

@@ -80,11 +80,14 @@ public:
     }
     for (auto& l : loops_) {
       // The frame owns the acceptor, so a frame left queued when the ambassador goes never sees it destroyed.
-      asio::co_spawn(l->ex, [a = l->acceptor, p = &*l->px]() -> asio::awaitable<void> {
-        co_await accept_loop(*a, [p](asio::ip::tcp::socket c) { p->handle(std::move(c)); });
-      }, [](std::exception_ptr e) {
-        if (e) log::error("accept loop ended unexpectedly");
-      });
+      asio::co_spawn(
+          l->ex,
+          [a = l->acceptor, p = &*l->px]() -> asio::awaitable<void> {
+            co_await accept_loop(*a, [p](asio::ip::tcp::socket c) { p->handle(std::move(c)); });
+          },
+          [](std::exception_ptr e) {
+            if (e) log::error("accept loop ended unexpectedly");
+          });
       if (l->own) l->thread = std::thread([&io = *l->own] { io.run(); });
     }
   }
@@ -198,12 +201,12 @@ public:
 
 private:
   struct loop {
-    std::unique_ptr<asio::io_context> own;            // null for loop 0 (the constructor's executor)
+    std::unique_ptr<asio::io_context> own;  // null for loop 0 (the constructor's executor)
     asio::any_io_executor ex;
     std::optional<balancer> bal;
     std::optional<proxy> px;
     std::shared_ptr<asio::ip::tcp::acceptor> acceptor;  // shared with the accept loop's frame
-    std::atomic<bool> stopped{false};                 // set on the loop's thread just before it stops
+    std::atomic<bool> stopped{false};                   // set on the loop's thread just before it stops
     std::thread thread;
   };
 
@@ -241,4 +244,4 @@ private:
   std::vector<std::unique_ptr<loop>> loops_;
 };
 
-} // namespace amb
+}  // namespace amb

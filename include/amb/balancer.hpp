@@ -42,8 +42,8 @@ inline const char* to_string(balance_policy p) noexcept {
 /// Parses "round-robin", "weighted", "least-conn", "p2c" or "source-hash".
 inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
   parsed<balance_policy> r;
-  for (auto p : {balance_policy::round_robin, balance_policy::weighted, balance_policy::least_conn,
-                 balance_policy::p2c, balance_policy::source_hash})
+  for (auto p : {balance_policy::round_robin, balance_policy::weighted, balance_policy::least_conn, balance_policy::p2c,
+                 balance_policy::source_hash})
     if (text == to_string(p)) {
       r.value = p;
       return r;
@@ -56,15 +56,15 @@ inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
 /// instance lives on (with its counters) until its last connection ends.
 struct instance {
   using clock = std::chrono::steady_clock;
-  std::string id;                    ///< the etcd key it came from
-  host_port address;                 ///< where to connect
-  std::uint32_t weight = 1;          ///< relative share (1..)
-  std::size_t active = 0;            ///< live connections right now
+  std::string id;                       ///< the etcd key it came from
+  host_port address;                    ///< where to connect
+  std::uint32_t weight = 1;             ///< relative share (1..)
+  std::size_t active = 0;               ///< live connections right now
   std::uint32_t consecutive_fails = 0;  ///< connect failures since the last success
-  std::uint64_t total_fails = 0;     ///< connect failures ever (for metrics)
-  clock::time_point ejected_until{};  ///< not chosen before this (unless nothing else is left)
-  bool ejected = false;              ///< set while in an ejection period that has been logged
-  std::int64_t current_weight = 0;   ///< smooth weighted round-robin state
+  std::uint64_t total_fails = 0;        ///< connect failures ever (for metrics)
+  clock::time_point ejected_until{};    ///< not chosen before this (unless nothing else is left)
+  bool ejected = false;                 ///< set while in an ejection period that has been logged
+  std::int64_t current_weight = 0;      ///< smooth weighted round-robin state
   /// True while the instance sits out an ejection period.
   bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
 };
@@ -115,16 +115,16 @@ public:
   /// Tuning; the defaults follow nginx's max_fails/fail_timeout spirit (3 fails, 10 s).
   struct options {
     balance_policy policy = balance_policy::round_robin;  ///< how to choose
-    std::uint32_t max_fails = 3;                          ///< consecutive connect failures before ejection (0: never eject)
+    std::uint32_t max_fails = 3;  ///< consecutive connect failures before ejection (0: never eject)
     clock::duration fail_timeout = std::chrono::seconds(10);  ///< how long an ejected instance sits out
-    std::uint32_t virtual_nodes = 100;                    ///< ring points per unit of weight (source-hash)
-    std::uint64_t seed = 0x5eed;                          ///< random source for p2c (fixed for reproducible tests)
+    std::uint32_t virtual_nodes = 100;                        ///< ring points per unit of weight (source-hash)
+    std::uint64_t seed = 0x5eed;                              ///< random source for p2c (fixed for reproducible tests)
   };
 
   /// One desired instance, for replace_all.
   struct entry {
-    std::string id{};            ///< etcd key
-    host_port address{};         ///< where to connect
+    std::string id{};          ///< etcd key
+    host_port address{};       ///< where to connect
     std::uint32_t weight = 1;  ///< relative share
   };
 
@@ -145,7 +145,9 @@ public:
       i->id = id;
       i->address = address;
       i->weight = weight;
-      set_.insert(std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }), i);
+      set_.insert(
+          std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }),
+          i);
       out.push_back({balancer_change::added, id, address, weight});
     } else if ((*it)->address != address) {
       auto i = std::make_shared<instance>();
@@ -342,9 +344,9 @@ private:
     if (opts_.policy != balance_policy::source_hash) return;
     for (const auto& p : set_) {
       // Cap the points per instance so a huge weight cannot blow the ring up.
-      std::uint64_t points = std::min<std::uint64_t>(static_cast<std::uint64_t>(opts_.virtual_nodes) * p->weight, 10000);
-      for (std::uint64_t v = 0; v < points; ++v)
-        ring_.emplace_back(hash(p->id + "#" + std::to_string(v)), p.get());
+      std::uint64_t points =
+          std::min<std::uint64_t>(static_cast<std::uint64_t>(opts_.virtual_nodes) * p->weight, 10000);
+      for (std::uint64_t v = 0; v < points; ++v) ring_.emplace_back(hash(p->id + "#" + std::to_string(v)), p.get());
     }
     std::sort(ring_.begin(), ring_.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first < b.first : a.second->id < b.second->id;
@@ -371,4 +373,4 @@ private:
   std::mt19937_64 rng_;
 };
 
-} // namespace amb
+}  // namespace amb

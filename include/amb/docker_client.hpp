@@ -51,7 +51,8 @@ inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>
   parsed<docker_engine> r;
   auto from = [&](std::string_view text, const std::string& source) {
     if (text.find("://") == std::string_view::npos) {
-      r.error = "bad engine address " + log::quoted(text) + " in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
+      r.error =
+          "bad engine address " + log::quoted(text) + " in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
       return;
     }
     auto scheme = text.substr(0, text.find("://"));
@@ -113,8 +114,8 @@ public:
     auto res = co_await send("/_ping", "ping engine");
     if (res.status != 200 || res.body.substr(0, 2) != "OK")
       throw docker_failure(make_error_code(errc::bad_response),
-                              "ping engine at " + server_.to_string() + ": not a Docker Engine API (HTTP " +
-                                  std::to_string(res.status) + " " + detail::quote_body(res.body) + ")");
+                           "ping engine at " + server_.to_string() + ": not a Docker Engine API (HTTP " +
+                               std::to_string(res.status) + " " + detail::quote_body(res.body) + ")");
   }
 
   /// `GET /version` (unversioned) and chooses the API version for later calls (docs/protocols.md §2.2).
@@ -183,8 +184,10 @@ public:
     auto on_data = [&](std::string_view piece) {
       auto ec = lines.feed(piece, [&](std::string_view line) {
         auto ev = detail::parse_docker_event(line);
-        if (ev) on_event(*ev);
-        else log_bad_event(ev.error);
+        if (ev)
+          on_event(*ev);
+        else
+          log_bad_event(ev.error);
       });
       if (ec) throw bad_response(step, "an event line longer than 1 MiB");
     };
@@ -222,8 +225,7 @@ private:
   static void log_bad_event(const std::string& error) { log::warn("skipping an event line: ", error); }
 
   docker_failure bad_response(const std::string& step, const std::string& detail) const {
-    return docker_failure(make_error_code(errc::bad_response),
-                             step + " at " + server_.to_string() + ": " + detail);
+    return docker_failure(make_error_code(errc::bad_response), step + " at " + server_.to_string() + ": " + detail);
   }
 
   static bool refuses_version(const http_response& res) {
@@ -243,9 +245,9 @@ private:
       co_return co_await std::move(op);
     } catch (const std::system_error& e) {
       if (is_protocol_error(e.code()))
-        throw docker_failure(make_error_code(errc::bad_response),
-                                step + " at " + server_.to_string() + ": not a Docker Engine API (GET " + target +
-                                    ": " + e.code().message() + ")");
+        throw docker_failure(make_error_code(errc::bad_response), step + " at " + server_.to_string() +
+                                                                      ": not a Docker Engine API (GET " + target +
+                                                                      ": " + e.code().message() + ")");
       throw;
     }
   }
@@ -281,11 +283,11 @@ private:
     if ((res.status == 404 || res.status == 500) && lower.find("no such container") != std::string::npos)
       throw docker_failure(make_error_code(errc::no_such_container), where + "no such container");
     if (message.empty())
-      throw docker_failure(make_error_code(errc::bad_response),
-                              where + "not a Docker Engine API (HTTP " + std::to_string(res.status) + " " +
-                                  detail::quote_body(res.body) + ")");
+      throw docker_failure(make_error_code(errc::bad_response), where + "not a Docker Engine API (HTTP " +
+                                                                    std::to_string(res.status) + " " +
+                                                                    detail::quote_body(res.body) + ")");
     throw docker_failure(make_error_code(errc::docker_error),
-                            where + "HTTP " + std::to_string(res.status) + ": " + message);
+                         where + "HTTP " + std::to_string(res.status) + ": " + message);
   }
 
   asio::any_io_executor ex_;
@@ -295,4 +297,4 @@ private:
   std::string api_version_;
 };
 
-} // namespace amb
+}  // namespace amb

@@ -10,37 +10,37 @@ namespace amb {
 /// Errors raised by amb itself; system and Asio errors keep their own categories.
 enum class errc {
   // --- addresses and input ---
-  bad_address = 1,        ///< text is not host:port, [v6]:port or a known URL form
-  bad_port,               ///< port missing, not a number, or outside 1..65535
-  bad_value,              ///< a registry value that is neither the seed's JSON nor host:port
+  bad_address = 1,  ///< text is not host:port, [v6]:port or a known URL form
+  bad_port,         ///< port missing, not a number, or outside 1..65535
+  bad_value,        ///< a registry value that is neither the seed's JSON nor host:port
   // --- HTTP parser ---
-  bad_status_line,        ///< first line is not "HTTP/1.x NNN reason"
-  bad_header,             ///< a header line without a colon, or with a bad name
-  header_too_large,       ///< the header block exceeds the parser's limit
-  line_too_long,          ///< one line (status, header, chunk size) exceeds the limit
-  bad_content_length,     ///< Content-Length missing digits, duplicated with other values, or too big
-  bad_chunk_size,         ///< a chunk-size line that is not hexadecimal
-  bad_chunk_terminator,   ///< chunk data not followed by CRLF
-  chunk_too_large,        ///< a chunk size beyond the body limit
-  body_too_large,         ///< a body beyond the client's limit
-  body_truncated,         ///< EOF before Content-Length bytes arrived
-  chunk_truncated,        ///< EOF inside a chunked body, before the last chunk
+  bad_status_line,       ///< first line is not "HTTP/1.x NNN reason"
+  bad_header,            ///< a header line without a colon, or with a bad name
+  header_too_large,      ///< the header block exceeds the parser's limit
+  line_too_long,         ///< one line (status, header, chunk size) exceeds the limit
+  bad_content_length,    ///< Content-Length missing digits, duplicated with other values, or too big
+  bad_chunk_size,        ///< a chunk-size line that is not hexadecimal
+  bad_chunk_terminator,  ///< chunk data not followed by CRLF
+  chunk_too_large,       ///< a chunk size beyond the body limit
+  body_too_large,        ///< a body beyond the client's limit
+  body_truncated,        ///< EOF before Content-Length bytes arrived
+  chunk_truncated,       ///< EOF inside a chunked body, before the last chunk
   // --- transport ---
-  timeout,                ///< connect, request or read took longer than allowed
-  connection_closed,      ///< the peer closed before a response began
+  timeout,            ///< connect, request or read took longer than allowed
+  connection_closed,  ///< the peer closed before a response began
   // --- servers ---
-  bad_response,           ///< a server answered with something that is not the protocol (HTML, garbage)
-  http_status,            ///< a server answered with an unexpected HTTP status
-  etcd_error,             ///< etcd returned an error object (gRPC code and message kept by the caller)
-  lease_lost,             ///< etcd says the lease is gone (expired or unknown)
-  watch_canceled,         ///< etcd canceled a watch for a reason other than compaction
-  compacted,              ///< the requested revision was compacted away
-  no_endpoint,            ///< every configured endpoint failed
-  no_such_container,      ///< the engine does not know the container
-  port_not_published,     ///< the container does not publish the private port
-  docker_error,           ///< the engine returned an error message
-  no_instance,            ///< the balancer has no live instance to offer
-  tls_unsupported,        ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
+  bad_response,             ///< a server answered with something that is not the protocol (HTML, garbage)
+  http_status,              ///< a server answered with an unexpected HTTP status
+  etcd_error,               ///< etcd returned an error object (gRPC code and message kept by the caller)
+  lease_lost,               ///< etcd says the lease is gone (expired or unknown)
+  watch_canceled,           ///< etcd canceled a watch for a reason other than compaction
+  compacted,                ///< the requested revision was compacted away
+  no_endpoint,              ///< every configured endpoint failed
+  no_such_container,        ///< the engine does not know the container
+  port_not_published,       ///< the container does not publish the private port
+  docker_error,             ///< the engine returned an error message
+  no_instance,              ///< the balancer has no live instance to offer
+  tls_unsupported,          ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
   tls_certificate_refused,  ///< a TLS server rejected our client certificate, or wanted one we did not give
 };
 
@@ -78,12 +78,13 @@ public:
       case errc::docker_error: return "container engine error";
       case errc::no_instance: return "no instance available";
       case errc::tls_unsupported: return "this build has no TLS support (configure with -DAMB_TLS=ON)";
-      case errc::tls_certificate_refused: return "the server refused our TLS client certificate (none given, or not trusted by it)";
+      case errc::tls_certificate_refused:
+        return "the server refused our TLS client certificate (none given, or not trusted by it)";
     }
     return "unknown amb error";
   }
 };
-} // namespace detail
+}  // namespace detail
 
 /// The "amb" error category.
 inline const std::error_category& amb_category() noexcept {
@@ -94,7 +95,7 @@ inline const std::error_category& amb_category() noexcept {
 /// Makes errc usable as std::error_code (found by ADL).
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), amb_category()}; }
 
-} // namespace amb
+}  // namespace amb
 
 template <>
 struct std::is_error_code_enum<amb::errc> : std::true_type {};

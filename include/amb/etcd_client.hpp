@@ -29,10 +29,10 @@ namespace amb {
 
 /// How an etcd_client reaches etcd.
 struct etcd_client_options {
-  std::vector<endpoint> endpoints{};                    ///< tried in order from the last one that worked; a failing one is skipped
-  std::string user{};                                   ///< auth user; empty = no auth
-  std::string password{};                               ///< auth password (never logged)
-  tls_options tls{};                                    ///< CA, client certificate and key for https:// endpoints
+  std::vector<endpoint> endpoints{};  ///< tried in order from the last one that worked; a failing one is skipped
+  std::string user{};                 ///< auth user; empty = no auth
+  std::string password{};             ///< auth password (never logged)
+  tls_options tls{};                  ///< CA, client certificate and key for https:// endpoints
   std::chrono::milliseconds connect_timeout{2000};    ///< per connect attempt
   std::chrono::milliseconds request_timeout{5000};    ///< per request (etcd can otherwise hang for minutes)
   int retry_rounds = 2;                               ///< passes over all endpoints per call before giving up
@@ -53,7 +53,8 @@ inline std::string etcd_error_context(const std::system_error& e) {
 /// non-JSON refusals read like that, e.g. its gateway's "CommonName of client sending a request against
 /// gateway will be ignored and not used as expected" (a client certificate with a CN while auth is on).
 inline std::string etcd_plain_text(const http_response& resp) {
-  if (resp.header("Content-Type").substr(0, 10) != "text/plain" || resp.body.empty() || resp.body.size() > 300) return {};
+  if (resp.header("Content-Type").substr(0, 10) != "text/plain" || resp.body.empty() || resp.body.size() > 300)
+    return {};
   std::string text = resp.body;
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   for (unsigned char c : text)
@@ -76,7 +77,7 @@ inline std::string etcd_printable(std::string_view key) {
   }
   return out;
 }
-} // namespace detail
+}  // namespace detail
 
 /// An etcd v3 client over the JSON gateway (docs/protocols.md part 1). Every call is a coroutine on the
 /// client's executor (one thread: no locking); the client must outlive the calls. Each call tries the
@@ -117,7 +118,8 @@ public:
   /// count of every key under it, at the revision in the result: a cheap check that a copy is current.
   asio::awaitable<etcd_range_result> newest_in_prefix(std::string prefix) {
     const std::string step = "newest key of " + detail::etcd_printable(prefix);
-    auto body = co_await call("/v3/kv/range", detail::etcd_newest_key_body(prefix, detail::etcd_prefix_end(prefix)), step);
+    auto body =
+        co_await call("/v3/kv/range", detail::etcd_newest_key_body(prefix, detail::etcd_prefix_end(prefix)), step);
     etcd_range_result r;
     check_parse(detail::etcd_parse_range(body, r), step);
     co_return r;
@@ -328,7 +330,8 @@ public:
 private:
   static std::string strip_last(const std::string& failures, const std::error_code& ec) {
     const std::string suffix = ": " + ec.message();
-    if (failures.size() >= suffix.size() && failures.compare(failures.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (failures.size() >= suffix.size() &&
+        failures.compare(failures.size() - suffix.size(), suffix.size(), suffix) == 0)
       return failures.substr(0, failures.size() - suffix.size());
     return failures;
   }
@@ -405,14 +408,15 @@ private:
   asio::awaitable<void> authenticate_at(std::size_t i) {
     const std::string at = options_.endpoints[i].to_string();
     token_.clear();  // the authenticate request itself goes without a token
-    auto resp = co_await request_at(i, "/v3/auth/authenticate", detail::etcd_auth_body(options_.user, options_.password));
+    auto resp =
+        co_await request_at(i, "/v3/auth/authenticate", detail::etcd_auth_body(options_.user, options_.password));
     const std::string step = "etcd authenticate as " + options_.user + " at " + at;
     if (resp.status / 100 != 2) {
       auto err = detail::etcd_parse_error(resp.body);
       if (!err)
-        throw std::system_error(errc::bad_response,
-                                step + ": HTTP " + std::to_string(resp.status) + " with a body that is not an etcd reply" +
-                                    detail::etcd_plain_text(resp));
+        throw std::system_error(errc::bad_response, step + ": HTTP " + std::to_string(resp.status) +
+                                                        " with a body that is not an etcd reply" +
+                                                        detail::etcd_plain_text(resp));
       throw etcd_error(err->code, err->message, step);
     }
     std::string token;
@@ -433,4 +437,4 @@ private:
   bool closed_ = false;
 };
 
-} // namespace amb
+}  // namespace amb

@@ -12,20 +12,20 @@ enum class grpc_code {
   ok = 0,
   cancelled = 1,
   unknown = 2,
-  invalid_argument = 3,     ///< bad request, "user name is empty" (no token), bad password
+  invalid_argument = 3,  ///< bad request, "user name is empty" (no token), bad password
   deadline_exceeded = 4,
-  not_found = 5,            ///< "requested lease not found"
+  not_found = 5,  ///< "requested lease not found"
   already_exists = 6,
   permission_denied = 7,
   resource_exhausted = 8,
   failed_precondition = 9,  ///< "lease already exists"
   aborted = 10,
-  out_of_range = 11,        ///< "required revision has been compacted", future revision
+  out_of_range = 11,  ///< "required revision has been compacted", future revision
   unimplemented = 12,
   internal = 13,
-  unavailable = 14,         ///< member without leader or shutting down: try another endpoint
+  unavailable = 14,  ///< member without leader or shutting down: try another endpoint
   data_loss = 15,
-  unauthenticated = 16,     ///< "invalid auth token": re-authenticate
+  unauthenticated = 16,  ///< "invalid auth token": re-authenticate
 };
 
 namespace detail {
@@ -33,15 +33,16 @@ class grpc_category_impl final : public std::error_category {
 public:
   const char* name() const noexcept override { return "grpc"; }
   std::string message(int value) const override {
-    static const char* const names[] = {"ok", "cancelled", "unknown", "invalid argument", "deadline exceeded",
-                                        "not found", "already exists", "permission denied", "resource exhausted",
-                                        "failed precondition", "aborted", "out of range", "unimplemented",
-                                        "internal", "unavailable", "data loss", "unauthenticated"};
+    static const char* const names[] = {
+        "ok",        "cancelled",      "unknown",           "invalid argument",   "deadline exceeded",
+        "not found", "already exists", "permission denied", "resource exhausted", "failed precondition",
+        "aborted",   "out of range",   "unimplemented",     "internal",           "unavailable",
+        "data loss", "unauthenticated"};
     if (value >= 0 && value <= 16) return names[value];
     return "gRPC code " + std::to_string(value);
   }
 };
-} // namespace detail
+}  // namespace detail
 
 /// The "grpc" error category: values are gRPC status codes as etcd reports them.
 inline const std::error_category& grpc_category() noexcept {
@@ -76,7 +77,7 @@ private:
   std::string what_;
 };
 
-} // namespace amb
+}  // namespace amb
 
 template <>
 struct std::is_error_code_enum<amb::grpc_code> : std::true_type {};

@@ -29,14 +29,17 @@ class etcd_follower {
 public:
   /// Follows `directory` ("/services/redis-A/", see service_directory()) through `client`.
   etcd_follower(ambassador& a, etcd_client& client, std::string directory, etcd_watch_options options = {})
-      : ambassador_(a), client_(client), state_(std::make_shared<state>()),
-        watcher_(client, directory, options), started_(std::chrono::steady_clock::now()) {
+      : ambassador_(a),
+        client_(client),
+        state_(std::make_shared<state>()),
+        watcher_(client, directory, options),
+        started_(std::chrono::steady_clock::now()) {
     state_->directory = std::move(directory);
     state_->per_loop.resize(a.loops());
     ambassador_.on_each_loop([s = state_](std::size_t i, balancer& b, proxy& p) {
       s->per_loop[i] = std::make_unique<service_instances>(
-          b, [&p] { p.instances_changed(); },
-          i == 0 ? service_instances::logging::on : service_instances::logging::off, s->directory);
+          b, [&p] { p.instances_changed(); }, i == 0 ? service_instances::logging::on : service_instances::logging::off,
+          s->directory);
       p.instances_known(false);  // until the first read of etcd
     });
     asio::co_spawn(client_.executor(), watcher_.run([this](const etcd_watch_update& u) { apply(u); }),
@@ -103,7 +106,8 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   m.declare("amb_connections_accepted_total", "counter", "Client connections accepted.");
   m.declare("amb_connections_active", "gauge", "Client connections open now.");
   m.declare("amb_connections_rejected_total", "counter", "Clients closed because no instance could be reached.");
-  m.declare("amb_bytes_total", "counter", "Bytes relayed; direction up = client to instance, down = instance to client.");
+  m.declare("amb_bytes_total", "counter",
+            "Bytes relayed; direction up = client to instance, down = instance to client.");
   m.declare("amb_connect_failures_total", "counter", "Failed connects to an instance, by instance key.");
   m.declare("amb_instances", "gauge", "Instances known from etcd.");
   m.declare("amb_instances_ejected", "gauge", "Instances sitting out after failed connects.");
@@ -131,4 +135,4 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   });
 }
 
-} // namespace amb
+}  // namespace amb

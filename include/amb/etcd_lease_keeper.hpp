@@ -23,10 +23,10 @@ namespace amb {
 
 /// How an etcd_lease_keeper behaves.
 struct etcd_lease_keeper_options {
-  std::int64_t ttl = 5;                               ///< lease TTL in seconds (the seed's 5 s)
-  std::chrono::milliseconds tick{0};                  ///< keepalive interval; 0 = TTL/3, well inside the TTL
-  std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failure
-  std::chrono::milliseconds retry_backoff_max{0};     ///< cap of the doubling wait; 0 = the tick
+  std::int64_t ttl = 5;                            ///< lease TTL in seconds (the seed's 5 s)
+  std::chrono::milliseconds tick{0};               ///< keepalive interval; 0 = TTL/3, well inside the TTL
+  std::chrono::milliseconds retry_backoff{250};    ///< first wait after a failure
+  std::chrono::milliseconds retry_backoff_max{0};  ///< cap of the doubling wait; 0 = the tick
 };
 
 /// Owns one lease and a set of registrations (key → value) written under it. run() grants the lease,
@@ -128,7 +128,9 @@ public:
 
   /// Calls `f(key, value)` each time a registration is written to etcd under the current lease (also
   /// when it is written again under a new lease): how a registrar says "registered" only when it is true.
-  void on_written(std::function<void(const std::string& key, const std::string& value)> f) { on_written_ = std::move(f); }
+  void on_written(std::function<void(const std::string& key, const std::string& value)> f) {
+    on_written_ = std::move(f);
+  }
 
   /// The current lease id, 0 while there is none.
   std::int64_t lease_id() const noexcept { return lease_; }
@@ -243,4 +245,4 @@ private:
   std::function<void(const std::string&, const std::string&)> on_written_;
 };
 
-} // namespace amb
+}  // namespace amb

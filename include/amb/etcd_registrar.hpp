@@ -43,8 +43,11 @@ class etcd_registrar {
 public:
   /// A registrar writing through `etcd` (which must outlive it), reading the engine at `engine`.
   etcd_registrar(etcd_client& etcd, const endpoint& engine, etcd_registrar_options options)
-      : etcd_(etcd), options_(std::move(options)), keeper_(etcd, keeper_options(options_.ttl)),
-        api_(etcd.executor(), engine), events_(etcd.executor(), engine) {
+      : etcd_(etcd),
+        options_(std::move(options)),
+        keeper_(etcd, keeper_options(options_.ttl)),
+        api_(etcd.executor(), engine),
+        events_(etcd.executor(), engine) {
     keeper_.on_written([this](const std::string& key, const std::string& value) { written(key, value); });
     registration_sink sink{[this](std::string key, std::string value) -> asio::awaitable<void> {
                              co_await set(std::move(key), std::move(value));
@@ -54,8 +57,10 @@ public:
                              waiting_.erase(key);
                              co_await keeper_.erase(key);
                            }};
-    if (options_.seed) seed_.emplace(api_, events_, sink, options_.registry, *options_.seed);
-    else automatic_.emplace(api_, events_, sink, options_.registry, options_.automatic);
+    if (options_.seed)
+      seed_.emplace(api_, events_, sink, options_.registry, *options_.seed);
+    else
+      automatic_.emplace(api_, events_, sink, options_.registry, options_.automatic);
   }
   etcd_registrar(const etcd_registrar&) = delete;
   etcd_registrar& operator=(const etcd_registrar&) = delete;
@@ -156,4 +161,4 @@ private:
   std::map<std::string, std::string> waiting_;    // key -> value set but not yet seen written
 };
 
-} // namespace amb
+}  // namespace amb

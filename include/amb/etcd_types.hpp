@@ -55,10 +55,10 @@ struct etcd_lease {
 
 /// Result of a lease time-to-live query.
 struct etcd_lease_ttl {
-  std::int64_t id = 0;             ///< the lease asked about
-  std::int64_t ttl = -1;           ///< remaining seconds; -1 when the lease is gone
-  std::int64_t granted_ttl = 0;    ///< the TTL it was granted with
-  std::vector<std::string> keys;   ///< attached keys, when asked for
+  std::int64_t id = 0;            ///< the lease asked about
+  std::int64_t ttl = -1;          ///< remaining seconds; -1 when the lease is gone
+  std::int64_t granted_ttl = 0;   ///< the TTL it was granted with
+  std::vector<std::string> keys;  ///< attached keys, when asked for
 };
 
 /// One change seen by a watch.
@@ -70,4 +70,4 @@ struct etcd_event {
   friend bool operator==(const etcd_event&, const etcd_event&) = default;
 };
 
-} // namespace amb
+}  // namespace amb

@@ -12,7 +12,7 @@ namespace detail {
 struct context_access : asio::execution_context {
   static constexpr auto shutdown_fn = &context_access::shutdown;
 };
-} // namespace detail
+}  // namespace detail
 
 /// Destroys every handler and coroutine frame still queued in `ctx`, what its destructor does first.
 /// Call it once run() has returned and before the objects those frames point into (clients, the
@@ -23,4 +23,4 @@ inline void destroy_pending_work(asio::execution_context& ctx) noexcept {
   (ctx.*detail::context_access::shutdown_fn)();
 }
 
-} // namespace amb
+}  // namespace amb

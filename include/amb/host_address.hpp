@@ -32,4 +32,4 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
   return policy.address;
 }
 
-} // namespace amb
+}  // namespace amb

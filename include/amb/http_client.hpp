@@ -34,19 +34,21 @@ namespace amb {
 
 /// An HTTP request; the body is always sent with Content-Length.
 struct http_request {
-  std::string method = "GET";        ///< request method
-  std::string target = "/";          ///< path and query
-  std::vector<http_header> headers{};  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
-  std::string body{};                  ///< request body (may be empty)
+  std::string method = "GET";  ///< request method
+  std::string target = "/";    ///< path and query
+  std::vector<http_header>
+      headers{};  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
+  std::string body{};  ///< request body (may be empty)
 };
 
 /// Limits and timeouts of an http_client.
 struct http_client_options {
   std::chrono::milliseconds connect_timeout{3000};   ///< per connect attempt
   std::chrono::milliseconds request_timeout{10000};  ///< whole request(): connect+send+read
-  std::chrono::milliseconds stream_head_timeout{0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
-  std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
-  std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
+  std::chrono::milliseconds stream_head_timeout{
+      0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
+  std::size_t max_header_bytes = 64 * 1024;       ///< status line + headers (and trailers)
+  std::size_t max_body_bytes = 64 * 1024 * 1024;  ///< a whole body read into memory
   tls_context_ptr tls{};  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
   /// TCP keepalive on every TCP connection: idle time before the first probe, then probes this far apart,
   /// and how many go unanswered before the kernel declares the peer gone (0 s idle = off). A long-lived
@@ -106,8 +108,10 @@ private:
     auto [ec, n] = co_await tls->async_read_some(asio::buffer(buffer), use_nothrow_awaitable);
     // A server that dies (or closes without close_notify) truncates the TLS stream: treat it as EOF and
     // let the parser judge, as for plain TCP (a length or chunked body then reports its truncation).
-    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
-    else if (ec) ec = tls_peer_error(ec);
+    if (ec == asio::ssl::error::stream_truncated)
+      ec = asio::error::eof;
+    else if (ec)
+      ec = tls_peer_error(ec);
     co_return std::tuple<std::error_code, std::size_t>{ec, n};
   }
 #endif
@@ -121,9 +125,9 @@ struct http_client_state {
   asio::any_io_executor ex;
   endpoint server;
   http_client_options options;
-  std::vector<std::shared_ptr<http_connection>> idle;   ///< kept-alive connections, ready for reuse
-  std::vector<std::weak_ptr<http_connection>> open;     ///< every connection, for close()
-  std::uint64_t generation = 0;                         ///< bumped by close(): older calls abort
+  std::vector<std::shared_ptr<http_connection>> idle;  ///< kept-alive connections, ready for reuse
+  std::vector<std::weak_ptr<http_connection>> open;    ///< every connection, for close()
+  std::uint64_t generation = 0;                        ///< bumped by close(): older calls abort
 
   std::shared_ptr<http_connection> make_connection() {
     auto c = std::make_shared<http_connection>(ex);
@@ -172,8 +176,7 @@ inline std::string serialize_request(const http_request& req, const endpoint& se
   out += req.method + " " + req.target + " HTTP/1.1\r\n";
   bool has_host = false, has_length = false;
   for (auto& h : req.headers) {
-    if (h.name.empty() || has_line_break(h.name) || has_line_break(h.value) ||
-        h.name.find(':') != std::string::npos)
+    if (h.name.empty() || has_line_break(h.name) || has_line_break(h.value) || h.name.find(':') != std::string::npos)
       return {};
     has_host = has_host || iequals(h.name, "Host");
     has_length = has_length || iequals(h.name, "Content-Length");
@@ -187,7 +190,7 @@ inline std::string serialize_request(const http_request& req, const endpoint& se
   return out;
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// HTTP/1.1 client for one server. One io_context thread: calls may overlap (each takes its own
 /// connection), but the client is not thread-safe. https:// needs a build with AMB_WITH_TLS (without
@@ -223,7 +226,8 @@ public:
     const auto deadline = detail::deadline_after(st->options.request_timeout);
     const std::string what = describe(req);
     const std::string wire = detail::serialize_request(req, st->server);
-    if (wire.empty()) throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
+    if (wire.empty())
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
 
     for (int attempt = 0;; ++attempt) {
       std::shared_ptr<detail::http_connection> conn;
@@ -241,8 +245,10 @@ public:
       detail::step_error e;
       auto [write_ec, written] = co_await send(*conn, wire, deadline);
       (void)written;
-      if (write_ec) e = {write_ec, "send"};
-      else e = {co_await read(*conn, parser, deadline, std::chrono::milliseconds(0)), "read response"};
+      if (write_ec)
+        e = {write_ec, "send"};
+      else
+        e = {co_await read(*conn, parser, deadline, std::chrono::milliseconds(0)), "read response"};
       if (st->generation != generation) e = {asio::error::operation_aborted, e.ec ? e.step : "read response"};
 
       if (e) {
@@ -273,7 +279,8 @@ public:
     const auto generation = st->generation;
     const std::string what = describe(req);
     const std::string wire = detail::serialize_request(req, st->server);
-    if (wire.empty()) throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
+    if (wire.empty())
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
 
     auto conn = st->make_connection();  // destroyed (closed) on every way out, exceptions included
     if (auto e = co_await connect(st, *conn, detail::deadline_after(st->options.request_timeout), generation); e)
@@ -349,7 +356,8 @@ private:
                                                      detail::http_clock::time_point request_deadline,
                                                      std::uint64_t generation) {
     using asio::generic::stream_protocol;
-    if (st->server.tls && !tls_available) co_return detail::step_error{make_error_code(errc::tls_unsupported), "connect"};
+    if (st->server.tls && !tls_available)
+      co_return detail::step_error{make_error_code(errc::tls_unsupported), "connect"};
     std::vector<stream_protocol::endpoint> targets;
     if (st->server.is_unix()) {
       targets.emplace_back(asio::local::stream_protocol::endpoint(st->server.unix_path));
@@ -362,9 +370,9 @@ private:
         // Name resolution is not raced against the timer: Asio's resolver runs getaddrinfo on a
         // thread and cannot abandon it; the system resolver has its own timeouts.
         asio::ip::tcp::resolver resolver(st->ex);
-        auto [rec, results] = co_await resolver.async_resolve(st->server.tcp.host, std::to_string(st->server.tcp.port),
-                                                              asio::ip::resolver_base::numeric_service,
-                                                              detail::use_nothrow_awaitable);
+        auto [rec, results] =
+            co_await resolver.async_resolve(st->server.tcp.host, std::to_string(st->server.tcp.port),
+                                            asio::ip::resolver_base::numeric_service, detail::use_nothrow_awaitable);
         if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "resolve"};
         if (rec) co_return detail::step_error{rec, "resolve"};
         for (auto& r : results) targets.emplace_back(r.endpoint());
@@ -379,8 +387,8 @@ private:
       c.socket.open(target.protocol(), ec);
       if (!ec) {
         auto deadline = std::min(request_deadline, detail::deadline_after(st->options.connect_timeout));
-        auto r = co_await detail::before_deadline(c.socket.async_connect(target, detail::use_nothrow_awaitable),
-                                                  deadline);
+        auto r =
+            co_await detail::before_deadline(c.socket.async_connect(target, detail::use_nothrow_awaitable), deadline);
         ec = r ? std::get<0>(*r) : make_error_code(errc::timeout);
       }
       if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "connect"};
@@ -391,8 +399,8 @@ private:
         }
 #if AMB_WITH_TLS
         if (st->server.tls)
-          co_return co_await handshake(st, c, std::min(request_deadline, detail::deadline_after(st->options.connect_timeout)),
-                                       generation);
+          co_return co_await handshake(
+              st, c, std::min(request_deadline, detail::deadline_after(st->options.connect_timeout)), generation);
 #endif
         co_return detail::step_error{};
       }
@@ -408,15 +416,17 @@ private:
   // TLS on a connected socket (https), within the connect timeout; a certificate that fails the check
   // gives its reason ("certificate verify failed: IP address mismatch").
   static asio::awaitable<detail::step_error> handshake(state_ptr st, detail::http_connection& c,
-                                                       detail::http_clock::time_point deadline, std::uint64_t generation) {
+                                                       detail::http_clock::time_point deadline,
+                                                       std::uint64_t generation) {
     c.tls = std::make_unique<detail::tls_stream>(c.socket, st->options.tls->native());
     detail::tls_expect_host(*c.tls, st->server.tcp.host);
-    auto r = co_await detail::before_deadline(c.tls->async_handshake(asio::ssl::stream_base::client,
-                                                                     detail::use_nothrow_awaitable),
-                                              deadline);
+    auto r = co_await detail::before_deadline(
+        c.tls->async_handshake(asio::ssl::stream_base::client, detail::use_nothrow_awaitable), deadline);
     std::error_code ec = r ? std::get<0>(*r) : make_error_code(errc::timeout);
-    if (st->generation != generation) ec = asio::error::operation_aborted;
-    else if (ec && r) ec = detail::tls_handshake_error(*c.tls, ec);
+    if (st->generation != generation)
+      ec = asio::error::operation_aborted;
+    else if (ec && r)
+      ec = detail::tls_handshake_error(*c.tls, ec);
     if (!ec) co_return detail::step_error{};
     c.tls.reset();
     std::error_code ignored;  // leaves the connection closed on failure
@@ -437,7 +447,8 @@ private:
   // skipped). Each read must finish before `deadline` and within `idle` (0 = no idle limit).
   // on_body callbacks run in here; their exceptions propagate.
   static asio::awaitable<std::error_code> read(detail::http_connection& c, http_response_parser& p,
-                                               detail::http_clock::time_point deadline, std::chrono::milliseconds idle) {
+                                               detail::http_clock::time_point deadline,
+                                               std::chrono::milliseconds idle) {
     auto feed = [&](std::string_view bytes, bool& stop) -> std::error_code {
       while (!bytes.empty()) {
         auto r = p.feed(bytes);
@@ -480,4 +491,4 @@ private:
   state_ptr state_;
 };
 
-} // namespace amb
+}  // namespace amb

@@ -49,9 +49,9 @@ enum class parse_state {
 
 /// The answer of one feed() or finish_eof() call.
 struct parse_result {
-  std::size_t consumed = 0;             ///< bytes of the input that were used
+  std::size_t consumed = 0;  ///< bytes of the input that were used
   parse_state state = parse_state::need_more;
-  std::error_code error;                ///< an amb::errc when state == error
+  std::error_code error;  ///< an amb::errc when state == error
 };
 
 namespace detail {
@@ -66,7 +66,7 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
   }
   return true;
 }
-} // namespace detail
+}  // namespace detail
 
 inline std::string_view http_response::header(std::string_view name) const {
   for (auto& h : headers)
@@ -94,7 +94,7 @@ void for_each_list_item(std::string_view value, F&& f) {
     value.remove_prefix(comma + 1);
   }
 }
-} // namespace detail
+}  // namespace detail
 
 /// Push parser for one HTTP/1.x response. The socket code only moves bytes; feed() takes them in
 /// pieces of any size and says need_more / done / error. Bytes after a complete response are left
@@ -171,9 +171,7 @@ public:
       case state::headers: return fail(0, errc::connection_closed);
       case state::body_length: return fail(0, errc::body_truncated);
       case state::body_chunked: return fail(0, errc::chunk_truncated);
-      case state::body_eof:
-        state_ = state::done;
-        return done_result(0);
+      case state::body_eof: state_ = state::done; return done_result(0);
     }
     return fail(0, errc::connection_closed);
   }
@@ -312,7 +310,8 @@ private:
   parse_result parse_body(std::string_view bytes, std::size_t pos) {
     switch (state_) {
       case state::body_length: {
-        if (!sink_ && remaining_ > max_body_ - std::min(max_body_, response_.body.size())) return fail(pos, errc::body_too_large);
+        if (!sink_ && remaining_ > max_body_ - std::min(max_body_, response_.body.size()))
+          return fail(pos, errc::body_too_large);
         auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, bytes.size() - pos));
         remaining_ -= n;
         if (remaining_ == 0) state_ = state::done;
@@ -341,15 +340,16 @@ private:
         state_ = state::done;
         return done_result(pos);
       }
-      default:
-        return done_result(pos);
+      default: return done_result(pos);
     }
   }
 
   void deliver(std::string_view piece) {
     if (piece.empty()) return;
-    if (sink_) sink_(piece);
-    else response_.body.append(piece);
+    if (sink_)
+      sink_(piece);
+    else
+      response_.body.append(piece);
   }
 
   static parse_result need_more(std::size_t consumed) {
@@ -396,4 +396,4 @@ private:
   std::error_code error_;
 };
 
-} // namespace amb
+}  // namespace amb

@@ -24,11 +24,14 @@ inline std::string& program_ref() noexcept {
   static std::string p = "amb";
   return p;
 }
-} // namespace detail
+}  // namespace detail
 
 /// Sets the program name that prefixes every line (call once at start-up).
 inline void set_program(std::string_view name) noexcept {
-  try { detail::program_ref() = std::string(name); } catch (...) {}
+  try {
+    detail::program_ref() = std::string(name);
+  } catch (...) {
+  }
 }
 /// The program name that prefixes every line.
 inline const std::string& program() noexcept { return detail::program_ref(); }
@@ -41,12 +44,18 @@ inline bool enabled(level l) noexcept { return l >= current_level() && l != leve
 
 /// Parses "debug", "info", "warn"/"warning", "error", "off".
 inline bool parse_level(std::string_view text, level& out) noexcept {
-  if (text == "debug") out = level::debug;
-  else if (text == "info") out = level::info;
-  else if (text == "warn" || text == "warning") out = level::warn;
-  else if (text == "error") out = level::error;
-  else if (text == "off") out = level::off;
-  else return false;
+  if (text == "debug")
+    out = level::debug;
+  else if (text == "info")
+    out = level::info;
+  else if (text == "warn" || text == "warning")
+    out = level::warn;
+  else if (text == "error")
+    out = level::error;
+  else if (text == "off")
+    out = level::off;
+  else
+    return false;
   return true;
 }
 
@@ -65,12 +74,18 @@ inline void append_escaped(std::string& out, std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c < 0x80) {
-      if (c == '\n') out += "\\n";
-      else if (c == '\r') out += "\\r";
-      else if (c == '\t') out += "\\t";
-      else if (c == '\\') out += "\\\\";
-      else if (c < 0x20 || c == 0x7f) byte(c);
-      else out += static_cast<char>(c);
+      if (c == '\n')
+        out += "\\n";
+      else if (c == '\r')
+        out += "\\r";
+      else if (c == '\t')
+        out += "\\t";
+      else if (c == '\\')
+        out += "\\\\";
+      else if (c < 0x20 || c == 0x7f)
+        byte(c);
+      else
+        out += static_cast<char>(c);
       ++i;
       continue;
     }
@@ -104,7 +119,7 @@ inline void append_size(std::string& out, std::size_t size) {
   out.append(buf, r.ptr);
   out += " bytes)";
 }
-} // namespace detail
+}  // namespace detail
 
 /// Outside text (a registry value, a key, an argument, a server's body) for a log line or an error
 /// message, in double quotes: escaped (see below) so that the line stays one line and cannot be
@@ -140,7 +155,8 @@ inline void append(std::string& s, std::string_view v) { s.append(v); }
 inline void append(std::string& s, const char* v) { s.append(v ? v : "(null)"); }
 inline void append(std::string& s, char c) { s.push_back(c); }
 inline void append(std::string& s, bool b) { s.append(b ? "true" : "false"); }
-template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
+template <class T,
+          std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
 void append(std::string& s, T v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -152,7 +168,7 @@ void append(std::string& s, T v) {
   int n = std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
   if (n > 0) s.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
 }
-} // namespace detail
+}  // namespace detail
 
 /// Writes one line at level `l`: the parts (strings, characters, numbers) are appended together,
 /// then written with one write(2).
@@ -180,9 +196,21 @@ void write(level l, const Parts&... parts) noexcept {
   }
 }
 
-template <class... P> void debug(const P&... p) noexcept { write(level::debug, p...); }
-template <class... P> void info(const P&... p) noexcept { write(level::info, p...); }
-template <class... P> void warn(const P&... p) noexcept { write(level::warn, p...); }
-template <class... P> void error(const P&... p) noexcept { write(level::error, p...); }
+template <class... P>
+void debug(const P&... p) noexcept {
+  write(level::debug, p...);
+}
+template <class... P>
+void info(const P&... p) noexcept {
+  write(level::info, p...);
+}
+template <class... P>
+void warn(const P&... p) noexcept {
+  write(level::warn, p...);
+}
+template <class... P>
+void error(const P&... p) noexcept {
+  write(level::error, p...);
+}
 
-} // namespace amb::log
+}  // namespace amb::log

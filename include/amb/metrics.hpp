@@ -53,10 +53,14 @@ public:
     std::string out(key);
     out += "=\"";
     for (char c : value) {
-      if (c == '\\') out += "\\\\";
-      else if (c == '"') out += "\\\"";
-      else if (c == '\n') out += "\\n";
-      else out += c;
+      if (c == '\\')
+        out += "\\\\";
+      else if (c == '"')
+        out += "\\\"";
+      else if (c == '\n')
+        out += "\\n";
+      else
+        out += c;
     }
     out += '"';
     return out;
@@ -113,9 +117,9 @@ private:
 
 /// Limits for the metrics endpoint.
 struct metrics_server_options {
-  std::size_t max_request = 8192;                           ///< request head larger than this: 431 and close
-  std::chrono::milliseconds read_timeout{5000};             ///< a client that sends no full head in time is closed
-  std::size_t max_clients = 64;                             ///< more concurrent scrapers than this are closed at once
+  std::size_t max_request = 8192;                ///< request head larger than this: 431 and close
+  std::chrono::milliseconds read_timeout{5000};  ///< a client that sends no full head in time is closed
+  std::size_t max_clients = 64;                  ///< more concurrent scrapers than this are closed at once
 };
 
 namespace detail {
@@ -156,7 +160,7 @@ inline std::string metrics_answer(std::string_view head, metrics_registry& m, bo
   return reply;
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Serves /metrics and /healthz on an HTTP/1.1 listener: one request per connection, then close.
 /// `ready` is asked at each /healthz request (e.g. "the first etcd read succeeded").
@@ -267,4 +271,4 @@ private:
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-} // namespace amb
+}  // namespace amb

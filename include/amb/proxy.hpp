@@ -23,10 +23,11 @@ namespace amb {
 
 /// How the proxy treats each client connection.
 struct proxy_options {
-  std::string service = "service";                       ///< named in log lines, e.g. "/services/redis-A/"
-  std::chrono::milliseconds connect_timeout{3000};       ///< per upstream connect attempt
-  std::chrono::milliseconds idle_timeout{0};             ///< no byte either way this long closes the pair; 0 = never
-  std::chrono::milliseconds wait_for_backend{0};         ///< hold a client this long when no instance is reachable; 0 = close at once
+  std::string service = "service";                  ///< named in log lines, e.g. "/services/redis-A/"
+  std::chrono::milliseconds connect_timeout{3000};  ///< per upstream connect attempt
+  std::chrono::milliseconds idle_timeout{0};        ///< no byte either way this long closes the pair; 0 = never
+  std::chrono::milliseconds wait_for_backend{
+      0};  ///< hold a client this long when no instance is reachable; 0 = close at once
   /// One fixed target (simple-amb): a failed connect closes the client at once with the static
   /// forwarder's line, `connection from CLIENT: connect TARGET: ERROR`, instead of failing over.
   bool fixed_target = false;
@@ -34,11 +35,11 @@ struct proxy_options {
 
 /// Running totals the proxy keeps (read by the metrics endpoint).
 struct proxy_stats {
-  std::uint64_t accepted = 0;                               ///< client connections accepted
-  std::uint64_t active = 0;                                 ///< client connections open now
-  std::uint64_t rejected = 0;                               ///< clients closed because no instance could be reached
-  relay_counters bytes;                                     ///< bytes up (client -> instance) and down, all connections
-  std::map<std::string, std::uint64_t> connect_failures;    ///< failed connects per instance id
+  std::uint64_t accepted = 0;                             ///< client connections accepted
+  std::uint64_t active = 0;                               ///< client connections open now
+  std::uint64_t rejected = 0;                             ///< clients closed because no instance could be reached
+  relay_counters bytes;                                   ///< bytes up (client -> instance) and down, all connections
+  std::map<std::string, std::uint64_t> connect_failures;  ///< failed connects per instance id
 };
 
 /// Hands each accepted client to an instance from `balancer` and relays bytes until both sides close.
@@ -156,7 +157,8 @@ private:
             log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
                       "); closing connection from ", client_name());
           else if (tried.empty())
-            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ", client_name());
+            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ",
+                      client_name());
           else
             log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
                       " tried); closing connection from ", client_name());
@@ -164,9 +166,10 @@ private:
           co_return false;  // closing the socket tells the client at once
         }
         // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
-        asio::steady_timer retry(executor_, std::min<std::chrono::steady_clock::duration>(
-                                                give_up_at - now, std::chrono::milliseconds(500)));
-        co_await (changed_.async_wait(detail::use_nothrow_awaitable) || retry.async_wait(detail::use_nothrow_awaitable));
+        asio::steady_timer retry(
+            executor_, std::min<std::chrono::steady_clock::duration>(give_up_at - now, std::chrono::milliseconds(500)));
+        co_await (changed_.async_wait(detail::use_nothrow_awaitable) ||
+                  retry.async_wait(detail::use_nothrow_awaitable));
         tried.clear();
         continue;
       }
@@ -180,7 +183,8 @@ private:
         const auto at = std::chrono::steady_clock::now();
         if (at - last_shortage_line_ >= std::chrono::seconds(1)) {
           log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
-                    ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                    ec.message(),
+                    " (a limit of this ambassador, not a failure of the instance); closing connection from ",
                     client_name(),
                     shortages_unlogged_ ? " (" + std::to_string(shortages_unlogged_) + " more since the last such line)"
                                         : std::string());
@@ -196,7 +200,8 @@ private:
         ++stats_.rejected;
         ++stats_.connect_failures[inst->id];
         // Closing the client is all there is to do: it sees the connection end; the listener stays up.
-        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ", ec.message());
+        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ",
+                  ec.message());
         drain_and_shut(client);
         co_return false;
       }
@@ -204,18 +209,21 @@ private:
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
         if (log::enabled(log::level::debug))
-          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ", client_name(), ": ",
-                     ec.message(), "; trying the next instance");
+          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
+                     client_name(), ": ", ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
+          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
+                    " ejected for ",
                     std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
                     "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))
-        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " is reachable again");
+        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
+                  " is reachable again");
       if (log::enabled(log::level::debug))
-        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()));
+        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ",
+                   log::escaped(inst->address.to_string()));
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
@@ -234,10 +242,10 @@ private:
   proxy_options opts_;
   proxy_stats stats_;
   std::chrono::steady_clock::time_point last_shortage_line_{};  // the last "limit of this ambassador" line
-  std::uint64_t shortages_unlogged_ = 0;                          // such connects since, not logged
-  asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
-  asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
+  std::uint64_t shortages_unlogged_ = 0;                        // such connects since, not logged
+  asio::steady_timer changed_;                                  // cancelled to wake clients waiting for an instance
+  asio::steady_timer idle_;                                     // cancelled when the last connection ends (drain)
   bool instances_known_ = true;
 };
 
-} // namespace amb
+}  // namespace amb

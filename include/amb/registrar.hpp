@@ -42,11 +42,11 @@ enum class value_format {
 
 /// What both modes share.
 struct registrar_options {
-  std::string prefix = "/services";                ///< keys are <prefix>/<service>/<instance>
-  value_format format = value_format::json;        ///< value form
-  std::chrono::milliseconds resync{30000};         ///< full re-read of the engine, in case an event was missed
-  std::chrono::milliseconds retry{1000};           ///< wait after the engine failed to answer
-  host_ip_policy host_ip{};                          ///< the address for bindings on all interfaces
+  std::string prefix = "/services";          ///< keys are <prefix>/<service>/<instance>
+  value_format format = value_format::json;  ///< value form
+  std::chrono::milliseconds resync{30000};   ///< full re-read of the engine, in case an event was missed
+  std::chrono::milliseconds retry{1000};     ///< wait after the engine failed to answer
+  host_ip_policy host_ip{};                  ///< the address for bindings on all interfaces
 };
 
 /// The value for host:port with `extra` fields, in `format`.
@@ -104,8 +104,7 @@ inline std::int64_t unix_now() {
 /// fault costs a few lines a minute rather than two a second.
 inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t since,
                                            std::function<void(const docker_event&)> on_event,
-                                           std::function<void()> on_reconnect,
-                                           std::chrono::milliseconds retry) {
+                                           std::function<void()> on_reconnect, std::chrono::milliseconds retry) {
   using clock = std::chrono::steady_clock;
   constexpr std::chrono::milliseconds max_wait{8000};
   constexpr std::chrono::seconds short_lived{10};
@@ -149,15 +148,15 @@ inline void log_if_failed(std::exception_ptr e) {
   }
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Seed mode: what to register for one container.
 struct seed_config {
-  std::string container{};                                    ///< name or id, as given; also the instance id
-  std::uint16_t private_port = 0;                           ///< the container's port (tcp)
-  std::string service{};                                      ///< service name
-  std::vector<std::pair<std::string, std::string>> extra{};   ///< KEY=VALUE fields for the JSON value
-  bool exit_with_container = false;                         ///< return when the container is removed (or absent at start)
+  std::string container{};                                   ///< name or id, as given; also the instance id
+  std::uint16_t private_port = 0;                            ///< the container's port (tcp)
+  std::string service{};                                     ///< service name
+  std::vector<std::pair<std::string, std::string>> extra{};  ///< KEY=VALUE fields for the JSON value
+  bool exit_with_container = false;  ///< return when the container is removed (or absent at start)
 };
 
 /// Seed mode: keeps <prefix>/<service>/<container> in step with one container's life. Stop/die →
@@ -168,8 +167,13 @@ public:
   /// `api` serves inspect calls, `events` the events stream (two clients: each has one connection).
   seed_follower(docker_client& api, docker_client& events, registration_sink sink, registrar_options options,
                 seed_config config)
-      : api_(api), events_(events), sink_(std::move(sink)), options_(std::move(options)), config_(std::move(config)),
-        key_(options_.prefix + "/" + config_.service + "/" + config_.container), wake_(api.executor()) {}
+      : api_(api),
+        events_(events),
+        sink_(std::move(sink)),
+        options_(std::move(options)),
+        config_(std::move(config)),
+        key_(options_.prefix + "/" + config_.service + "/" + config_.container),
+        wake_(api.executor()) {}
 
   /// The registry key this follower owns.
   const std::string& key() const { return key_; }
@@ -180,12 +184,11 @@ public:
   /// 1 when it is absent or does not publish the port at start.
   asio::awaitable<int> run() {
     auto ex = co_await asio::this_coro::executor;
-    asio::co_spawn(
-        ex,
-        detail::follow_events(
-            events_, detail::unix_now() - 1, [this](const docker_event& ev) { on_event(ev); },
-            [this] { wake_.notify(); }, options_.retry),
-        detail::log_if_failed);
+    asio::co_spawn(ex,
+                   detail::follow_events(
+                       events_, detail::unix_now() - 1, [this](const docker_event& ev) { on_event(ev); },
+                       [this] { wake_.notify(); }, options_.retry),
+                   detail::log_if_failed);
     for (bool first = true;; first = false) {
       if (auto code = co_await reconcile(first)) co_return *code;
       co_await wake_.wait_for(engine_failing_ ? options_.retry : options_.resync);
@@ -230,8 +233,8 @@ private:
       seen_ = true;
       if (!info.running) {
         state = "stopped";
-        line = who + " is not running (" + (info.status.empty() ? "stopped" : info.status) + "): " + key_ +
-               " removed" + waiting;
+        line = who + " is not running (" + (info.status.empty() ? "stopped" : info.status) + "): " + key_ + " removed" +
+               waiting;
       } else if (auto bindings = info.bindings(config_.private_port); bindings.empty()) {
         unpublished = true;
         state = "unpublished";
@@ -254,7 +257,8 @@ private:
     } catch (const std::system_error& e) {
       if (e.code() != errc::no_such_container) {
         // The engine is away: the container most likely still runs, so keep what is registered.
-        if (!engine_failing_) log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
+        if (!engine_failing_)
+          log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
         engine_failing_ = true;
         last_state_.clear();
         co_return std::nullopt;
@@ -302,7 +306,7 @@ private:
 
 /// Automatic mode: naming rules beyond the shared options.
 struct auto_config {
-  std::string hostname{};        ///< first part of instance ids <host>:<container>:<port>
+  std::string hostname{};      ///< first part of instance ids <host>:<container>:<port>
   bool explicit_only = false;  ///< register only ports whose container names a service (SERVICE_NAME...)
 };
 
@@ -409,7 +413,7 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
     }
     if (is_loopback_address(*host))
       plan.notes.push_back(who + " port " + ps + " is published on " + *host +
-                             ": registered, but only ambassadors on this host can reach it");
+                           ": registered, but only ambassadors on this host can reach it");
     auto_entry e;
     e.service = service;
     e.instance = config.hostname + ":" + c.name + ":" + ps;
@@ -429,7 +433,11 @@ public:
   /// `api` serves list/inspect calls, `events` the events stream.
   auto_follower(docker_client& api, docker_client& events, registration_sink sink, registrar_options options,
                 auto_config config)
-      : api_(api), events_(events), sink_(std::move(sink)), options_(std::move(options)), config_(std::move(config)),
+      : api_(api),
+        events_(events),
+        sink_(std::move(sink)),
+        options_(std::move(options)),
+        config_(std::move(config)),
         wake_(api.executor()) {}
 
   /// Every key registered now, key → value.
@@ -442,29 +450,30 @@ public:
   /// Runs forever.
   asio::awaitable<void> run() {
     auto ex = co_await asio::this_coro::executor;
-    asio::co_spawn(
-        ex,
-        detail::follow_events(
-            events_, detail::unix_now() - 1,
-            [this](const docker_event& ev) {
-              if (ev.type == "container" && is_lifecycle_action(ev.action) && !ev.id.empty()) {
-                pending_.insert(ev.id);
-                wake_.notify();
-              }
-            },
-            [this] {
-              resync_now_ = true;
-              wake_.notify();
-            },
-            options_.retry),
-        detail::log_if_failed);
+    asio::co_spawn(ex,
+                   detail::follow_events(
+                       events_, detail::unix_now() - 1,
+                       [this](const docker_event& ev) {
+                         if (ev.type == "container" && is_lifecycle_action(ev.action) && !ev.id.empty()) {
+                           pending_.insert(ev.id);
+                           wake_.notify();
+                         }
+                       },
+                       [this] {
+                         resync_now_ = true;
+                         wake_.notify();
+                       },
+                       options_.retry),
+                   detail::log_if_failed);
     auto next_resync = std::chrono::steady_clock::now();
     for (;;) {
       if (resync_now_ || std::chrono::steady_clock::now() >= next_resync) {
         resync_now_ = false;
         pending_.clear();  // a full pass covers them
-        if (co_await resync()) next_resync = std::chrono::steady_clock::now() + options_.resync;
-        else next_resync = std::chrono::steady_clock::now() + options_.retry;
+        if (co_await resync())
+          next_resync = std::chrono::steady_clock::now() + options_.resync;
+        else
+          next_resync = std::chrono::steady_clock::now() + options_.retry;
       }
       while (!pending_.empty()) {
         auto id = *pending_.begin();
@@ -550,8 +559,8 @@ private:
     if (!info.running) skip_notes_.erase(id);
     std::map<std::string, std::string> want;
     for (const auto& e : plan.entries) want[e.key] = e.value;
-    const std::string why =
-        info.running ? std::string("no longer published") : "container " + (info.status.empty() ? std::string("stopped") : info.status);
+    const std::string why = info.running ? std::string("no longer published")
+                                         : "container " + (info.status.empty() ? std::string("stopped") : info.status);
     co_await apply(id, want, why);
     co_return true;
   }
@@ -599,4 +608,4 @@ private:
   std::map<std::string, std::string> skip_notes_;
 };
 
-} // namespace amb
+}  // namespace amb

@@ -17,7 +17,7 @@ namespace amb {
 
 /// One instance as written under <prefix>/<service>/<instance-id>.
 struct registry_value {
-  host_port address{};         ///< where to connect
+  host_port address{};       ///< where to connect
   std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000)
   /// Other JSON fields, in key order: strings as they are, other values as JSON text.
   std::vector<std::pair<std::string, std::string>> extra{};
@@ -52,8 +52,10 @@ inline bool is_json_number(std::string_view s) {
   auto digit = [&](std::size_t k) { return k < n && s[k] >= '0' && s[k] <= '9'; };
   if (i < n && s[i] == '-') ++i;
   if (!digit(i)) return false;
-  if (s[i] == '0') ++i;
-  else while (digit(i)) ++i;
+  if (s[i] == '0')
+    ++i;
+  else
+    while (digit(i)) ++i;
   if (i < n && s[i] == '.') {
     ++i;
     if (!digit(i)) return false;
@@ -153,7 +155,7 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   return r;
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Parses a registry value: the seed's JSON object (port as number or numeric string,
 /// optional positive integer "weight", other fields kept in `extra`) or plain "host:port"
@@ -163,8 +165,7 @@ inline parsed<registry_value> parse_registry_value(std::string_view text) {
     text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n' || text.back() == '\r'))
     text.remove_suffix(1);
-  if (!text.empty() && text.front() == '{')
-    return detail::parse_registry_json(text);
+  if (!text.empty() && text.front() == '{') return detail::parse_registry_json(text);
   parsed<registry_value> r;
   if (text.empty()) {
     r.error = "bad registry value \"\": empty";
@@ -226,4 +227,4 @@ inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_v
   return r;
 }
 
-} // namespace amb
+}  // namespace amb

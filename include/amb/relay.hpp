@@ -57,9 +57,9 @@ namespace amb {
 
 /// Bytes moved by the relay; "up" is client -> server, "down" is server -> client.
 struct relay_counters {
-  std::uint64_t bytes_up = 0;    ///< bytes written to the server
-  std::uint64_t bytes_down = 0;  ///< bytes written to the client
-  std::uint64_t empty_reads = 0; ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
+  std::uint64_t bytes_up = 0;     ///< bytes written to the server
+  std::uint64_t bytes_down = 0;   ///< bytes written to the client
+  std::uint64_t empty_reads = 0;  ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
 };
 
 /// How a relay behaves.
@@ -157,7 +157,7 @@ inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{})
 /// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
 /// scheduler_operation; a C-style cast is the conversion the language allows for that).
 inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
-} // namespace reactor_fields
+}  // namespace reactor_fields
 
 /// "Wake me when the socket becomes readable", queued on the epoll reactor without a syscall.
 ///
@@ -173,7 +173,8 @@ inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operat
 /// The op is reused for every wait of its direction, so waiting allocates nothing.
 struct readable_op : asio::detail::reactor_op {
   using callback = void (*)(readable_op&, std::error_code, bool destroyed);
-  readable_op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
+  readable_op(void* o, callback cb)
+      : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
   void* owner;
   callback on_done;
 
@@ -210,7 +211,8 @@ public:
       s->non_blocking(true, ignored);
     }
 #if AMB_RELAY_REACTOR_WAIT
-    reactor_ = &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
+    reactor_ =
+        &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
 #endif
     if (options.idle_timeout.count() > 0) {
       last_activity_ = std::chrono::steady_clock::now();
@@ -245,8 +247,8 @@ private:
   direction up_{this, &relay_state::on_wait_up}, down_{this, &relay_state::on_wait_down};
   asio::detail::reactor* reactor_ = nullptr;
   bool armed_up_ = false, armed_down_ = false;  ///< EPOLLRDHUP added to the source's registration
-  int queued_ = 0;                     ///< embedded waits queued in the reactor or scheduler
-  std::shared_ptr<relay_state> self_;  ///< set while queued_ > 0
+  int queued_ = 0;                              ///< embedded waits queued in the reactor or scheduler
+  std::shared_ptr<relay_state> self_;           ///< set while queued_ > 0
 #else
   direction up_, down_;  // up_: client -> server
 #endif
@@ -442,7 +444,7 @@ private:
   std::optional<OnDone> on_done_;
 };
 
-} // namespace detail
+}  // namespace detail
 
 /// Starts relaying between `downstream` and `upstream` and returns at once; `on_done(relay_counters)`
 /// runs once, on the sockets' executor, when both directions have ended (it must not throw). No
@@ -474,4 +476,4 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
       asio::use_awaitable);
 }
 
-} // namespace amb
+}  // namespace amb

@@ -149,7 +149,8 @@ private:
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", log::escaped(key), ": ", error);
+    if (logging_ == logging::on && (it == bad_.end() || it->second != value))
+      log::warn("skipping ", log::escaped(key), ": ", error);
     into[key] = value;
   }
 
@@ -158,9 +159,15 @@ private:
       if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
       switch (c.what) {
-        case balancer_change::added: log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight); break;
-        case balancer_change::changed: log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight); break;
-        case balancer_change::removed: log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")"); break;
+        case balancer_change::added:
+          log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight);
+          break;
+        case balancer_change::changed:
+          log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight);
+          break;
+        case balancer_change::removed:
+          log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")");
+          break;
       }
     }
     if (!changes.empty() && on_change_) on_change_();
@@ -202,4 +209,4 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
                                     [&instances](const etcd_watch_update& u) { instances.apply(u); });
 }
 
-} // namespace amb
+}  // namespace amb

@@ -32,7 +32,7 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
   });
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
 /// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
@@ -63,7 +63,11 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
     addresses.emplace_back(numeric, target.port);
   } else {
     tcp::resolver resolver(executor);
-    if (bounded) detail::arm_deadline(*timer, deadline, alive, [&] { timed_out = true; resolver.cancel(); });
+    if (bounded)
+      detail::arm_deadline(*timer, deadline, alive, [&] {
+        timed_out = true;
+        resolver.cancel();
+      });
     auto [resolve_ec, results] = co_await resolver.async_resolve(target.host, std::to_string(target.port),
                                                                  tcp::resolver::numeric_service, use_nothrow_awaitable);
     if (timer) timer->cancel();
@@ -102,4 +106,4 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
   co_return last;
 }
 
-} // namespace amb
+}  // namespace amb

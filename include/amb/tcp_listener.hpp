@@ -72,7 +72,10 @@ inline bool is_resource_error(const std::error_code& ec) noexcept {
       ec.category() != std::generic_category())
     return false;
   switch (ec.value()) {
-    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: return true;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM: return true;
     default: return false;
   }
 }
@@ -89,8 +92,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
-      if (in_burst)
-        log::debug("accepting again after ", failed_in_burst, " failed accepts");
+      if (in_burst) log::debug("accepting again after ", failed_in_burst, " failed accepts");
       in_burst = false;
       on_accept(std::move(socket));
       continue;
@@ -102,8 +104,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
       std::error_code ignored;  // only used for the log line
       auto local = acceptor.local_endpoint(ignored);
       log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
-                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up"
-                                                  : "; retrying in 100ms");
+                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up" : "; retrying in 100ms");
       in_burst = true;
       failed_in_burst = 1;
     }
@@ -112,4 +113,4 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   }
 }
 
-} // namespace amb
+}  // namespace amb

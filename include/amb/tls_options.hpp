@@ -31,7 +31,7 @@ struct tls_options {
 
 namespace detail {
 class tls_client_context;  // defined in amb/tls_stream.hpp, only when AMB_WITH_TLS
-} // namespace detail
+}  // namespace detail
 
 /// A loaded TLS client configuration, shared by every connection that uses it (null = none).
 using tls_context_ptr = std::shared_ptr<detail::tls_client_context>;
@@ -52,4 +52,4 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
   return {};
 }
 
-} // namespace amb
+}  // namespace amb

@@ -125,13 +125,13 @@ inline std::error_code tls_handshake_error(tls_stream& s, const std::error_code&
   return tls_peer_error(ec);
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Loads a TLS client configuration for http_client_options::tls (throws std::system_error naming the file).
 inline tls_context_ptr make_tls_context(const tls_options& options) {
   return std::make_shared<detail::tls_client_context>(options);
 }
 
-} // namespace amb
+}  // namespace amb
 
-#endif // AMB_WITH_TLS
+#endif  // AMB_WITH_TLS

@@ -10,4 +10,4 @@
 namespace amb {
 /// The library's version as "MAJOR.MINOR.PATCH".
 inline constexpr const char* version = AMB_VERSION_STRING;
-} // namespace amb
+}  // namespace amb

@@ -46,7 +46,7 @@
 namespace amb {
 /// The library's version as "MAJOR.MINOR.PATCH".
 inline constexpr const char* version = AMB_VERSION_STRING;
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_VERSION_HPP
 // ---- end amb/version.hpp ----
 
@@ -63,37 +63,37 @@ namespace amb {
 /// Errors raised by amb itself; system and Asio errors keep their own categories.
 enum class errc {
   // --- addresses and input ---
-  bad_address = 1,        ///< text is not host:port, [v6]:port or a known URL form
-  bad_port,               ///< port missing, not a number, or outside 1..65535
-  bad_value,              ///< a registry value that is neither the seed's JSON nor host:port
+  bad_address = 1,  ///< text is not host:port, [v6]:port or a known URL form
+  bad_port,         ///< port missing, not a number, or outside 1..65535
+  bad_value,        ///< a registry value that is neither the seed's JSON nor host:port
   // --- HTTP parser ---
-  bad_status_line,        ///< first line is not "HTTP/1.x NNN reason"
-  bad_header,             ///< a header line without a colon, or with a bad name
-  header_too_large,       ///< the header block exceeds the parser's limit
-  line_too_long,          ///< one line (status, header, chunk size) exceeds the limit
-  bad_content_length,     ///< Content-Length missing digits, duplicated with other values, or too big
-  bad_chunk_size,         ///< a chunk-size line that is not hexadecimal
-  bad_chunk_terminator,   ///< chunk data not followed by CRLF
-  chunk_too_large,        ///< a chunk size beyond the body limit
-  body_too_large,         ///< a body beyond the client's limit
-  body_truncated,         ///< EOF before Content-Length bytes arrived
-  chunk_truncated,        ///< EOF inside a chunked body, before the last chunk
+  bad_status_line,       ///< first line is not "HTTP/1.x NNN reason"
+  bad_header,            ///< a header line without a colon, or with a bad name
+  header_too_large,      ///< the header block exceeds the parser's limit
+  line_too_long,         ///< one line (status, header, chunk size) exceeds the limit
+  bad_content_length,    ///< Content-Length missing digits, duplicated with other values, or too big
+  bad_chunk_size,        ///< a chunk-size line that is not hexadecimal
+  bad_chunk_terminator,  ///< chunk data not followed by CRLF
+  chunk_too_large,       ///< a chunk size beyond the body limit
+  body_too_large,        ///< a body beyond the client's limit
+  body_truncated,        ///< EOF before Content-Length bytes arrived
+  chunk_truncated,       ///< EOF inside a chunked body, before the last chunk
   // --- transport ---
-  timeout,                ///< connect, request or read took longer than allowed
-  connection_closed,      ///< the peer closed before a response began
+  timeout,            ///< connect, request or read took longer than allowed
+  connection_closed,  ///< the peer closed before a response began
   // --- servers ---
-  bad_response,           ///< a server answered with something that is not the protocol (HTML, garbage)
-  http_status,            ///< a server answered with an unexpected HTTP status
-  etcd_error,             ///< etcd returned an error object (gRPC code and message kept by the caller)
-  lease_lost,             ///< etcd says the lease is gone (expired or unknown)
-  watch_canceled,         ///< etcd canceled a watch for a reason other than compaction
-  compacted,              ///< the requested revision was compacted away
-  no_endpoint,            ///< every configured endpoint failed
-  no_such_container,      ///< the engine does not know the container
-  port_not_published,     ///< the container does not publish the private port
-  docker_error,           ///< the engine returned an error message
-  no_instance,            ///< the balancer has no live instance to offer
-  tls_unsupported,        ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
+  bad_response,             ///< a server answered with something that is not the protocol (HTML, garbage)
+  http_status,              ///< a server answered with an unexpected HTTP status
+  etcd_error,               ///< etcd returned an error object (gRPC code and message kept by the caller)
+  lease_lost,               ///< etcd says the lease is gone (expired or unknown)
+  watch_canceled,           ///< etcd canceled a watch for a reason other than compaction
+  compacted,                ///< the requested revision was compacted away
+  no_endpoint,              ///< every configured endpoint failed
+  no_such_container,        ///< the engine does not know the container
+  port_not_published,       ///< the container does not publish the private port
+  docker_error,             ///< the engine returned an error message
+  no_instance,              ///< the balancer has no live instance to offer
+  tls_unsupported,          ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
   tls_certificate_refused,  ///< a TLS server rejected our client certificate, or wanted one we did not give
 };
 
@@ -131,12 +131,13 @@ public:
       case errc::docker_error: return "container engine error";
       case errc::no_instance: return "no instance available";
       case errc::tls_unsupported: return "this build has no TLS support (configure with -DAMB_TLS=ON)";
-      case errc::tls_certificate_refused: return "the server refused our TLS client certificate (none given, or not trusted by it)";
+      case errc::tls_certificate_refused:
+        return "the server refused our TLS client certificate (none given, or not trusted by it)";
     }
     return "unknown amb error";
   }
 };
-} // namespace detail
+}  // namespace detail
 
 /// The "amb" error category.
 inline const std::error_category& amb_category() noexcept {
@@ -147,7 +148,7 @@ inline const std::error_category& amb_category() noexcept {
 /// Makes errc usable as std::error_code (found by ADL).
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), amb_category()}; }
 
-} // namespace amb
+}  // namespace amb
 
 template <>
 struct std::is_error_code_enum<amb::errc> : std::true_type {};
@@ -181,11 +182,14 @@ inline std::string& program_ref() noexcept {
   static std::string p = "amb";
   return p;
 }
-} // namespace detail
+}  // namespace detail
 
 /// Sets the program name that prefixes every line (call once at start-up).
 inline void set_program(std::string_view name) noexcept {
-  try { detail::program_ref() = std::string(name); } catch (...) {}
+  try {
+    detail::program_ref() = std::string(name);
+  } catch (...) {
+  }
 }
 /// The program name that prefixes every line.
 inline const std::string& program() noexcept { return detail::program_ref(); }
@@ -198,12 +202,18 @@ inline bool enabled(level l) noexcept { return l >= current_level() && l != leve
 
 /// Parses "debug", "info", "warn"/"warning", "error", "off".
 inline bool parse_level(std::string_view text, level& out) noexcept {
-  if (text == "debug") out = level::debug;
-  else if (text == "info") out = level::info;
-  else if (text == "warn" || text == "warning") out = level::warn;
-  else if (text == "error") out = level::error;
-  else if (text == "off") out = level::off;
-  else return false;
+  if (text == "debug")
+    out = level::debug;
+  else if (text == "info")
+    out = level::info;
+  else if (text == "warn" || text == "warning")
+    out = level::warn;
+  else if (text == "error")
+    out = level::error;
+  else if (text == "off")
+    out = level::off;
+  else
+    return false;
   return true;
 }
 
@@ -222,12 +232,18 @@ inline void append_escaped(std::string& out, std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c < 0x80) {
-      if (c == '\n') out += "\\n";
-      else if (c == '\r') out += "\\r";
-      else if (c == '\t') out += "\\t";
-      else if (c == '\\') out += "\\\\";
-      else if (c < 0x20 || c == 0x7f) byte(c);
-      else out += static_cast<char>(c);
+      if (c == '\n')
+        out += "\\n";
+      else if (c == '\r')
+        out += "\\r";
+      else if (c == '\t')
+        out += "\\t";
+      else if (c == '\\')
+        out += "\\\\";
+      else if (c < 0x20 || c == 0x7f)
+        byte(c);
+      else
+        out += static_cast<char>(c);
       ++i;
       continue;
     }
@@ -261,7 +277,7 @@ inline void append_size(std::string& out, std::size_t size) {
   out.append(buf, r.ptr);
   out += " bytes)";
 }
-} // namespace detail
+}  // namespace detail
 
 /// Outside text (a registry value, a key, an argument, a server's body) for a log line or an error
 /// message, in double quotes: escaped (see below) so that the line stays one line and cannot be
@@ -297,7 +313,8 @@ inline void append(std::string& s, std::string_view v) { s.append(v); }
 inline void append(std::string& s, const char* v) { s.append(v ? v : "(null)"); }
 inline void append(std::string& s, char c) { s.push_back(c); }
 inline void append(std::string& s, bool b) { s.append(b ? "true" : "false"); }
-template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
+template <class T,
+          std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
 void append(std::string& s, T v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -309,7 +326,7 @@ void append(std::string& s, T v) {
   int n = std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
   if (n > 0) s.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
 }
-} // namespace detail
+}  // namespace detail
 
 /// Writes one line at level `l`: the parts (strings, characters, numbers) are appended together,
 /// then written with one write(2).
@@ -337,12 +354,24 @@ void write(level l, const Parts&... parts) noexcept {
   }
 }
 
-template <class... P> void debug(const P&... p) noexcept { write(level::debug, p...); }
-template <class... P> void info(const P&... p) noexcept { write(level::info, p...); }
-template <class... P> void warn(const P&... p) noexcept { write(level::warn, p...); }
-template <class... P> void error(const P&... p) noexcept { write(level::error, p...); }
+template <class... P>
+void debug(const P&... p) noexcept {
+  write(level::debug, p...);
+}
+template <class... P>
+void info(const P&... p) noexcept {
+  write(level::info, p...);
+}
+template <class... P>
+void warn(const P&... p) noexcept {
+  write(level::warn, p...);
+}
+template <class... P>
+void error(const P&... p) noexcept {
+  write(level::error, p...);
+}
 
-} // namespace amb::log
+}  // namespace amb::log
 #endif // AMB_INLINED_AMB_LOG_HPP
 // ---- end amb/log.hpp ----
 
@@ -372,12 +401,12 @@ struct parsed {
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {
-  std::string host{};        ///< name or numeric address, IPv6 without brackets
+  std::string host{};      ///< name or numeric address, IPv6 without brackets
   std::uint16_t port = 0;  ///< 1..65535
   /// "host:port", with brackets around an IPv6 address.
   std::string to_string() const {
     return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
-                                                : host + ":" + std::to_string(port);
+                                               : host + ":" + std::to_string(port);
   }
   friend bool operator==(const host_port&, const host_port&) = default;
 };
@@ -449,7 +478,7 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
 struct endpoint {
   std::string unix_path{};  ///< non-empty for a unix domain socket
   host_port tcp{};          ///< used when unix_path is empty
-  bool tls = false;       ///< https://: TCP with TLS (amb/tls_options.hpp)
+  bool tls = false;         ///< https://: TCP with TLS (amb/tls_options.hpp)
   bool is_unix() const noexcept { return !unix_path.empty(); }
   /// "http://host:port", "https://host:port" or "unix:///path", as it appears in error messages.
   std::string to_string() const {
@@ -481,7 +510,8 @@ inline parsed<endpoint> parse_endpoint(std::string_view text) {
     return r;
   }
   if (!scheme.empty() && scheme != "http" && scheme != "https" && scheme != "tcp") {
-    r.error = "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
+    r.error =
+        "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
     return r;
   }
   ep.tls = scheme == "https";
@@ -526,7 +556,7 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
   return r;
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_ADDRESS_HPP
 // ---- end amb/address.hpp ----
 
@@ -547,7 +577,8 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
 // The macros must be set before Asio's first header: if Asio came first without them, say so.
 #if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
 #if defined(ASIO_VERSION)
-#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#error \
+    "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
 #endif
 #define ASIO_HAS_CO_AWAIT 1
 #define ASIO_HAS_STD_COROUTINE 1
@@ -571,7 +602,7 @@ namespace detail {
 struct context_access : asio::execution_context {
   static constexpr auto shutdown_fn = &context_access::shutdown;
 };
-} // namespace detail
+}  // namespace detail
 
 /// Destroys every handler and coroutine frame still queued in `ctx`, what its destructor does first.
 /// Call it once run() has returned and before the objects those frames point into (clients, the
@@ -582,7 +613,7 @@ inline void destroy_pending_work(asio::execution_context& ctx) noexcept {
   (ctx.*detail::context_access::shutdown_fn)();
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_EVENT_LOOP_HPP
 // ---- end amb/event_loop.hpp ----
 
@@ -660,11 +691,22 @@ private:
 inline bool is_token_char(char c) noexcept {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~': return true;
+    default: return false;
   }
 }
 
@@ -691,7 +733,8 @@ public:
   struct result {
     std::size_t consumed = 0;  ///< bytes of the input used (bytes after the body are left alone)
     bool done = false;         ///< the terminating chunk and the trailer section are complete
-    std::error_code error;     ///< bad_chunk_size, bad_chunk_terminator, chunk_too_large, line_too_long, bad_header, header_too_large
+    std::error_code
+        error;  ///< bad_chunk_size, bad_chunk_terminator, chunk_too_large, line_too_long, bad_header, header_too_large
   };
 
   /// Longest chunk-size or trailer line accepted (line_too_long beyond).
@@ -795,10 +838,14 @@ private:
     for (; i < line.size(); ++i) {
       char c = line[i];
       unsigned digit;
-      if (c >= '0' && c <= '9') digit = static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') digit = static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') digit = static_cast<unsigned>(c - 'A' + 10);
-      else break;
+      if (c >= '0' && c <= '9')
+        digit = static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        digit = static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        digit = static_cast<unsigned>(c - 'A' + 10);
+      else
+        break;
       if (size > (std::numeric_limits<std::uint64_t>::max() >> 4)) return errc::chunk_too_large;
       size = (size << 4) | digit;
     }
@@ -830,7 +877,7 @@ private:
   std::error_code error_;
 };
 
-} // namespace amb::detail
+}  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_CHUNKED_DECODER_HPP
 // ---- end amb/detail/chunked_decoder.hpp ----
 
@@ -877,9 +924,9 @@ enum class parse_state {
 
 /// The answer of one feed() or finish_eof() call.
 struct parse_result {
-  std::size_t consumed = 0;             ///< bytes of the input that were used
+  std::size_t consumed = 0;  ///< bytes of the input that were used
   parse_state state = parse_state::need_more;
-  std::error_code error;                ///< an amb::errc when state == error
+  std::error_code error;  ///< an amb::errc when state == error
 };
 
 namespace detail {
@@ -894,7 +941,7 @@ inline bool iequals(std::string_view a, std::string_view b) noexcept {
   }
   return true;
 }
-} // namespace detail
+}  // namespace detail
 
 inline std::string_view http_response::header(std::string_view name) const {
   for (auto& h : headers)
@@ -922,7 +969,7 @@ void for_each_list_item(std::string_view value, F&& f) {
     value.remove_prefix(comma + 1);
   }
 }
-} // namespace detail
+}  // namespace detail
 
 /// Push parser for one HTTP/1.x response. The socket code only moves bytes; feed() takes them in
 /// pieces of any size and says need_more / done / error. Bytes after a complete response are left
@@ -999,9 +1046,7 @@ public:
       case state::headers: return fail(0, errc::connection_closed);
       case state::body_length: return fail(0, errc::body_truncated);
       case state::body_chunked: return fail(0, errc::chunk_truncated);
-      case state::body_eof:
-        state_ = state::done;
-        return done_result(0);
+      case state::body_eof: state_ = state::done; return done_result(0);
     }
     return fail(0, errc::connection_closed);
   }
@@ -1140,7 +1185,8 @@ private:
   parse_result parse_body(std::string_view bytes, std::size_t pos) {
     switch (state_) {
       case state::body_length: {
-        if (!sink_ && remaining_ > max_body_ - std::min(max_body_, response_.body.size())) return fail(pos, errc::body_too_large);
+        if (!sink_ && remaining_ > max_body_ - std::min(max_body_, response_.body.size()))
+          return fail(pos, errc::body_too_large);
         auto n = static_cast<std::size_t>(std::min<std::uint64_t>(remaining_, bytes.size() - pos));
         remaining_ -= n;
         if (remaining_ == 0) state_ = state::done;
@@ -1169,15 +1215,16 @@ private:
         state_ = state::done;
         return done_result(pos);
       }
-      default:
-        return done_result(pos);
+      default: return done_result(pos);
     }
   }
 
   void deliver(std::string_view piece) {
     if (piece.empty()) return;
-    if (sink_) sink_(piece);
-    else response_.body.append(piece);
+    if (sink_)
+      sink_(piece);
+    else
+      response_.body.append(piece);
   }
 
   static parse_result need_more(std::size_t consumed) {
@@ -1224,7 +1271,7 @@ private:
   std::error_code error_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_HTTP_RESPONSE_HPP
 // ---- end amb/http_response.hpp ----
 
@@ -1261,7 +1308,7 @@ struct tls_options {
 
 namespace detail {
 class tls_client_context;  // defined in amb/tls_stream.hpp, only when AMB_WITH_TLS
-} // namespace detail
+}  // namespace detail
 
 /// A loaded TLS client configuration, shared by every connection that uses it (null = none).
 using tls_context_ptr = std::shared_ptr<detail::tls_client_context>;
@@ -1282,7 +1329,7 @@ inline std::string tls_unsupported_error(const std::vector<endpoint>& list) {
   return {};
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_TLS_OPTIONS_HPP
 // ---- end amb/tls_options.hpp ----
 
@@ -1411,16 +1458,16 @@ inline std::error_code tls_handshake_error(tls_stream& s, const std::error_code&
   return tls_peer_error(ec);
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Loads a TLS client configuration for http_client_options::tls (throws std::system_error naming the file).
 inline tls_context_ptr make_tls_context(const tls_options& options) {
   return std::make_shared<detail::tls_client_context>(options);
 }
 
-} // namespace amb
+}  // namespace amb
 
-#endif // AMB_WITH_TLS
+#endif  // AMB_WITH_TLS
 #endif // AMB_INLINED_AMB_TLS_STREAM_HPP
 // ---- end amb/tls_stream.hpp ----
 
@@ -1450,7 +1497,7 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
   co_await timer.async_wait(use_nothrow_awaitable);
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_ASYNC_HPP
 // ---- end amb/detail/async.hpp ----
 
@@ -1477,19 +1524,21 @@ namespace amb {
 
 /// An HTTP request; the body is always sent with Content-Length.
 struct http_request {
-  std::string method = "GET";        ///< request method
-  std::string target = "/";          ///< path and query
-  std::vector<http_header> headers{};  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
-  std::string body{};                  ///< request body (may be empty)
+  std::string method = "GET";  ///< request method
+  std::string target = "/";    ///< path and query
+  std::vector<http_header>
+      headers{};  ///< Host added when absent (endpoint::host_header()); Content-Length added for a body or POST/PUT
+  std::string body{};  ///< request body (may be empty)
 };
 
 /// Limits and timeouts of an http_client.
 struct http_client_options {
   std::chrono::milliseconds connect_timeout{3000};   ///< per connect attempt
   std::chrono::milliseconds request_timeout{10000};  ///< whole request(): connect+send+read
-  std::chrono::milliseconds stream_head_timeout{0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
-  std::size_t max_header_bytes = 64 * 1024;          ///< status line + headers (and trailers)
-  std::size_t max_body_bytes = 64 * 1024 * 1024;     ///< a whole body read into memory
+  std::chrono::milliseconds stream_head_timeout{
+      0};  ///< stream(): status line + headers must arrive within this (0 = idle timeout only)
+  std::size_t max_header_bytes = 64 * 1024;       ///< status line + headers (and trailers)
+  std::size_t max_body_bytes = 64 * 1024 * 1024;  ///< a whole body read into memory
   tls_context_ptr tls{};  ///< for an https:// server (amb::make_tls_context); null = the system's CA paths
   /// TCP keepalive on every TCP connection: idle time before the first probe, then probes this far apart,
   /// and how many go unanswered before the kernel declares the peer gone (0 s idle = off). A long-lived
@@ -1549,8 +1598,10 @@ private:
     auto [ec, n] = co_await tls->async_read_some(asio::buffer(buffer), use_nothrow_awaitable);
     // A server that dies (or closes without close_notify) truncates the TLS stream: treat it as EOF and
     // let the parser judge, as for plain TCP (a length or chunked body then reports its truncation).
-    if (ec == asio::ssl::error::stream_truncated) ec = asio::error::eof;
-    else if (ec) ec = tls_peer_error(ec);
+    if (ec == asio::ssl::error::stream_truncated)
+      ec = asio::error::eof;
+    else if (ec)
+      ec = tls_peer_error(ec);
     co_return std::tuple<std::error_code, std::size_t>{ec, n};
   }
 #endif
@@ -1564,9 +1615,9 @@ struct http_client_state {
   asio::any_io_executor ex;
   endpoint server;
   http_client_options options;
-  std::vector<std::shared_ptr<http_connection>> idle;   ///< kept-alive connections, ready for reuse
-  std::vector<std::weak_ptr<http_connection>> open;     ///< every connection, for close()
-  std::uint64_t generation = 0;                         ///< bumped by close(): older calls abort
+  std::vector<std::shared_ptr<http_connection>> idle;  ///< kept-alive connections, ready for reuse
+  std::vector<std::weak_ptr<http_connection>> open;    ///< every connection, for close()
+  std::uint64_t generation = 0;                        ///< bumped by close(): older calls abort
 
   std::shared_ptr<http_connection> make_connection() {
     auto c = std::make_shared<http_connection>(ex);
@@ -1615,8 +1666,7 @@ inline std::string serialize_request(const http_request& req, const endpoint& se
   out += req.method + " " + req.target + " HTTP/1.1\r\n";
   bool has_host = false, has_length = false;
   for (auto& h : req.headers) {
-    if (h.name.empty() || has_line_break(h.name) || has_line_break(h.value) ||
-        h.name.find(':') != std::string::npos)
+    if (h.name.empty() || has_line_break(h.name) || has_line_break(h.value) || h.name.find(':') != std::string::npos)
       return {};
     has_host = has_host || iequals(h.name, "Host");
     has_length = has_length || iequals(h.name, "Content-Length");
@@ -1630,7 +1680,7 @@ inline std::string serialize_request(const http_request& req, const endpoint& se
   return out;
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// HTTP/1.1 client for one server. One io_context thread: calls may overlap (each takes its own
 /// connection), but the client is not thread-safe. https:// needs a build with AMB_WITH_TLS (without
@@ -1666,7 +1716,8 @@ public:
     const auto deadline = detail::deadline_after(st->options.request_timeout);
     const std::string what = describe(req);
     const std::string wire = detail::serialize_request(req, st->server);
-    if (wire.empty()) throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
+    if (wire.empty())
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
 
     for (int attempt = 0;; ++attempt) {
       std::shared_ptr<detail::http_connection> conn;
@@ -1684,8 +1735,10 @@ public:
       detail::step_error e;
       auto [write_ec, written] = co_await send(*conn, wire, deadline);
       (void)written;
-      if (write_ec) e = {write_ec, "send"};
-      else e = {co_await read(*conn, parser, deadline, std::chrono::milliseconds(0)), "read response"};
+      if (write_ec)
+        e = {write_ec, "send"};
+      else
+        e = {co_await read(*conn, parser, deadline, std::chrono::milliseconds(0)), "read response"};
       if (st->generation != generation) e = {asio::error::operation_aborted, e.ec ? e.step : "read response"};
 
       if (e) {
@@ -1716,7 +1769,8 @@ public:
     const auto generation = st->generation;
     const std::string what = describe(req);
     const std::string wire = detail::serialize_request(req, st->server);
-    if (wire.empty()) throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
+    if (wire.empty())
+      throw std::system_error(std::make_error_code(std::errc::invalid_argument), what + ": bad request field");
 
     auto conn = st->make_connection();  // destroyed (closed) on every way out, exceptions included
     if (auto e = co_await connect(st, *conn, detail::deadline_after(st->options.request_timeout), generation); e)
@@ -1792,7 +1846,8 @@ private:
                                                      detail::http_clock::time_point request_deadline,
                                                      std::uint64_t generation) {
     using asio::generic::stream_protocol;
-    if (st->server.tls && !tls_available) co_return detail::step_error{make_error_code(errc::tls_unsupported), "connect"};
+    if (st->server.tls && !tls_available)
+      co_return detail::step_error{make_error_code(errc::tls_unsupported), "connect"};
     std::vector<stream_protocol::endpoint> targets;
     if (st->server.is_unix()) {
       targets.emplace_back(asio::local::stream_protocol::endpoint(st->server.unix_path));
@@ -1805,9 +1860,9 @@ private:
         // Name resolution is not raced against the timer: Asio's resolver runs getaddrinfo on a
         // thread and cannot abandon it; the system resolver has its own timeouts.
         asio::ip::tcp::resolver resolver(st->ex);
-        auto [rec, results] = co_await resolver.async_resolve(st->server.tcp.host, std::to_string(st->server.tcp.port),
-                                                              asio::ip::resolver_base::numeric_service,
-                                                              detail::use_nothrow_awaitable);
+        auto [rec, results] =
+            co_await resolver.async_resolve(st->server.tcp.host, std::to_string(st->server.tcp.port),
+                                            asio::ip::resolver_base::numeric_service, detail::use_nothrow_awaitable);
         if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "resolve"};
         if (rec) co_return detail::step_error{rec, "resolve"};
         for (auto& r : results) targets.emplace_back(r.endpoint());
@@ -1822,8 +1877,8 @@ private:
       c.socket.open(target.protocol(), ec);
       if (!ec) {
         auto deadline = std::min(request_deadline, detail::deadline_after(st->options.connect_timeout));
-        auto r = co_await detail::before_deadline(c.socket.async_connect(target, detail::use_nothrow_awaitable),
-                                                  deadline);
+        auto r =
+            co_await detail::before_deadline(c.socket.async_connect(target, detail::use_nothrow_awaitable), deadline);
         ec = r ? std::get<0>(*r) : make_error_code(errc::timeout);
       }
       if (st->generation != generation) co_return detail::step_error{asio::error::operation_aborted, "connect"};
@@ -1834,8 +1889,8 @@ private:
         }
 #if AMB_WITH_TLS
         if (st->server.tls)
-          co_return co_await handshake(st, c, std::min(request_deadline, detail::deadline_after(st->options.connect_timeout)),
-                                       generation);
+          co_return co_await handshake(
+              st, c, std::min(request_deadline, detail::deadline_after(st->options.connect_timeout)), generation);
 #endif
         co_return detail::step_error{};
       }
@@ -1851,15 +1906,17 @@ private:
   // TLS on a connected socket (https), within the connect timeout; a certificate that fails the check
   // gives its reason ("certificate verify failed: IP address mismatch").
   static asio::awaitable<detail::step_error> handshake(state_ptr st, detail::http_connection& c,
-                                                       detail::http_clock::time_point deadline, std::uint64_t generation) {
+                                                       detail::http_clock::time_point deadline,
+                                                       std::uint64_t generation) {
     c.tls = std::make_unique<detail::tls_stream>(c.socket, st->options.tls->native());
     detail::tls_expect_host(*c.tls, st->server.tcp.host);
-    auto r = co_await detail::before_deadline(c.tls->async_handshake(asio::ssl::stream_base::client,
-                                                                     detail::use_nothrow_awaitable),
-                                              deadline);
+    auto r = co_await detail::before_deadline(
+        c.tls->async_handshake(asio::ssl::stream_base::client, detail::use_nothrow_awaitable), deadline);
     std::error_code ec = r ? std::get<0>(*r) : make_error_code(errc::timeout);
-    if (st->generation != generation) ec = asio::error::operation_aborted;
-    else if (ec && r) ec = detail::tls_handshake_error(*c.tls, ec);
+    if (st->generation != generation)
+      ec = asio::error::operation_aborted;
+    else if (ec && r)
+      ec = detail::tls_handshake_error(*c.tls, ec);
     if (!ec) co_return detail::step_error{};
     c.tls.reset();
     std::error_code ignored;  // leaves the connection closed on failure
@@ -1880,7 +1937,8 @@ private:
   // skipped). Each read must finish before `deadline` and within `idle` (0 = no idle limit).
   // on_body callbacks run in here; their exceptions propagate.
   static asio::awaitable<std::error_code> read(detail::http_connection& c, http_response_parser& p,
-                                               detail::http_clock::time_point deadline, std::chrono::milliseconds idle) {
+                                               detail::http_clock::time_point deadline,
+                                               std::chrono::milliseconds idle) {
     auto feed = [&](std::string_view bytes, bool& stop) -> std::error_code {
       while (!bytes.empty()) {
         auto r = p.feed(bytes);
@@ -1923,7 +1981,7 @@ private:
   state_ptr state_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_HTTP_CLIENT_HPP
 // ---- end amb/http_client.hpp ----
 
@@ -1960,7 +2018,7 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
   });
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
 /// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
@@ -1991,7 +2049,11 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
     addresses.emplace_back(numeric, target.port);
   } else {
     tcp::resolver resolver(executor);
-    if (bounded) detail::arm_deadline(*timer, deadline, alive, [&] { timed_out = true; resolver.cancel(); });
+    if (bounded)
+      detail::arm_deadline(*timer, deadline, alive, [&] {
+        timed_out = true;
+        resolver.cancel();
+      });
     auto [resolve_ec, results] = co_await resolver.async_resolve(target.host, std::to_string(target.port),
                                                                  tcp::resolver::numeric_service, use_nothrow_awaitable);
     if (timer) timer->cancel();
@@ -2030,7 +2092,7 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
   co_return last;
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_TCP_CONNECT_HPP
 // ---- end amb/tcp_connect.hpp ----
 
@@ -2105,7 +2167,10 @@ inline bool is_resource_error(const std::error_code& ec) noexcept {
       ec.category() != std::generic_category())
     return false;
   switch (ec.value()) {
-    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: return true;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM: return true;
     default: return false;
   }
 }
@@ -2122,8 +2187,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
-      if (in_burst)
-        log::debug("accepting again after ", failed_in_burst, " failed accepts");
+      if (in_burst) log::debug("accepting again after ", failed_in_burst, " failed accepts");
       in_burst = false;
       on_accept(std::move(socket));
       continue;
@@ -2135,8 +2199,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
       std::error_code ignored;  // only used for the log line
       auto local = acceptor.local_endpoint(ignored);
       log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
-                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up"
-                                                  : "; retrying in 100ms");
+                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up" : "; retrying in 100ms");
       in_burst = true;
       failed_in_burst = 1;
     }
@@ -2145,7 +2208,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   }
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_TCP_LISTENER_HPP
 // ---- end amb/tcp_listener.hpp ----
 
@@ -2208,9 +2271,9 @@ namespace amb {
 
 /// Bytes moved by the relay; "up" is client -> server, "down" is server -> client.
 struct relay_counters {
-  std::uint64_t bytes_up = 0;    ///< bytes written to the server
-  std::uint64_t bytes_down = 0;  ///< bytes written to the client
-  std::uint64_t empty_reads = 0; ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
+  std::uint64_t bytes_up = 0;     ///< bytes written to the server
+  std::uint64_t bytes_down = 0;   ///< bytes written to the client
+  std::uint64_t empty_reads = 0;  ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
 };
 
 /// How a relay behaves.
@@ -2308,7 +2371,7 @@ inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{})
 /// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
 /// scheduler_operation; a C-style cast is the conversion the language allows for that).
 inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
-} // namespace reactor_fields
+}  // namespace reactor_fields
 
 /// "Wake me when the socket becomes readable", queued on the epoll reactor without a syscall.
 ///
@@ -2324,7 +2387,8 @@ inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operat
 /// The op is reused for every wait of its direction, so waiting allocates nothing.
 struct readable_op : asio::detail::reactor_op {
   using callback = void (*)(readable_op&, std::error_code, bool destroyed);
-  readable_op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
+  readable_op(void* o, callback cb)
+      : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
   void* owner;
   callback on_done;
 
@@ -2361,7 +2425,8 @@ public:
       s->non_blocking(true, ignored);
     }
 #if AMB_RELAY_REACTOR_WAIT
-    reactor_ = &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
+    reactor_ =
+        &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
 #endif
     if (options.idle_timeout.count() > 0) {
       last_activity_ = std::chrono::steady_clock::now();
@@ -2396,8 +2461,8 @@ private:
   direction up_{this, &relay_state::on_wait_up}, down_{this, &relay_state::on_wait_down};
   asio::detail::reactor* reactor_ = nullptr;
   bool armed_up_ = false, armed_down_ = false;  ///< EPOLLRDHUP added to the source's registration
-  int queued_ = 0;                     ///< embedded waits queued in the reactor or scheduler
-  std::shared_ptr<relay_state> self_;  ///< set while queued_ > 0
+  int queued_ = 0;                              ///< embedded waits queued in the reactor or scheduler
+  std::shared_ptr<relay_state> self_;           ///< set while queued_ > 0
 #else
   direction up_, down_;  // up_: client -> server
 #endif
@@ -2593,7 +2658,7 @@ private:
   std::optional<OnDone> on_done_;
 };
 
-} // namespace detail
+}  // namespace detail
 
 /// Starts relaying between `downstream` and `upstream` and returns at once; `on_done(relay_counters)`
 /// runs once, on the sockets' executor, when both directions have ended (it must not throw). No
@@ -2625,7 +2690,7 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
       asio::use_awaitable);
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_RELAY_HPP
 // ---- end amb/relay.hpp ----
 
@@ -2646,20 +2711,20 @@ enum class grpc_code {
   ok = 0,
   cancelled = 1,
   unknown = 2,
-  invalid_argument = 3,     ///< bad request, "user name is empty" (no token), bad password
+  invalid_argument = 3,  ///< bad request, "user name is empty" (no token), bad password
   deadline_exceeded = 4,
-  not_found = 5,            ///< "requested lease not found"
+  not_found = 5,  ///< "requested lease not found"
   already_exists = 6,
   permission_denied = 7,
   resource_exhausted = 8,
   failed_precondition = 9,  ///< "lease already exists"
   aborted = 10,
-  out_of_range = 11,        ///< "required revision has been compacted", future revision
+  out_of_range = 11,  ///< "required revision has been compacted", future revision
   unimplemented = 12,
   internal = 13,
-  unavailable = 14,         ///< member without leader or shutting down: try another endpoint
+  unavailable = 14,  ///< member without leader or shutting down: try another endpoint
   data_loss = 15,
-  unauthenticated = 16,     ///< "invalid auth token": re-authenticate
+  unauthenticated = 16,  ///< "invalid auth token": re-authenticate
 };
 
 namespace detail {
@@ -2667,15 +2732,16 @@ class grpc_category_impl final : public std::error_category {
 public:
   const char* name() const noexcept override { return "grpc"; }
   std::string message(int value) const override {
-    static const char* const names[] = {"ok", "cancelled", "unknown", "invalid argument", "deadline exceeded",
-                                        "not found", "already exists", "permission denied", "resource exhausted",
-                                        "failed precondition", "aborted", "out of range", "unimplemented",
-                                        "internal", "unavailable", "data loss", "unauthenticated"};
+    static const char* const names[] = {
+        "ok",        "cancelled",      "unknown",           "invalid argument",   "deadline exceeded",
+        "not found", "already exists", "permission denied", "resource exhausted", "failed precondition",
+        "aborted",   "out of range",   "unimplemented",     "internal",           "unavailable",
+        "data loss", "unauthenticated"};
     if (value >= 0 && value <= 16) return names[value];
     return "gRPC code " + std::to_string(value);
   }
 };
-} // namespace detail
+}  // namespace detail
 
 /// The "grpc" error category: values are gRPC status codes as etcd reports them.
 inline const std::error_category& grpc_category() noexcept {
@@ -2710,7 +2776,7 @@ private:
   std::string what_;
 };
 
-} // namespace amb
+}  // namespace amb
 
 template <>
 struct std::is_error_code_enum<amb::grpc_code> : std::true_type {};
@@ -2775,10 +2841,10 @@ struct etcd_lease {
 
 /// Result of a lease time-to-live query.
 struct etcd_lease_ttl {
-  std::int64_t id = 0;             ///< the lease asked about
-  std::int64_t ttl = -1;           ///< remaining seconds; -1 when the lease is gone
-  std::int64_t granted_ttl = 0;    ///< the TTL it was granted with
-  std::vector<std::string> keys;   ///< attached keys, when asked for
+  std::int64_t id = 0;            ///< the lease asked about
+  std::int64_t ttl = -1;          ///< remaining seconds; -1 when the lease is gone
+  std::int64_t granted_ttl = 0;   ///< the TTL it was granted with
+  std::vector<std::string> keys;  ///< attached keys, when asked for
 };
 
 /// One change seen by a watch.
@@ -2790,7 +2856,7 @@ struct etcd_event {
   friend bool operator==(const etcd_event&, const etcd_event&) = default;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_ETCD_TYPES_HPP
 // ---- end amb/etcd_types.hpp ----
 
@@ -2871,8 +2937,8 @@ inline bool base64_decode(std::string_view text, std::string& out) {
       v[k] = value(text[i + k]);
       if (v[k] < 0) return false;  // also catches '=' anywhere but the end
     }
-    std::uint32_t n = (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) |
-                      std::uint32_t(v[3]);
+    std::uint32_t n =
+        (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) | std::uint32_t(v[3]);
     out += static_cast<char>((n >> 16) & 0xff);
     if (pad == 2) {
       if (n & 0xffff) return false;
@@ -2888,7 +2954,7 @@ inline bool base64_decode(std::string_view text, std::string& out) {
   return true;
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_BASE64_HPP
 // ---- end amb/detail/base64.hpp ----
 
@@ -2900,7 +2966,8 @@ inline bool base64_decode(std::string_view text, std::string& out) {
 // etcd's lease ids and Docker's timeNano exceed 2^53: without int64 support
 // picojson would round them through double (docs/protocols.md §1.3).
 #if defined(picojson_h) && !defined(PICOJSON_USE_INT64)
-#error "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
+#error \
+    "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
 #endif
 #ifndef PICOJSON_USE_INT64
 #define PICOJSON_USE_INT64
@@ -3001,7 +3068,7 @@ inline bool json_bool(const picojson::value& v, const std::string& name) noexcep
   return m && m->is<bool>() && m->get<bool>();
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_JSON_HPP
 // ---- end amb/detail/json.hpp ----
 
@@ -3391,9 +3458,12 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
   for (const auto& e : events->get<picojson::array>()) {
     etcd_event ev;
     const std::string type = json_string(e, "type", "PUT");
-    if (type == "PUT") ev.type = etcd_event::kind::put;
-    else if (type == "DELETE") ev.type = etcd_event::kind::del;
-    else return errc::bad_response;
+    if (type == "PUT")
+      ev.type = etcd_event::kind::put;
+    else if (type == "DELETE")
+      ev.type = etcd_event::kind::del;
+    else
+      return errc::bad_response;
     const auto* kv = json_member(e, "kv");
     if (!kv || !etcd_parse_kv(*kv, ev.kv)) return errc::bad_response;
     if (const auto* p = json_member(e, "prev_kv"); p && !p->is<picojson::null>()) {
@@ -3407,7 +3477,7 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
   return {};
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_ETCD_JSON_HPP
 // ---- end amb/detail/etcd_json.hpp ----
 
@@ -3426,10 +3496,10 @@ namespace amb {
 
 /// How an etcd_client reaches etcd.
 struct etcd_client_options {
-  std::vector<endpoint> endpoints{};                    ///< tried in order from the last one that worked; a failing one is skipped
-  std::string user{};                                   ///< auth user; empty = no auth
-  std::string password{};                               ///< auth password (never logged)
-  tls_options tls{};                                    ///< CA, client certificate and key for https:// endpoints
+  std::vector<endpoint> endpoints{};  ///< tried in order from the last one that worked; a failing one is skipped
+  std::string user{};                 ///< auth user; empty = no auth
+  std::string password{};             ///< auth password (never logged)
+  tls_options tls{};                  ///< CA, client certificate and key for https:// endpoints
   std::chrono::milliseconds connect_timeout{2000};    ///< per connect attempt
   std::chrono::milliseconds request_timeout{5000};    ///< per request (etcd can otherwise hang for minutes)
   int retry_rounds = 2;                               ///< passes over all endpoints per call before giving up
@@ -3450,7 +3520,8 @@ inline std::string etcd_error_context(const std::system_error& e) {
 /// non-JSON refusals read like that, e.g. its gateway's "CommonName of client sending a request against
 /// gateway will be ignored and not used as expected" (a client certificate with a CN while auth is on).
 inline std::string etcd_plain_text(const http_response& resp) {
-  if (resp.header("Content-Type").substr(0, 10) != "text/plain" || resp.body.empty() || resp.body.size() > 300) return {};
+  if (resp.header("Content-Type").substr(0, 10) != "text/plain" || resp.body.empty() || resp.body.size() > 300)
+    return {};
   std::string text = resp.body;
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   for (unsigned char c : text)
@@ -3473,7 +3544,7 @@ inline std::string etcd_printable(std::string_view key) {
   }
   return out;
 }
-} // namespace detail
+}  // namespace detail
 
 /// An etcd v3 client over the JSON gateway (docs/protocols.md part 1). Every call is a coroutine on the
 /// client's executor (one thread: no locking); the client must outlive the calls. Each call tries the
@@ -3514,7 +3585,8 @@ public:
   /// count of every key under it, at the revision in the result: a cheap check that a copy is current.
   asio::awaitable<etcd_range_result> newest_in_prefix(std::string prefix) {
     const std::string step = "newest key of " + detail::etcd_printable(prefix);
-    auto body = co_await call("/v3/kv/range", detail::etcd_newest_key_body(prefix, detail::etcd_prefix_end(prefix)), step);
+    auto body =
+        co_await call("/v3/kv/range", detail::etcd_newest_key_body(prefix, detail::etcd_prefix_end(prefix)), step);
     etcd_range_result r;
     check_parse(detail::etcd_parse_range(body, r), step);
     co_return r;
@@ -3725,7 +3797,8 @@ public:
 private:
   static std::string strip_last(const std::string& failures, const std::error_code& ec) {
     const std::string suffix = ": " + ec.message();
-    if (failures.size() >= suffix.size() && failures.compare(failures.size() - suffix.size(), suffix.size(), suffix) == 0)
+    if (failures.size() >= suffix.size() &&
+        failures.compare(failures.size() - suffix.size(), suffix.size(), suffix) == 0)
       return failures.substr(0, failures.size() - suffix.size());
     return failures;
   }
@@ -3802,14 +3875,15 @@ private:
   asio::awaitable<void> authenticate_at(std::size_t i) {
     const std::string at = options_.endpoints[i].to_string();
     token_.clear();  // the authenticate request itself goes without a token
-    auto resp = co_await request_at(i, "/v3/auth/authenticate", detail::etcd_auth_body(options_.user, options_.password));
+    auto resp =
+        co_await request_at(i, "/v3/auth/authenticate", detail::etcd_auth_body(options_.user, options_.password));
     const std::string step = "etcd authenticate as " + options_.user + " at " + at;
     if (resp.status / 100 != 2) {
       auto err = detail::etcd_parse_error(resp.body);
       if (!err)
-        throw std::system_error(errc::bad_response,
-                                step + ": HTTP " + std::to_string(resp.status) + " with a body that is not an etcd reply" +
-                                    detail::etcd_plain_text(resp));
+        throw std::system_error(errc::bad_response, step + ": HTTP " + std::to_string(resp.status) +
+                                                        " with a body that is not an etcd reply" +
+                                                        detail::etcd_plain_text(resp));
       throw etcd_error(err->code, err->message, step);
     }
     std::string token;
@@ -3830,14 +3904,15 @@ private:
   bool closed_ = false;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_ETCD_CLIENT_HPP
 // ---- end amb/etcd_client.hpp ----
 
 // ---- begin amb/etcd_watch.hpp ----
 #ifndef AMB_INLINED_AMB_ETCD_WATCH_HPP
 #define AMB_INLINED_AMB_ETCD_WATCH_HPP
-// Watching an etcd prefix: snapshot, then events in order exactly once, across disconnects, failover and compaction.
+// Watching an etcd prefix: snapshot, then events in order exactly once, across
+// disconnects, failover and compaction.
 
 
 // ---- begin amb/detail/line_splitter.hpp ----
@@ -3929,7 +4004,7 @@ private:
   bool failed_ = false;
 };
 
-} // namespace amb::detail
+}  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_LINE_SPLITTER_HPP
 // ---- end amb/detail/line_splitter.hpp ----
 #include <asio/experimental/awaitable_operators.hpp>
@@ -3951,111 +4026,155 @@ namespace amb {
 /// What an etcd_watcher hands its callback.
 struct etcd_watch_update {
   enum class kind {
-    snapshot,  ///< every key under the prefix: REPLACE your whole state with `kvs` (first update, and after a compaction)
-    events,    ///< changes in revision order, each delivered once: apply them
-    progress,  ///< nothing changed up to `revision` (etcd's progress notify)
+    snapshot, ///< every key under the prefix: REPLACE your whole state with
+              ///< `kvs` (first update, and after a compaction)
+    events,   ///< changes in revision order, each delivered once: apply them
+    progress, ///< nothing changed up to `revision` (etcd's progress notify)
   };
   kind type = kind::events;
-  std::int64_t revision = 0;       ///< snapshot: the read's revision; events: the last event's mod_revision; progress: header revision
-  std::vector<etcd_kv> kvs;        ///< snapshot only
-  std::vector<etcd_event> events;  ///< events only
+  std::int64_t revision =
+      0; ///< snapshot: the read's revision; events: the last event's
+         ///< mod_revision; progress: header revision
+  std::vector<etcd_kv> kvs;       ///< snapshot only
+  std::vector<etcd_event> events; ///< events only
 };
 
 /// How an etcd_watcher behaves.
 struct etcd_watch_options {
-  /// A stream silent for this long is taken for dead and reconnected. It must exceed etcd's
-  /// progress-notify interval (10 min by default, --experimental-watch-progress-notify-interval).
+  /// A stream silent for this long is taken for dead and reconnected. It must
+  /// exceed etcd's progress-notify interval (10 min by default,
+  /// --experimental-watch-progress-notify-interval).
   std::chrono::milliseconds silence_timeout{std::chrono::minutes(11)};
-  bool progress_notify = true;                        ///< ask etcd for progress notifications (they keep a live stream audible)
-  bool prev_kv = false;                               ///< ask for the previous key-value in events
-  std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failed connection
-  std::chrono::milliseconds retry_backoff_max{5000};  ///< cap of the doubling wait
-  /// After etcd is found to have lost its data (revisions restarted), wait this long before re-reading:
-  /// registrars write their keys again within their TTL (5 s by default), and a re-read before that
-  /// would empty the set. The last delivered state stays meanwhile.
+  bool progress_notify = true; ///< ask etcd for progress notifications (they
+                               ///< keep a live stream audible)
+  bool prev_kv = false;        ///< ask for the previous key-value in events
+  std::chrono::milliseconds retry_backoff{
+      250}; ///< first wait after a failed connection
+  std::chrono::milliseconds retry_backoff_max{
+      5000}; ///< cap of the doubling wait
+  /// After etcd is found to have lost its data (revisions restarted), wait this
+  /// long before re-reading: registrars write their keys again within their TTL
+  /// (5 s by default), and a re-read before that would empty the set. The last
+  /// delivered state stays meanwhile.
   std::chrono::milliseconds rewind_grace{5000};
-  /// A watch message (one line; a catch-up after a disconnect can hold many events) longer than this
-  /// is not buffered: the prefix is read again instead, as after a compaction, and watched from there.
+  /// A watch message (one line; a catch-up after a disconnect can hold many
+  /// events) longer than this is not buffered: the prefix is read again
+  /// instead, as after a compaction, and watched from there.
   std::size_t max_message_bytes = 16 * 1024 * 1024;
-  /// How often the delivered state is checked against etcd (0 = never): one small read of the prefix's
-  /// newest key and key count. A difference seen twice, `freshness_grace` apart, means the stream
-  /// missed something (it stalled, or etcd's data was replaced by a history that already passed the
-  /// watched revision): the prefix is read again and watched from there. So a change reaches the
-  /// consumer within about freshness_interval + freshness_grace, whatever happened to the stream.
+  /// How often the delivered state is checked against etcd (0 = never): one
+  /// small read of the prefix's newest key and key count. A difference seen
+  /// twice, `freshness_grace` apart, means the stream missed something (it
+  /// stalled, or etcd's data was replaced by a history that already passed the
+  /// watched revision): the prefix is read again and watched from there. So a
+  /// change reaches the consumer within about freshness_interval +
+  /// freshness_grace, whatever happened to the stream.
   std::chrono::milliseconds freshness_interval{10000};
-  std::chrono::milliseconds freshness_grace{1000};  ///< wait before the second look at a difference
+  std::chrono::milliseconds freshness_grace{
+      1000}; ///< wait before the second look at a difference
 };
 
-/// Watches every key under a prefix (one HTTP connection per watch; docs/protocols.md §1.6). run() delivers
-/// a snapshot (unless started at a given revision), then events. After any disconnect it re-watches
-/// from the last delivered revision + 1 on the next endpoint, so no event is lost or delivered twice;
-/// when etcd compacted that revision away it re-reads the prefix and delivers a new snapshot, then
-/// watches on from the snapshot's revision + 1. The same happens when etcd answers a watch at a
-/// revision below one it showed before (its data was wiped or restored: revisions restart from 1). Consumer pattern: on snapshot replace all, on events
-/// apply. Transient failures are logged (one line each, with the retry delay) and retried forever.
+/// Watches every key under a prefix (one HTTP connection per watch;
+/// docs/protocols.md §1.6). run() delivers a snapshot (unless started at a
+/// given revision), then events. After any disconnect it re-watches from the
+/// last delivered revision + 1 on the next endpoint, so no event is lost or
+/// delivered twice; when etcd compacted that revision away it re-reads the
+/// prefix and delivers a new snapshot, then watches on from the snapshot's
+/// revision + 1. The same happens when etcd answers a watch at a revision below
+/// one it showed before (its data was wiped or restored: revisions restart from
+/// 1). Consumer pattern: on snapshot replace all, on events apply. Transient
+/// failures are logged (one line each, with the retry delay) and retried
+/// forever.
 class etcd_watcher {
 public:
-  /// A watcher of `prefix` through `client` (whose endpoints, timeouts and auth it uses; it must outlive the watcher).
-  etcd_watcher(etcd_client& client, std::string prefix, etcd_watch_options options = {})
-      : client_(client), prefix_(std::move(prefix)), options_(options), endpoint_(client.current_index()) {}
-  etcd_watcher(const etcd_watcher&) = delete;
-  etcd_watcher& operator=(const etcd_watcher&) = delete;
+  /// A watcher of `prefix` through `client` (whose endpoints, timeouts and auth
+  /// it uses; it must outlive the watcher).
+  etcd_watcher(etcd_client &client, std::string prefix,
+               etcd_watch_options options = {})
+      : client_(client), prefix_(std::move(prefix)), options_(options),
+        endpoint_(client.current_index()) {}
+  etcd_watcher(const etcd_watcher &) = delete;
+  etcd_watcher &operator=(const etcd_watcher &) = delete;
 
-  /// Watches until stop(). `start_revision` 0: read a snapshot first; otherwise deliver events from that
-  /// revision on (pass last delivered revision + 1 to resume). `on_update` runs on the executor's thread and must not block; if it throws, run()
-  /// stops and rethrows. Returns normally after stop().
-  asio::awaitable<void> run(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision = 0) {
+  /// Watches until stop(). `start_revision` 0: read a snapshot first; otherwise
+  /// deliver events from that revision on (pass last delivered revision + 1 to
+  /// resume). `on_update` runs on the executor's thread and must not block; if
+  /// it throws, run() stops and rethrows. Returns normally after stop().
+  asio::awaitable<void>
+  run(std::function<void(const etcd_watch_update &)> on_update,
+      std::int64_t start_revision = 0) {
     using namespace asio::experimental::awaitable_operators;
-    // With a start revision the delivered state is not known in full: nothing to compare with etcd.
+    // With a start revision the delivered state is not known in full: nothing
+    // to compare with etcd.
     if (options_.freshness_interval.count() > 0 && start_revision <= 0)
-      co_await (watch_loop(std::move(on_update), start_revision) || freshness_loop());
+      co_await (watch_loop(std::move(on_update), start_revision) ||
+                freshness_loop());
     else
       co_await watch_loop(std::move(on_update), start_revision);
   }
 
-  /// Ends run() soon: closes the stream and cancels any wait. Final: a later run() returns at once.
+  /// Ends run() soon: closes the stream and cancels any wait. Final: a later
+  /// run() returns at once.
   void stop() {
     stopped_ = true;
-    if (stream_) stream_->close();
-    if (timer_) timer_->cancel();
-    if (check_timer_) check_timer_->cancel();
+    if (stream_)
+      stream_->close();
+    if (timer_)
+      timer_->cancel();
+    if (check_timer_)
+      check_timer_->cancel();
   }
 
-  /// When the delivered state was last known to equal etcd's (a snapshot read, a progress notify, or
-  /// a freshness check that matched); nullopt before the first snapshot.
-  std::optional<std::chrono::steady_clock::time_point> fresh_at() const noexcept { return fresh_at_; }
-  /// How many times a freshness check found the delivered state behind etcd and read the prefix again.
+  /// When the delivered state was last known to equal etcd's (a snapshot read,
+  /// a progress notify, or a freshness check that matched); nullopt before the
+  /// first snapshot.
+  std::optional<std::chrono::steady_clock::time_point>
+  fresh_at() const noexcept {
+    return fresh_at_;
+  }
+  /// How many times a freshness check found the delivered state behind etcd and
+  /// read the prefix again.
   std::size_t resyncs() const noexcept { return resyncs_; }
 
 private:
-  asio::awaitable<void> watch_loop(std::function<void(const etcd_watch_update&)> on_update, std::int64_t start_revision) {
+  asio::awaitable<void>
+  watch_loop(std::function<void(const etcd_watch_update &)> on_update,
+             std::int64_t start_revision) {
     next_ = start_revision;
     known_ = std::max<std::int64_t>(0, start_revision - 1);
-    if (next_ <= 0) co_await snapshot(on_update);
+    if (next_ <= 0)
+      co_await snapshot(on_update);
     std::chrono::milliseconds backoff = options_.retry_backoff;
     bool reauthenticated = false;
     while (!stopped_) {
       outcome out = co_await watch_once(on_update);
-      if (out.callback_error) std::rethrow_exception(out.callback_error);
-      if (stopped_) break;
-      if (!out.too_long) too_long_streak_ = 0;
-      if (out.healthy) {  // the stream worked: start the backoff over
+      if (out.callback_error)
+        std::rethrow_exception(out.callback_error);
+      if (stopped_)
+        break;
+      if (!out.too_long)
+        too_long_streak_ = 0;
+      if (out.healthy) { // the stream worked: start the backoff over
         backoff = options_.retry_backoff;
         reauthenticated = false;
       }
       if (resync_ || out.too_long) {
-        // The stream cannot be trusted to bring everything (stalled, or a message beyond the limit,
-        // whose revision would only be retried forever): read the prefix, then watch from there.
+        // The stream cannot be trusted to bring everything (stalled, or a
+        // message beyond the limit, whose revision would only be retried
+        // forever): read the prefix, then watch from there.
         if (out.too_long) {
-          log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": a message longer than ",
-                    format_bytes(options_.max_message_bytes), " (catching up from revision ", next_,
+          log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(),
+                    ": a message longer than ",
+                    format_bytes(options_.max_message_bytes),
+                    " (catching up from revision ", next_,
                     "); reading the prefix again");
-          // Too long again right after a re-read: a server that only sends such lines is not polled in a
-          // tight loop, the waits grow as for any failure.
+          // Too long again right after a re-read: a server that only sends such
+          // lines is not polled in a tight loop, the waits grow as for any
+          // failure.
           if (too_long_streak_++ > 0) {
             co_await wait(backoff);
             backoff = std::min(backoff * 2, options_.retry_backoff_max);
-            if (stopped_) break;
+            if (stopped_)
+              break;
           }
         }
         resync_ = false;
@@ -4063,45 +4182,61 @@ private:
         continue;
       }
       if (out.compacted) {
-        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": revision ", next_, " compacted (at ",
-                  out.compact_revision, "); reading the prefix again");
+        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(),
+                  ": revision ", next_, " compacted (at ", out.compact_revision,
+                  "); reading the prefix again");
         co_await snapshot(on_update);
         continue;
       }
       if (out.rewound_to > 0) {
-        // The store is behind what was already delivered: etcd lost its data (wiped, restored from an
-        // older backup) and counts revisions from 1 again, so a watch from next_ would skip every
-        // change of the new history. Re-read, unless only this member was lagging (a linearizable read
-        // is not behind): then try another member after the backoff, without re-reading in a loop.
-        // Limit: a new history that has already passed known_ when the watch comes back looks like
-        // the old one (a re-bootstrap with the same flags keeps cluster and member ids); SIGHUP re-reads.
+        // The store is behind what was already delivered: etcd lost its data
+        // (wiped, restored from an older backup) and counts revisions from 1
+        // again, so a watch from next_ would skip every change of the new
+        // history. Re-read, unless only this member was lagging (a linearizable
+        // read is not behind): then try another member after the backoff,
+        // without re-reading in a loop. Limit: a new history that has already
+        // passed known_ when the watch comes back looks like the old one (a
+        // re-bootstrap with the same flags keeps cluster and member ids);
+        // SIGHUP re-reads.
         const std::int64_t seen = known_;
-        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
-                  ", behind revision ", seen, " already seen (its data was lost or restored); reading the prefix again in ",
-                  format(options_.rewind_grace), ", when registrars have written their keys again");
-        if (options_.rewind_grace.count() > 0) co_await wait(options_.rewind_grace);
-        if (stopped_) break;
+        log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(),
+                  ": etcd is at revision ", out.rewound_to,
+                  ", behind revision ", seen,
+                  " already seen (its data was lost or restored); reading the "
+                  "prefix again in ",
+                  format(options_.rewind_grace),
+                  ", when registrars have written their keys again");
+        if (options_.rewind_grace.count() > 0)
+          co_await wait(options_.rewind_grace);
+        if (stopped_)
+          break;
         co_await snapshot(on_update);
-        if (stopped_) continue;
+        if (stopped_)
+          continue;
         if (known_ < seen) {
           ++rewinds_;
           continue;
         }
-        out.why = "this member is behind the cluster (revision " + std::to_string(out.rewound_to) + ")";
+        out.why = "this member is behind the cluster (revision " +
+                  std::to_string(out.rewound_to) + ")";
       }
-      if (out.auth && !reauthenticated) {  // once per failure streak: a refused fresh token waits like any failure
+      if (out.auth && !reauthenticated) { // once per failure streak: a refused
+                                          // fresh token waits like any failure
         reauthenticated = true;
         client_.invalidate_token();
         try {
           co_await client_.authenticate();
           continue;
-        } catch (const std::exception& e) {
+        } catch (const std::exception &e) {
           out.why = e.what();
         }
       }
-      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ", out.why, "; retrying in ", format(backoff));
-      if (!outage_since_) outage_since_ = std::chrono::steady_clock::now();
-      if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ",
+                out.why, "; retrying in ", format(backoff));
+      if (!outage_since_)
+        outage_since_ = std::chrono::steady_clock::now();
+      if (client_.endpoints().size() > 1)
+        endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
       ++reconnects_;
       co_await wait(backoff);
       backoff = std::min(backoff * 2, options_.retry_backoff_max);
@@ -4111,38 +4246,46 @@ private:
 public:
   /// The revision the next watch starts from (last delivered revision + 1).
   std::int64_t next_revision() const noexcept { return next_; }
-  /// How many times the stream was lost and re-established (for tests and logs).
+  /// How many times the stream was lost and re-established (for tests and
+  /// logs).
   std::size_t reconnects() const noexcept { return reconnects_; }
   /// How many snapshots were delivered.
   std::size_t snapshots() const noexcept { return snapshots_; }
-  /// How many times etcd was found behind a revision it showed before (data lost) and re-read.
+  /// How many times etcd was found behind a revision it showed before (data
+  /// lost) and re-read.
   std::size_t rewinds() const noexcept { return rewinds_; }
   /// The watched prefix.
-  const std::string& prefix() const noexcept { return prefix_; }
+  const std::string &prefix() const noexcept { return prefix_; }
 
 private:
   struct outcome {
-    bool healthy = false;    // "created" was seen
-    bool compacted = false;  // canceled with compact_revision
+    bool healthy = false;   // "created" was seen
+    bool compacted = false; // canceled with compact_revision
     std::int64_t compact_revision = 0;
-    std::int64_t rewound_to = 0;  // "created" said the store is at this revision, below known_
-    bool auth = false;       // refused for auth: get a new token
-    bool too_long = false;   // a message beyond max_message_bytes
-    std::string why;         // for the log line
+    std::int64_t rewound_to =
+        0; // "created" said the store is at this revision, below known_
+    bool auth = false;     // refused for auth: get a new token
+    bool too_long = false; // a message beyond max_message_bytes
+    std::string why;       // for the log line
     std::exception_ptr callback_error;
   };
-  // Thrown from inside on_data to end the stream (http_client::stream closes it and rethrows).
+  // Thrown from inside on_data to end the stream (http_client::stream closes it
+  // and rethrows).
   struct end_stream {};
 
-  std::string endpoint_name() const { return client_.endpoints()[endpoint_].to_string(); }
+  std::string endpoint_name() const {
+    return client_.endpoints()[endpoint_].to_string();
+  }
 
   static std::string format_bytes(std::size_t n) {
-    if (n % (1024 * 1024) == 0) return std::to_string(n / (1024 * 1024)) + " MiB";
+    if (n % (1024 * 1024) == 0)
+      return std::to_string(n / (1024 * 1024)) + " MiB";
     return std::to_string(n) + " bytes";
   }
 
   static std::string format(std::chrono::milliseconds d) {
-    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
+    if (d.count() % 1000 == 0)
+      return std::to_string(d.count() / 1000) + "s";
     return std::to_string(d.count()) + "ms";
   }
 
@@ -4153,7 +4296,8 @@ private:
   }
 
   // Reads the prefix until it works and delivers it as a snapshot.
-  asio::awaitable<void> snapshot(const std::function<void(const etcd_watch_update&)>& on_update) {
+  asio::awaitable<void>
+  snapshot(const std::function<void(const etcd_watch_update &)> &on_update) {
     std::chrono::milliseconds backoff = options_.retry_backoff;
     while (!stopped_) {
       std::string why;
@@ -4162,8 +4306,9 @@ private:
       try {
         client_.prefer(endpoint_);
         r = co_await client_.get_prefix(prefix_);
-      } catch (const std::exception& e) {
-        if (stopped_) co_return;
+      } catch (const std::exception &e) {
+        if (stopped_)
+          co_return;
         why = e.what();
       }
       if (r) {
@@ -4172,30 +4317,39 @@ private:
         u.revision = r->revision;
         u.kvs = std::move(r->kvs);
         next_ = r->revision + 1;
-        known_ = r->revision;  // a linearizable read: the history from now on, even if it restarted
+        known_ = r->revision; // a linearizable read: the history from now on,
+                              // even if it restarted
         ++snapshots_;
         keys_.clear();
-        for (const auto& kv : u.kvs) keys_[kv.key] = kv.mod_revision;
+        for (const auto &kv : u.kvs)
+          keys_[kv.key] = kv.mod_revision;
         fresh_at_ = read_at;
-        on_update(u);  // a throw here ends run(), as documented
+        on_update(u); // a throw here ends run(), as documented
         co_return;
       }
-      log::warn("watch ", log::escaped(prefix_), ": reading the prefix failed: ", why, "; retrying in ", format(backoff));
+      log::warn("watch ", log::escaped(prefix_),
+                ": reading the prefix failed: ", why, "; retrying in ",
+                format(backoff));
       co_await wait(backoff);
       backoff = std::min(backoff * 2, options_.retry_backoff_max);
     }
   }
 
-  // One watch connection, from next_ until it breaks, is canceled or stop() is called.
-  asio::awaitable<outcome> watch_once(const std::function<void(const etcd_watch_update&)>& on_update) {
+  // One watch connection, from next_ until it breaks, is canceled or stop() is
+  // called.
+  asio::awaitable<outcome>
+  watch_once(const std::function<void(const etcd_watch_update &)> &on_update) {
     outcome out;
-    stream_ = std::make_shared<http_client>(client_.executor(), client_.endpoints()[endpoint_], client_.http_options());
-    auto keep = stream_;  // stop() may reset nothing, but keep the client alive for the whole stream
+    stream_ = std::make_shared<http_client>(client_.executor(),
+                                            client_.endpoints()[endpoint_],
+                                            client_.http_options());
+    auto keep = stream_; // stop() may reset nothing, but keep the client alive
+                         // for the whole stream
     if (client_.uses_auth()) {
       try {
         client_.prefer(endpoint_);
         co_await client_.authenticate_if_needed();
-      } catch (const std::exception& e) {
+      } catch (const std::exception &e) {
         out.why = e.what();
         co_return out;
       }
@@ -4204,10 +4358,13 @@ private:
     req.method = "POST";
     req.target = "/v3/watch";
     req.headers = client_.auth_headers();
-    req.body = detail::etcd_watch_body(prefix_, detail::etcd_prefix_end(prefix_), next_, options_.progress_notify,
-                                       options_.prev_kv);
+    req.body = detail::etcd_watch_body(
+        prefix_, detail::etcd_prefix_end(prefix_), next_,
+        options_.progress_notify, options_.prev_kv);
     const auto opened = std::chrono::steady_clock::now();
-    detail::line_splitter splitter(options_.max_message_bytes);  // de-chunked bytes -> one JSON object a line
+    detail::line_splitter splitter(
+        options_
+            .max_message_bytes); // de-chunked bytes -> one JSON object a line
     auto handle_line = [&](std::string_view line) {
       detail::etcd_watch_message m;
       if (auto ec = detail::etcd_parse_watch_line(line, m)) {
@@ -4216,98 +4373,127 @@ private:
       }
       using k = detail::etcd_watch_message::kind;
       switch (m.type) {
-        case k::created:
-          // header.revision is the store's revision now: below one seen before means a new history.
-          if (m.revision > 0 && m.revision < known_) {
-            out.rewound_to = m.revision;
-            throw end_stream{};
-          }
-          known_ = std::max(known_, m.revision);
-          if (outage_since_) {
-            const auto lasted = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *outage_since_);
-            log::info("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": resumed at revision ", m.revision,
-                      " after ", lasted.count(), "s");
-            outage_since_.reset();
-          }
-          // A stream counts as healthy once it carried more than "created", or lived a while: a server
-          // that accepts and then breaks every stream still gets a growing backoff.
-          if (std::chrono::steady_clock::now() - opened >= options_.retry_backoff_max) out.healthy = true;
-          break;
-        case k::events: {
-          out.healthy = true;
-          known_ = std::max(known_, m.revision);
-          etcd_watch_update u;
-          u.type = etcd_watch_update::kind::events;
-          for (auto& ev : m.events)  // a replay may overlap what was delivered: never twice
-            if (ev.kv.mod_revision >= next_) u.events.push_back(std::move(ev));
-          if (u.events.empty()) break;
-          u.revision = u.events.back().kv.mod_revision;
-          for (const auto& ev : u.events) {
-            if (ev.type == etcd_event::kind::del) keys_.erase(ev.kv.key);
-            else keys_[ev.kv.key] = ev.kv.mod_revision;
-          }
-          // Resume from the last EVENT, not header.revision: a catch-up batch carries the store's
-          // current revision in its header while more events may still follow.
-          next_ = u.revision + 1;
-          deliver(on_update, u, out);
-          break;
-        }
-        case k::progress: {
-          out.healthy = true;
-          if (m.revision + 1 > next_) next_ = m.revision + 1;  // sent only when the watcher is synced
-          known_ = std::max(known_, m.revision);
-          fresh_at_ = std::chrono::steady_clock::now();  // etcd says the watcher has caught up with the store
-          etcd_watch_update u;
-          u.type = etcd_watch_update::kind::progress;
-          u.revision = m.revision;
-          deliver(on_update, u, out);
-          break;
-        }
-        case k::canceled:
-          if (m.compact_revision > 0) {
-            out.compacted = true;
-            out.compact_revision = m.compact_revision;
-          } else if (m.cancel_reason.find("Unauthenticated") != std::string::npos ||
-                     m.cancel_reason.find("auth token") != std::string::npos ||
-                     m.cancel_reason.find("user name is empty") != std::string::npos) {
-            out.auth = true;
-            out.why = "watch refused: " + log::escaped(m.cancel_reason);
-          } else {
-            out.why = "watch canceled by etcd: " + (m.cancel_reason.empty() ? std::string("no reason given") : log::escaped(m.cancel_reason));
-          }
+      case k::created:
+        // header.revision is the store's revision now: below one seen before
+        // means a new history.
+        if (m.revision > 0 && m.revision < known_) {
+          out.rewound_to = m.revision;
           throw end_stream{};
-        case k::error:
-          out.why = "etcd ended the stream: " + log::escaped(m.error_message);
-          throw end_stream{};
+        }
+        known_ = std::max(known_, m.revision);
+        if (outage_since_) {
+          const auto lasted = std::chrono::duration_cast<std::chrono::seconds>(
+              std::chrono::steady_clock::now() - *outage_since_);
+          log::info("watch ", log::escaped(prefix_), " at ", endpoint_name(),
+                    ": resumed at revision ", m.revision, " after ",
+                    lasted.count(), "s");
+          outage_since_.reset();
+        }
+        // A stream counts as healthy once it carried more than "created", or
+        // lived a while: a server that accepts and then breaks every stream
+        // still gets a growing backoff.
+        if (std::chrono::steady_clock::now() - opened >=
+            options_.retry_backoff_max)
+          out.healthy = true;
+        break;
+      case k::events: {
+        out.healthy = true;
+        known_ = std::max(known_, m.revision);
+        etcd_watch_update u;
+        u.type = etcd_watch_update::kind::events;
+        for (auto &ev :
+             m.events) // a replay may overlap what was delivered: never twice
+          if (ev.kv.mod_revision >= next_)
+            u.events.push_back(std::move(ev));
+        if (u.events.empty())
+          break;
+        u.revision = u.events.back().kv.mod_revision;
+        for (const auto &ev : u.events) {
+          if (ev.type == etcd_event::kind::del)
+            keys_.erase(ev.kv.key);
+          else
+            keys_[ev.kv.key] = ev.kv.mod_revision;
+        }
+        // Resume from the last EVENT, not header.revision: a catch-up batch
+        // carries the store's current revision in its header while more events
+        // may still follow.
+        next_ = u.revision + 1;
+        deliver(on_update, u, out);
+        break;
+      }
+      case k::progress: {
+        out.healthy = true;
+        if (m.revision + 1 > next_)
+          next_ = m.revision + 1; // sent only when the watcher is synced
+        known_ = std::max(known_, m.revision);
+        fresh_at_ =
+            std::chrono::steady_clock::now(); // etcd says the watcher has
+                                              // caught up with the store
+        etcd_watch_update u;
+        u.type = etcd_watch_update::kind::progress;
+        u.revision = m.revision;
+        deliver(on_update, u, out);
+        break;
+      }
+      case k::canceled:
+        if (m.compact_revision > 0) {
+          out.compacted = true;
+          out.compact_revision = m.compact_revision;
+        } else if (m.cancel_reason.find("Unauthenticated") !=
+                       std::string::npos ||
+                   m.cancel_reason.find("auth token") != std::string::npos ||
+                   m.cancel_reason.find("user name is empty") !=
+                       std::string::npos) {
+          out.auth = true;
+          out.why = "watch refused: " + log::escaped(m.cancel_reason);
+        } else {
+          out.why = "watch canceled by etcd: " +
+                    (m.cancel_reason.empty() ? std::string("no reason given")
+                                             : log::escaped(m.cancel_reason));
+        }
+        throw end_stream{};
+      case k::error:
+        out.why = "etcd ended the stream: " + log::escaped(m.error_message);
+        throw end_stream{};
       }
     };
     auto on_data = [&](std::string_view piece) {
       if (splitter.feed(piece, handle_line)) {
-        out.why = "watch message longer than " + format_bytes(options_.max_message_bytes);
+        out.why = "watch message longer than " +
+                  format_bytes(options_.max_message_bytes);
         out.too_long = true;
         throw end_stream{};
       }
     };
     try {
-      auto resp = co_await stream_->stream(std::move(req), on_data, options_.silence_timeout);
+      auto resp = co_await stream_->stream(std::move(req), on_data,
+                                           options_.silence_timeout);
       if (resp.status / 100 != 2) {
         auto err = detail::etcd_parse_error(resp.body);
-        if (err && err->code == static_cast<int>(grpc_code::unauthenticated)) out.auth = true;
+        if (err && err->code == static_cast<int>(grpc_code::unauthenticated))
+          out.auth = true;
         out.why = "HTTP " + std::to_string(resp.status) + " " + resp.reason +
-                  (err ? ": " + log::escaped(err->message) : std::string(" with a body that is not an etcd reply"));
+                  (err ? ": " + log::escaped(err->message)
+                       : std::string(" with a body that is not an etcd reply"));
       } else {
-        if (auto rest = splitter.take_rest(); !rest.empty()) handle_line(rest);  // the shutdown message has no '\n'
-        if (out.why.empty()) out.why = "stream ended";
+        if (auto rest = splitter.take_rest(); !rest.empty())
+          handle_line(rest); // the shutdown message has no '\n'
+        if (out.why.empty())
+          out.why = "stream ended";
       }
-    } catch (const end_stream&) {
-    } catch (const std::system_error& e) {
+    } catch (const end_stream &) {
+    } catch (const std::system_error &e) {
       if (e.code() == errc::timeout)
-        out.why = "no message for " + format(options_.silence_timeout) + "; the stream looks dead";
+        out.why = "no message for " + format(options_.silence_timeout) +
+                  "; the stream looks dead";
       else {
-        // "POST /v3/watch to <endpoint>: connect" -> "connect": the log line names the endpoint already.
+        // "POST /v3/watch to <endpoint>: connect" -> "connect": the log line
+        // names the endpoint already.
         std::string context = detail::etcd_error_context(e);
-        const std::string redundant = "POST /v3/watch to " + endpoint_name() + ": ";
-        if (context.rfind(redundant, 0) == 0) context.erase(0, redundant.size());
+        const std::string redundant =
+            "POST /v3/watch to " + endpoint_name() + ": ";
+        if (context.rfind(redundant, 0) == 0)
+          context.erase(0, redundant.size());
         out.why = context + ": " + e.code().message();
       }
     }
@@ -4315,39 +4501,52 @@ private:
     co_return out;
   }
 
-  // Every freshness_interval: compares the count and the newest mod revision of the keys delivered
-  // with etcd's for the prefix. Equal means equal states (in one history any put after the delivered
-  // revision raises the newest revision, and a delete alone lowers the count). A difference can be
-  // an event on its way, so it is looked at again after freshness_grace; if it is still there, the
-  // stream is closed and the prefix read again (a needless re-read changes nothing and costs one read).
+  // Every freshness_interval: compares the count and the newest mod revision of
+  // the keys delivered with etcd's for the prefix. Equal means equal states (in
+  // one history any put after the delivered revision raises the newest
+  // revision, and a delete alone lowers the count). A difference can be an
+  // event on its way, so it is looked at again after freshness_grace; if it is
+  // still there, the stream is closed and the prefix read again (a needless
+  // re-read changes nothing and costs one read).
   asio::awaitable<void> freshness_loop() {
     bool differed = false;
     while (!stopped_) {
       check_timer_ = std::make_unique<asio::steady_timer>(
-          client_.executor(), differed ? options_.freshness_grace : options_.freshness_interval);
-      auto [waited] = co_await check_timer_->async_wait(detail::use_nothrow_awaitable);
+          client_.executor(),
+          differed ? options_.freshness_grace : options_.freshness_interval);
+      auto [waited] =
+          co_await check_timer_->async_wait(detail::use_nothrow_awaitable);
       check_timer_.reset();
-      if (stopped_ || waited) co_return;  // stop(), or run() ends because the watch loop did
-      if (snapshots_ == 0 || resync_) continue;  // nothing delivered yet, or a re-read is on its way
+      if (stopped_ || waited)
+        co_return; // stop(), or run() ends because the watch loop did
+      if (snapshots_ == 0 || resync_)
+        continue; // nothing delivered yet, or a re-read is on its way
       const auto asked_at = std::chrono::steady_clock::now();
       const auto before = local_fingerprint();
       std::optional<etcd_range_result> r;
       try {
         r = co_await client_.newest_in_prefix(prefix_);
-      } catch (const std::exception& e) {
-        // etcd unreachable: the watch says so in its own lines; freshness simply ages.
-        log::debug("watch ", log::escaped(prefix_), ": freshness check failed: ", e.what());
+      } catch (const std::exception &e) {
+        // etcd unreachable: the watch says so in its own lines; freshness
+        // simply ages.
+        log::debug("watch ", log::escaped(prefix_),
+                   ": freshness check failed: ", e.what());
         differed = false;
         continue;
       }
-      if (stopped_ || (co_await asio::this_coro::cancellation_state).cancelled() != asio::cancellation_type::none) co_return;
-      const fingerprint theirs{r->count, r->kvs.empty() ? 0 : r->kvs.front().mod_revision};
+      if (stopped_ ||
+          (co_await asio::this_coro::cancellation_state).cancelled() !=
+              asio::cancellation_type::none)
+        co_return;
+      const fingerprint theirs{
+          r->count, r->kvs.empty() ? 0 : r->kvs.front().mod_revision};
       if (theirs == before || theirs == local_fingerprint()) {
         fresh_at_ = asked_at;
         differed = false;
         continue;
       }
-      // A store behind what was seen is etcd's lost data: the watch handles that (with its grace).
+      // A store behind what was seen is etcd's lost data: the watch handles
+      // that (with its grace).
       if (r->revision < known_) {
         differed = false;
         continue;
@@ -4358,30 +4557,36 @@ private:
       }
       differed = false;
       const auto mine = local_fingerprint();
-      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd has ", theirs.count,
-                " keys, newest at revision ", theirs.newest, " (store at ", r->revision, "), the watch delivered ",
-                mine.count, " keys, newest at revision ", mine.newest, "; reading the prefix again");
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(),
+                ": etcd has ", theirs.count, " keys, newest at revision ",
+                theirs.newest, " (store at ", r->revision,
+                "), the watch delivered ", mine.count,
+                " keys, newest at revision ", mine.newest,
+                "; reading the prefix again");
       ++resyncs_;
       resync_ = true;
-      if (stream_) stream_->close();
-      if (timer_) timer_->cancel();
+      if (stream_)
+        stream_->close();
+      if (timer_)
+        timer_->cancel();
     }
   }
 
   struct fingerprint {
     std::int64_t count = 0;
     std::int64_t newest = 0;
-    friend bool operator==(const fingerprint&, const fingerprint&) = default;
+    friend bool operator==(const fingerprint &, const fingerprint &) = default;
   };
   fingerprint local_fingerprint() const noexcept {
     fingerprint f;
     f.count = static_cast<std::int64_t>(keys_.size());
-    for (const auto& [key, rev] : keys_) f.newest = std::max(f.newest, rev);
+    for (const auto &[key, rev] : keys_)
+      f.newest = std::max(f.newest, rev);
     return f;
   }
 
-  void deliver(const std::function<void(const etcd_watch_update&)>& on_update, const etcd_watch_update& u,
-               outcome& out) {
+  void deliver(const std::function<void(const etcd_watch_update &)> &on_update,
+               const etcd_watch_update &u, outcome &out) {
     try {
       on_update(u);
     } catch (...) {
@@ -4390,12 +4595,13 @@ private:
     }
   }
 
-  etcd_client& client_;
+  etcd_client &client_;
   std::string prefix_;
   etcd_watch_options options_;
   std::size_t endpoint_ = 0;
   std::int64_t next_ = 0;
-  std::int64_t known_ = 0;  // highest store revision etcd showed (headers, events, snapshot): never lower in one history
+  std::int64_t known_ = 0; // highest store revision etcd showed (headers,
+                           // events, snapshot): never lower in one history
   bool stopped_ = false;
   std::size_t reconnects_ = 0;
   std::size_t snapshots_ = 0;
@@ -4403,12 +4609,16 @@ private:
   std::shared_ptr<http_client> stream_;
   std::unique_ptr<asio::steady_timer> timer_;
   std::unique_ptr<asio::steady_timer> check_timer_;
-  std::map<std::string, std::int64_t> keys_;  // every key delivered and its mod revision: what the consumer holds
+  std::map<std::string, std::int64_t>
+      keys_; // every key delivered and its mod revision: what the consumer
+             // holds
   std::optional<std::chrono::steady_clock::time_point> fresh_at_;
-  std::optional<std::chrono::steady_clock::time_point> outage_since_;  // first failure of the current streak
-  bool resync_ = false;  // the freshness check asked for a re-read
+  std::optional<std::chrono::steady_clock::time_point>
+      outage_since_;    // first failure of the current streak
+  bool resync_ = false; // the freshness check asked for a re-read
   std::size_t resyncs_ = 0;
-  std::size_t too_long_streak_ = 0;  // watches in a row that ended in a message beyond the limit
+  std::size_t too_long_streak_ =
+      0; // watches in a row that ended in a message beyond the limit
 };
 
 } // namespace amb
@@ -4436,10 +4646,10 @@ namespace amb {
 
 /// How an etcd_lease_keeper behaves.
 struct etcd_lease_keeper_options {
-  std::int64_t ttl = 5;                               ///< lease TTL in seconds (the seed's 5 s)
-  std::chrono::milliseconds tick{0};                  ///< keepalive interval; 0 = TTL/3, well inside the TTL
-  std::chrono::milliseconds retry_backoff{250};       ///< first wait after a failure
-  std::chrono::milliseconds retry_backoff_max{0};     ///< cap of the doubling wait; 0 = the tick
+  std::int64_t ttl = 5;                            ///< lease TTL in seconds (the seed's 5 s)
+  std::chrono::milliseconds tick{0};               ///< keepalive interval; 0 = TTL/3, well inside the TTL
+  std::chrono::milliseconds retry_backoff{250};    ///< first wait after a failure
+  std::chrono::milliseconds retry_backoff_max{0};  ///< cap of the doubling wait; 0 = the tick
 };
 
 /// Owns one lease and a set of registrations (key → value) written under it. run() grants the lease,
@@ -4541,7 +4751,9 @@ public:
 
   /// Calls `f(key, value)` each time a registration is written to etcd under the current lease (also
   /// when it is written again under a new lease): how a registrar says "registered" only when it is true.
-  void on_written(std::function<void(const std::string& key, const std::string& value)> f) { on_written_ = std::move(f); }
+  void on_written(std::function<void(const std::string& key, const std::string& value)> f) {
+    on_written_ = std::move(f);
+  }
 
   /// The current lease id, 0 while there is none.
   std::int64_t lease_id() const noexcept { return lease_; }
@@ -4656,7 +4868,7 @@ private:
   std::function<void(const std::string&, const std::string&)> on_written_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_ETCD_LEASE_KEEPER_HPP
 // ---- end amb/etcd_lease_keeper.hpp ----
 
@@ -4679,7 +4891,7 @@ namespace amb {
 
 /// One instance as written under <prefix>/<service>/<instance-id>.
 struct registry_value {
-  host_port address{};         ///< where to connect
+  host_port address{};       ///< where to connect
   std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000)
   /// Other JSON fields, in key order: strings as they are, other values as JSON text.
   std::vector<std::pair<std::string, std::string>> extra{};
@@ -4714,8 +4926,10 @@ inline bool is_json_number(std::string_view s) {
   auto digit = [&](std::size_t k) { return k < n && s[k] >= '0' && s[k] <= '9'; };
   if (i < n && s[i] == '-') ++i;
   if (!digit(i)) return false;
-  if (s[i] == '0') ++i;
-  else while (digit(i)) ++i;
+  if (s[i] == '0')
+    ++i;
+  else
+    while (digit(i)) ++i;
   if (i < n && s[i] == '.') {
     ++i;
     if (!digit(i)) return false;
@@ -4815,7 +5029,7 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   return r;
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Parses a registry value: the seed's JSON object (port as number or numeric string,
 /// optional positive integer "weight", other fields kept in `extra`) or plain "host:port"
@@ -4825,8 +5039,7 @@ inline parsed<registry_value> parse_registry_value(std::string_view text) {
     text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\n' || text.back() == '\r'))
     text.remove_suffix(1);
-  if (!text.empty() && text.front() == '{')
-    return detail::parse_registry_json(text);
+  if (!text.empty() && text.front() == '{') return detail::parse_registry_json(text);
   parsed<registry_value> r;
   if (text.empty()) {
     r.error = "bad registry value \"\": empty";
@@ -4888,7 +5101,7 @@ inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_v
   return r;
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_REGISTRY_VALUE_HPP
 // ---- end amb/registry_value.hpp ----
 
@@ -4935,8 +5148,8 @@ inline const char* to_string(balance_policy p) noexcept {
 /// Parses "round-robin", "weighted", "least-conn", "p2c" or "source-hash".
 inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
   parsed<balance_policy> r;
-  for (auto p : {balance_policy::round_robin, balance_policy::weighted, balance_policy::least_conn,
-                 balance_policy::p2c, balance_policy::source_hash})
+  for (auto p : {balance_policy::round_robin, balance_policy::weighted, balance_policy::least_conn, balance_policy::p2c,
+                 balance_policy::source_hash})
     if (text == to_string(p)) {
       r.value = p;
       return r;
@@ -4949,15 +5162,15 @@ inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
 /// instance lives on (with its counters) until its last connection ends.
 struct instance {
   using clock = std::chrono::steady_clock;
-  std::string id;                    ///< the etcd key it came from
-  host_port address;                 ///< where to connect
-  std::uint32_t weight = 1;          ///< relative share (1..)
-  std::size_t active = 0;            ///< live connections right now
+  std::string id;                       ///< the etcd key it came from
+  host_port address;                    ///< where to connect
+  std::uint32_t weight = 1;             ///< relative share (1..)
+  std::size_t active = 0;               ///< live connections right now
   std::uint32_t consecutive_fails = 0;  ///< connect failures since the last success
-  std::uint64_t total_fails = 0;     ///< connect failures ever (for metrics)
-  clock::time_point ejected_until{};  ///< not chosen before this (unless nothing else is left)
-  bool ejected = false;              ///< set while in an ejection period that has been logged
-  std::int64_t current_weight = 0;   ///< smooth weighted round-robin state
+  std::uint64_t total_fails = 0;        ///< connect failures ever (for metrics)
+  clock::time_point ejected_until{};    ///< not chosen before this (unless nothing else is left)
+  bool ejected = false;                 ///< set while in an ejection period that has been logged
+  std::int64_t current_weight = 0;      ///< smooth weighted round-robin state
   /// True while the instance sits out an ejection period.
   bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
 };
@@ -5008,16 +5221,16 @@ public:
   /// Tuning; the defaults follow nginx's max_fails/fail_timeout spirit (3 fails, 10 s).
   struct options {
     balance_policy policy = balance_policy::round_robin;  ///< how to choose
-    std::uint32_t max_fails = 3;                          ///< consecutive connect failures before ejection (0: never eject)
+    std::uint32_t max_fails = 3;  ///< consecutive connect failures before ejection (0: never eject)
     clock::duration fail_timeout = std::chrono::seconds(10);  ///< how long an ejected instance sits out
-    std::uint32_t virtual_nodes = 100;                    ///< ring points per unit of weight (source-hash)
-    std::uint64_t seed = 0x5eed;                          ///< random source for p2c (fixed for reproducible tests)
+    std::uint32_t virtual_nodes = 100;                        ///< ring points per unit of weight (source-hash)
+    std::uint64_t seed = 0x5eed;                              ///< random source for p2c (fixed for reproducible tests)
   };
 
   /// One desired instance, for replace_all.
   struct entry {
-    std::string id{};            ///< etcd key
-    host_port address{};         ///< where to connect
+    std::string id{};          ///< etcd key
+    host_port address{};       ///< where to connect
     std::uint32_t weight = 1;  ///< relative share
   };
 
@@ -5038,7 +5251,9 @@ public:
       i->id = id;
       i->address = address;
       i->weight = weight;
-      set_.insert(std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }), i);
+      set_.insert(
+          std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }),
+          i);
       out.push_back({balancer_change::added, id, address, weight});
     } else if ((*it)->address != address) {
       auto i = std::make_shared<instance>();
@@ -5235,9 +5450,9 @@ private:
     if (opts_.policy != balance_policy::source_hash) return;
     for (const auto& p : set_) {
       // Cap the points per instance so a huge weight cannot blow the ring up.
-      std::uint64_t points = std::min<std::uint64_t>(static_cast<std::uint64_t>(opts_.virtual_nodes) * p->weight, 10000);
-      for (std::uint64_t v = 0; v < points; ++v)
-        ring_.emplace_back(hash(p->id + "#" + std::to_string(v)), p.get());
+      std::uint64_t points =
+          std::min<std::uint64_t>(static_cast<std::uint64_t>(opts_.virtual_nodes) * p->weight, 10000);
+      for (std::uint64_t v = 0; v < points; ++v) ring_.emplace_back(hash(p->id + "#" + std::to_string(v)), p.get());
     }
     std::sort(ring_.begin(), ring_.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first < b.first : a.second->id < b.second->id;
@@ -5264,7 +5479,7 @@ private:
   std::mt19937_64 rng_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_BALANCER_HPP
 // ---- end amb/balancer.hpp ----
 
@@ -5320,10 +5535,14 @@ public:
     std::string out(key);
     out += "=\"";
     for (char c : value) {
-      if (c == '\\') out += "\\\\";
-      else if (c == '"') out += "\\\"";
-      else if (c == '\n') out += "\\n";
-      else out += c;
+      if (c == '\\')
+        out += "\\\\";
+      else if (c == '"')
+        out += "\\\"";
+      else if (c == '\n')
+        out += "\\n";
+      else
+        out += c;
     }
     out += '"';
     return out;
@@ -5380,9 +5599,9 @@ private:
 
 /// Limits for the metrics endpoint.
 struct metrics_server_options {
-  std::size_t max_request = 8192;                           ///< request head larger than this: 431 and close
-  std::chrono::milliseconds read_timeout{5000};             ///< a client that sends no full head in time is closed
-  std::size_t max_clients = 64;                             ///< more concurrent scrapers than this are closed at once
+  std::size_t max_request = 8192;                ///< request head larger than this: 431 and close
+  std::chrono::milliseconds read_timeout{5000};  ///< a client that sends no full head in time is closed
+  std::size_t max_clients = 64;                  ///< more concurrent scrapers than this are closed at once
 };
 
 namespace detail {
@@ -5423,7 +5642,7 @@ inline std::string metrics_answer(std::string_view head, metrics_registry& m, bo
   return reply;
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Serves /metrics and /healthz on an HTTP/1.1 listener: one request per connection, then close.
 /// `ready` is asked at each /healthz request (e.g. "the first etcd read succeeded").
@@ -5534,7 +5753,7 @@ private:
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_METRICS_HPP
 // ---- end amb/metrics.hpp ----
 
@@ -5683,7 +5902,8 @@ private:
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (logging_ == logging::on && (it == bad_.end() || it->second != value)) log::warn("skipping ", log::escaped(key), ": ", error);
+    if (logging_ == logging::on && (it == bad_.end() || it->second != value))
+      log::warn("skipping ", log::escaped(key), ": ", error);
     into[key] = value;
   }
 
@@ -5692,9 +5912,15 @@ private:
       if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
       switch (c.what) {
-        case balancer_change::added: log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight); break;
-        case balancer_change::changed: log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight); break;
-        case balancer_change::removed: log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")"); break;
+        case balancer_change::added:
+          log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight);
+          break;
+        case balancer_change::changed:
+          log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight);
+          break;
+        case balancer_change::removed:
+          log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")");
+          break;
       }
     }
     if (!changes.empty() && on_change_) on_change_();
@@ -5736,7 +5962,7 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
                                     [&instances](const etcd_watch_update& u) { instances.apply(u); });
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_SERVICE_WATCH_HPP
 // ---- end amb/service_watch.hpp ----
 
@@ -5760,10 +5986,11 @@ namespace amb {
 
 /// How the proxy treats each client connection.
 struct proxy_options {
-  std::string service = "service";                       ///< named in log lines, e.g. "/services/redis-A/"
-  std::chrono::milliseconds connect_timeout{3000};       ///< per upstream connect attempt
-  std::chrono::milliseconds idle_timeout{0};             ///< no byte either way this long closes the pair; 0 = never
-  std::chrono::milliseconds wait_for_backend{0};         ///< hold a client this long when no instance is reachable; 0 = close at once
+  std::string service = "service";                  ///< named in log lines, e.g. "/services/redis-A/"
+  std::chrono::milliseconds connect_timeout{3000};  ///< per upstream connect attempt
+  std::chrono::milliseconds idle_timeout{0};        ///< no byte either way this long closes the pair; 0 = never
+  std::chrono::milliseconds wait_for_backend{
+      0};  ///< hold a client this long when no instance is reachable; 0 = close at once
   /// One fixed target (simple-amb): a failed connect closes the client at once with the static
   /// forwarder's line, `connection from CLIENT: connect TARGET: ERROR`, instead of failing over.
   bool fixed_target = false;
@@ -5771,11 +5998,11 @@ struct proxy_options {
 
 /// Running totals the proxy keeps (read by the metrics endpoint).
 struct proxy_stats {
-  std::uint64_t accepted = 0;                               ///< client connections accepted
-  std::uint64_t active = 0;                                 ///< client connections open now
-  std::uint64_t rejected = 0;                               ///< clients closed because no instance could be reached
-  relay_counters bytes;                                     ///< bytes up (client -> instance) and down, all connections
-  std::map<std::string, std::uint64_t> connect_failures;    ///< failed connects per instance id
+  std::uint64_t accepted = 0;                             ///< client connections accepted
+  std::uint64_t active = 0;                               ///< client connections open now
+  std::uint64_t rejected = 0;                             ///< clients closed because no instance could be reached
+  relay_counters bytes;                                   ///< bytes up (client -> instance) and down, all connections
+  std::map<std::string, std::uint64_t> connect_failures;  ///< failed connects per instance id
 };
 
 /// Hands each accepted client to an instance from `balancer` and relays bytes until both sides close.
@@ -5893,7 +6120,8 @@ private:
             log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
                       "); closing connection from ", client_name());
           else if (tried.empty())
-            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ", client_name());
+            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ",
+                      client_name());
           else
             log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
                       " tried); closing connection from ", client_name());
@@ -5901,9 +6129,10 @@ private:
           co_return false;  // closing the socket tells the client at once
         }
         // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
-        asio::steady_timer retry(executor_, std::min<std::chrono::steady_clock::duration>(
-                                                give_up_at - now, std::chrono::milliseconds(500)));
-        co_await (changed_.async_wait(detail::use_nothrow_awaitable) || retry.async_wait(detail::use_nothrow_awaitable));
+        asio::steady_timer retry(
+            executor_, std::min<std::chrono::steady_clock::duration>(give_up_at - now, std::chrono::milliseconds(500)));
+        co_await (changed_.async_wait(detail::use_nothrow_awaitable) ||
+                  retry.async_wait(detail::use_nothrow_awaitable));
         tried.clear();
         continue;
       }
@@ -5917,7 +6146,8 @@ private:
         const auto at = std::chrono::steady_clock::now();
         if (at - last_shortage_line_ >= std::chrono::seconds(1)) {
           log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
-                    ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                    ec.message(),
+                    " (a limit of this ambassador, not a failure of the instance); closing connection from ",
                     client_name(),
                     shortages_unlogged_ ? " (" + std::to_string(shortages_unlogged_) + " more since the last such line)"
                                         : std::string());
@@ -5933,7 +6163,8 @@ private:
         ++stats_.rejected;
         ++stats_.connect_failures[inst->id];
         // Closing the client is all there is to do: it sees the connection end; the listener stays up.
-        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ", ec.message());
+        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ",
+                  ec.message());
         drain_and_shut(client);
         co_return false;
       }
@@ -5941,18 +6172,21 @@ private:
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
         if (log::enabled(log::level::debug))
-          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ", client_name(), ": ",
-                     ec.message(), "; trying the next instance");
+          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
+                     client_name(), ": ", ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
+          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
+                    " ejected for ",
                     std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
                     "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))
-        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " is reachable again");
+        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
+                  " is reachable again");
       if (log::enabled(log::level::debug))
-        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()));
+        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ",
+                   log::escaped(inst->address.to_string()));
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
@@ -5971,13 +6205,13 @@ private:
   proxy_options opts_;
   proxy_stats stats_;
   std::chrono::steady_clock::time_point last_shortage_line_{};  // the last "limit of this ambassador" line
-  std::uint64_t shortages_unlogged_ = 0;                          // such connects since, not logged
-  asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
-  asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
+  std::uint64_t shortages_unlogged_ = 0;                        // such connects since, not logged
+  asio::steady_timer changed_;                                  // cancelled to wake clients waiting for an instance
+  asio::steady_timer idle_;                                     // cancelled when the last connection ends (drain)
   bool instances_known_ = true;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_PROXY_HPP
 // ---- end amb/proxy.hpp ----
 
@@ -6057,11 +6291,14 @@ public:
     }
     for (auto& l : loops_) {
       // The frame owns the acceptor, so a frame left queued when the ambassador goes never sees it destroyed.
-      asio::co_spawn(l->ex, [a = l->acceptor, p = &*l->px]() -> asio::awaitable<void> {
-        co_await accept_loop(*a, [p](asio::ip::tcp::socket c) { p->handle(std::move(c)); });
-      }, [](std::exception_ptr e) {
-        if (e) log::error("accept loop ended unexpectedly");
-      });
+      asio::co_spawn(
+          l->ex,
+          [a = l->acceptor, p = &*l->px]() -> asio::awaitable<void> {
+            co_await accept_loop(*a, [p](asio::ip::tcp::socket c) { p->handle(std::move(c)); });
+          },
+          [](std::exception_ptr e) {
+            if (e) log::error("accept loop ended unexpectedly");
+          });
       if (l->own) l->thread = std::thread([&io = *l->own] { io.run(); });
     }
   }
@@ -6175,12 +6412,12 @@ public:
 
 private:
   struct loop {
-    std::unique_ptr<asio::io_context> own;            // null for loop 0 (the constructor's executor)
+    std::unique_ptr<asio::io_context> own;  // null for loop 0 (the constructor's executor)
     asio::any_io_executor ex;
     std::optional<balancer> bal;
     std::optional<proxy> px;
     std::shared_ptr<asio::ip::tcp::acceptor> acceptor;  // shared with the accept loop's frame
-    std::atomic<bool> stopped{false};                 // set on the loop's thread just before it stops
+    std::atomic<bool> stopped{false};                   // set on the loop's thread just before it stops
     std::thread thread;
   };
 
@@ -6218,7 +6455,7 @@ private:
   std::vector<std::unique_ptr<loop>> loops_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_AMBASSADOR_HPP
 // ---- end amb/ambassador.hpp ----
 
@@ -6247,14 +6484,17 @@ class etcd_follower {
 public:
   /// Follows `directory` ("/services/redis-A/", see service_directory()) through `client`.
   etcd_follower(ambassador& a, etcd_client& client, std::string directory, etcd_watch_options options = {})
-      : ambassador_(a), client_(client), state_(std::make_shared<state>()),
-        watcher_(client, directory, options), started_(std::chrono::steady_clock::now()) {
+      : ambassador_(a),
+        client_(client),
+        state_(std::make_shared<state>()),
+        watcher_(client, directory, options),
+        started_(std::chrono::steady_clock::now()) {
     state_->directory = std::move(directory);
     state_->per_loop.resize(a.loops());
     ambassador_.on_each_loop([s = state_](std::size_t i, balancer& b, proxy& p) {
       s->per_loop[i] = std::make_unique<service_instances>(
-          b, [&p] { p.instances_changed(); },
-          i == 0 ? service_instances::logging::on : service_instances::logging::off, s->directory);
+          b, [&p] { p.instances_changed(); }, i == 0 ? service_instances::logging::on : service_instances::logging::off,
+          s->directory);
       p.instances_known(false);  // until the first read of etcd
     });
     asio::co_spawn(client_.executor(), watcher_.run([this](const etcd_watch_update& u) { apply(u); }),
@@ -6321,7 +6561,8 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   m.declare("amb_connections_accepted_total", "counter", "Client connections accepted.");
   m.declare("amb_connections_active", "gauge", "Client connections open now.");
   m.declare("amb_connections_rejected_total", "counter", "Clients closed because no instance could be reached.");
-  m.declare("amb_bytes_total", "counter", "Bytes relayed; direction up = client to instance, down = instance to client.");
+  m.declare("amb_bytes_total", "counter",
+            "Bytes relayed; direction up = client to instance, down = instance to client.");
   m.declare("amb_connect_failures_total", "counter", "Failed connects to an instance, by instance key.");
   m.declare("amb_instances", "gauge", "Instances known from etcd.");
   m.declare("amb_instances_ejected", "gauge", "Instances sitting out after failed connects.");
@@ -6349,7 +6590,7 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   });
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_ETCD_FOLLOWER_HPP
 // ---- end amb/etcd_follower.hpp ----
 
@@ -6389,14 +6630,14 @@ struct port_binding {
 
 /// What `GET /containers/{id}/json` says about a container, reduced to what a registrar needs.
 struct container_info {
-  std::string id;                                 ///< full id
-  std::string name;                               ///< without the leading '/'
-  std::string image;                              ///< Config.Image (the name the user ran)
-  bool running = false;                           ///< State.Running
-  std::string status;                             ///< State.Status: "running", "exited", ...
-  std::string health;                             ///< State.Health.Status ("healthy", ...) or "" without a health check
-  std::map<std::string, std::string> labels;      ///< Config.Labels
-  std::vector<std::string> env;                   ///< Config.Env, "KEY=VALUE" strings
+  std::string id;                             ///< full id
+  std::string name;                           ///< without the leading '/'
+  std::string image;                          ///< Config.Image (the name the user ran)
+  bool running = false;                       ///< State.Running
+  std::string status;                         ///< State.Status: "running", "exited", ...
+  std::string health;                         ///< State.Health.Status ("healthy", ...) or "" without a health check
+  std::map<std::string, std::string> labels;  ///< Config.Labels
+  std::vector<std::string> env;               ///< Config.Env, "KEY=VALUE" strings
   /// NetworkSettings.Ports: "80/tcp" -> bindings; an empty vector for an exposed but unpublished port.
   std::map<std::string, std::vector<port_binding>> ports;
 
@@ -6653,8 +6894,8 @@ inline std::string url_encode(std::string_view s) {
   return out;
 }
 
-} // namespace detail
-} // namespace amb
+}  // namespace detail
+}  // namespace amb
 #endif // AMB_INLINED_AMB_DETAIL_DOCKER_JSON_HPP
 // ---- end amb/detail/docker_json.hpp ----
 
@@ -6698,7 +6939,8 @@ inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>
   parsed<docker_engine> r;
   auto from = [&](std::string_view text, const std::string& source) {
     if (text.find("://") == std::string_view::npos) {
-      r.error = "bad engine address " + log::quoted(text) + " in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
+      r.error =
+          "bad engine address " + log::quoted(text) + " in " + source + ": expected unix:///PATH or tcp://HOST:PORT";
       return;
     }
     auto scheme = text.substr(0, text.find("://"));
@@ -6760,8 +7002,8 @@ public:
     auto res = co_await send("/_ping", "ping engine");
     if (res.status != 200 || res.body.substr(0, 2) != "OK")
       throw docker_failure(make_error_code(errc::bad_response),
-                              "ping engine at " + server_.to_string() + ": not a Docker Engine API (HTTP " +
-                                  std::to_string(res.status) + " " + detail::quote_body(res.body) + ")");
+                           "ping engine at " + server_.to_string() + ": not a Docker Engine API (HTTP " +
+                               std::to_string(res.status) + " " + detail::quote_body(res.body) + ")");
   }
 
   /// `GET /version` (unversioned) and chooses the API version for later calls (docs/protocols.md §2.2).
@@ -6830,8 +7072,10 @@ public:
     auto on_data = [&](std::string_view piece) {
       auto ec = lines.feed(piece, [&](std::string_view line) {
         auto ev = detail::parse_docker_event(line);
-        if (ev) on_event(*ev);
-        else log_bad_event(ev.error);
+        if (ev)
+          on_event(*ev);
+        else
+          log_bad_event(ev.error);
       });
       if (ec) throw bad_response(step, "an event line longer than 1 MiB");
     };
@@ -6869,8 +7113,7 @@ private:
   static void log_bad_event(const std::string& error) { log::warn("skipping an event line: ", error); }
 
   docker_failure bad_response(const std::string& step, const std::string& detail) const {
-    return docker_failure(make_error_code(errc::bad_response),
-                             step + " at " + server_.to_string() + ": " + detail);
+    return docker_failure(make_error_code(errc::bad_response), step + " at " + server_.to_string() + ": " + detail);
   }
 
   static bool refuses_version(const http_response& res) {
@@ -6890,9 +7133,9 @@ private:
       co_return co_await std::move(op);
     } catch (const std::system_error& e) {
       if (is_protocol_error(e.code()))
-        throw docker_failure(make_error_code(errc::bad_response),
-                                step + " at " + server_.to_string() + ": not a Docker Engine API (GET " + target +
-                                    ": " + e.code().message() + ")");
+        throw docker_failure(make_error_code(errc::bad_response), step + " at " + server_.to_string() +
+                                                                      ": not a Docker Engine API (GET " + target +
+                                                                      ": " + e.code().message() + ")");
       throw;
     }
   }
@@ -6928,11 +7171,11 @@ private:
     if ((res.status == 404 || res.status == 500) && lower.find("no such container") != std::string::npos)
       throw docker_failure(make_error_code(errc::no_such_container), where + "no such container");
     if (message.empty())
-      throw docker_failure(make_error_code(errc::bad_response),
-                              where + "not a Docker Engine API (HTTP " + std::to_string(res.status) + " " +
-                                  detail::quote_body(res.body) + ")");
+      throw docker_failure(make_error_code(errc::bad_response), where + "not a Docker Engine API (HTTP " +
+                                                                    std::to_string(res.status) + " " +
+                                                                    detail::quote_body(res.body) + ")");
     throw docker_failure(make_error_code(errc::docker_error),
-                            where + "HTTP " + std::to_string(res.status) + ": " + message);
+                         where + "HTTP " + std::to_string(res.status) + ": " + message);
   }
 
   asio::any_io_executor ex_;
@@ -6942,7 +7185,7 @@ private:
   std::string api_version_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_DOCKER_CLIENT_HPP
 // ---- end amb/docker_client.hpp ----
 
@@ -6979,7 +7222,7 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
   return policy.address;
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_HOST_ADDRESS_HPP
 // ---- end amb/host_address.hpp ----
 
@@ -7022,11 +7265,11 @@ enum class value_format {
 
 /// What both modes share.
 struct registrar_options {
-  std::string prefix = "/services";                ///< keys are <prefix>/<service>/<instance>
-  value_format format = value_format::json;        ///< value form
-  std::chrono::milliseconds resync{30000};         ///< full re-read of the engine, in case an event was missed
-  std::chrono::milliseconds retry{1000};           ///< wait after the engine failed to answer
-  host_ip_policy host_ip{};                          ///< the address for bindings on all interfaces
+  std::string prefix = "/services";          ///< keys are <prefix>/<service>/<instance>
+  value_format format = value_format::json;  ///< value form
+  std::chrono::milliseconds resync{30000};   ///< full re-read of the engine, in case an event was missed
+  std::chrono::milliseconds retry{1000};     ///< wait after the engine failed to answer
+  host_ip_policy host_ip{};                  ///< the address for bindings on all interfaces
 };
 
 /// The value for host:port with `extra` fields, in `format`.
@@ -7084,8 +7327,7 @@ inline std::int64_t unix_now() {
 /// fault costs a few lines a minute rather than two a second.
 inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t since,
                                            std::function<void(const docker_event&)> on_event,
-                                           std::function<void()> on_reconnect,
-                                           std::chrono::milliseconds retry) {
+                                           std::function<void()> on_reconnect, std::chrono::milliseconds retry) {
   using clock = std::chrono::steady_clock;
   constexpr std::chrono::milliseconds max_wait{8000};
   constexpr std::chrono::seconds short_lived{10};
@@ -7129,15 +7371,15 @@ inline void log_if_failed(std::exception_ptr e) {
   }
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Seed mode: what to register for one container.
 struct seed_config {
-  std::string container{};                                    ///< name or id, as given; also the instance id
-  std::uint16_t private_port = 0;                           ///< the container's port (tcp)
-  std::string service{};                                      ///< service name
-  std::vector<std::pair<std::string, std::string>> extra{};   ///< KEY=VALUE fields for the JSON value
-  bool exit_with_container = false;                         ///< return when the container is removed (or absent at start)
+  std::string container{};                                   ///< name or id, as given; also the instance id
+  std::uint16_t private_port = 0;                            ///< the container's port (tcp)
+  std::string service{};                                     ///< service name
+  std::vector<std::pair<std::string, std::string>> extra{};  ///< KEY=VALUE fields for the JSON value
+  bool exit_with_container = false;  ///< return when the container is removed (or absent at start)
 };
 
 /// Seed mode: keeps <prefix>/<service>/<container> in step with one container's life. Stop/die →
@@ -7148,8 +7390,13 @@ public:
   /// `api` serves inspect calls, `events` the events stream (two clients: each has one connection).
   seed_follower(docker_client& api, docker_client& events, registration_sink sink, registrar_options options,
                 seed_config config)
-      : api_(api), events_(events), sink_(std::move(sink)), options_(std::move(options)), config_(std::move(config)),
-        key_(options_.prefix + "/" + config_.service + "/" + config_.container), wake_(api.executor()) {}
+      : api_(api),
+        events_(events),
+        sink_(std::move(sink)),
+        options_(std::move(options)),
+        config_(std::move(config)),
+        key_(options_.prefix + "/" + config_.service + "/" + config_.container),
+        wake_(api.executor()) {}
 
   /// The registry key this follower owns.
   const std::string& key() const { return key_; }
@@ -7160,12 +7407,11 @@ public:
   /// 1 when it is absent or does not publish the port at start.
   asio::awaitable<int> run() {
     auto ex = co_await asio::this_coro::executor;
-    asio::co_spawn(
-        ex,
-        detail::follow_events(
-            events_, detail::unix_now() - 1, [this](const docker_event& ev) { on_event(ev); },
-            [this] { wake_.notify(); }, options_.retry),
-        detail::log_if_failed);
+    asio::co_spawn(ex,
+                   detail::follow_events(
+                       events_, detail::unix_now() - 1, [this](const docker_event& ev) { on_event(ev); },
+                       [this] { wake_.notify(); }, options_.retry),
+                   detail::log_if_failed);
     for (bool first = true;; first = false) {
       if (auto code = co_await reconcile(first)) co_return *code;
       co_await wake_.wait_for(engine_failing_ ? options_.retry : options_.resync);
@@ -7210,8 +7456,8 @@ private:
       seen_ = true;
       if (!info.running) {
         state = "stopped";
-        line = who + " is not running (" + (info.status.empty() ? "stopped" : info.status) + "): " + key_ +
-               " removed" + waiting;
+        line = who + " is not running (" + (info.status.empty() ? "stopped" : info.status) + "): " + key_ + " removed" +
+               waiting;
       } else if (auto bindings = info.bindings(config_.private_port); bindings.empty()) {
         unpublished = true;
         state = "unpublished";
@@ -7234,7 +7480,8 @@ private:
     } catch (const std::system_error& e) {
       if (e.code() != errc::no_such_container) {
         // The engine is away: the container most likely still runs, so keep what is registered.
-        if (!engine_failing_) log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
+        if (!engine_failing_)
+          log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
         engine_failing_ = true;
         last_state_.clear();
         co_return std::nullopt;
@@ -7282,7 +7529,7 @@ private:
 
 /// Automatic mode: naming rules beyond the shared options.
 struct auto_config {
-  std::string hostname{};        ///< first part of instance ids <host>:<container>:<port>
+  std::string hostname{};      ///< first part of instance ids <host>:<container>:<port>
   bool explicit_only = false;  ///< register only ports whose container names a service (SERVICE_NAME...)
 };
 
@@ -7389,7 +7636,7 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
     }
     if (is_loopback_address(*host))
       plan.notes.push_back(who + " port " + ps + " is published on " + *host +
-                             ": registered, but only ambassadors on this host can reach it");
+                           ": registered, but only ambassadors on this host can reach it");
     auto_entry e;
     e.service = service;
     e.instance = config.hostname + ":" + c.name + ":" + ps;
@@ -7409,7 +7656,11 @@ public:
   /// `api` serves list/inspect calls, `events` the events stream.
   auto_follower(docker_client& api, docker_client& events, registration_sink sink, registrar_options options,
                 auto_config config)
-      : api_(api), events_(events), sink_(std::move(sink)), options_(std::move(options)), config_(std::move(config)),
+      : api_(api),
+        events_(events),
+        sink_(std::move(sink)),
+        options_(std::move(options)),
+        config_(std::move(config)),
         wake_(api.executor()) {}
 
   /// Every key registered now, key → value.
@@ -7422,29 +7673,30 @@ public:
   /// Runs forever.
   asio::awaitable<void> run() {
     auto ex = co_await asio::this_coro::executor;
-    asio::co_spawn(
-        ex,
-        detail::follow_events(
-            events_, detail::unix_now() - 1,
-            [this](const docker_event& ev) {
-              if (ev.type == "container" && is_lifecycle_action(ev.action) && !ev.id.empty()) {
-                pending_.insert(ev.id);
-                wake_.notify();
-              }
-            },
-            [this] {
-              resync_now_ = true;
-              wake_.notify();
-            },
-            options_.retry),
-        detail::log_if_failed);
+    asio::co_spawn(ex,
+                   detail::follow_events(
+                       events_, detail::unix_now() - 1,
+                       [this](const docker_event& ev) {
+                         if (ev.type == "container" && is_lifecycle_action(ev.action) && !ev.id.empty()) {
+                           pending_.insert(ev.id);
+                           wake_.notify();
+                         }
+                       },
+                       [this] {
+                         resync_now_ = true;
+                         wake_.notify();
+                       },
+                       options_.retry),
+                   detail::log_if_failed);
     auto next_resync = std::chrono::steady_clock::now();
     for (;;) {
       if (resync_now_ || std::chrono::steady_clock::now() >= next_resync) {
         resync_now_ = false;
         pending_.clear();  // a full pass covers them
-        if (co_await resync()) next_resync = std::chrono::steady_clock::now() + options_.resync;
-        else next_resync = std::chrono::steady_clock::now() + options_.retry;
+        if (co_await resync())
+          next_resync = std::chrono::steady_clock::now() + options_.resync;
+        else
+          next_resync = std::chrono::steady_clock::now() + options_.retry;
       }
       while (!pending_.empty()) {
         auto id = *pending_.begin();
@@ -7530,8 +7782,8 @@ private:
     if (!info.running) skip_notes_.erase(id);
     std::map<std::string, std::string> want;
     for (const auto& e : plan.entries) want[e.key] = e.value;
-    const std::string why =
-        info.running ? std::string("no longer published") : "container " + (info.status.empty() ? std::string("stopped") : info.status);
+    const std::string why = info.running ? std::string("no longer published")
+                                         : "container " + (info.status.empty() ? std::string("stopped") : info.status);
     co_await apply(id, want, why);
     co_return true;
   }
@@ -7579,7 +7831,7 @@ private:
   std::map<std::string, std::string> skip_notes_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_REGISTRAR_HPP
 // ---- end amb/registrar.hpp ----
 
@@ -7619,8 +7871,11 @@ class etcd_registrar {
 public:
   /// A registrar writing through `etcd` (which must outlive it), reading the engine at `engine`.
   etcd_registrar(etcd_client& etcd, const endpoint& engine, etcd_registrar_options options)
-      : etcd_(etcd), options_(std::move(options)), keeper_(etcd, keeper_options(options_.ttl)),
-        api_(etcd.executor(), engine), events_(etcd.executor(), engine) {
+      : etcd_(etcd),
+        options_(std::move(options)),
+        keeper_(etcd, keeper_options(options_.ttl)),
+        api_(etcd.executor(), engine),
+        events_(etcd.executor(), engine) {
     keeper_.on_written([this](const std::string& key, const std::string& value) { written(key, value); });
     registration_sink sink{[this](std::string key, std::string value) -> asio::awaitable<void> {
                              co_await set(std::move(key), std::move(value));
@@ -7630,8 +7885,10 @@ public:
                              waiting_.erase(key);
                              co_await keeper_.erase(key);
                            }};
-    if (options_.seed) seed_.emplace(api_, events_, sink, options_.registry, *options_.seed);
-    else automatic_.emplace(api_, events_, sink, options_.registry, options_.automatic);
+    if (options_.seed)
+      seed_.emplace(api_, events_, sink, options_.registry, *options_.seed);
+    else
+      automatic_.emplace(api_, events_, sink, options_.registry, options_.automatic);
   }
   etcd_registrar(const etcd_registrar&) = delete;
   etcd_registrar& operator=(const etcd_registrar&) = delete;
@@ -7732,7 +7989,7 @@ private:
   std::map<std::string, std::string> waiting_;    // key -> value set but not yet seen written
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_ETCD_REGISTRAR_HPP
 // ---- end amb/etcd_registrar.hpp ----
 #endif // AMB_INLINED_AMB_AMB_HPP

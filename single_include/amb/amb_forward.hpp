@@ -75,11 +75,14 @@ inline std::string& program_ref() noexcept {
   static std::string p = "amb";
   return p;
 }
-} // namespace detail
+}  // namespace detail
 
 /// Sets the program name that prefixes every line (call once at start-up).
 inline void set_program(std::string_view name) noexcept {
-  try { detail::program_ref() = std::string(name); } catch (...) {}
+  try {
+    detail::program_ref() = std::string(name);
+  } catch (...) {
+  }
 }
 /// The program name that prefixes every line.
 inline const std::string& program() noexcept { return detail::program_ref(); }
@@ -92,12 +95,18 @@ inline bool enabled(level l) noexcept { return l >= current_level() && l != leve
 
 /// Parses "debug", "info", "warn"/"warning", "error", "off".
 inline bool parse_level(std::string_view text, level& out) noexcept {
-  if (text == "debug") out = level::debug;
-  else if (text == "info") out = level::info;
-  else if (text == "warn" || text == "warning") out = level::warn;
-  else if (text == "error") out = level::error;
-  else if (text == "off") out = level::off;
-  else return false;
+  if (text == "debug")
+    out = level::debug;
+  else if (text == "info")
+    out = level::info;
+  else if (text == "warn" || text == "warning")
+    out = level::warn;
+  else if (text == "error")
+    out = level::error;
+  else if (text == "off")
+    out = level::off;
+  else
+    return false;
   return true;
 }
 
@@ -116,12 +125,18 @@ inline void append_escaped(std::string& out, std::string_view text) {
   for (std::size_t i = 0; i < text.size();) {
     const auto c = static_cast<unsigned char>(text[i]);
     if (c < 0x80) {
-      if (c == '\n') out += "\\n";
-      else if (c == '\r') out += "\\r";
-      else if (c == '\t') out += "\\t";
-      else if (c == '\\') out += "\\\\";
-      else if (c < 0x20 || c == 0x7f) byte(c);
-      else out += static_cast<char>(c);
+      if (c == '\n')
+        out += "\\n";
+      else if (c == '\r')
+        out += "\\r";
+      else if (c == '\t')
+        out += "\\t";
+      else if (c == '\\')
+        out += "\\\\";
+      else if (c < 0x20 || c == 0x7f)
+        byte(c);
+      else
+        out += static_cast<char>(c);
       ++i;
       continue;
     }
@@ -155,7 +170,7 @@ inline void append_size(std::string& out, std::size_t size) {
   out.append(buf, r.ptr);
   out += " bytes)";
 }
-} // namespace detail
+}  // namespace detail
 
 /// Outside text (a registry value, a key, an argument, a server's body) for a log line or an error
 /// message, in double quotes: escaped (see below) so that the line stays one line and cannot be
@@ -191,7 +206,8 @@ inline void append(std::string& s, std::string_view v) { s.append(v); }
 inline void append(std::string& s, const char* v) { s.append(v ? v : "(null)"); }
 inline void append(std::string& s, char c) { s.push_back(c); }
 inline void append(std::string& s, bool b) { s.append(b ? "true" : "false"); }
-template <class T, std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
+template <class T,
+          std::enable_if_t<std::is_integral_v<T> && !std::is_same_v<T, bool> && !std::is_same_v<T, char>, int> = 0>
 void append(std::string& s, T v) {
   char buf[24];
   auto r = std::to_chars(buf, buf + sizeof buf, v);
@@ -203,7 +219,7 @@ void append(std::string& s, T v) {
   int n = std::snprintf(buf, sizeof buf, "%g", static_cast<double>(v));
   if (n > 0) s.append(buf, static_cast<std::size_t>(n) < sizeof buf ? static_cast<std::size_t>(n) : sizeof buf - 1);
 }
-} // namespace detail
+}  // namespace detail
 
 /// Writes one line at level `l`: the parts (strings, characters, numbers) are appended together,
 /// then written with one write(2).
@@ -231,12 +247,24 @@ void write(level l, const Parts&... parts) noexcept {
   }
 }
 
-template <class... P> void debug(const P&... p) noexcept { write(level::debug, p...); }
-template <class... P> void info(const P&... p) noexcept { write(level::info, p...); }
-template <class... P> void warn(const P&... p) noexcept { write(level::warn, p...); }
-template <class... P> void error(const P&... p) noexcept { write(level::error, p...); }
+template <class... P>
+void debug(const P&... p) noexcept {
+  write(level::debug, p...);
+}
+template <class... P>
+void info(const P&... p) noexcept {
+  write(level::info, p...);
+}
+template <class... P>
+void warn(const P&... p) noexcept {
+  write(level::warn, p...);
+}
+template <class... P>
+void error(const P&... p) noexcept {
+  write(level::error, p...);
+}
 
-} // namespace amb::log
+}  // namespace amb::log
 #endif // AMB_INLINED_AMB_LOG_HPP
 // ---- end amb/log.hpp ----
 #include <charconv>
@@ -260,12 +288,12 @@ struct parsed {
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {
-  std::string host{};        ///< name or numeric address, IPv6 without brackets
+  std::string host{};      ///< name or numeric address, IPv6 without brackets
   std::uint16_t port = 0;  ///< 1..65535
   /// "host:port", with brackets around an IPv6 address.
   std::string to_string() const {
     return host.find(':') != std::string::npos ? "[" + host + "]:" + std::to_string(port)
-                                                : host + ":" + std::to_string(port);
+                                               : host + ":" + std::to_string(port);
   }
   friend bool operator==(const host_port&, const host_port&) = default;
 };
@@ -337,7 +365,7 @@ inline parsed<host_port> parse_host_port(std::string_view text) {
 struct endpoint {
   std::string unix_path{};  ///< non-empty for a unix domain socket
   host_port tcp{};          ///< used when unix_path is empty
-  bool tls = false;       ///< https://: TCP with TLS (amb/tls_options.hpp)
+  bool tls = false;         ///< https://: TCP with TLS (amb/tls_options.hpp)
   bool is_unix() const noexcept { return !unix_path.empty(); }
   /// "http://host:port", "https://host:port" or "unix:///path", as it appears in error messages.
   std::string to_string() const {
@@ -369,7 +397,8 @@ inline parsed<endpoint> parse_endpoint(std::string_view text) {
     return r;
   }
   if (!scheme.empty() && scheme != "http" && scheme != "https" && scheme != "tcp") {
-    r.error = "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
+    r.error =
+        "unsupported scheme " + log::quoted(scheme) + " in " + quoted + " (use http://, https://, tcp:// or unix://)";
     return r;
   }
   ep.tls = scheme == "https";
@@ -414,7 +443,7 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
   return r;
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_ADDRESS_HPP
 // ---- end amb/address.hpp ----
 
@@ -461,8 +490,8 @@ inline const char* to_string(balance_policy p) noexcept {
 /// Parses "round-robin", "weighted", "least-conn", "p2c" or "source-hash".
 inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
   parsed<balance_policy> r;
-  for (auto p : {balance_policy::round_robin, balance_policy::weighted, balance_policy::least_conn,
-                 balance_policy::p2c, balance_policy::source_hash})
+  for (auto p : {balance_policy::round_robin, balance_policy::weighted, balance_policy::least_conn, balance_policy::p2c,
+                 balance_policy::source_hash})
     if (text == to_string(p)) {
       r.value = p;
       return r;
@@ -475,15 +504,15 @@ inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
 /// instance lives on (with its counters) until its last connection ends.
 struct instance {
   using clock = std::chrono::steady_clock;
-  std::string id;                    ///< the etcd key it came from
-  host_port address;                 ///< where to connect
-  std::uint32_t weight = 1;          ///< relative share (1..)
-  std::size_t active = 0;            ///< live connections right now
+  std::string id;                       ///< the etcd key it came from
+  host_port address;                    ///< where to connect
+  std::uint32_t weight = 1;             ///< relative share (1..)
+  std::size_t active = 0;               ///< live connections right now
   std::uint32_t consecutive_fails = 0;  ///< connect failures since the last success
-  std::uint64_t total_fails = 0;     ///< connect failures ever (for metrics)
-  clock::time_point ejected_until{};  ///< not chosen before this (unless nothing else is left)
-  bool ejected = false;              ///< set while in an ejection period that has been logged
-  std::int64_t current_weight = 0;   ///< smooth weighted round-robin state
+  std::uint64_t total_fails = 0;        ///< connect failures ever (for metrics)
+  clock::time_point ejected_until{};    ///< not chosen before this (unless nothing else is left)
+  bool ejected = false;                 ///< set while in an ejection period that has been logged
+  std::int64_t current_weight = 0;      ///< smooth weighted round-robin state
   /// True while the instance sits out an ejection period.
   bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
 };
@@ -534,16 +563,16 @@ public:
   /// Tuning; the defaults follow nginx's max_fails/fail_timeout spirit (3 fails, 10 s).
   struct options {
     balance_policy policy = balance_policy::round_robin;  ///< how to choose
-    std::uint32_t max_fails = 3;                          ///< consecutive connect failures before ejection (0: never eject)
+    std::uint32_t max_fails = 3;  ///< consecutive connect failures before ejection (0: never eject)
     clock::duration fail_timeout = std::chrono::seconds(10);  ///< how long an ejected instance sits out
-    std::uint32_t virtual_nodes = 100;                    ///< ring points per unit of weight (source-hash)
-    std::uint64_t seed = 0x5eed;                          ///< random source for p2c (fixed for reproducible tests)
+    std::uint32_t virtual_nodes = 100;                        ///< ring points per unit of weight (source-hash)
+    std::uint64_t seed = 0x5eed;                              ///< random source for p2c (fixed for reproducible tests)
   };
 
   /// One desired instance, for replace_all.
   struct entry {
-    std::string id{};            ///< etcd key
-    host_port address{};         ///< where to connect
+    std::string id{};          ///< etcd key
+    host_port address{};       ///< where to connect
     std::uint32_t weight = 1;  ///< relative share
   };
 
@@ -564,7 +593,9 @@ public:
       i->id = id;
       i->address = address;
       i->weight = weight;
-      set_.insert(std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }), i);
+      set_.insert(
+          std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }),
+          i);
       out.push_back({balancer_change::added, id, address, weight});
     } else if ((*it)->address != address) {
       auto i = std::make_shared<instance>();
@@ -761,9 +792,9 @@ private:
     if (opts_.policy != balance_policy::source_hash) return;
     for (const auto& p : set_) {
       // Cap the points per instance so a huge weight cannot blow the ring up.
-      std::uint64_t points = std::min<std::uint64_t>(static_cast<std::uint64_t>(opts_.virtual_nodes) * p->weight, 10000);
-      for (std::uint64_t v = 0; v < points; ++v)
-        ring_.emplace_back(hash(p->id + "#" + std::to_string(v)), p.get());
+      std::uint64_t points =
+          std::min<std::uint64_t>(static_cast<std::uint64_t>(opts_.virtual_nodes) * p->weight, 10000);
+      for (std::uint64_t v = 0; v < points; ++v) ring_.emplace_back(hash(p->id + "#" + std::to_string(v)), p.get());
     }
     std::sort(ring_.begin(), ring_.end(), [](const auto& a, const auto& b) {
       return a.first != b.first ? a.first < b.first : a.second->id < b.second->id;
@@ -790,7 +821,7 @@ private:
   std::mt19937_64 rng_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_BALANCER_HPP
 // ---- end amb/balancer.hpp ----
 
@@ -811,7 +842,8 @@ private:
 // The macros must be set before Asio's first header: if Asio came first without them, say so.
 #if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
 #if defined(ASIO_VERSION)
-#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#error \
+    "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
 #endif
 #define ASIO_HAS_CO_AWAIT 1
 #define ASIO_HAS_STD_COROUTINE 1
@@ -835,7 +867,7 @@ namespace detail {
 struct context_access : asio::execution_context {
   static constexpr auto shutdown_fn = &context_access::shutdown;
 };
-} // namespace detail
+}  // namespace detail
 
 /// Destroys every handler and coroutine frame still queued in `ctx`, what its destructor does first.
 /// Call it once run() has returned and before the objects those frames point into (clients, the
@@ -846,7 +878,7 @@ inline void destroy_pending_work(asio::execution_context& ctx) noexcept {
   (ctx.*detail::context_access::shutdown_fn)();
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_EVENT_LOOP_HPP
 // ---- end amb/event_loop.hpp ----
 
@@ -875,7 +907,7 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
   co_await timer.async_wait(use_nothrow_awaitable);
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_ASYNC_HPP
 // ---- end amb/detail/async.hpp ----
 
@@ -938,9 +970,9 @@ namespace amb {
 
 /// Bytes moved by the relay; "up" is client -> server, "down" is server -> client.
 struct relay_counters {
-  std::uint64_t bytes_up = 0;    ///< bytes written to the server
-  std::uint64_t bytes_down = 0;  ///< bytes written to the client
-  std::uint64_t empty_reads = 0; ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
+  std::uint64_t bytes_up = 0;     ///< bytes written to the server
+  std::uint64_t bytes_down = 0;   ///< bytes written to the client
+  std::uint64_t empty_reads = 0;  ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
 };
 
 /// How a relay behaves.
@@ -1038,7 +1070,7 @@ inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{})
 /// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
 /// scheduler_operation; a C-style cast is the conversion the language allows for that).
 inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
-} // namespace reactor_fields
+}  // namespace reactor_fields
 
 /// "Wake me when the socket becomes readable", queued on the epoll reactor without a syscall.
 ///
@@ -1054,7 +1086,8 @@ inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operat
 /// The op is reused for every wait of its direction, so waiting allocates nothing.
 struct readable_op : asio::detail::reactor_op {
   using callback = void (*)(readable_op&, std::error_code, bool destroyed);
-  readable_op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
+  readable_op(void* o, callback cb)
+      : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
   void* owner;
   callback on_done;
 
@@ -1091,7 +1124,8 @@ public:
       s->non_blocking(true, ignored);
     }
 #if AMB_RELAY_REACTOR_WAIT
-    reactor_ = &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
+    reactor_ =
+        &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
 #endif
     if (options.idle_timeout.count() > 0) {
       last_activity_ = std::chrono::steady_clock::now();
@@ -1126,8 +1160,8 @@ private:
   direction up_{this, &relay_state::on_wait_up}, down_{this, &relay_state::on_wait_down};
   asio::detail::reactor* reactor_ = nullptr;
   bool armed_up_ = false, armed_down_ = false;  ///< EPOLLRDHUP added to the source's registration
-  int queued_ = 0;                     ///< embedded waits queued in the reactor or scheduler
-  std::shared_ptr<relay_state> self_;  ///< set while queued_ > 0
+  int queued_ = 0;                              ///< embedded waits queued in the reactor or scheduler
+  std::shared_ptr<relay_state> self_;           ///< set while queued_ > 0
 #else
   direction up_, down_;  // up_: client -> server
 #endif
@@ -1323,7 +1357,7 @@ private:
   std::optional<OnDone> on_done_;
 };
 
-} // namespace detail
+}  // namespace detail
 
 /// Starts relaying between `downstream` and `upstream` and returns at once; `on_done(relay_counters)`
 /// runs once, on the sockets' executor, when both directions have ended (it must not throw). No
@@ -1355,7 +1389,7 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
       asio::use_awaitable);
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_RELAY_HPP
 // ---- end amb/relay.hpp ----
 
@@ -1378,37 +1412,37 @@ namespace amb {
 /// Errors raised by amb itself; system and Asio errors keep their own categories.
 enum class errc {
   // --- addresses and input ---
-  bad_address = 1,        ///< text is not host:port, [v6]:port or a known URL form
-  bad_port,               ///< port missing, not a number, or outside 1..65535
-  bad_value,              ///< a registry value that is neither the seed's JSON nor host:port
+  bad_address = 1,  ///< text is not host:port, [v6]:port or a known URL form
+  bad_port,         ///< port missing, not a number, or outside 1..65535
+  bad_value,        ///< a registry value that is neither the seed's JSON nor host:port
   // --- HTTP parser ---
-  bad_status_line,        ///< first line is not "HTTP/1.x NNN reason"
-  bad_header,             ///< a header line without a colon, or with a bad name
-  header_too_large,       ///< the header block exceeds the parser's limit
-  line_too_long,          ///< one line (status, header, chunk size) exceeds the limit
-  bad_content_length,     ///< Content-Length missing digits, duplicated with other values, or too big
-  bad_chunk_size,         ///< a chunk-size line that is not hexadecimal
-  bad_chunk_terminator,   ///< chunk data not followed by CRLF
-  chunk_too_large,        ///< a chunk size beyond the body limit
-  body_too_large,         ///< a body beyond the client's limit
-  body_truncated,         ///< EOF before Content-Length bytes arrived
-  chunk_truncated,        ///< EOF inside a chunked body, before the last chunk
+  bad_status_line,       ///< first line is not "HTTP/1.x NNN reason"
+  bad_header,            ///< a header line without a colon, or with a bad name
+  header_too_large,      ///< the header block exceeds the parser's limit
+  line_too_long,         ///< one line (status, header, chunk size) exceeds the limit
+  bad_content_length,    ///< Content-Length missing digits, duplicated with other values, or too big
+  bad_chunk_size,        ///< a chunk-size line that is not hexadecimal
+  bad_chunk_terminator,  ///< chunk data not followed by CRLF
+  chunk_too_large,       ///< a chunk size beyond the body limit
+  body_too_large,        ///< a body beyond the client's limit
+  body_truncated,        ///< EOF before Content-Length bytes arrived
+  chunk_truncated,       ///< EOF inside a chunked body, before the last chunk
   // --- transport ---
-  timeout,                ///< connect, request or read took longer than allowed
-  connection_closed,      ///< the peer closed before a response began
+  timeout,            ///< connect, request or read took longer than allowed
+  connection_closed,  ///< the peer closed before a response began
   // --- servers ---
-  bad_response,           ///< a server answered with something that is not the protocol (HTML, garbage)
-  http_status,            ///< a server answered with an unexpected HTTP status
-  etcd_error,             ///< etcd returned an error object (gRPC code and message kept by the caller)
-  lease_lost,             ///< etcd says the lease is gone (expired or unknown)
-  watch_canceled,         ///< etcd canceled a watch for a reason other than compaction
-  compacted,              ///< the requested revision was compacted away
-  no_endpoint,            ///< every configured endpoint failed
-  no_such_container,      ///< the engine does not know the container
-  port_not_published,     ///< the container does not publish the private port
-  docker_error,           ///< the engine returned an error message
-  no_instance,            ///< the balancer has no live instance to offer
-  tls_unsupported,        ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
+  bad_response,             ///< a server answered with something that is not the protocol (HTML, garbage)
+  http_status,              ///< a server answered with an unexpected HTTP status
+  etcd_error,               ///< etcd returned an error object (gRPC code and message kept by the caller)
+  lease_lost,               ///< etcd says the lease is gone (expired or unknown)
+  watch_canceled,           ///< etcd canceled a watch for a reason other than compaction
+  compacted,                ///< the requested revision was compacted away
+  no_endpoint,              ///< every configured endpoint failed
+  no_such_container,        ///< the engine does not know the container
+  port_not_published,       ///< the container does not publish the private port
+  docker_error,             ///< the engine returned an error message
+  no_instance,              ///< the balancer has no live instance to offer
+  tls_unsupported,          ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
   tls_certificate_refused,  ///< a TLS server rejected our client certificate, or wanted one we did not give
 };
 
@@ -1446,12 +1480,13 @@ public:
       case errc::docker_error: return "container engine error";
       case errc::no_instance: return "no instance available";
       case errc::tls_unsupported: return "this build has no TLS support (configure with -DAMB_TLS=ON)";
-      case errc::tls_certificate_refused: return "the server refused our TLS client certificate (none given, or not trusted by it)";
+      case errc::tls_certificate_refused:
+        return "the server refused our TLS client certificate (none given, or not trusted by it)";
     }
     return "unknown amb error";
   }
 };
-} // namespace detail
+}  // namespace detail
 
 /// The "amb" error category.
 inline const std::error_category& amb_category() noexcept {
@@ -1462,7 +1497,7 @@ inline const std::error_category& amb_category() noexcept {
 /// Makes errc usable as std::error_code (found by ADL).
 inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), amb_category()}; }
 
-} // namespace amb
+}  // namespace amb
 
 template <>
 struct std::is_error_code_enum<amb::errc> : std::true_type {};
@@ -1494,7 +1529,7 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
   });
 }
 
-} // namespace detail
+}  // namespace detail
 
 /// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
 /// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
@@ -1525,7 +1560,11 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
     addresses.emplace_back(numeric, target.port);
   } else {
     tcp::resolver resolver(executor);
-    if (bounded) detail::arm_deadline(*timer, deadline, alive, [&] { timed_out = true; resolver.cancel(); });
+    if (bounded)
+      detail::arm_deadline(*timer, deadline, alive, [&] {
+        timed_out = true;
+        resolver.cancel();
+      });
     auto [resolve_ec, results] = co_await resolver.async_resolve(target.host, std::to_string(target.port),
                                                                  tcp::resolver::numeric_service, use_nothrow_awaitable);
     if (timer) timer->cancel();
@@ -1564,7 +1603,7 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
   co_return last;
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_TCP_CONNECT_HPP
 // ---- end amb/tcp_connect.hpp ----
 
@@ -1582,10 +1621,11 @@ namespace amb {
 
 /// How the proxy treats each client connection.
 struct proxy_options {
-  std::string service = "service";                       ///< named in log lines, e.g. "/services/redis-A/"
-  std::chrono::milliseconds connect_timeout{3000};       ///< per upstream connect attempt
-  std::chrono::milliseconds idle_timeout{0};             ///< no byte either way this long closes the pair; 0 = never
-  std::chrono::milliseconds wait_for_backend{0};         ///< hold a client this long when no instance is reachable; 0 = close at once
+  std::string service = "service";                  ///< named in log lines, e.g. "/services/redis-A/"
+  std::chrono::milliseconds connect_timeout{3000};  ///< per upstream connect attempt
+  std::chrono::milliseconds idle_timeout{0};        ///< no byte either way this long closes the pair; 0 = never
+  std::chrono::milliseconds wait_for_backend{
+      0};  ///< hold a client this long when no instance is reachable; 0 = close at once
   /// One fixed target (simple-amb): a failed connect closes the client at once with the static
   /// forwarder's line, `connection from CLIENT: connect TARGET: ERROR`, instead of failing over.
   bool fixed_target = false;
@@ -1593,11 +1633,11 @@ struct proxy_options {
 
 /// Running totals the proxy keeps (read by the metrics endpoint).
 struct proxy_stats {
-  std::uint64_t accepted = 0;                               ///< client connections accepted
-  std::uint64_t active = 0;                                 ///< client connections open now
-  std::uint64_t rejected = 0;                               ///< clients closed because no instance could be reached
-  relay_counters bytes;                                     ///< bytes up (client -> instance) and down, all connections
-  std::map<std::string, std::uint64_t> connect_failures;    ///< failed connects per instance id
+  std::uint64_t accepted = 0;                             ///< client connections accepted
+  std::uint64_t active = 0;                               ///< client connections open now
+  std::uint64_t rejected = 0;                             ///< clients closed because no instance could be reached
+  relay_counters bytes;                                   ///< bytes up (client -> instance) and down, all connections
+  std::map<std::string, std::uint64_t> connect_failures;  ///< failed connects per instance id
 };
 
 /// Hands each accepted client to an instance from `balancer` and relays bytes until both sides close.
@@ -1715,7 +1755,8 @@ private:
             log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
                       "); closing connection from ", client_name());
           else if (tried.empty())
-            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ", client_name());
+            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ",
+                      client_name());
           else
             log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
                       " tried); closing connection from ", client_name());
@@ -1723,9 +1764,10 @@ private:
           co_return false;  // closing the socket tells the client at once
         }
         // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
-        asio::steady_timer retry(executor_, std::min<std::chrono::steady_clock::duration>(
-                                                give_up_at - now, std::chrono::milliseconds(500)));
-        co_await (changed_.async_wait(detail::use_nothrow_awaitable) || retry.async_wait(detail::use_nothrow_awaitable));
+        asio::steady_timer retry(
+            executor_, std::min<std::chrono::steady_clock::duration>(give_up_at - now, std::chrono::milliseconds(500)));
+        co_await (changed_.async_wait(detail::use_nothrow_awaitable) ||
+                  retry.async_wait(detail::use_nothrow_awaitable));
         tried.clear();
         continue;
       }
@@ -1739,7 +1781,8 @@ private:
         const auto at = std::chrono::steady_clock::now();
         if (at - last_shortage_line_ >= std::chrono::seconds(1)) {
           log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
-                    ec.message(), " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                    ec.message(),
+                    " (a limit of this ambassador, not a failure of the instance); closing connection from ",
                     client_name(),
                     shortages_unlogged_ ? " (" + std::to_string(shortages_unlogged_) + " more since the last such line)"
                                         : std::string());
@@ -1755,7 +1798,8 @@ private:
         ++stats_.rejected;
         ++stats_.connect_failures[inst->id];
         // Closing the client is all there is to do: it sees the connection end; the listener stays up.
-        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ", ec.message());
+        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ",
+                  ec.message());
         drain_and_shut(client);
         co_return false;
       }
@@ -1763,18 +1807,21 @@ private:
         tried.push_back(inst);
         ++stats_.connect_failures[inst->id];
         if (log::enabled(log::level::debug))
-          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ", client_name(), ": ",
-                     ec.message(), "; trying the next instance");
+          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
+                     client_name(), ": ", ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
+          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
+                    " ejected for ",
                     std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
                     "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))
-        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " is reachable again");
+        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
+                  " is reachable again");
       if (log::enabled(log::level::debug))
-        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()));
+        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ",
+                   log::escaped(inst->address.to_string()));
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
@@ -1793,13 +1840,13 @@ private:
   proxy_options opts_;
   proxy_stats stats_;
   std::chrono::steady_clock::time_point last_shortage_line_{};  // the last "limit of this ambassador" line
-  std::uint64_t shortages_unlogged_ = 0;                          // such connects since, not logged
-  asio::steady_timer changed_;  // cancelled to wake clients waiting for an instance
-  asio::steady_timer idle_;     // cancelled when the last connection ends (drain)
+  std::uint64_t shortages_unlogged_ = 0;                        // such connects since, not logged
+  asio::steady_timer changed_;                                  // cancelled to wake clients waiting for an instance
+  asio::steady_timer idle_;                                     // cancelled when the last connection ends (drain)
   bool instances_known_ = true;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_PROXY_HPP
 // ---- end amb/proxy.hpp ----
 
@@ -1874,7 +1921,10 @@ inline bool is_resource_error(const std::error_code& ec) noexcept {
       ec.category() != std::generic_category())
     return false;
   switch (ec.value()) {
-    case EMFILE: case ENFILE: case ENOBUFS: case ENOMEM: return true;
+    case EMFILE:
+    case ENFILE:
+    case ENOBUFS:
+    case ENOMEM: return true;
     default: return false;
   }
 }
@@ -1891,8 +1941,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
-      if (in_burst)
-        log::debug("accepting again after ", failed_in_burst, " failed accepts");
+      if (in_burst) log::debug("accepting again after ", failed_in_burst, " failed accepts");
       in_burst = false;
       on_accept(std::move(socket));
       continue;
@@ -1904,8 +1953,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
       std::error_code ignored;  // only used for the log line
       auto local = acceptor.local_endpoint(ignored);
       log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
-                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up"
-                                                  : "; retrying in 100ms");
+                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up" : "; retrying in 100ms");
       in_burst = true;
       failed_in_burst = 1;
     }
@@ -1914,7 +1962,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   }
 }
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_TCP_LISTENER_HPP
 // ---- end amb/tcp_listener.hpp ----
 
@@ -1978,11 +2026,14 @@ public:
     }
     for (auto& l : loops_) {
       // The frame owns the acceptor, so a frame left queued when the ambassador goes never sees it destroyed.
-      asio::co_spawn(l->ex, [a = l->acceptor, p = &*l->px]() -> asio::awaitable<void> {
-        co_await accept_loop(*a, [p](asio::ip::tcp::socket c) { p->handle(std::move(c)); });
-      }, [](std::exception_ptr e) {
-        if (e) log::error("accept loop ended unexpectedly");
-      });
+      asio::co_spawn(
+          l->ex,
+          [a = l->acceptor, p = &*l->px]() -> asio::awaitable<void> {
+            co_await accept_loop(*a, [p](asio::ip::tcp::socket c) { p->handle(std::move(c)); });
+          },
+          [](std::exception_ptr e) {
+            if (e) log::error("accept loop ended unexpectedly");
+          });
       if (l->own) l->thread = std::thread([&io = *l->own] { io.run(); });
     }
   }
@@ -2096,12 +2147,12 @@ public:
 
 private:
   struct loop {
-    std::unique_ptr<asio::io_context> own;            // null for loop 0 (the constructor's executor)
+    std::unique_ptr<asio::io_context> own;  // null for loop 0 (the constructor's executor)
     asio::any_io_executor ex;
     std::optional<balancer> bal;
     std::optional<proxy> px;
     std::shared_ptr<asio::ip::tcp::acceptor> acceptor;  // shared with the accept loop's frame
-    std::atomic<bool> stopped{false};                 // set on the loop's thread just before it stops
+    std::atomic<bool> stopped{false};                   // set on the loop's thread just before it stops
     std::thread thread;
   };
 
@@ -2139,6 +2190,6 @@ private:
   std::vector<std::unique_ptr<loop>> loops_;
 };
 
-} // namespace amb
+}  // namespace amb
 #endif // AMB_INLINED_AMB_AMBASSADOR_HPP
 // ---- end amb/ambassador.hpp ----

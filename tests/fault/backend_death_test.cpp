@@ -88,9 +88,11 @@ std::string who(raw_conn& c) {
   return reply.substr(4, 1);
 }
 
-} // namespace
+}  // namespace
 
-TEST_CASE("a backend SIGKILLed mid-stream: its clients' connections end at once, the ambassador stays up, new clients go elsewhere") {
+TEST_CASE(
+    "a backend SIGKILLed mid-stream: its clients' connections end at once, the ambassador stays up, new clients go "
+    "elsewhere") {
   etcd_cluster etcd;
   tagged_redis a("a"), b("b");
   etcd.etcdctl({"put", dir + "a", a.json()});
@@ -124,8 +126,9 @@ TEST_CASE("a backend SIGKILLed mid-stream: its clients' connections end at once,
     for (;;) {
       auto why = c.send_all(batch);
       if (why.empty()) why = c.read_exact(want.size(), replies, 15s);
-      if (!why.empty()) return ending{why == "Broken pipe" || why == "Connection reset by peer" ? "reset" : why,
-                                      std::chrono::steady_clock::now()};
+      if (!why.empty())
+        return ending{why == "Broken pipe" || why == "Connection reset by peer" ? "reset" : why,
+                      std::chrono::steady_clock::now()};
       if (replies != want) return ending{"unexpected data", std::chrono::steady_clock::now()};
       ++batches;
     }
@@ -169,4 +172,4 @@ TEST_CASE("a backend SIGKILLed mid-stream: its clients' connections end at once,
   INFO(amb.output());
 }
 
-} // namespace backend_death_test
+}  // namespace backend_death_test

@@ -78,7 +78,10 @@ TEST_CASE("engine API restarted while containers change: --all and seed mode con
        {{"start", seeded}}},
       {{{"run", "-d", "--name", late}, {"start", names[1]}, {"stop", "-t", "0", seeded}},
        {{"rm", "-f", "-t", "0", names[3]}}},
-      {{{"stop", "-t", "0", late}, {"start", seeded}, {"rm", "-f", "-t", "0", names[2]}, {"run", "-d", "--name", names[2]}},
+      {{{"stop", "-t", "0", late},
+        {"start", seeded},
+        {"rm", "-f", "-t", "0", names[2]},
+        {"run", "-d", "--name", names[2]}},
        {{"run", "-d", "--name", names[3]}}},
   };
   auto podman_do = [&](std::vector<std::string> args) {
@@ -143,4 +146,4 @@ TEST_CASE("engine API restarted while containers change: --all and seed mode con
   CHECK(have_seed().empty());
 }
 
-} // namespace engine_restart_test
+}  // namespace engine_restart_test

@@ -22,7 +22,7 @@ std::map<std::string, std::string> expected(const std::vector<const redis_contai
   for (auto* c : live) want[dir + c->name] = c->value();
   return want;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("etcd quorum lost and regained: forwarding never stops, registrations come back once, the watch catches up") {
   etcd_cluster etcd(3);
@@ -31,7 +31,11 @@ TEST_CASE("etcd quorum lost and regained: forwarding never stops, registrations 
   // Every program gets all three members, member 0 first: that is the one each talks to at the start.
   auto reg1 = start_registrar(etcd.endpoints(), podman.url(), r1.name, service);
   auto reg2 = start_registrar(etcd.endpoints(), podman.url(), r2.name, service);
-  REQUIRE_MESSAGE(wait_until([&] { return etcd_prefix(etcd, dir) == expected({&r1, &r2}); }, 20s),
+  REQUIRE_MESSAGE(wait_until(
+                      [&] {
+                        return etcd_prefix(etcd, dir) == expected({&r1, &r2});
+                      },
+                      20s),
                   (reg1.output() + reg2.output()));
   ambassador amb(etcd.endpoints(), service);
   REQUIRE(wait_until([&] { return amb.metric("amb_instances") == 2; }, 10s));
@@ -102,4 +106,4 @@ TEST_CASE("etcd quorum lost and regained: forwarding never stops, registrations 
   MESSAGE(clients.ok(), " redis requests through the ambassador, ", clients.failed(), " failed");
 }
 
-} // namespace etcd_quorum_test
+}  // namespace etcd_quorum_test

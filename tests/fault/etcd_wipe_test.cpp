@@ -31,8 +31,10 @@ public:
         for (auto& kv : u.kvs) state_[kv.key] = kv.value;
       }
       for (auto& e : u.events) {
-        if (e.type == amb::etcd_event::kind::del) state_.erase(e.kv.key);
-        else state_[e.kv.key] = e.kv.value;
+        if (e.type == amb::etcd_event::kind::del)
+          state_.erase(e.kv.key);
+        else
+          state_[e.kv.key] = e.kv.value;
       }
     };
   }
@@ -49,9 +51,10 @@ private:
 const std::string service = "redis-w";
 const std::string dir = "/services/" + service + "/";
 
-} // namespace
+}  // namespace
 
-TEST_CASE("watch: etcd wiped and restarted empty is detected (revision below the one delivered): re-read, then events") {
+TEST_CASE(
+    "watch: etcd wiped and restarted empty is detected (revision below the one delivered): re-read, then events") {
   etcd_cluster etcd;
   asio::io_context io;
   auto o = etcd_options(etcd.url());
@@ -103,7 +106,8 @@ TEST_CASE("watch: etcd wiped and restarted empty is detected (revision below the
   CHECK(next < old_revision);  // following the new history
 }
 
-TEST_CASE("etcd wiped: docker-register writes its keys again within a TTL; dynamic-etcd-amb drops the rest and converges") {
+TEST_CASE(
+    "etcd wiped: docker-register writes its keys again within a TTL; dynamic-etcd-amb drops the rest and converges") {
   etcd_cluster etcd;
   // A store that lived a while has a revision well above what a fresh one reaches in a few writes.
   for (int i = 0; i < 30; ++i) etcd.etcdctl({"put", "/fault/filler", std::to_string(i)});
@@ -147,7 +151,7 @@ TEST_CASE("etcd wiped: docker-register writes its keys again within a TTL; dynam
   for (int i = 0; i < 6; ++i) seen.insert(who_via(amb.port()));
   CHECK(seen == std::set<std::string>{a.name, c.name});
   CHECK(amb.count_in_output("instance " + dir + a.name + " removed") == 0);  // a was never dropped
-  CHECK(etcd_prefix(etcd, dir) == want({&a, &c}));  // nothing stale, nothing twice
+  CHECK(etcd_prefix(etcd, dir) == want({&a, &c}));                           // nothing stale, nothing twice
   CHECK(wait_until([&] { return etcd_lease_count(etcd) == 2; }, 10s));
 
   clients.stop();
@@ -158,4 +162,4 @@ TEST_CASE("etcd wiped: docker-register writes its keys again within a TTL; dynam
   MESSAGE(clients.ok(), " redis requests through the ambassador, ", clients.failed(), " failed");
 }
 
-} // namespace etcd_wipe_test
+}  // namespace etcd_wipe_test

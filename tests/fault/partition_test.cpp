@@ -29,15 +29,14 @@ public:
     child_process::options o;
     o.output = dir_.path() / "etcd.log";
     o.unset_env = {"ETCDCTL_ENDPOINTS", "ETCD_NAME", "ETCD_DATA_DIR"};
-    process_.start({etcd, "--name=a", "--data-dir=" + (dir_.path() / "data").string(), "--listen-client-urls=" + urls,
-                    "--advertise-client-urls=" + urls, "--listen-peer-urls=" + peer,
-                    "--initial-advertise-peer-urls=" + peer, "--initial-cluster=a=" + peer,
-                    "--initial-cluster-state=new"},
-                   o);
+    process_.start(
+        {etcd, "--name=a", "--data-dir=" + (dir_.path() / "data").string(), "--listen-client-urls=" + urls,
+         "--advertise-client-urls=" + urls, "--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
+         "--initial-cluster=a=" + peer, "--initial-cluster-state=new"},
+        o);
     bool ok = wait_until(
         [&] {
-          return !process_.running() ||
-                 http_get_raw(port_, "/health").find("\"health\":\"true\"") != std::string::npos;
+          return !process_.running() || http_get_raw(port_, "/health").find("\"health\":\"true\"") != std::string::npos;
         },
         30s, 50ms);
     if (!ok || !process_.running())
@@ -48,7 +47,8 @@ public:
   std::uint16_t port() const { return port_; }
   /// etcdctl (API v3) on host A's loopback; throws on failure.
   void etcdctl(std::vector<std::string> args) {
-    std::vector<std::string> argv{"etcdctl", "--endpoints=http://127.0.0.1:" + std::to_string(port_), "--command-timeout=10s"};
+    std::vector<std::string> argv{"etcdctl", "--endpoints=http://127.0.0.1:" + std::to_string(port_),
+                                  "--command-timeout=10s"};
     argv.insert(argv.end(), args.begin(), args.end());
     child_process::options o;
     o.env["ETCDCTL_API"] = "3";
@@ -71,11 +71,12 @@ public:
     const auto bin = require_program("redis-server", "redis-server");
     child_process::options o;
     o.working_dir = dir_.path();
-    process_.start(net.command({bin, "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                                "no", "--dir", dir_.path().string(), "--daemonize", "no", "--protected-mode", "no"}),
-                   o);
-    bool ok = wait_until([&] { return !process_.running() || net.inside([&] { return redis_server::ping_raw(port_); }); },
-                         15s, 20ms);
+    process_.start(
+        net.command({bin, "--port", std::to_string(port_), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                     "--dir", dir_.path().string(), "--daemonize", "no", "--protected-mode", "no"}),
+        o);
+    bool ok = wait_until(
+        [&] { return !process_.running() || net.inside([&] { return redis_server::ping_raw(port_); }); }, 15s, 20ms);
     auto tagged = ok ? net.inside([&] { return tcp_exchange(port_, "SET who " + name_ + "\r\n", 2s); }) : "";
     if (!ok || !process_.running() || tagged.rfind("+OK", 0) != 0)
       throw std::runtime_error("test set-up: redis-server in host B did not start on port " + std::to_string(port_) +
@@ -98,7 +99,7 @@ std::string join(const std::vector<std::string>& v) {
   return s;
 }
 
-} // namespace
+}  // namespace
 
 // The partition scenario. With `etcd_forgets_the_watch`, host A also drops its end of the ambassador's
 // watch connection while the link is down (as etcd does once its keepalive or retransmissions give up
@@ -152,7 +153,8 @@ void play_partition(bool etcd_forgets_the_watch) {
     auto ss = require_program("ss", "iproute2");
     auto killed = run({ss, "-K", "-t", "dst", net.host_b_ip()}, 10s);
     REQUIRE_MESSAGE(killed.status == 0, "ss -K (needs CONFIG_INET_DIAG_DESTROY): ", killed.output);
-    REQUIRE_MESSAGE(killed.output.find(net.host_b_ip()) != std::string::npos, "no connection from host B killed: ", killed.output);
+    REQUIRE_MESSAGE(killed.output.find(net.host_b_ip()) != std::string::npos,
+                    "no connection from host B killed: ", killed.output);
   }
   // Meanwhile the set changes in etcd: r3 added, r1 deleted (r1 itself keeps running).
   etcd.etcdctl({"put", dir + "r3", r3.value()});
@@ -179,7 +181,7 @@ void play_partition(bool etcd_forgets_the_watch) {
   const auto after = sample(12);
   INFO("after convergence: ", join(after));
   CHECK(seen(after) == std::set<std::string>{"r2", "r3"});  // every one served; r1 gets none
-  CHECK(held.command("PING") == "+PONG\r\n");                // the old connection was never cut
+  CHECK(held.command("PING") == "+PONG\r\n");               // the old connection was never cut
   CHECK(amb.running());
   CHECK(net.inside([&] { return tcp_connects(net.host_a_ip(), etcd.port()); }));
 }
@@ -188,8 +190,9 @@ TEST_CASE("partition of host B: the ambassador serves the last known set, then c
   play_partition(false);
 }
 
-TEST_CASE("partition of host B while etcd drops the watch connection: keepalive finds it dead, the ambassador converges") {
+TEST_CASE(
+    "partition of host B while etcd drops the watch connection: keepalive finds it dead, the ambassador converges") {
   play_partition(true);
 }
 
-} // namespace partition_test
+}  // namespace partition_test

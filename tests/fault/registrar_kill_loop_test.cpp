@@ -25,7 +25,7 @@ int lease_count(etcd_cluster& etcd) {
   return std::stoi(r.output.substr(at + 6));
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("registrar SIGKILL loop: 50 kills while containers stop and start; etcd ends with exactly the live ones") {
   podman_service podman;
@@ -65,8 +65,10 @@ TEST_CASE("registrar SIGKILL loop: 50 kills while containers stop and start; etc
         std::this_thread::sleep_for(std::chrono::milliseconds(300 + rng() % 1200));
         if (done) break;
         const std::size_t i = rng() % names.size();
-        if (running[i]) podman.podman_ok({"stop", "-t", "0", names[i]});
-        else podman.podman_ok({"start", names[i]});
+        if (running[i])
+          podman.podman_ok({"stop", "-t", "0", names[i]});
+        else
+          podman.podman_ok({"start", names[i]});
         running[i] = !running[i];
         ++changes;
       }
@@ -140,4 +142,4 @@ TEST_CASE("registrar SIGKILL loop: 50 kills while containers stop and start; etc
   CHECK(count_lines(last.output(), "error") == 0);
 }
 
-} // namespace registrar_kill_loop_test
+}  // namespace registrar_kill_loop_test

@@ -22,55 +22,62 @@ T run_io(std::function<asio::awaitable<T>(amb::docker_client&)> body, const std:
   amb::docker_client docker(io.get_executor(), *amb::parse_endpoint(url));
   std::optional<T> result;
   std::exception_ptr error;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> { result = co_await body(docker); },
-                 [&](std::exception_ptr e) { error = e; });
+  asio::co_spawn(
+      io, [&]() -> asio::awaitable<void> { result = co_await body(docker); }, [&](std::exception_ptr e) { error = e; });
   io.run();
   if (error) std::rethrow_exception(error);
   return *result;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("docker_client: ping, negotiation, list with exact names, inspect, errors, events") {
   podman_service podman;
   auto name = podman.unique_name("client");
   auto other = podman.unique_name("client2");  // its name contains `name`: the engine's filter would match both
-  podman.run_container(name, {"-p", "127.0.0.1::80", "--label", "amb.test=yes", "-e", "FOO=bar"}, {"httpd", "-f", "-p", "80"});
+  podman.run_container(name, {"-p", "127.0.0.1::80", "--label", "amb.test=yes", "-e", "FOO=bar"},
+                       {"httpd", "-f", "-p", "80"});
   podman.run_container(other, {}, {"httpd", "-f", "-p", "80"});
   const auto port = podman.published_port(name, 80);
 
-  auto version = run_io<std::string>([](amb::docker_client& d) -> asio::awaitable<std::string> {
-    co_await d.ping();
-    auto v = co_await d.negotiate();
-    co_return v.api_version + " " + d.api_version();
-  }, podman.url());
+  auto version = run_io<std::string>(
+      [](amb::docker_client& d) -> asio::awaitable<std::string> {
+        co_await d.ping();
+        auto v = co_await d.negotiate();
+        co_return v.api_version + " " + d.api_version();
+      },
+      podman.url());
   CHECK(version == "1.41 1.41");  // podman 4.3 says 1.41; we know up to 1.52
 
-  auto info = run_io<amb::container_info>([&](amb::docker_client& d) -> asio::awaitable<amb::container_info> {
-    co_return co_await d.inspect(name);
-  }, podman.url());
+  auto info = run_io<amb::container_info>(
+      [&](amb::docker_client& d) -> asio::awaitable<amb::container_info> { co_return co_await d.inspect(name); },
+      podman.url());
   CHECK(info.name == name);
   CHECK(info.running);
   CHECK(info.labels.at("amb.test") == "yes");
   CHECK(info.env_value("FOO") == "bar");
   CHECK(info.bindings(80) == std::vector<amb::port_binding>{{"127.0.0.1", port}});
 
-  auto found = run_io<std::string>([&](amb::docker_client& d) -> asio::awaitable<std::string> {
-    auto c = co_await d.find_by_name(name);
-    std::vector<std::string> filters{"amb.test=yes"};  // named: GCC 12 rejects a braced list inside co_await
-    auto labelled = co_await d.list_containers(false, filters);
-    std::string ids;
-    for (auto& l : labelled) ids += l.id + ",";
-    co_return (c ? c->id : std::string("none")) + " " + ids;
-  }, podman.url());
+  auto found = run_io<std::string>(
+      [&](amb::docker_client& d) -> asio::awaitable<std::string> {
+        auto c = co_await d.find_by_name(name);
+        std::vector<std::string> filters{"amb.test=yes"};  // named: GCC 12 rejects a braced list inside co_await
+        auto labelled = co_await d.list_containers(false, filters);
+        std::string ids;
+        for (auto& l : labelled) ids += l.id + ",";
+        co_return (c ? c->id : std::string("none")) + " " + ids;
+      },
+      podman.url());
   CHECK(found == info.id + " " + info.id + ",");
 
   std::string missing;
   try {
-    run_io<int>([](amb::docker_client& d) -> asio::awaitable<int> {
-      co_await d.inspect("amb-test-no-such-container");
-      co_return 0;
-    }, podman.url());
+    run_io<int>(
+        [](amb::docker_client& d) -> asio::awaitable<int> {
+          co_await d.inspect("amb-test-no-such-container");
+          co_return 0;
+        },
+        podman.url());
   } catch (const std::system_error& e) {
     missing = e.what();
     CHECK(e.code() == amb::errc::no_such_container);
@@ -84,16 +91,19 @@ TEST_CASE("docker_client: ping, negotiation, list with exact names, inspect, err
     std::this_thread::sleep_for(1s);
     podman.stop();
   });
-  auto since = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  auto since =
+      std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
   std::vector<std::string> actions;
   std::string ended;
   try {
-    run_io<int>([&](amb::docker_client& d) -> asio::awaitable<int> {
-      co_await d.events(since, [&](const amb::docker_event& ev) {
-        if (ev.id == info.id) actions.push_back(ev.action);
-      });
-      co_return 0;
-    }, podman.url());
+    run_io<int>(
+        [&](amb::docker_client& d) -> asio::awaitable<int> {
+          co_await d.events(since, [&](const amb::docker_event& ev) {
+            if (ev.id == info.id) actions.push_back(ev.action);
+          });
+          co_return 0;
+        },
+        podman.url());
     ended = "clean end";
   } catch (const std::system_error& e) {
     ended = e.what();
@@ -147,14 +157,16 @@ TEST_CASE("docker_client: version negotiation with a Docker-like engine that ref
       ::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL);
     }
   });
-  auto used = run_io<std::string>([](amb::docker_client& d) -> asio::awaitable<std::string> {
-    auto list = co_await d.list_containers();
-    co_return d.api_version() + " " + std::to_string(list.size());
-  }, fake.url());
+  auto used = run_io<std::string>(
+      [](amb::docker_client& d) -> asio::awaitable<std::string> {
+        auto list = co_await d.list_containers();
+        co_return d.api_version() + " " + std::to_string(list.size());
+      },
+      fake.url());
   CHECK(used == "1.45 0");
   std::lock_guard<std::mutex> lock(mutex);
   CHECK(lines == std::vector<std::string>{"GET /version HTTP/1.1", "GET /v1.52/containers/json HTTP/1.1",
                                           "GET /version HTTP/1.1", "GET /v1.45/containers/json HTTP/1.1"});
 }
 
-} // namespace docker_client_test
+}  // namespace docker_client_test

@@ -25,7 +25,7 @@ std::string value(std::uint16_t port, const std::string& extra = "") {
   return "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(port) + extra + "}";
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("automatic mode: exactly the expected keys, ignore, stop, and an events stream cut") {
   podman_service podman;
@@ -95,9 +95,9 @@ TEST_CASE("automatic mode: --explicit registers only named services; hostport va
   podman.run_container(named, {"-p", "127.0.0.1::80", "-e", "SERVICE_80_NAME=port-named"}, {"httpd", "-f", "-p", "80"});
   auto anon = podman.unique_name("anon");
   podman.run_container(anon, {"-p", "127.0.0.1::80"}, {"httpd", "-f", "-p", "80"});
-  auto reg = start_docker_register(etcd, podman.url(),
-                                   {"--all", "--explicit", "--value-format", "hostport", "--hostname", "h2", "--prefix", "/x/",
-                                    "--resync", "1s"});
+  auto reg = start_docker_register(
+      etcd, podman.url(),
+      {"--all", "--explicit", "--value-format", "hostport", "--hostname", "h2", "--prefix", "/x/", "--resync", "1s"});
   INFO(reg.output());
   std::map<std::string, std::string> want{
       {"/x/port-named/h2:" + named + ":80", "127.0.0.1:" + std::to_string(podman.published_port(named, 80))}};
@@ -118,4 +118,4 @@ TEST_CASE("automatic mode: --explicit registers only named services; hostport va
   CHECK(ours(etcd_prefix(etcd, "/x/"), stem).empty());
 }
 
-} // namespace docker_register_auto_test
+}  // namespace docker_register_auto_test

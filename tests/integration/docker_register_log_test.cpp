@@ -26,7 +26,7 @@ std::string web(const std::string& stem) {
   return name;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("etcd unreachable: one line waiting for etcd, no 'registered', and at exit no lease to revoke") {
   etcd_cluster etcd;
@@ -52,9 +52,11 @@ TEST_CASE("etcd back: 'registered' only once the key is in etcd; at exit the lea
   etcd.terminate();
   const auto name = web("lateetcd");
   const std::string key = "/services/web/" + name;
-  const std::string value = "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(podman().published_port(name, 80)) + "}";
+  const std::string value =
+      "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(podman().published_port(name, 80)) + "}";
   auto reg = start_docker_register(etcd, podman().url(), {"--ttl", "2s", name, "80", "web"});
-  REQUIRE_MESSAGE(wait_until([&] { return reg.output().find("waiting for etcd at ") != std::string::npos; }, 10s), reg.output());
+  REQUIRE_MESSAGE(wait_until([&] { return reg.output().find("waiting for etcd at ") != std::string::npos; }, 10s),
+                  reg.output());
   CHECK(count_lines_with(reg.output(), "registered " + key) == 0);
   etcd.restart();
   const std::string registered = "docker-register: registered " + key + " = " + value +
@@ -68,4 +70,4 @@ TEST_CASE("etcd back: 'registered' only once the key is in etcd; at exit the lea
   CHECK(reg.output().find("docker-register: lease revoked; registrations removed\n") != std::string::npos);
 }
 
-} // namespace docker_register_log_test
+}  // namespace docker_register_log_test

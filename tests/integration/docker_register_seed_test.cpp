@@ -32,7 +32,7 @@ std::string web(const std::string& stem) {
   return name;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("seed mode follows the container: value, stop, start, SIGTERM") {
   auto name = web("seed");
@@ -41,7 +41,8 @@ TEST_CASE("seed mode follows the container: value, stop, start, SIGTERM") {
   const auto port = podman().published_port(name, 80);
   REQUIRE(port != 0);
   // The value is what `podman port` says, with the extra fields (numbers as numbers).
-  CHECK(wait_until([&] { return etcd_value(etcd(), key) == expected_value(port, ",\"zone\":\"a\",\"weight\":3"); }, 10s));
+  CHECK(
+      wait_until([&] { return etcd_value(etcd(), key) == expected_value(port, ",\"zone\":\"a\",\"weight\":3"); }, 10s));
   INFO(reg.output());
 
   // Stop: the registrar keeps its lease alive, so only the die event (or a 30s resync) can remove the key;
@@ -49,14 +50,16 @@ TEST_CASE("seed mode follows the container: value, stop, start, SIGTERM") {
   podman().podman_ok({"stop", "-t", "1", name});
   auto stopped = std::chrono::steady_clock::now();
   CHECK(wait_until([&] { return etcd_value(etcd(), key).empty(); }, 3s, 20ms));
-  MESSAGE("key gone ", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - stopped).count(),
+  MESSAGE("key gone ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - stopped).count(),
           "ms after podman stop returned");
 
   // Start again: back, with the port podman publishes now.
   podman().podman_ok({"start", name});
   const auto port2 = podman().published_port(name, 80);
   REQUIRE(port2 != 0);
-  CHECK(wait_until([&] { return etcd_value(etcd(), key) == expected_value(port2, ",\"zone\":\"a\",\"weight\":3"); }, 5s, 20ms));
+  CHECK(wait_until([&] { return etcd_value(etcd(), key) == expected_value(port2, ",\"zone\":\"a\",\"weight\":3"); }, 5s,
+                   20ms));
   CHECK(reg.running());
 
   // SIGTERM: the lease is revoked before exit, so the key is gone the moment the process is.
@@ -71,16 +74,19 @@ TEST_CASE("seed mode follows the container: value, stop, start, SIGTERM") {
 TEST_CASE("seed mode: SIGKILL leaves the key to the TTL; hostport format") {
   auto name = web("kill");
   const std::string key = "/services/web-hp/" + name;
-  auto reg = start_docker_register(etcd(), podman().url(), {"--ttl", "2s", "--value-format", "hostport", name, "80", "web-hp"});
+  auto reg = start_docker_register(etcd(), podman().url(),
+                                   {"--ttl", "2s", "--value-format", "hostport", name, "80", "web-hp"});
   const auto port = podman().published_port(name, 80);
   REQUIRE(wait_until([&] { return etcd_value(etcd(), key) == "127.0.0.1:" + std::to_string(port); }, 10s));
   reg.stop();  // SIGKILL: nobody revokes
   auto killed = std::chrono::steady_clock::now();
   CHECK(!etcd_value(etcd(), key).empty());
   // The issue's promise: gone within TTL + 1 s of the SIGKILL.
-  const auto budget = std::chrono::duration_cast<std::chrono::milliseconds>(3s - (std::chrono::steady_clock::now() - killed));
+  const auto budget =
+      std::chrono::duration_cast<std::chrono::milliseconds>(3s - (std::chrono::steady_clock::now() - killed));
   CHECK(wait_until([&] { return etcd_value(etcd(), key).empty(); }, budget, 50ms));
-  MESSAGE("key gone ", std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed).count(),
+  MESSAGE("key gone ",
+          std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - killed).count(),
           "ms after SIGKILL (TTL 2s)");
 }
 
@@ -121,13 +127,14 @@ TEST_CASE("seed mode: a container that is not there yet is waited for; removal w
   reg.signal(SIGINT);
   CHECK(reg.wait(10s) == 0);
 
-  auto follower = start_docker_register(etcd(), podman().url(), {"--ttl", "2s", "--exit-with-container", name, "80", "later"});
+  auto follower =
+      start_docker_register(etcd(), podman().url(), {"--ttl", "2s", "--exit-with-container", name, "80", "later"});
   REQUIRE(wait_until([&] { return etcd_value(etcd(), key) == expected_value(port); }, 10s));
   podman().podman_ok({"rm", "-f", "-t", "0", name});
   CHECK(follower.wait(10s) == 0);
   CHECK(etcd_value(etcd(), key).empty());
-  CHECK(follower.output().find("docker-register: container \"" + name + "\" was removed; exiting (--exit-with-container)\n") !=
-        std::string::npos);
+  CHECK(follower.output().find("docker-register: container \"" + name +
+                               "\" was removed; exiting (--exit-with-container)\n") != std::string::npos);
 }
 
 TEST_CASE("seed mode bad input: one clear line and the documented exit code") {
@@ -142,7 +149,8 @@ TEST_CASE("seed mode bad input: one clear line and the documented exit code") {
     auto name = podman().unique_name("nopub");
     podman().run_container(name, {}, {"httpd", "-f", "-p", "80"});
     auto reg = start_docker_register(etcd(), sock, {name, "80", "x"});
-    const std::string line = "docker-register: warning: container \"" + name + "\" does not publish port 80/tcp; waiting for it\n";
+    const std::string line =
+        "docker-register: warning: container \"" + name + "\" does not publish port 80/tcp; waiting for it\n";
     CHECK(wait_until([&] { return reg.output().find(line) != std::string::npos; }, 10s));
     CHECK(reg.running());
     CHECK(etcd_value(etcd(), "/services/x/" + name).empty());
@@ -154,8 +162,9 @@ TEST_CASE("seed mode bad input: one clear line and the documented exit code") {
   SUBCASE("non-numeric port: 2") {
     auto r = run_docker_register(etcd(), sock, {"web", "http", "x"});
     CHECK(r.status == 2);
-    CHECK(r.output == "docker-register: bad PRIVATE_PORT \"http\": expected a port number 1..65535\n"
-                      "Try 'docker-register --help'.\n");
+    CHECK(r.output ==
+          "docker-register: bad PRIVATE_PORT \"http\": expected a port number 1..65535\n"
+          "Try 'docker-register --help'.\n");
   }
   SUBCASE("missing arguments and bad flags: 2") {
     CHECK(run_docker_register(etcd(), sock, {"web", "80"}).output ==
@@ -227,4 +236,4 @@ TEST_CASE("the registrar only sends GET requests to read-only endpoints") {
   }
 }
 
-} // namespace docker_register_seed_test
+}  // namespace docker_register_seed_test

@@ -65,8 +65,8 @@ TEST_CASE("etcd killed: forwarding goes on; restarted with keys changed meanwhil
   // Changed while the ambassador's watch is (probably still) in its reconnect backoff.
   etcd.etcdctl({"del", dir + "a"});
   etcd.etcdctl({"put", dir + "c", c.json()});
-  REQUIRE(wait_until([&] { return amb.metric("amb_instances") == 2 && amb.count_in_output("/services/redis-A/c added") == 1; },
-                     20s));
+  REQUIRE(wait_until(
+      [&] { return amb.metric("amb_instances") == 2 && amb.count_in_output("/services/redis-A/c added") == 1; }, 20s));
   std::set<std::string> after;
   for (int i = 0; i < 6; ++i) after.insert(who_via(amb.port()));
   CHECK(after == std::set<std::string>{"b", "c"});  // no stale "a"
@@ -129,8 +129,8 @@ TEST_CASE("SIGTERM: stop accepting, let an in-flight request finish, exit 0") {
   CHECK(idle_client.who() == "a");
   REQUIRE(wait_until([&] { return amb.metric("amb_connections_active") == 2; }, 10s));
   amb.process().signal(SIGTERM);
-  REQUIRE(wait_until([&] { return amb.count_in_output("SIGTERM: no new connections; draining 2 open connections") == 1; },
-                     10s));
+  REQUIRE(wait_until(
+      [&] { return amb.count_in_output("SIGTERM: no new connections; draining 2 open connections") == 1; }, 10s));
   CHECK(!port_open(amb.port()));  // no longer accepting
   CHECK(amb.process().running());
   std::string big(2'000'000, 'x');
@@ -186,4 +186,4 @@ TEST_CASE("etcd found through Docker link variables, as the seed did") {
   CHECK(p.output().find("(etcd at http://127.0.0.1:" + port + " (from Docker link variables") != std::string::npos);
 }
 
-} // namespace dynamic_failover_test
+}  // namespace dynamic_failover_test

@@ -20,7 +20,7 @@ std::vector<std::string> sequence(const ambassador& amb, int n) {
   for (int i = 0; i < n; ++i) seq.push_back(who_via(amb.port()));
   return seq;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("usage errors exit 2 with exact texts") {
   auto run_amb = [](std::vector<std::string> args) {
@@ -40,14 +40,17 @@ TEST_CASE("usage errors exit 2 with exact texts") {
   r = run_amb({"--policy", "fastest", "redis-A", "6379"});
   CHECK(r.status == 2);
   CHECK(r.output ==
-        "dynamic-etcd-amb: bad policy \"fastest\" (use round-robin, weighted, least-conn, p2c or source-hash)\n" + hint);
+        "dynamic-etcd-amb: bad policy \"fastest\" (use round-robin, weighted, least-conn, p2c or source-hash)\n" +
+            hint);
   r = run_amb({"--connect-timeout", "soon", "redis-A", "6379"});
   CHECK(r.status == 2);
   CHECK(r.output == "dynamic-etcd-amb: bad duration \"soon\" (use e.g. 500ms, 5s, 2m) for --connect-timeout\n" + hint);
   r = run_amb({"--etcd", "ftp://10.0.0.1:2379", "redis-A", "6379"});
   CHECK(r.status == 2);
-  CHECK(r.output == "dynamic-etcd-amb: unsupported scheme \"ftp\" in \"ftp://10.0.0.1:2379\" (use http://, https://, "
-                    "tcp:// or unix://) in --etcd\n" + hint);
+  CHECK(r.output ==
+        "dynamic-etcd-amb: unsupported scheme \"ftp\" in \"ftp://10.0.0.1:2379\" (use http://, https://, "
+        "tcp:// or unix://) in --etcd\n" +
+            hint);
   r = run_amb({"--bogus", "redis-A", "6379"});
   CHECK(r.status == 2);
   CHECK(r.output == "dynamic-etcd-amb: unknown option '--bogus'\n" + hint);
@@ -227,7 +230,8 @@ TEST_CASE("/metrics matches what the test did") {
 TEST_CASE("weighted: a \"weight\" field sets the share of new connections") {
   etcd_cluster etcd;
   tagged_redis a("a"), b("b");
-  etcd.etcdctl({"put", dir + "a", R"({"host":"127.0.0.1","port":)" + std::to_string(a.server.port()) + R"(,"weight":3})"});
+  etcd.etcdctl(
+      {"put", dir + "a", R"({"host":"127.0.0.1","port":)" + std::to_string(a.server.port()) + R"(,"weight":3})"});
   etcd.etcdctl({"put", dir + "b", b.plain()});
   ambassador amb(etcd.endpoints(), "redis-A", {"--policy", "weighted"});
   REQUIRE(wait_until([&] { return amb.metric("amb_instances") == 2; }, 10s));
@@ -250,4 +254,4 @@ TEST_CASE("--idle-timeout closes a connection silent both ways") {
   CHECK(wait_until([&] { return amb.metric("amb_connections_active") == 0; }, 10s));
 }
 
-} // namespace dynamic_routing_test
+}  // namespace dynamic_routing_test

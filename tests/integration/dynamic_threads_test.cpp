@@ -23,7 +23,7 @@ int fresh_connections_reaching(const ambassador& amb, const std::string& name, i
   return hits;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("--threads 2: every change reaches both loops, is logged once, metrics add up, SIGTERM drains") {
   etcd_cluster etcd;
@@ -76,4 +76,4 @@ TEST_CASE("--threads takes 1..256") {
   }
 }
 
-} // namespace dynamic_threads_test
+}  // namespace dynamic_threads_test

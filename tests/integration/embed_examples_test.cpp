@@ -21,9 +21,11 @@ namespace {
 std::string example(const std::string& name) { return std::string(AMB_BINARY_DIR) + "/tests/embed/embed_" + name; }
 
 /// Waits until `port` accepts connections (the example has bound its listener).
-bool listening(std::uint16_t port) { return wait_until([&] { return port_open(port); }, 10s); }
+bool listening(std::uint16_t port) {
+  return wait_until([&] { return port_open(port); }, 10s);
+}
 
-} // namespace
+}  // namespace
 
 TEST_CASE("forward: a static forwarder in front of redis") {
   redis_server redis;
@@ -47,11 +49,13 @@ TEST_CASE("etcd_ambassador: forwards to the instance registered in etcd, and fol
   const auto port = free_port();
   child_process amb({example("etcd_ambassador"), etcd.url(), "redis-A", "127.0.0.1:" + std::to_string(port)});
   REQUIRE_MESSAGE(listening(port), amb.output());
-  etcd.etcdctl({"put", "/services/redis-A/r1", "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(redis.port()) + "}"});
+  etcd.etcdctl(
+      {"put", "/services/redis-A/r1", "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(redis.port()) + "}"});
   CHECK_MESSAGE(wait_until([&] { return redis_cli(port, {"PING"}).output == "PONG\n"; }, 10s), amb.output());
   CHECK(amb.output().find("amb: instance /services/redis-A/r1 added: " + redis.address() + "\n") != std::string::npos);
   etcd.etcdctl({"del", "/services/redis-A/r1"});
-  CHECK(wait_until([&] { return amb.output().find("instance /services/redis-A/r1 removed") != std::string::npos; }, 10s));
+  CHECK(
+      wait_until([&] { return amb.output().find("instance /services/redis-A/r1 removed") != std::string::npos; }, 10s));
   CHECK(redis_cli(port, {"PING"}).output != "PONG\n");  // no instance: the client is closed
 }
 
@@ -66,11 +70,12 @@ TEST_CASE("registrar: a container's published port in etcd while it runs; SIGTER
   const std::string value = "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(port) + "}";
   child_process reg({example("registrar"), etcd.url(), podman.url(), name, "80", "web"});
   CHECK_MESSAGE(wait_until([&] { return etcd_value(etcd, key) == value; }, 10s), reg.output());
-  CHECK(wait_until([&] { return reg.output().find("amb: registered " + key + " = " + value) != std::string::npos; }, 5s));
+  CHECK(
+      wait_until([&] { return reg.output().find("amb: registered " + key + " = " + value) != std::string::npos; }, 5s));
   reg.signal(SIGTERM);
   CHECK(reg.wait(10s) == 0);
   CHECK(etcd_value(etcd, key).empty());
   CHECK(reg.output().find("amb: lease revoked; registrations removed\n") != std::string::npos);
 }
 
-} // namespace embed_examples_test
+}  // namespace embed_examples_test

@@ -16,13 +16,13 @@ namespace {
 // The HTTP status of one request through the proxy's socket, as curl sees it.
 std::string status_of(const std::string& socket, const std::string& method, const std::string& path) {
   auto curl = require_program("curl", "curl");
-  auto r = run({curl, "--path-as-is", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "-X", method,
-                "http://engine" + path},
+  auto r = run({curl, "--path-as-is", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--unix-socket", socket, "-X",
+                method, "http://engine" + path},
                10s);
   return r.output;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("the read-only engine socket proxy: docker-register works through it, writes never reach the engine") {
   podman_service podman;
@@ -58,8 +58,7 @@ TEST_CASE("the read-only engine socket proxy: docker-register works through it, 
   auto reg = start_docker_register(etcd, "unix://" + proxy_socket, {"--all", "--hostname", "h1", "--ttl", "2s"});
   INFO(reg.output());
   const std::string key = "/services/web-ro/h1:" + name + ":80";
-  const std::string want =
-      "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(podman.published_port(name, 80)) + "}";
+  const std::string want = "{\"host\":\"127.0.0.1\",\"port\":" + std::to_string(podman.published_port(name, 80)) + "}";
   CHECK(wait_until([&] { return etcd_value(etcd, key) == want; }, 15s));
   podman.podman_ok({"stop", "-t", "1", name});
   CHECK(wait_until([&] { return etcd_value(etcd, key).empty(); }, 10s));
@@ -69,4 +68,4 @@ TEST_CASE("the read-only engine socket proxy: docker-register works through it, 
   CHECK(reg.output().find("403") == std::string::npos);  // it never asked for anything the proxy refuses
 }
 
-} // namespace engine_socket_proxy_test
+}  // namespace engine_socket_proxy_test

@@ -56,7 +56,7 @@ std::string hex(std::int64_t id) {
   return s.str();
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("KV round trips with etcdctl, both ways, byte for byte") {
   etcd_cluster etcd;
@@ -198,8 +198,11 @@ TEST_CASE("leases: keepalive keeps the key, stopping lets it expire, revoke remo
   keeper.get();
   CHECK(renewals >= 5);
   // Without keepalives the key goes after the TTL.
-  CHECK(amb::test::wait_until([&] { return etcd.etcdctl({"get", "--print-value-only", "/amb/lease/kept"}).empty(); },
-                              15s, 100ms));
+  CHECK(amb::test::wait_until(
+      [&] {
+        return etcd.etcdctl({"get", "--print-value-only", "/amb/lease/kept"}).empty();
+      },
+      15s, 100ms));
   CHECK(runner.sync(client.lease_keepalive(kept.id)) == 0);
 }
 
@@ -240,7 +243,12 @@ TEST_CASE("lease keeper: re-puts everything when the lease is lost, survives an 
 
   // The lease is revoked behind the keeper's back: keys vanish, then come back under a new lease.
   etcd.etcdctl({"lease", "revoke", hex(first)});
-  REQUIRE(amb::test::wait_until([&] { auto l = lease_of(); return l != first && all_under(3, l); }, 10s, 50ms));
+  REQUIRE(amb::test::wait_until(
+      [&] {
+        auto l = lease_of();
+        return l != first && all_under(3, l);
+      },
+      10s, 50ms));
   std::size_t regrants = 0;
   runner.post_wait([&] { regrants = keeper.regrants(); });
   CHECK(regrants == 1);
@@ -302,8 +310,9 @@ TEST_CASE("servers that are not etcd give one clear error within the timeout") {
   });
   scripted_server truncated([](int fd) {
     scripted_server::read_request(fd);
-    scripted_server::write_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-                                   "40\r\n{\"header\":{\"revision\":\"5\"}");
+    scripted_server::write_all(fd,
+                               "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                               "40\r\n{\"header\":{\"revision\":\"5\"}");
   });
   scripted_server silent([&](int fd) { scripted_server::wait_for_eof(fd); });
   auto c_ok = make(html_ok.url());
@@ -367,4 +376,4 @@ TEST_CASE("servers that are not etcd give one clear error within the timeout") {
   runner.post_wait([&] { both.close(); });
 }
 
-} // namespace etcd_client_test
+}  // namespace etcd_client_test

@@ -12,7 +12,6 @@
 // Everything in a namespace of its own: the test build compiles a family of test files as one unit.
 namespace etcd_cluster_test {
 
-
 using namespace std::chrono_literals;
 using amb::etcd_event;
 using amb::etcd_watch_update;
@@ -40,7 +39,7 @@ amb::etcd_watch_options fast_watch() {
   return o;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("3-member cluster: kill the member the client talks to; puts, gets, keepalives and the watch go on") {
   etcd_cluster etcd(3, {"--experimental-watch-progress-notify-interval=1s"});
@@ -56,11 +55,16 @@ TEST_CASE("3-member cluster: kill the member the client talks to; puts, gets, ke
   auto keeping = runner.spawn(keeper.run());
   runner.sync(keeper.set("/reg/a", "10.0.0.1:1"));
   std::int64_t lease = 0;
-  REQUIRE(amb::test::wait_until([&] {
-    bool ok = false;
-    runner.post_wait([&] { ok = keeper.in_sync(); lease = keeper.lease_id(); });
-    return ok;
-  }, 10s));
+  REQUIRE(amb::test::wait_until(
+      [&] {
+        bool ok = false;
+        runner.post_wait([&] {
+          ok = keeper.in_sync();
+          lease = keeper.lease_id();
+        });
+        return ok;
+      },
+      10s));
   REQUIRE(amb::test::wait_until([&] { return log.snapshots() == 1; }, 10s));
 
   std::vector<std::string> want;
@@ -193,4 +197,4 @@ TEST_CASE("auth: token in every request, transparent re-authentication when it e
   runner.post_wait([&] { idle.close(); });
 }
 
-} // namespace etcd_cluster_test
+}  // namespace etcd_cluster_test

@@ -91,7 +91,7 @@ void check_sequence(const std::vector<etcd_event>& got, const std::vector<expect
 const auto PUT = etcd_event::kind::put;
 const auto DEL = etcd_event::kind::del;
 
-} // namespace
+}  // namespace
 
 TEST_CASE("watch: a snapshot, then 1000 puts and deletes in order, exactly once") {
   etcd_cluster etcd(1, {"--experimental-watch-progress-notify-interval=1s"});
@@ -235,7 +235,8 @@ TEST_CASE("watch: a compacted start revision gives a snapshot, then events conti
 }
 
 TEST_CASE("watch: a silent stream, a truncated stream and HTML are each retried, never a crash or hang") {
-  const std::string chunked_head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string chunked_head =
+      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
   const std::string created = "{\"result\":{\"header\":{\"revision\":\"5\"},\"created\":true}}\n";
   auto chunk = [](const std::string& s) {
     std::ostringstream h;
@@ -253,7 +254,8 @@ TEST_CASE("watch: a silent stream, a truncated stream and HTML are each retried,
   });
   scripted_server html([&](int fd) {
     scripted_server::read_request(fd);
-    scripted_server::write_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>\n<body>\n");
+    scripted_server::write_all(
+        fd, "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nConnection: close\r\n\r\n<html>\n<body>\n");
   });
   asio::io_context io;
   amb::etcd_client c_silent(io.get_executor(), client_options(silent.url()));
@@ -285,4 +287,4 @@ TEST_CASE("watch: a silent stream, a truncated stream and HTML are each retried,
   CHECK(w_silent.next_revision() == 5);
 }
 
-} // namespace etcd_watch_test
+}  // namespace etcd_watch_test

@@ -42,7 +42,8 @@ shared_servers& servers() {
   static shared_servers s;
   static bool configured = [] {
     // Default maxclients is 10000: the 10001st connection would be refused by redis, not by us.
-    auto r = amb::test::redis_cli(s.redis.server.port(), {"CONFIG", "SET", "maxclients", std::to_string(s.idle_clients() + 1000)});
+    auto r = amb::test::redis_cli(s.redis.server.port(),
+                                  {"CONFIG", "SET", "maxclients", std::to_string(s.idle_clients() + 1000)});
     if (r.output != "OK\n") throw std::runtime_error("test set-up: redis CONFIG SET maxclients: " + r.output);
     return true;
   }();
@@ -129,9 +130,11 @@ int settled_fd_count(pid_t pid) {
 /// A PING through the ambassador on a fresh connection answers +PONG (5 s receive timeout).
 bool pong(std::uint16_t port) { return amb::test::tcp_exchange(port, "PING\r\n", 5s).rfind("+PONG", 0) == 0; }
 
-} // namespace
+}  // namespace
 
-TEST_CASE("10000 connections (as many as the fd limit allows) that never send: others are served, memory per connection bounded, fds back to baseline") {
+TEST_CASE(
+    "10000 connections (as many as the fd limit allows) that never send: others are served, memory per connection "
+    "bounded, fds back to baseline") {
   for (std::string which : {"simple-amb", "dynamic-etcd-amb"}) {
     CAPTURE(which);
     auto a = ambassador_under_test::start(which);
@@ -148,8 +151,10 @@ TEST_CASE("10000 connections (as many as the fd limit allows) that never send: o
       if (i % 2500 == 2499) CHECK(pong(a.port));  // served while the others pile up
     }
     // Each idle client holds two fds in the ambassador: its own and the one to redis.
-    CHECK_MESSAGE(amb::test::wait_until([&] { return amb::test::open_fd_count(a.pid()) >= fd_baseline + 2 * n; }, 60s, 100ms),
-                  "fds: " << amb::test::open_fd_count(a.pid()) << "\n" << a.output());
+    CHECK_MESSAGE(
+        amb::test::wait_until([&] { return amb::test::open_fd_count(a.pid()) >= fd_baseline + 2 * n; }, 60s, 100ms),
+        "fds: " << amb::test::open_fd_count(a.pid()) << "\n"
+                << a.output());
     for (int i = 0; i < 5; ++i) CHECK(pong(a.port));
     const long rss_after = amb::test::proc_status_kb(a.pid(), "VmRSS");
     const long per_connection = (rss_after - rss_before) * 1024 / n;
@@ -184,7 +189,8 @@ TEST_CASE("slowloris: clients trickling a byte a second do not stop others; --id
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double cpu = static_cast<double>(cpu_ticks) / static_cast<double>(::sysconf(_SC_CLK_TCK)) / seconds;
-    MESSAGE(which << ": CPU " << static_cast<int>(cpu * 100) << "% of a core with 300 trickling and 300 silent clients");
+    MESSAGE(which << ": CPU " << static_cast<int>(cpu * 100)
+                  << "% of a core with 300 trickling and 300 silent clients");
     CHECK(cpu < cpu_bound);
     // Six seconds in: every silent client was closed, every trickling one completed its PING.
     int closed = 0;
@@ -212,7 +218,8 @@ TEST_CASE("a connection flood past the fd limit: low CPU while saturated, few lo
     const int fd_baseline = settled_fd_count(a.pid());
     // Room for about 100 relayed connections, then EMFILE.
     const int limit = 256;
-    auto set = amb::test::run({prlimit, "--pid", std::to_string(a.pid()), "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit)});
+    auto set = amb::test::run(
+        {prlimit, "--pid", std::to_string(a.pid()), "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit)});
     REQUIRE_MESSAGE(set.status == 0, set.output);
     // The flood: 3000 connects at once, more than the ambassador can hold and than the listen queue
     // keeps; then more keep coming while it is saturated.
@@ -246,4 +253,4 @@ TEST_CASE("a connection flood past the fd limit: low CPU while saturated, few lo
   }
 }
 
-} // namespace hostile_clients_test
+}  // namespace hostile_clients_test

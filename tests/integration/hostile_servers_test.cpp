@@ -22,9 +22,9 @@ using amb::errc;
 using amb::http_client;
 using amb::http_request;
 using amb::test::endpoint_of;
-using amb::test::run_on;
 using amb::test::hostile_act;
 using amb::test::hostile_server;
+using amb::test::run_on;
 
 namespace {
 
@@ -95,7 +95,7 @@ const expectation head_cases[] = {
     {hostile_act::stall_mid_body, errc::timeout, "stalls mid-body"},
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("http_client against hostile servers (TCP and unix): exact errors, the server offered little") {
   socket_dir dir;
@@ -111,15 +111,18 @@ TEST_CASE("http_client against hostile servers (TCP and unix): exact errors, the
       server.otherwise(c.act);
       auto e = run_error(io, client.request(get()));
       CHECK(e.code() == c.error);
-      CHECK(std::string(e.what()) == "GET / to " + server.url() + ": read response: " + make_error_code(c.error).message());
+      CHECK(std::string(e.what()) ==
+            "GET / to " + server.url() + ": read response: " + make_error_code(c.error).message());
       // The stream's head and body are bounded the same way (the idle timeout covers a stall).
-      auto s = run_error(io, client.stream(get(), [](std::string_view) {}, 300ms));
+      auto s = run_error(io, client.stream(
+                                 get(), [](std::string_view) {}, 300ms));
       CHECK(s.code() == c.error);
-      CHECK(std::string(s.what()) == "GET / to " + server.url() + ": " +
-                                         (c.act == hostile_act::stall_mid_body || c.act == hostile_act::endless_chunk_size_line
-                                              ? "read stream: "
-                                              : "read response: ") +
-                                         make_error_code(c.error).message());
+      CHECK(std::string(s.what()) ==
+            "GET / to " + server.url() + ": " +
+                (c.act == hostile_act::stall_mid_body || c.act == hostile_act::endless_chunk_size_line
+                     ? "read stream: "
+                     : "read response: ") +
+                make_error_code(c.error).message());
     }
     // A 4 GiB chunk announced: a whole-body request refuses it at once.
     server.otherwise(hostile_act::huge_chunk);
@@ -142,11 +145,15 @@ TEST_CASE("http_client::stream: a 4 GiB chunk or a never-ending line is streamed
     const long rss_before = amb::test::proc_status_kb(::getpid(), "VmRSS");
     long rss_max = rss_before;
     try {
-      run_on(io, client.stream(get(), [&](std::string_view piece) {
-        got += piece.size();
-        if ((got & 0xffffff) < piece.size()) rss_max = std::max(rss_max, amb::test::proc_status_kb(::getpid(), "VmRSS"));
-        if (got > 256u * 1024 * 1024) throw enough{};
-      }, 5s));
+      run_on(io, client.stream(
+                     get(),
+                     [&](std::string_view piece) {
+                       got += piece.size();
+                       if ((got & 0xffffff) < piece.size())
+                         rss_max = std::max(rss_max, amb::test::proc_status_kb(::getpid(), "VmRSS"));
+                       if (got > 256u * 1024 * 1024) throw enough{};
+                     },
+                     5s));
       FAIL("the stream ended by itself");
     } catch (const enough&) {
     }
@@ -162,8 +169,9 @@ TEST_CASE("docker_client against a hostile engine: one clear line each, a stalle
   // "Connection: close": each canned reply on its own connection, so a later rule for a path takes effect.
   engine.answer("/_ping", "HTTP/1.1 200 OK\r\nApi-Version: 1.41\r\nConnection: close\r\nContent-Length: 2\r\n\r\nOK");
   const std::string version = R"({"Version":"4.3.1","ApiVersion":"1.41","MinAPIVersion":"1.24"})";
-  engine.answer("/version", "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
-                                std::to_string(version.size()) + "\r\n\r\n" + version);
+  engine.answer("/version",
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: " +
+                    std::to_string(version.size()) + "\r\n\r\n" + version);
   asio::io_context io;
   amb::http_client_options o;
   o.request_timeout = 1s;
@@ -181,7 +189,8 @@ TEST_CASE("docker_client against a hostile engine: one clear line each, a stalle
   engine.on("/events", hostile_act::endless_headers);
   e = run_error(io, events());
   CHECK(e.code() == errc::bad_response);
-  CHECK(std::string(e.what()) == "read events at " + engine.url() + ": not a Docker Engine API (GET /v1.41/events?filters=" +
+  CHECK(std::string(e.what()) == "read events at " + engine.url() +
+                                     ": not a Docker Engine API (GET /v1.41/events?filters=" +
                                      "%7B%22type%22%3A%5B%22container%22%5D%7D: HTTP header block too large)");
 
   // The engine sends the head of /events at once (docs/protocols.md §2.5): a head that never comes is a dead engine.
@@ -196,7 +205,8 @@ TEST_CASE("docker_client against a hostile engine: one clear line each, a stalle
   };
   e = run_error(io, ping());
   CHECK(e.code() == errc::bad_response);
-  CHECK(std::string(e.what()) == "ping engine at " + engine.url() + ": not a Docker Engine API (GET /_ping: HTTP header block too large)");
+  CHECK(std::string(e.what()) ==
+        "ping engine at " + engine.url() + ": not a Docker Engine API (GET /_ping: HTTP header block too large)");
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -212,7 +222,9 @@ struct shared_servers {
   amb::test::etcd_cluster etcd;
   amb::test::tagged_redis r1{"r1"};
   amb::test::tagged_redis r2{"r2"};
-  std::uint16_t etcd_port() const { return static_cast<std::uint16_t>(std::stoi(etcd.url(0).substr(etcd.url(0).rfind(':') + 1))); }
+  std::uint16_t etcd_port() const {
+    return static_cast<std::uint16_t>(std::stoi(etcd.url(0).substr(etcd.url(0).rfind(':') + 1)));
+  }
 };
 shared_servers& servers() {
   static shared_servers s;
@@ -226,11 +238,13 @@ struct dynamic_amb {
   dynamic_amb(const std::string& etcd_url, const std::string& service) {
     amb::test::child_process::options o;
     o.unset_env = {"ETCDCTL_ENDPOINTS"};
-    process.start({AMB_DYNAMIC_ETCD_AMB_BIN, "--etcd", etcd_url, "--listen", "127.0.0.1:" + std::to_string(port), service,
-                   std::to_string(port)},
+    process.start({AMB_DYNAMIC_ETCD_AMB_BIN, "--etcd", etcd_url, "--listen", "127.0.0.1:" + std::to_string(port),
+                   service, std::to_string(port)},
                   o);
-    REQUIRE_MESSAGE(amb::test::wait_until([&] { return !process.running() || process.output().find("listening on") != std::string::npos; }, 10s),
-                    process.output());
+    REQUIRE_MESSAGE(
+        amb::test::wait_until(
+            [&] { return !process.running() || process.output().find("listening on") != std::string::npos; }, 10s),
+        process.output());
     REQUIRE(process.running());
   }
   std::string output() const { return process.output(); }
@@ -240,7 +254,8 @@ struct dynamic_amb {
 void check_bounded(amb::test::child_process& p, std::chrono::milliseconds span = 1500ms) {
   const double cpu = amb::test::proc_cpu_share(p.pid(), span);
   const long hwm = amb::test::proc_status_kb(p.pid(), "VmHWM");
-  MESSAGE("peak RSS (VmHWM) " << hwm << " kB; CPU " << static_cast<int>(cpu * 100) << "% of a core over " << span.count() << " ms");
+  MESSAGE("peak RSS (VmHWM) " << hwm << " kB; CPU " << static_cast<int>(cpu * 100) << "% of a core over "
+                              << span.count() << " ms");
   CHECK(hwm > 0);
   CHECK(hwm < memory_bound_kb);
   CHECK(cpu < cpu_bound);
@@ -249,7 +264,7 @@ void check_bounded(amb::test::child_process& p, std::chrono::milliseconds span =
 
 int service_counter = 0;
 
-} // namespace
+}  // namespace
 
 TEST_CASE("dynamic-etcd-amb against a hostile etcd range reply: one line per failure, backoff, bounded, recovers") {
   auto& sv = servers();
@@ -268,8 +283,10 @@ TEST_CASE("dynamic-etcd-amb against a hostile etcd range reply: one line per fai
     etcd.relay_to_tcp(sv.etcd_port());
     etcd.on("/v3/kv/range", c.act);
     dynamic_amb amb(etcd.url(), service);
-    const std::string failed = "dynamic-etcd-amb: warning: watch /services/" + service + "/: reading the prefix failed: ";
-    REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(amb.output(), failed) >= 2; }, 20s), amb.output());
+    const std::string failed =
+        "dynamic-etcd-amb: warning: watch /services/" + service + "/: reading the prefix failed: ";
+    REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(amb.output(), failed) >= 2; }, 20s),
+                    amb.output());
     auto lines = amb::test::lines_with(amb.output(), failed);
     CHECK_MESSAGE(lines[0].find(etcd.url()) != std::string::npos, lines[0]);
     CHECK_MESSAGE(lines[0].find(make_error_code(c.error).message()) != std::string::npos, lines[0]);
@@ -283,7 +300,9 @@ TEST_CASE("dynamic-etcd-amb against a hostile etcd range reply: one line per fai
   }
 }
 
-TEST_CASE("dynamic-etcd-amb against a hostile watch stream (4 GiB chunk, never-ending JSON line): bounded, keeps serving, recovers") {
+TEST_CASE(
+    "dynamic-etcd-amb against a hostile watch stream (4 GiB chunk, never-ending JSON line): bounded, keeps serving, "
+    "recovers") {
   auto& sv = servers();
   for (auto act : {hostile_act::huge_chunk, hostile_act::endless_json_line}) {
     const std::string service = "hostile-watch-" + std::to_string(++service_counter);
@@ -295,8 +314,9 @@ TEST_CASE("dynamic-etcd-amb against a hostile watch stream (4 GiB chunk, never-e
     // The snapshot came through: the data path serves while the watch fails.
     CHECK_MESSAGE(amb::test::wait_until([&] { return amb::test::who_via(amb.port) == "r1"; }, 20s), amb.output());
     // The server offers more than the memory bound in total (16 MiB per attempt before the client gives up).
-    CHECK_MESSAGE(amb::test::wait_until([&] { return etcd.hostile_bytes_sent() > 1u * memory_offered_kb * 1024; }, 40s, 100ms),
-                  amb.output());
+    CHECK_MESSAGE(
+        amb::test::wait_until([&] { return etcd.hostile_bytes_sent() > 1u * memory_offered_kb * 1024; }, 40s, 100ms),
+        amb.output());
     MESSAGE("the hostile watch offered " << etcd.hostile_bytes_sent() / (1024 * 1024) << " MiB");
     const std::string line = "dynamic-etcd-amb: warning: watch /services/" + service + "/ at " + etcd.url() +
                              ": a message longer than 16 MiB (catching up from revision ";
@@ -321,7 +341,8 @@ TEST_CASE("dynamic-etcd-amb against an etcd that accepts and never answers: a ti
   dynamic_amb amb(etcd.url(), service);
   check_bounded(amb.process, 2s);  // while it waits for the reply
   const std::string failed = "dynamic-etcd-amb: warning: watch /services/" + service + "/: reading the prefix failed: ";
-  REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(amb.output(), failed) >= 1; }, 30s), amb.output());
+  REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(amb.output(), failed) >= 1; }, 30s),
+                  amb.output());
   auto line = amb::test::lines_with(amb.output(), failed).at(0);
   CHECK_MESSAGE(line.find(etcd.url()) != std::string::npos, line);
   CHECK_MESSAGE(line.find("timed out") != std::string::npos, line);
@@ -334,7 +355,8 @@ namespace {
 /// docker-register against `engine_url` (etcd from servers()), with a clean environment.
 amb::test::child_process start_register(const std::string& etcd_url, const std::string& engine_url,
                                         std::vector<std::string> args) {
-  std::vector<std::string> argv{AMB_DOCKER_REGISTER_BIN, "--etcd", etcd_url, "--docker", engine_url, "--ip", "127.0.0.1"};
+  std::vector<std::string> argv{
+      AMB_DOCKER_REGISTER_BIN, "--etcd", etcd_url, "--docker", engine_url, "--ip", "127.0.0.1"};
   argv.insert(argv.end(), args.begin(), args.end());
   amb::test::child_process::options o;
   o.unset_env = {"DOCKER_HOST", "ETCDCTL_ENDPOINTS", "HOST_IP"};
@@ -346,7 +368,7 @@ amb::test::podman_service& shared_podman() {
   static amb::test::podman_service podman;
   return podman;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("docker-register at start against a hostile engine (unix and tcp): exit 1 with one clear line") {
   auto& sv = servers();
@@ -380,7 +402,8 @@ TEST_CASE("docker-register at start against a hostile engine (unix and tcp): exi
   }
 }
 
-TEST_CASE("docker-register following a hostile /events (unix and tcp): one line, bounded, back when the engine is real") {
+TEST_CASE(
+    "docker-register following a hostile /events (unix and tcp): one line, bounded, back when the engine is real") {
   auto& sv = servers();
   auto& podman = shared_podman();
   socket_dir dir;
@@ -390,9 +413,12 @@ TEST_CASE("docker-register following a hostile /events (unix and tcp): one line,
     std::string says;
   };
   const events_case cases[] = {
-      {hostile_act::huge_chunk, true, ": an event line longer than 1 MiB; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
-      {hostile_act::endless_json_line, false, ": an event line longer than 1 MiB; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
-      {hostile_act::stall, false, ": read response: timed out; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
+      {hostile_act::huge_chunk, true,
+       ": an event line longer than 1 MiB; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
+      {hostile_act::endless_json_line, false,
+       ": an event line longer than 1 MiB; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
+      {hostile_act::stall, false,
+       ": read response: timed out; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.says);
@@ -402,7 +428,8 @@ TEST_CASE("docker-register following a hostile /events (unix and tcp): one line,
     const std::string url = c.unix_socket ? engine.url() : engine.tcp_url();
     auto p = start_register(sv.etcd.url(0), url, {"--all", "--explicit", "--hostname", "hostile"});
     const std::string failed = "docker-register: warning: events stream: ";
-    REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(p.output(), failed) >= 1; }, 30s), p.output());
+    REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(p.output(), failed) >= 1; }, 30s),
+                    p.output());
     auto line = amb::test::lines_with(p.output(), failed).at(0);
     CHECK_MESSAGE(line.find(engine.url()) != std::string::npos, line);
     CHECK_MESSAGE(line.find(c.says) != std::string::npos, line);
@@ -419,7 +446,8 @@ TEST_CASE("docker-register following a hostile /events (unix and tcp): one line,
     const auto failures = amb::test::count_lines_with(p.output(), failed);
     std::this_thread::sleep_for(2200ms);
     CHECK_MESSAGE(amb::test::count_lines_with(p.output(), failed) == failures, p.output());
-    CHECK_MESSAGE(p.output().find("docker-register: events stream at " + engine.url() + " back; resuming from time ") != std::string::npos,
+    CHECK_MESSAGE(p.output().find("docker-register: events stream at " + engine.url() + " back; resuming from time ") !=
+                      std::string::npos,
                   p.output());
     CHECK(p.running());
   }
@@ -432,15 +460,21 @@ TEST_CASE("docker-register against a hostile etcd: the lease keeper logs, retrie
     hostile_server etcd(hostile_act::relay);
     etcd.relay_to_tcp(sv.etcd_port());
     etcd.on("/v3/lease/grant", act);
-    auto p = start_register(etcd.url(), podman.url(), {"--all", "--explicit", "--hostname", "hostile", "--log-level", "debug"});
-    REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(p.output(), "; retrying in ") >= 2; }, 30s), p.output());
+    auto p = start_register(etcd.url(), podman.url(),
+                            {"--all", "--explicit", "--hostname", "hostile", "--log-level", "debug"});
+    REQUIRE_MESSAGE(
+        amb::test::wait_until([&] { return amb::test::count_lines_with(p.output(), "; retrying in ") >= 2; }, 30s),
+        p.output());
     auto lines = amb::test::lines_with(p.output(), "; retrying in ");
     CHECK_MESSAGE(lines[0].find(etcd.url()) != std::string::npos, lines[0]);
-    CHECK_MESSAGE(lines[0].find(act == hostile_act::huge_chunk ? "chunk too large" : "HTTP header block too large") != std::string::npos, lines[0]);
+    CHECK_MESSAGE(lines[0].find(act == hostile_act::huge_chunk ? "chunk too large" : "HTTP header block too large") !=
+                      std::string::npos,
+                  lines[0]);
     check_bounded(p, 2s);
     etcd.become_real();
-    CHECK_MESSAGE(amb::test::wait_until([&] { return p.output().find(" granted, TTL ") != std::string::npos; }, 30s), p.output());
+    CHECK_MESSAGE(amb::test::wait_until([&] { return p.output().find(" granted, TTL ") != std::string::npos; }, 30s),
+                  p.output());
   }
 }
 
-} // namespace hostile_servers_test
+}  // namespace hostile_servers_test

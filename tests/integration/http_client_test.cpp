@@ -21,9 +21,9 @@ using namespace std::chrono_literals;
 using amb::errc;
 using amb::http_client;
 using amb::http_request;
+using amb::http_response;
 using amb::test::endpoint_of;
 using amb::test::run_on;
-using amb::http_response;
 using asio::ip::tcp;
 
 namespace {
@@ -75,7 +75,8 @@ private:
       if (ec) co_return;
       ++st->accepted;
       st->sockets.push_back(s);
-      asio::co_spawn(st->acceptor.get_executor(), st->serve(s), [](std::exception_ptr) {});  // test server: errors end it
+      asio::co_spawn(st->acceptor.get_executor(), st->serve(s),
+                     [](std::exception_ptr) {});  // test server: errors end it
     }
   }
   std::shared_ptr<state> state_;
@@ -167,7 +168,7 @@ http_request post(std::string target, std::string body) {
   return r;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("etcd: GET /version and POST /v3/kv/range after an etcdctl put") {
   auto& cluster = etcd();
@@ -231,17 +232,21 @@ TEST_CASE("etcd: stream() delivers a watch event made by etcdctl; a throwing on_
     REQUIRE_FALSE(ec);
   };
   // Put once the watch is created; etcdctl blocks this thread briefly, the watch bytes wait in the socket.
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> {
-    while (!created) co_await amb::detail::sleep_for(20ms);
-    cluster.etcdctl({"put", "/amb/watch/x", "hello"});
-  }, [](std::exception_ptr) {});
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        while (!created) co_await amb::detail::sleep_for(20ms);
+        cluster.etcdctl({"put", "/amb/watch/x", "hello"});
+      },
+      [](std::exception_ptr) {});
   // key "/amb/watch/" (L2FtYi93YXRjaC8=), range_end "/amb/watch0" (L2FtYi93YXRjaDA=).
-  auto watch = post("/v3/watch", "{\"create_request\":{\"key\":\"L2FtYi93YXRjaC8=\",\"range_end\":\"L2FtYi93YXRjaDA=\"}}");
+  auto watch =
+      post("/v3/watch", "{\"create_request\":{\"key\":\"L2FtYi93YXRjaC8=\",\"range_end\":\"L2FtYi93YXRjaDA=\"}}");
   CHECK_THROWS_AS(run_on(io, client.stream(watch, on_data, 10s)), stop_stream);
   REQUIRE(lines.size() == 2);
   CHECK(lines[0].find("\"created\":true") != std::string::npos);
   CHECK(lines[1].find("\"key\":\"L2FtYi93YXRjaC94\"") != std::string::npos);  // /amb/watch/x
-  CHECK(lines[1].find("\"value\":\"aGVsbG8=\"") != std::string::npos);       // hello
+  CHECK(lines[1].find("\"value\":\"aGVsbG8=\"") != std::string::npos);        // hello
 }
 
 TEST_CASE("etcd: a quiet watch ends with errc::timeout after idle_timeout; close() aborts a stream") {
@@ -250,23 +255,27 @@ TEST_CASE("etcd: a quiet watch ends with errc::timeout after idle_timeout; close
   http_client client(io.get_executor(), endpoint_of(cluster.url()));
   auto watch = post("/v3/watch", "{\"create_request\":{\"key\":\"L25vdGhpbmcvaGVyZQ==\"}}");
   std::string got;
-  auto e = run_error(io, client.stream(watch, [&](std::string_view s) { got.append(s); }, 300ms));
+  auto e = run_error(io, client.stream(
+                             watch, [&](std::string_view s) { got.append(s); }, 300ms));
   CHECK(e.code() == errc::timeout);
   CHECK(std::string(e.what()) == "POST /v3/watch to " + cluster.url() + ": read stream: timed out");
   CHECK(got.find("\"created\":true") != std::string::npos);  // the first message came, then silence
 
   asio::steady_timer later(io, 300ms);
   later.async_wait([&](std::error_code) { client.close(); });
-  auto aborted = run_error(io, client.stream(watch, [](std::string_view) {}, 0ms));
+  auto aborted = run_error(io, client.stream(
+                                   watch, [](std::string_view) {}, 0ms));
   CHECK(aborted.code() == asio::error::operation_aborted);
 }
 
 TEST_CASE("stream() with a non-2xx status reads the body and does not call on_data") {
   asio::io_context io;
-  test_server server(io, answer("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"));
+  test_server server(
+      io, answer("HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 9\r\n\r\nnot found"));
   http_client client(io.get_executor(), endpoint_of(server.url()));
   bool called = false;
-  auto r = run_on(io, client.stream(http_request{}, [&](std::string_view) { called = true; }, 5s));
+  auto r = run_on(io, client.stream(
+                          http_request{}, [&](std::string_view) { called = true; }, 5s));
   CHECK(r.status == 404);
   CHECK(r.body == "not found");
   CHECK_FALSE(called);
@@ -277,7 +286,8 @@ TEST_CASE("stream() of a close-delimited body ends at EOF") {
   test_server server(io, answer("HTTP/1.1 200 OK\r\n\r\nline one\nline two\n", true));
   http_client client(io.get_executor(), endpoint_of(server.url()));
   std::string got;
-  auto r = run_on(io, client.stream(http_request{}, [&](std::string_view s) { got.append(s); }, 5s));
+  auto r = run_on(io, client.stream(
+                          http_request{}, [&](std::string_view s) { got.append(s); }, 5s));
   CHECK(r.status == 200);
   CHECK(r.body.empty());
   CHECK(got == "line one\nline two\n");
@@ -295,7 +305,8 @@ TEST_CASE("large bodies, by length and chunked, arrive whole; streamed ones in p
   }
   chunked += "0\r\n\r\n";
   asio::io_context io;
-  test_server by_length(io, answer("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big));
+  test_server by_length(io,
+                        answer("HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(big.size()) + "\r\n\r\n" + big));
   test_server by_chunks(io, answer("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked));
   http_client a(io.get_executor(), endpoint_of(by_length.url()));
   http_client b(io.get_executor(), endpoint_of(by_chunks.url()));
@@ -306,10 +317,13 @@ TEST_CASE("large bodies, by length and chunked, arrive whole; streamed ones in p
 
   std::string streamed;
   int pieces = 0;
-  auto head = run_on(io, b.stream(http_request{}, [&](std::string_view s) {
-    streamed.append(s);
-    ++pieces;
-  }, 5s));
+  auto head = run_on(io, b.stream(
+                             http_request{},
+                             [&](std::string_view s) {
+                               streamed.append(s);
+                               ++pieces;
+                             },
+                             5s));
   CHECK(head.status == 200);
   CHECK(streamed == big);
   CHECK(pieces > 1);
@@ -332,7 +346,8 @@ TEST_CASE("the idle timeout of stream() counts from the last byte, not from the 
   http_client client(io.get_executor(), endpoint_of(dribble.url()));
   std::string got;
   const auto start = std::chrono::steady_clock::now();
-  run_on(io, client.stream(http_request{}, [&](std::string_view s) { got.append(s); }, 300ms));
+  run_on(io, client.stream(
+                 http_request{}, [&](std::string_view s) { got.append(s); }, 300ms));
   CHECK(got == "abcdef");
   CHECK(std::chrono::steady_clock::now() - start >= 600ms);  // longer than the idle timeout in total
 }
@@ -384,9 +399,10 @@ TEST_CASE("connect refused names the request, the endpoint and the step") {
   http_client client(io.get_executor(), endpoint_of("127.0.0.1:" + std::to_string(port)));
   auto e = run_error(io, client.request(post("/v3/kv/range", "{}")));
   CHECK(e.code() == asio::error::connection_refused);
-  CHECK(std::string(e.what()) == "POST /v3/kv/range to http://127.0.0.1:" + std::to_string(port) +
-                                     ": connect: Connection refused");
-  auto s = run_error(io, client.stream(http_request{}, [](std::string_view) {}, 1s));
+  CHECK(std::string(e.what()) ==
+        "POST /v3/kv/range to http://127.0.0.1:" + std::to_string(port) + ": connect: Connection refused");
+  auto s = run_error(io, client.stream(
+                             http_request{}, [](std::string_view) {}, 1s));
   CHECK(std::string(s.what()) == "GET / to http://127.0.0.1:" + std::to_string(port) + ": connect: Connection refused");
 }
 
@@ -428,7 +444,8 @@ TEST_CASE("destroying the client while calls are suspended aborts them safely") 
   auto client = std::make_unique<http_client>(io.get_executor(), endpoint_of(server.url()));
   asio::steady_timer later(io, 200ms);
   later.async_wait([&](std::error_code) { client.reset(); });  // the coroutines below are suspended in reads
-  auto stream = client->stream(http_request{}, [](std::string_view) {}, 0ms);
+  auto stream = client->stream(
+      http_request{}, [](std::string_view) {}, 0ms);
   auto request = client->request(http_request{});
   std::optional<std::system_error> stream_error;
   asio::co_spawn(io, std::move(stream), [&](std::exception_ptr e, http_response) {
@@ -440,8 +457,8 @@ TEST_CASE("destroying the client while calls are suspended aborts them safely") 
   });
   auto e = run_error(io, std::move(request));
   CHECK(e.code() == asio::error::operation_aborted);
-  CHECK(std::string(e.what()) == "GET / to " + server.url() + ": read response: " +
-                                     std::error_code(asio::error::operation_aborted).message());
+  CHECK(std::string(e.what()) ==
+        "GET / to " + server.url() + ": read response: " + std::error_code(asio::error::operation_aborted).message());
   run_on(io, []() -> asio::awaitable<int> {
     co_await amb::detail::sleep_for(50ms);
     co_return 0;
@@ -514,4 +531,4 @@ TEST_CASE("podman: GET and HEAD /_ping over the unix socket, on one kept-alive c
   CHECK(std::string(e.what()) == "GET /_ping to unix:///nonexistent/amb-test.sock: connect: No such file or directory");
 }
 
-} // namespace http_client_test
+}  // namespace http_client_test

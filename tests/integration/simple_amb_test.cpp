@@ -112,7 +112,7 @@ amb::test::run_result run_amb(std::vector<std::string> args, std::map<std::strin
 
 std::string usage_error(const std::string& line) { return "simple-amb: " + line + "\nTry 'simple-amb --help'.\n"; }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("redis-cli through simple-amb: PING, SET and GET") {
   amb::test::redis_server redis;
@@ -173,8 +173,8 @@ TEST_CASE("target down: the client is closed with one log line; target back: it 
   const std::uint16_t from = c.local_port();
   c.send("PING\r\n");
   CHECK(c.read() == "");  // closed, nothing relayed
-  const std::string line = "simple-amb: warning: connection from 127.0.0.1:" + std::to_string(from) +
-                           ": connect " + redis.address() + ": Connection refused";
+  const std::string line = "simple-amb: warning: connection from 127.0.0.1:" + std::to_string(from) + ": connect " +
+                           redis.address() + ": Connection refused";
   CHECK(amb::test::wait_until([&] { return !amb::test::lines_with(amb.output(), line).empty(); }, 5s));
   CHECK(amb::test::lines_with(amb.output(), "127.0.0.1:" + std::to_string(from)).size() == 1);
   CHECK(amb.process.running());
@@ -217,8 +217,8 @@ TEST_CASE("out of fds (EMFILE): one log line, no spinning, serves again once cli
   int limit = 0;
   for (int free_numbers = 0; free_numbers < 20; ++limit)
     if (!taken.count(limit)) ++free_numbers;
-  auto set = amb::test::run({prlimit, "--pid", std::to_string(pid),
-                             "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit)});
+  auto set = amb::test::run(
+      {prlimit, "--pid", std::to_string(pid), "--nofile=" + std::to_string(limit) + ":" + std::to_string(limit)});
   REQUIRE_MESSAGE(set.status == 0, set.output);
 
   std::vector<client> held;
@@ -330,7 +330,8 @@ TEST_CASE("Docker-links variables as the target") {
     CHECK(r.output == usage_error("bad port \"70000\" in DB_PORT_6379_TCP_PORT"));
   }
   SUBCASE("the command line wins over the variables") {
-    amb_process amb({redis.address()}, clean_env({{"DB_PORT_6379_TCP_ADDR", "127.0.0.1"}, {"DB_PORT_6379_TCP_PORT", "1"}}));
+    amb_process amb({redis.address()},
+                    clean_env({{"DB_PORT_6379_TCP_ADDR", "127.0.0.1"}, {"DB_PORT_6379_TCP_PORT", "1"}}));
     CHECK(amb::test::redis_cli(amb.port, {"PING"}).output == "PONG\n");
   }
 }
@@ -364,4 +365,4 @@ TEST_CASE("SIGTERM: stops accepting and exits 0, also with a connection still op
         std::string::npos);
 }
 
-} // namespace simple_amb_test
+}  // namespace simple_amb_test

@@ -39,4 +39,4 @@ TEST_CASE("podman serves the Docker API on its socket and runs a published conta
   CHECK(podman.podman_ok({"inspect", "-f", "{{.State.Running}}", name}) == "true");
 }
 
-} // namespace support_test
+}  // namespace support_test

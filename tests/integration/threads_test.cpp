@@ -28,11 +28,12 @@ struct amb_threads {
     process.start(argv, {});
     bool up = amb::test::wait_until(
         [&] { return !process.running() || process.output().find("listening on") != std::string::npos; }, 10s);
-    if (!up || !process.running()) throw std::runtime_error("test set-up: simple-amb did not start:\n" + process.output());
+    if (!up || !process.running())
+      throw std::runtime_error("test set-up: simple-amb did not start:\n" + process.output());
   }
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("--threads 2: two listeners on the port, two event-loop threads, and every client served") {
   amb::test::redis_server redis;
@@ -77,4 +78,4 @@ TEST_CASE("--threads takes 1..256") {
   }
 }
 
-} // namespace threads_test
+}  // namespace threads_test

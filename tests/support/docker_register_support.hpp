@@ -163,4 +163,4 @@ private:
   unix_server server_;  // last: its threads use the members above
 };
 
-} // namespace amb::test
+}  // namespace amb::test

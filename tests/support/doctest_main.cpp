@@ -29,7 +29,7 @@ struct selection_counter : doctest::IReporter {
   void test_case_skipped(const doctest::TestCaseData&) override {}
 };
 
-} // namespace
+}  // namespace
 
 REGISTER_LISTENER("selection_counter", 1, selection_counter);
 

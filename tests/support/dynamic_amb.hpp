@@ -15,7 +15,8 @@ namespace amb::test {
 /// A blocking client connection to 127.0.0.1:port, optionally from a chosen loopback source address.
 class blocking_conn {
 public:
-  explicit blocking_conn(std::uint16_t port, const std::string& source_ip = {}, std::chrono::milliseconds timeout = 5s) {
+  explicit blocking_conn(std::uint16_t port, const std::string& source_ip = {},
+                         std::chrono::milliseconds timeout = 5s) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
     if (fd_ < 0) return;
     timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
@@ -124,9 +125,13 @@ public:
   ambassador(const std::string& etcd_endpoints, const std::string& service, std::vector<std::string> extra = {},
              std::map<std::string, std::string> env = {})
       : port_(free_port()), metrics_port_(free_port()) {
-    std::vector<std::string> argv{AMB_DYNAMIC_ETCD_AMB_BIN, "--etcd", etcd_endpoints,
-                                  "--listen", "127.0.0.1:" + std::to_string(port_),
-                                  "--metrics", "127.0.0.1:" + std::to_string(metrics_port_)};
+    std::vector<std::string> argv{AMB_DYNAMIC_ETCD_AMB_BIN,
+                                  "--etcd",
+                                  etcd_endpoints,
+                                  "--listen",
+                                  "127.0.0.1:" + std::to_string(port_),
+                                  "--metrics",
+                                  "127.0.0.1:" + std::to_string(metrics_port_)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.push_back(service);
     argv.push_back(std::to_string(port_));
@@ -178,4 +183,4 @@ private:
   child_process process_;
 };
 
-} // namespace amb::test
+}  // namespace amb::test

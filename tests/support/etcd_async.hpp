@@ -130,7 +130,10 @@ public:
           return;
         }
         conns_.push_back(c);
-        workers_.emplace_back([this, c] { handler_(c); ::shutdown(c, SHUT_RDWR); });
+        workers_.emplace_back([this, c] {
+          handler_(c);
+          ::shutdown(c, SHUT_RDWR);
+        });
       }
     });
   }
@@ -207,4 +210,4 @@ private:
   std::atomic<int> accepted_{0};
 };
 
-} // namespace amb::test
+}  // namespace amb::test

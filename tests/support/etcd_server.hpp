@@ -134,4 +134,4 @@ private:
   std::vector<std::unique_ptr<member>> members_;
 };
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -76,7 +76,8 @@ private:
 /// `client_cert_auth` makes it require client certificates signed by the test CA.
 class tls_etcd {
 public:
-  explicit tls_etcd(bool client_cert_auth, std::vector<std::string> extra_args = {}) : client_cert_auth_(client_cert_auth) {
+  explicit tls_etcd(bool client_cert_auth, std::vector<std::string> extra_args = {})
+      : client_cert_auth_(client_cert_auth) {
     const auto& pki = test_pki::get();
     etcd_ = require_program("etcd", "etcd-server");
     require_program("etcdctl", "etcd-client");
@@ -115,13 +116,17 @@ public:
   }
   run_result etcdctl_result(std::vector<std::string> args) {
     const auto& pki = test_pki::get();
-    std::vector<std::string> argv{"etcdctl", "--endpoints=" + url(), "--command-timeout=10s", "--cacert=" + pki.ca(),
-                                  "--cert=" + pki.client_cert(), "--key=" + pki.client_key()};
+    std::vector<std::string> argv{"etcdctl",
+                                  "--endpoints=" + url(),
+                                  "--command-timeout=10s",
+                                  "--cacert=" + pki.ca(),
+                                  "--cert=" + pki.client_cert(),
+                                  "--key=" + pki.client_key()};
     argv.insert(argv.end(), args.begin(), args.end());
     child_process::options opts;
     opts.env["ETCDCTL_API"] = "3";
-    opts.unset_env = {"ETCDCTL_ENDPOINTS", "ETCDCTL_USER", "ETCDCTL_PASSWORD", "ETCDCTL_CACERT", "ETCDCTL_CERT",
-                      "ETCDCTL_KEY"};
+    opts.unset_env = {"ETCDCTL_ENDPOINTS", "ETCDCTL_USER", "ETCDCTL_PASSWORD",
+                      "ETCDCTL_CACERT",    "ETCDCTL_CERT", "ETCDCTL_KEY"};
     return run(argv, 30s, opts);
   }
   /// The value of `key` read with etcdctl as `user` ("" when absent); `user` "" = no auth.
@@ -150,4 +155,4 @@ private:
   child_process process_;
 };
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -37,7 +37,8 @@ inline std::map<std::string, std::uint16_t> running_containers(const podman_serv
     std::uint16_t port = 0;
     if (auto at = line.find(arrow, bar); at != std::string::npos) {
       auto colon = line.rfind(':', at);
-      if (colon != std::string::npos && colon > bar) port = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1, at - colon - 1)));
+      if (colon != std::string::npos && colon > bar)
+        port = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1, at - colon - 1)));
     }
     live[line.substr(0, bar)] = port;
   }
@@ -69,4 +70,4 @@ inline std::string show(const std::map<std::string, std::string>& m) {
   return s.empty() ? "  (none)\n" : s;
 }
 
-} // namespace amb::test
+}  // namespace amb::test

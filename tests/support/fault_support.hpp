@@ -44,8 +44,16 @@ struct redis_container {
 inline child_process start_registrar(const std::string& etcd_endpoints, const std::string& engine_url,
                                      const std::string& container, const std::string& service,
                                      const std::string& ttl = "5s") {
-  std::vector<std::string> argv{AMB_DOCKER_REGISTER_BIN, "--etcd", etcd_endpoints, "--docker", engine_url,
-                                "--ttl", ttl, container, "6379", service};
+  std::vector<std::string> argv{AMB_DOCKER_REGISTER_BIN,
+                                "--etcd",
+                                etcd_endpoints,
+                                "--docker",
+                                engine_url,
+                                "--ttl",
+                                ttl,
+                                container,
+                                "6379",
+                                service};
   child_process::options opts;
   opts.unset_env = {"DOCKER_HOST", "ETCDCTL_ENDPOINTS", "HOST_IP"};
   return child_process(argv, opts);
@@ -146,4 +154,4 @@ private:
   std::thread thread_;  // last: it uses the members above
 };
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -80,7 +80,9 @@ public:
   }
 
   /// "http://127.0.0.1:PORT" (etcd form) or "unix:///path".
-  std::string url() const { return unix_path_.empty() ? "http://127.0.0.1:" + std::to_string(port_) : "unix://" + unix_path_; }
+  std::string url() const {
+    return unix_path_.empty() ? "http://127.0.0.1:" + std::to_string(port_) : "unix://" + unix_path_;
+  }
   /// "tcp://127.0.0.1:PORT" (the engine form of a TCP server).
   std::string tcp_url() const { return "tcp://127.0.0.1:" + std::to_string(port_); }
   std::uint16_t port() const { return port_; }
@@ -223,7 +225,8 @@ private:
           break;
         }
     }
-    const std::string chunked_head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string chunked_head =
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
     switch (act) {
       case hostile_act::relay: relay(fd, head); return;
       case hostile_act::endless_headers:
@@ -272,7 +275,8 @@ private:
         }
         return;
       case hostile_act::stall_mid_body:
-        if (!send_all(fd, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"header\":",
+        if (!send_all(fd,
+                      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"header\":",
                       generation))
           return;
         stall(fd, generation);
@@ -319,7 +323,8 @@ private:
     bool down_open = true, up_open = true;
     char buf[65536];
     while (!stop_ && (down_open || up_open)) {
-      pollfd p[2] = {{down, static_cast<short>(down_open ? POLLIN : 0), 0}, {up, static_cast<short>(up_open ? POLLIN : 0), 0}};
+      pollfd p[2] = {{down, static_cast<short>(down_open ? POLLIN : 0), 0},
+                     {up, static_cast<short>(up_open ? POLLIN : 0), 0}};
       if (::poll(p, 2, 50) <= 0) continue;
       for (int i = 0; i < 2; ++i) {
         if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -357,4 +362,4 @@ private:
   std::thread thread_;
 };
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -44,4 +44,4 @@ T run_on(asio::io_context& io, asio::awaitable<T> a, std::chrono::seconds limit 
   return std::move(*value);
 }
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -31,8 +31,8 @@ public:
     veth_b_ = "afB" + id;
     auto made = ip({"netns", "add", name_});
     if (made.status != 0)
-      throw std::runtime_error("test set-up: ip netns add " + name_ + " failed (the partition test needs root): " +
-                               made.output);
+      throw std::runtime_error("test set-up: ip netns add " + name_ +
+                               " failed (the partition test needs root): " + made.output);
     created_ = true;
     ip_ok({"link", "add", veth_a_, "type", "veth", "peer", "name", veth_b_, "netns", name_});
     subnet_ = pick_subnet();
@@ -80,15 +80,16 @@ public:
   template <class F>
   auto inside(F f) const -> decltype(f()) {
     const std::string path = "/run/netns/" + name_;
-    return std::async(std::launch::async, [&]() -> decltype(f()) {
-             int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-             if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
-               if (fd >= 0) ::close(fd);
-               throw std::runtime_error("test: cannot enter network namespace " + name_);
-             }
-             ::close(fd);
-             return f();
-           })
+    return std::async(std::launch::async,
+                      [&]() -> decltype(f()) {
+                        int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+                        if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) {
+                          if (fd >= 0) ::close(fd);
+                          throw std::runtime_error("test: cannot enter network namespace " + name_);
+                        }
+                        ::close(fd);
+                        return f();
+                      })
         .get();
   }
 
@@ -159,4 +160,4 @@ inline bool tcp_connects(const std::string& ip, std::uint16_t port, std::chrono:
   return ok;
 }
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -51,7 +51,9 @@ public:
   std::string url() const { return "unix://" + socket_; }
   const std::string& socket_path() const { return socket_; }
   /// Environment for programs that must use this podman (CONTAINERS_CONF) or this socket (DOCKER_HOST).
-  std::map<std::string, std::string> env() const { return {{"CONTAINERS_CONF", conf_.string()}, {"DOCKER_HOST", url()}}; }
+  std::map<std::string, std::string> env() const {
+    return {{"CONTAINERS_CONF", conf_.string()}, {"DOCKER_HOST", url()}};
+  }
 
   /// Stops the API service (clients see EOF) and starts it again on the same socket.
   void restart() {
@@ -92,7 +94,8 @@ public:
     return name;
   }
   /// `podman run -d --name NAME <options> IMAGE <command>`; NAME is tracked for clean-up.
-  std::string run_container(const std::string& name, std::vector<std::string> options, std::vector<std::string> command) {
+  std::string run_container(const std::string& name, std::vector<std::string> options,
+                            std::vector<std::string> command) {
     containers_.insert(name);
     std::vector<std::string> args{"run", "-d", "--name", name};
     args.insert(args.end(), options.begin(), options.end());
@@ -151,4 +154,4 @@ private:
   std::set<std::string> containers_;
 };
 
-} // namespace amb::test
+}  // namespace amb::test

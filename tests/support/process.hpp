@@ -42,7 +42,7 @@ inline std::string program_path(const char* name, const char* built) {
   return built;
 }
 
-} // namespace amb::test
+}  // namespace amb::test
 
 #ifdef AMB_SIMPLE_AMB_PATH
 #define AMB_SIMPLE_AMB_BIN ::amb::test::program_path("simple-amb", AMB_SIMPLE_AMB_PATH)
@@ -436,4 +436,4 @@ inline int tcp_listeners_on(std::uint16_t port) {
   return n;
 }
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -33,9 +33,7 @@ public:
   pid_t pid() const { return process_.pid(); }
 
   /// True when a raw PING on `port` answers +PONG.
-  static bool ping_raw(std::uint16_t port) {
-    return tcp_exchange(port, "PING\r\n", 1s).rfind("+PONG", 0) == 0;
-  }
+  static bool ping_raw(std::uint16_t port) { return tcp_exchange(port, "PING\r\n", 1s).rfind("+PONG", 0) == 0; }
 
 private:
   temp_dir dir_;
@@ -45,10 +43,11 @@ private:
 };
 
 /// Runs redis-cli against 127.0.0.1:port with `args`; returns exit code and output.
-inline run_result redis_cli(std::uint16_t port, std::vector<std::string> args, std::chrono::milliseconds timeout = 10s) {
+inline run_result redis_cli(std::uint16_t port, std::vector<std::string> args,
+                            std::chrono::milliseconds timeout = 10s) {
   std::vector<std::string> argv{"redis-cli", "-h", "127.0.0.1", "-p", std::to_string(port)};
   argv.insert(argv.end(), args.begin(), args.end());
   return run(argv, timeout);
 }
 
-} // namespace amb::test
+}  // namespace amb::test

@@ -15,7 +15,6 @@
 // Everything in a namespace of its own: the test build compiles a family of test files as one unit.
 namespace etcd_client_test {
 
-
 using namespace std::chrono_literals;
 using amb::test::io_runner;
 using amb::test::test_pki;
@@ -48,7 +47,7 @@ std::string error_of(F&& f) {
   return "";
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("over https with a client certificate: KV, watch, lease keepalive and revoke") {
   tls_etcd etcd(true);
@@ -124,9 +123,9 @@ TEST_CASE("verification failures are one clear line naming the endpoint and the 
   }
   SUBCASE("plain http to a TLS port") {
     amb::etcd_client c(io.get_executor(), tls_client("http://127.0.0.1:" + std::to_string(etcd.port())));
-    CHECK(error_of([&] { runner.sync(c.get("/x")); }) == "etcd get /x: POST /v3/kv/range to http://127.0.0.1:" +
-                                                             std::to_string(etcd.port()) +
-                                                             ": read response: connection closed by peer");
+    CHECK(error_of([&] { runner.sync(c.get("/x")); }) ==
+          "etcd get /x: POST /v3/kv/range to http://127.0.0.1:" + std::to_string(etcd.port()) +
+              ": read response: connection closed by peer");
   }
 }
 
@@ -134,15 +133,18 @@ TEST_CASE("unreadable TLS files fail when the client is made, naming the file") 
   asio::io_context io;
   auto o = tls_client("https://127.0.0.1:1");
   o.tls.ca_file = "/nonexistent/ca.pem";
-  CHECK(error_of([&] { amb::etcd_client c(io.get_executor(), o); }) == "TLS CA file /nonexistent/ca.pem: No such file or directory");
+  CHECK(error_of([&] { amb::etcd_client c(io.get_executor(), o); }) ==
+        "TLS CA file /nonexistent/ca.pem: No such file or directory");
   o = tls_client("https://127.0.0.1:1");
   o.tls.key_file = test_pki::get().server_key();  // the key of another certificate
   CHECK(error_of([&] { amb::etcd_client c(io.get_executor(), o); })
-            .rfind("TLS client key " + test_pki::get().server_key() + " (for " + test_pki::get().client_cert() + "): ", 0) == 0);
+            .rfind("TLS client key " + test_pki::get().server_key() + " (for " + test_pki::get().client_cert() + "): ",
+                   0) == 0);
   o = tls_client("https://127.0.0.1:1");
   o.tls.cert_file = test_pki::get().client_key();  // a key is no certificate
-  CHECK(error_of([&] { amb::etcd_client c(io.get_executor(), o); })
-            .rfind("TLS client certificate " + test_pki::get().client_key() + ": ", 0) == 0);
+  CHECK(error_of([&] {
+          amb::etcd_client c(io.get_executor(), o);
+        }).rfind("TLS client certificate " + test_pki::get().client_key() + ": ", 0) == 0);
   // Plain endpoints never read the files.
   o = tls_client("http://127.0.0.1:1");
   o.tls.ca_file = "/nonexistent/ca.pem";
@@ -163,7 +165,8 @@ TEST_CASE("auth over TLS: a wrong password is one clear line; tokens expire and 
   io_runner runner(io);
 
   CHECK(error_of([&] { runner.sync(bad.get("/x")); }) ==
-        "etcd authenticate as root at " + etcd.url() + ": etcdserver: authentication failed, invalid user ID or password");
+        "etcd authenticate as root at " + etcd.url() +
+            ": etcdserver: authentication failed, invalid user ID or password");
   runner.sync(client.put("/auth/a", "1"));
   CHECK(etcd.value("/auth/a", "root:pw") == "1");
   std::this_thread::sleep_for(3500ms);  // the token expires unused
@@ -179,10 +182,11 @@ TEST_CASE("auth over TLS: a wrong password is one clear line; tokens expire and 
   cn_opts.tls.cert_file = test_pki::get().server_cert();  // CN 127.0.0.1, clientAuth usage
   cn_opts.tls.key_file = test_pki::get().server_key();
   amb::etcd_client cn(io.get_executor(), cn_opts);
-  CHECK(error_of([&] { runner.sync(cn.get("/x")); }) ==
-        "etcd get /x: etcd authenticate as root at " + etcd.url() +
-            ": HTTP 400 with a body that is not an etcd reply (\"CommonName of client sending a request against gateway "
-            "will be ignored and not used as expected\"): not a valid response");
+  CHECK(
+      error_of([&] { runner.sync(cn.get("/x")); }) ==
+      "etcd get /x: etcd authenticate as root at " + etcd.url() +
+          ": HTTP 400 with a body that is not an etcd reply (\"CommonName of client sending a request against gateway "
+          "will be ignored and not used as expected\"): not a valid response");
   runner.post_wait([&] {
     client.close();
     bad.close();
@@ -190,4 +194,4 @@ TEST_CASE("auth over TLS: a wrong password is one clear line; tokens expire and 
   });
 }
 
-} // namespace etcd_client_test
+}  // namespace etcd_client_test

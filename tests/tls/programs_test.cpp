@@ -19,12 +19,13 @@ const std::string password = "Pw-3xq9-never-printed";  // distinctive, so a leak
 
 // The flags that give the programs the test PKI's CA and client certificate.
 std::vector<std::string> tls_flags(const std::string& ca = test_pki::get().ca()) {
-  return {"--etcd-cacert", ca, "--etcd-cert", test_pki::get().client_cert(), "--etcd-key", test_pki::get().client_key()};
+  return {
+      "--etcd-cacert", ca, "--etcd-cert", test_pki::get().client_cert(), "--etcd-key", test_pki::get().client_key()};
 }
 
 // The programs must see only what a test gives them.
 const std::vector<std::string> etcd_env_vars{"ETCDCTL_ENDPOINTS", "ETCDCTL_USER", "ETCDCTL_PASSWORD", "ETCDCTL_CACERT",
-                                             "ETCDCTL_CERT", "ETCDCTL_KEY", "DOCKER_HOST", "HOST_IP"};
+                                             "ETCDCTL_CERT",      "ETCDCTL_KEY",  "DOCKER_HOST",      "HOST_IP"};
 
 std::string cmdline(pid_t pid) {
   auto raw = read_file("/proc/" + std::to_string(pid) + "/cmdline");
@@ -48,7 +49,7 @@ struct password_file {
   temp_dir dir;
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("dynamic-etcd-amb routes via https with client certificates and auth; the password shows nowhere") {
   tls_etcd etcd(true);
@@ -69,13 +70,16 @@ TEST_CASE("dynamic-etcd-amb routes via https with client certificates and auth; 
     CHECK(cmdline(amb.process().pid()).find(password) == std::string::npos);
     CHECK(amb.output().find(password) == std::string::npos);
     CHECK(amb.output().find("dynamic-etcd-amb: etcd security: user root (from --etcd-user, password from "
-                            "--etcd-password-file), TLS CA " + test_pki::get().ca() + " (from --etcd-cacert)") !=
-          std::string::npos);
+                            "--etcd-password-file), TLS CA " +
+                            test_pki::get().ca() + " (from --etcd-cacert)") != std::string::npos);
   }
   SUBCASE("everything from etcdctl's variables") {
     ambassador amb(etcd.url(), "redis-A", {"--log-level", "debug"},
-                   {{"ETCDCTL_USER", "root"}, {"ETCDCTL_PASSWORD", password}, {"ETCDCTL_CACERT", test_pki::get().ca()},
-                    {"ETCDCTL_CERT", test_pki::get().client_cert()}, {"ETCDCTL_KEY", test_pki::get().client_key()}});
+                   {{"ETCDCTL_USER", "root"},
+                    {"ETCDCTL_PASSWORD", password},
+                    {"ETCDCTL_CACERT", test_pki::get().ca()},
+                    {"ETCDCTL_CERT", test_pki::get().client_cert()},
+                    {"ETCDCTL_KEY", test_pki::get().client_key()}});
     CHECK(amb.routes_to("A"));
     CHECK(cmdline(amb.process().pid()).find(password) == std::string::npos);
     CHECK(amb.output().find(password) == std::string::npos);
@@ -98,21 +102,29 @@ TEST_CASE("dynamic-etcd-amb: wrong CA, no client certificate, wrong password: on
   password_file file;
   const std::string prefix = "dynamic-etcd-amb: warning: watch /services/redis-A/: reading the prefix failed: ";
   auto amb_argv = [&](std::vector<std::string> flags) {
-    std::vector<std::string> argv{AMB_DYNAMIC_ETCD_AMB_BIN, "--etcd", etcd.url(), "--listen",
-                                  "127.0.0.1:" + std::to_string(free_port()), "--log-level", "debug"};
+    std::vector<std::string> argv{AMB_DYNAMIC_ETCD_AMB_BIN,
+                                  "--etcd",
+                                  etcd.url(),
+                                  "--listen",
+                                  "127.0.0.1:" + std::to_string(free_port()),
+                                  "--log-level",
+                                  "debug"};
     argv.insert(argv.end(), flags.begin(), flags.end());
     argv.insert(argv.end(), {"redis-A", "6379"});
     return argv;
   };
   auto has_line = [](child_process& p, const std::string& line) {
-    return wait_until([&] { return p.output().find("\n" + line + "\n") != std::string::npos ||
-                                   p.output().rfind(line + "\n", 0) == 0; },
-                      10s);
+    return wait_until(
+        [&] {
+          return p.output().find("\n" + line + "\n") != std::string::npos || p.output().rfind(line + "\n", 0) == 0;
+        },
+        10s);
   };
   auto flags = tls_flags(test_pki::get().other_ca());
   flags.insert(flags.end(), {"--etcd-user", "root", "--etcd-password-file", file.path()});
   auto wrong_ca = start(amb_argv(flags));
-  auto no_cert = start(amb_argv({"--etcd-cacert", test_pki::get().ca(), "--etcd-user", "root", "--etcd-password-file", file.path()}));
+  auto no_cert = start(
+      amb_argv({"--etcd-cacert", test_pki::get().ca(), "--etcd-user", "root", "--etcd-password-file", file.path()}));
   auto wrong_pw = start(amb_argv(tls_flags()), {{"ETCDCTL_USER", "root"}, {"ETCDCTL_PASSWORD", password + "-wrong"}});
 
   INFO("wrong CA:\n", wrong_ca.output(), "\nno client certificate:\n", no_cert.output(), "\nwrong password:\n",
@@ -139,8 +151,9 @@ TEST_CASE("dynamic-etcd-amb: wrong CA, no client certificate, wrong password: on
   CHECK(r.output == "dynamic-etcd-amb: error: etcd: TLS CA file /nonexistent/ca.pem: No such file or directory\n");
   r = run(amb_argv({"--etcd-cert", test_pki::get().client_cert()}));
   CHECK(r.status == 2);
-  CHECK(r.output == "dynamic-etcd-amb: a client certificate needs its key: give --etcd-key FILE (or ETCDCTL_KEY)\n"
-                    "Try 'dynamic-etcd-amb --help'.\n");
+  CHECK(r.output ==
+        "dynamic-etcd-amb: a client certificate needs its key: give --etcd-key FILE (or ETCDCTL_KEY)\n"
+        "Try 'dynamic-etcd-amb --help'.\n");
 }
 
 TEST_CASE("docker-register writes its key via https with client certificates and auth, and revokes it on SIGTERM") {
@@ -153,9 +166,9 @@ TEST_CASE("docker-register writes its key via https with client certificates and
   const auto port = podman.published_port(name, 80);
   REQUIRE(port != 0);
   const std::string key = "/services/web/" + name;
-  std::vector<std::string> argv{AMB_DOCKER_REGISTER_BIN, "--etcd", etcd.url(), "--docker", podman.url(),
-                                "--etcd-user", "root", "--etcd-password-file", file.path(), "--ttl", "2s",
-                                "--log-level", "debug"};
+  std::vector<std::string> argv{
+      AMB_DOCKER_REGISTER_BIN, "--etcd",    etcd.url(), "--docker", podman.url(),  "--etcd-user", "root",
+      "--etcd-password-file",  file.path(), "--ttl",    "2s",       "--log-level", "debug"};
   for (auto& f : tls_flags()) argv.push_back(f);
   argv.insert(argv.end(), {name, "80", "web"});
   auto reg = start(argv);
@@ -172,4 +185,4 @@ TEST_CASE("docker-register writes its key via https with client certificates and
   CHECK(reg.output().find("docker-register: lease revoked; registrations removed\n") != std::string::npos);
 }
 
-} // namespace programs_test
+}  // namespace programs_test

@@ -62,7 +62,8 @@ TEST_CASE("endpoints") {
   CHECK(!h->tls);
   CHECK(amb::parse_endpoint("ftp://a:1").error ==
         "unsupported scheme \"ftp\" in \"ftp://a:1\" (use http://, https://, tcp:// or unix://)");
-  CHECK(amb::parse_endpoint("unix://relative").error == "bad address \"unix://relative\": expected unix:///absolute/path");
+  CHECK(amb::parse_endpoint("unix://relative").error ==
+        "bad address \"unix://relative\": expected unix:///absolute/path");
   CHECK(amb::parse_endpoint("http://a:99999").error == "bad port \"99999\" in \"a:99999\" in \"http://a:99999\"");
   CHECK(amb::parse_endpoint("http://a:1/v3").error == "bad address \"http://a:1/v3\": unexpected path");
 }
@@ -78,10 +79,14 @@ TEST_CASE("endpoint lists") {
 }
 
 TEST_CASE("Docker-links variables") {
-  std::vector<std::string> env{"PATH=/bin", "ETCD_PORT=tcp://172.17.0.5:10000",
-                               "ETCD_PORT_10000_TCP=tcp://172.17.0.5:10000", "ETCD_PORT_10000_TCP_ADDR=172.17.0.5",
-                               "ETCD_PORT_10000_TCP_PORT=10000", "ETCD_PORT_10000_TCP_PROTO=tcp",
-                               "ETCD_PORT_4001_UDP_ADDR=172.17.0.5", "ETCD_PORT_4001_UDP_PORT=4001"};
+  std::vector<std::string> env{"PATH=/bin",
+                               "ETCD_PORT=tcp://172.17.0.5:10000",
+                               "ETCD_PORT_10000_TCP=tcp://172.17.0.5:10000",
+                               "ETCD_PORT_10000_TCP_ADDR=172.17.0.5",
+                               "ETCD_PORT_10000_TCP_PORT=10000",
+                               "ETCD_PORT_10000_TCP_PROTO=tcp",
+                               "ETCD_PORT_4001_UDP_ADDR=172.17.0.5",
+                               "ETCD_PORT_4001_UDP_PORT=4001"};
   auto hp = amb::link_address("etcd", env);
   REQUIRE(hp);
   CHECK(hp->to_string() == "172.17.0.5:10000");
@@ -140,4 +145,4 @@ TEST_CASE("parse_port: a parse result, as every text parser (README, Errors)") {
   CHECK(amb::parse_host_port("redis:70000").error == "bad port \"70000\" in \"redis:70000\"");
 }
 
-} // namespace address_test
+}  // namespace address_test

@@ -37,7 +37,7 @@ std::map<std::string, int> count_picks(balancer& b, int n) {
   return c;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("policy names") {
   CHECK(*amb::parse_balance_policy("least-conn") == balance_policy::least_conn);
@@ -295,8 +295,8 @@ TEST_CASE("replace_all applies a snapshot: stale instances go, unchanged ones ke
   b.upsert("c", host_port{"10.0.0.3", 1});
   amb::connection_slot on_a(b.get("a"));
   auto a = b.get("a");
-  auto changes = b.replace_all({{"a", host_port{"10.0.0.1", 1}, 1}, {"c", host_port{"10.0.0.33", 1}, 1},
-                                {"d", host_port{"10.0.0.4", 1}, 1}});
+  auto changes = b.replace_all(
+      {{"a", host_port{"10.0.0.1", 1}, 1}, {"c", host_port{"10.0.0.33", 1}, 1}, {"d", host_port{"10.0.0.4", 1}, 1}});
   std::map<std::string, amb::balancer_change::kind> seen;
   for (auto& ch : changes) seen[ch.id] = ch.what;
   CHECK(seen.size() == 3);
@@ -323,4 +323,4 @@ TEST_CASE("round-robin: a failover pick does not move the turn (a dead instance 
   CHECK(first_choice["/services/x/i0"] == 10);
 }
 
-} // namespace balancer_test
+}  // namespace balancer_test

@@ -14,8 +14,13 @@ using amb::detail::base64_encode;
 
 TEST_CASE("RFC 4648 test vectors both ways") {
   const std::pair<std::string, std::string> vectors[] = {
-      {"", ""},         {"f", "Zg=="},         {"fo", "Zm8="},         {"foo", "Zm9v"},
-      {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+      {"", ""},
+      {"f", "Zg=="},
+      {"fo", "Zm8="},
+      {"foo", "Zm9v"},
+      {"foob", "Zm9vYg=="},
+      {"fooba", "Zm9vYmE="},
+      {"foobar", "Zm9vYmFy"},
   };
   for (auto& [plain, encoded] : vectors) {
     CHECK(base64_encode(plain) == encoded);
@@ -49,19 +54,19 @@ TEST_CASE("every byte value round-trips, at every length") {
 
 TEST_CASE("the decoder is strict") {
   std::string out;
-  CHECK_FALSE(base64_decode("Zg=", out));        // length not a multiple of 4
-  CHECK_FALSE(base64_decode("Zg", out));         // unpadded
-  CHECK_FALSE(base64_decode("Z===", out));       // too much padding
+  CHECK_FALSE(base64_decode("Zg=", out));   // length not a multiple of 4
+  CHECK_FALSE(base64_decode("Zg", out));    // unpadded
+  CHECK_FALSE(base64_decode("Z===", out));  // too much padding
   CHECK_FALSE(base64_decode("====", out));
-  CHECK_FALSE(base64_decode("Zg==Zg==", out));   // padding in the middle
-  CHECK_FALSE(base64_decode("Zm9v\n", out));     // whitespace
-  CHECK_FALSE(base64_decode("Zm9-", out));       // URL-safe alphabet is not etcd's
+  CHECK_FALSE(base64_decode("Zg==Zg==", out));  // padding in the middle
+  CHECK_FALSE(base64_decode("Zm9v\n", out));    // whitespace
+  CHECK_FALSE(base64_decode("Zm9-", out));      // URL-safe alphabet is not etcd's
   CHECK_FALSE(base64_decode("Zm9_", out));
-  CHECK_FALSE(base64_decode("Zh==", out));       // non-zero bits in the padding
+  CHECK_FALSE(base64_decode("Zh==", out));  // non-zero bits in the padding
   CHECK_FALSE(base64_decode("Zm9=", out));
   CHECK_FALSE(base64_decode(std::string("Zm\0v", 4), out));
   CHECK(base64_decode("Zm8=", out));
   CHECK(out == "fo");
 }
 
-} // namespace base64_test
+}  // namespace base64_test

@@ -71,7 +71,7 @@ outcome grind(const std::string& input, setup_fn setup = {}, bool eof = false) {
   return whole;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("chunks with extensions, then the last chunk and the end of the trailer section") {
   const std::string body = "4\r\nWiki\r\n5;ext=\"quoted\"\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\n\r\n";
@@ -146,4 +146,4 @@ TEST_CASE("an error sticks; reset() makes the decoder usable again") {
   CHECK(data == "abc");
 }
 
-} // namespace chunked_decoder_test
+}  // namespace chunked_decoder_test

@@ -21,7 +21,7 @@ amb::cli::parser make() {
       .note("A note.");
   return p;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("values as '--name value' and '--name=value', flags, positionals") {
   auto p = make();
@@ -110,9 +110,9 @@ TEST_CASE("parse_duration accepts ms, s, m, h and bare seconds") {
   CHECK(amb::cli::parse_duration("99999999999999999999s").error ==
         "bad duration \"99999999999999999999s\" (use e.g. 500ms, 5s, 2m)");
   for (const char* bad : {"", "abc", "5x", "-5s", "1.5s", "s", "5 s", "5sec"})
-    CHECK_MESSAGE(amb::cli::parse_duration(bad).error ==
-                      "bad duration \"" + std::string(bad) + "\" (use e.g. 500ms, 5s, 2m)",
-                  bad);
+    CHECK_MESSAGE(
+        amb::cli::parse_duration(bad).error == "bad duration \"" + std::string(bad) + "\" (use e.g. 500ms, 5s, 2m)",
+        bad);
 }
 
-} // namespace cli_test
+}  // namespace cli_test

@@ -39,9 +39,10 @@ TEST_CASE("version reply that is not the engine's") {
 }
 
 TEST_CASE("error bodies: podman and Docker, message only") {
-  CHECK(detail::docker_error_message(
-            R"({"cause":"no such container","message":"no container with name or ID \"nosuch\" found: no such container","response":404})") ==
-        "no container with name or ID \"nosuch\" found: no such container");
+  CHECK(
+      detail::docker_error_message(
+          R"({"cause":"no such container","message":"no container with name or ID \"nosuch\" found: no such container","response":404})") ==
+      "no container with name or ID \"nosuch\" found: no such container");
   CHECK(detail::docker_error_message(R"({"message":"No such container: nosuch"})") == "No such container: nosuch");
   CHECK(detail::docker_error_message("garbage") == "");
   CHECK(detail::is_api_version_refusal("client version 1.41 is too old. Minimum supported API version is 1.44"));
@@ -136,7 +137,8 @@ TEST_CASE("event line from Docker >= 1.52 (no legacy fields)") {
   CHECK(is_lifecycle_action("remove"));
   CHECK(!is_lifecycle_action("exec_start"));
   CHECK(!is_lifecycle_action("cleanup"));
-  CHECK(detail::parse_docker_event(R"({"Type":"container"})").error == R"(event without "Action": "{"Type":"container"}")");
+  CHECK(detail::parse_docker_event(R"({"Type":"container"})").error ==
+        R"(event without "Action": "{"Type":"container"}")");
   CHECK(!detail::parse_docker_event("not json"));
 }
 
@@ -196,4 +198,4 @@ TEST_CASE("deeply nested engine replies and events are not JSON, never a crash")
   CHECK(detail::docker_error_message(deep) == "");
 }
 
-} // namespace docker_json_test
+}  // namespace docker_json_test

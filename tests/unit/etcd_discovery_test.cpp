@@ -47,8 +47,8 @@ TEST_CASE("Docker links of alias etcd come third") {
 }
 
 TEST_CASE("the default is http://127.0.0.1:2379") {
-  auto r = find_etcd_endpoints(std::nullopt, {"HOME=/root", "REDIS_PORT_6379_TCP_ADDR=10.0.0.1",
-                                               "REDIS_PORT_6379_TCP_PORT=6379"});
+  auto r = find_etcd_endpoints(std::nullopt,
+                               {"HOME=/root", "REDIS_PORT_6379_TCP_ADDR=10.0.0.1", "REDIS_PORT_6379_TCP_PORT=6379"});
   REQUIRE(r);
   REQUIRE(r->endpoints.size() == 1);
   CHECK(r->endpoints[0].to_string() == "http://127.0.0.1:2379");
@@ -56,14 +56,16 @@ TEST_CASE("the default is http://127.0.0.1:2379") {
 }
 
 TEST_CASE("bad values name their source and never fall through") {
-  CHECK(find_etcd_endpoints(std::string("http://a:x"), {}).error == "bad port \"x\" in \"a:x\" in \"http://a:x\" in --etcd");
+  CHECK(find_etcd_endpoints(std::string("http://a:x"), {}).error ==
+        "bad port \"x\" in \"a:x\" in \"http://a:x\" in --etcd");
   CHECK(find_etcd_endpoints(std::string(""), {}).error == "bad endpoint list \"\": empty item in --etcd");
   CHECK(find_etcd_endpoints(std::string("ftp://a:2379"), {}).error ==
         "unsupported scheme \"ftp\" in \"ftp://a:2379\" (use http://, https://, tcp:// or unix://) in --etcd");
   CHECK(find_etcd_endpoints(std::nullopt, {"ETCDCTL_ENDPOINTS=http://a:1,,http://b:2"}).error ==
         "bad endpoint list \"http://a:1,,http://b:2\": empty item in ETCDCTL_ENDPOINTS");
-  CHECK(find_etcd_endpoints(std::nullopt, {"ETCD_PORT_10000_TCP_ADDR=172.17.0.5", "ETCD_PORT_10000_TCP_PORT=x"}).error ==
-        "bad port \"x\" in ETCD_PORT_10000_TCP_PORT");
+  CHECK(
+      find_etcd_endpoints(std::nullopt, {"ETCD_PORT_10000_TCP_ADDR=172.17.0.5", "ETCD_PORT_10000_TCP_PORT=x"}).error ==
+      "bad port \"x\" in ETCD_PORT_10000_TCP_PORT");
 }
 
-} // namespace etcd_discovery_test
+}  // namespace etcd_discovery_test

@@ -112,7 +112,8 @@ TEST_CASE("put, delete, txn responses") {
 
   amb::etcd_create_result c;
   REQUIRE(!etcd_parse_create(
-      R"({"header":{"revision":"14"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"14"}}}]})", c));
+      R"({"header":{"revision":"14"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"14"}}}]})",
+      c));
   CHECK(c.created);
   CHECK(c.revision == 14);
   CHECK(!c.existing);
@@ -133,7 +134,9 @@ TEST_CASE("lease responses") {
   CHECK(etcd_parse_grant(R"({"header":{}})", l) == amb::errc::bad_response);
 
   std::int64_t ttl = -5;
-  REQUIRE(!etcd_parse_keepalive(R"({"result":{"header":{"revision":"3"},"ID":"1000","TTL":"7"}})" "\n", ttl));
+  REQUIRE(!etcd_parse_keepalive(R"({"result":{"header":{"revision":"3"},"ID":"1000","TTL":"7"}})"
+                                "\n",
+                                ttl));
   CHECK(ttl == 7);
   REQUIRE(!etcd_parse_keepalive(R"({"result":{"header":{"revision":"3"},"ID":"999"}})", ttl));
   CHECK(ttl == 0);  // lease gone
@@ -172,14 +175,17 @@ TEST_CASE("error bodies") {
 TEST_CASE("watch lines captured from etcd") {
   etcd_watch_message m;
   REQUIRE(!etcd_parse_watch_line(
-      R"({"result":{"header":{"cluster_id":"1","member_id":"2","revision":"10","raft_term":"2"},"created":true}})" "\n", m));
+      R"({"result":{"header":{"cluster_id":"1","member_id":"2","revision":"10","raft_term":"2"},"created":true}})"
+      "\n",
+      m));
   CHECK(m.type == kind::created);
   CHECK(m.revision == 10);
 
   REQUIRE(!etcd_parse_watch_line(
       R"({"result":{"header":{"revision":"13"},"events":[{"kv":{"key":"L3MvYQ==","create_revision":"11","mod_revision":"11","version":"1","value":"MQ=="}},)"
       R"({"kv":{"key":"L3MvYQ==","create_revision":"11","mod_revision":"12","version":"2","value":"Mg=="}},)"
-      R"({"type":"DELETE","kv":{"key":"L3MvYQ==","mod_revision":"13"}}]}})" "\n",
+      R"({"type":"DELETE","kv":{"key":"L3MvYQ==","mod_revision":"13"}}]}})"
+      "\n",
       m));
   CHECK(m.type == kind::events);
   CHECK(m.revision == 13);
@@ -199,12 +205,14 @@ TEST_CASE("watch lines captured from etcd") {
   REQUIRE(m.events[0].prev_kv);
   CHECK(m.events[0].prev_kv->lease == 4000);
 
-  REQUIRE(!etcd_parse_watch_line(R"({"result":{"header":{"cluster_id":"1","member_id":"2","revision":"25","raft_term":"2"}}})", m));
+  REQUIRE(!etcd_parse_watch_line(
+      R"({"result":{"header":{"cluster_id":"1","member_id":"2","revision":"25","raft_term":"2"}}})", m));
   CHECK(m.type == kind::progress);
   CHECK(m.revision == 25);
 
   REQUIRE(!etcd_parse_watch_line(
-      R"({"result":{"header":{"cluster_id":"1","member_id":"2","raft_term":"2"},"canceled":true,"compact_revision":"12"}})", m));
+      R"({"result":{"header":{"cluster_id":"1","member_id":"2","raft_term":"2"},"canceled":true,"compact_revision":"12"}})",
+      m));
   CHECK(m.type == kind::canceled);
   CHECK(m.compact_revision == 12);
   CHECK(m.revision == 0);
@@ -217,7 +225,8 @@ TEST_CASE("watch lines captured from etcd") {
   CHECK(m.cancel_reason == "rpc error: code = Unauthenticated desc = etcdserver: invalid auth token");
 
   REQUIRE(!etcd_parse_watch_line(
-      R"({"error":{"grpc_code":14,"http_code":503,"message":"transport is closing","http_status":"Service Unavailable"}})", m));
+      R"({"error":{"grpc_code":14,"http_code":503,"message":"transport is closing","http_status":"Service Unavailable"}})",
+      m));
   CHECK(m.type == kind::error);
   CHECK(m.error_code == 14);
   CHECK(m.error_message == "transport is closing");
@@ -255,8 +264,9 @@ TEST_CASE("deeply nested etcd replies and watch lines are bad_response, never a 
 }
 
 TEST_CASE("the newest key of a prefix: one key, keys only, sorted by mod revision") {
-  CHECK(etcd_newest_key_body("/s/x/", "/s/x0") ==
-        R"({"key":"L3MveC8=","keys_only":true,"limit":"1","range_end":"L3MveDA=","sort_order":"DESCEND","sort_target":"MOD"})");
+  CHECK(
+      etcd_newest_key_body("/s/x/", "/s/x0") ==
+      R"({"key":"L3MveC8=","keys_only":true,"limit":"1","range_end":"L3MveDA=","sort_order":"DESCEND","sort_target":"MOD"})");
 }
 
-} // namespace etcd_json_test
+}  // namespace etcd_json_test

@@ -21,14 +21,16 @@ namespace {
 // A file holding `text`, removed at the end of the test.
 struct temp_file {
   explicit temp_file(const std::string& text) {
-    path = (std::filesystem::temp_directory_path() / ("amb-sec-" + std::to_string(::getpid()) + "-" + std::to_string(++n))).string();
+    path =
+        (std::filesystem::temp_directory_path() / ("amb-sec-" + std::to_string(::getpid()) + "-" + std::to_string(++n)))
+            .string();
     std::ofstream(path, std::ios::binary) << text;
   }
   ~temp_file() { std::remove(path.c_str()); }
   std::string path;
   static inline int n = 0;
 };
-} // namespace
+}  // namespace
 
 TEST_CASE("nothing given: no TLS files, no user") {
   auto r = find_etcd_security({}, {"HOME=/root"});
@@ -47,7 +49,8 @@ TEST_CASE("flags win over etcdctl's variables") {
   CHECK(r->tls.cert_file == "/e/c.pem");
   CHECK(r->tls.key_file == "/e/k.pem");
   CHECK(r->description ==
-        "TLS CA /f/ca.pem (from --etcd-cacert), client certificate /e/c.pem (from ETCDCTL_CERT), key /e/k.pem (from ETCDCTL_KEY)");
+        "TLS CA /f/ca.pem (from --etcd-cacert), client certificate /e/c.pem (from ETCDCTL_CERT), key /e/k.pem (from "
+        "ETCDCTL_KEY)");
   f.user = "root:s3cret";
   r = find_etcd_security(f, {"ETCDCTL_USER=other:x", "ETCDCTL_PASSWORD=y"});
   REQUIRE(r);
@@ -114,7 +117,8 @@ TEST_CASE("mistakes: one line naming the source, never the password") {
 }
 
 TEST_CASE("hide_etcd_password overwrites the password in argv, both spellings") {
-  char a0[] = "prog", a1[] = "--etcd-user", a2[] = "root:pw1", a3[] = "--etcd-user=u:pw2", a4[] = "--", a5[] = "--etcd-user=v:keep";
+  char a0[] = "prog", a1[] = "--etcd-user", a2[] = "root:pw1", a3[] = "--etcd-user=u:pw2", a4[] = "--",
+       a5[] = "--etcd-user=v:keep";
   char* argv[] = {a0, a1, a2, a3, a4, a5, nullptr};
   amb::hide_etcd_password(6, argv);
   CHECK(std::string(a2) == "root:xxx");
@@ -129,8 +133,9 @@ TEST_CASE("tls_unsupported_error names the first https endpoint, only in a build
   if (amb::tls_available)
     CHECK(amb::tls_unsupported_error(*list).empty());
   else
-    CHECK(amb::tls_unsupported_error(*list) == "https://b:2: this build has no TLS support (configure with -DAMB_TLS=ON)");
+    CHECK(amb::tls_unsupported_error(*list) ==
+          "https://b:2: this build has no TLS support (configure with -DAMB_TLS=ON)");
   CHECK(amb::tls_unsupported_error({(*list)[0]}).empty());
 }
 
-} // namespace etcd_security_test
+}  // namespace etcd_security_test

@@ -83,4 +83,4 @@ TEST_CASE("loopback addresses") {
   CHECK(!is_loopback_address(""));
 }
 
-} // namespace host_address_test
+}  // namespace host_address_test

@@ -57,7 +57,8 @@ outcome run(const std::vector<std::string>& pieces, const setup_fn& setup, bool 
       rest.remove_prefix(r.consumed);
       o.state = r.state;
       o.error = r.error;
-      if (r.state == parse_state::done || r.state == parse_state::error) finished = true;
+      if (r.state == parse_state::done || r.state == parse_state::error)
+        finished = true;
       else if (r.state == parse_state::need_more) {
         REQUIRE(rest.empty());  // need_more means everything was used
         break;
@@ -133,7 +134,7 @@ const std::string etcd_error_reply =
     "8f\r\n" +
     etcd_error_body + "\r\n0\r\nGrpc-Trailer-Content-Type: application/grpc\r\n\r\n";
 
-} // namespace
+}  // namespace
 
 TEST_CASE("Content-Length body, headers looked up case-insensitively") {
   const std::string msg =
@@ -199,7 +200,8 @@ TEST_CASE("etcd's final chunk on SIGTERM (docs/protocols.md §1.6): body without
   REQUIRE(last.size() == 0x6f);
   const std::string stream =
       "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
-      "6f\r\n" + last + "\r\n0\r\n\r\n";
+      "6f\r\n" +
+      last + "\r\n0\r\n\r\n";
   auto o = grind_eof(stream);
   CHECK(o.state == parse_state::done);
   CHECK(o.body == last);
@@ -208,15 +210,15 @@ TEST_CASE("etcd's final chunk on SIGTERM (docs/protocols.md §1.6): body without
 
 TEST_CASE("podman's /events chunk (docs/protocols.md §2.5): a never-ending stream stays need_more") {
   const std::string event =
-      "{\"status\":\"die\",\"id\":\"b381a769\",\"from\":\"localhost/bb:latest\",\"Type\":\"container\",\"Action\":\"die\","
+      "{\"status\":\"die\",\"id\":\"b381a769\",\"from\":\"localhost/"
+      "bb:latest\",\"Type\":\"container\",\"Action\":\"die\","
       "\"Actor\":{\"ID\":\"b381a769\",\"Attributes\":{\"containerExitCode\":\"137\",\"exitCode\":\"137\",\"image\":"
       "\"localhost/bb:latest\",\"name\":\"rsq-ev2\",\"podId\":\"\",\"svc\":\"evtest\"}},\"scope\":\"local\",\"time\":"
       "1795554856,\"timeNano\":1795554856695874959}\n";
   std::ostringstream size;
   size << std::hex << event.size();
-  const std::string stream =
-      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" + size.str() + "\r\n" +
-      event + "\r\n";
+  const std::string stream = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                             size.str() + "\r\n" + event + "\r\n";
   auto o = grind(stream);
   CHECK(o.state == parse_state::need_more);
   CHECK(o.consumed == stream.size());
@@ -314,9 +316,9 @@ TEST_CASE("Content-Length duplicates: equal ones are fine, conflicting ones are 
   auto same = grind("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3, 3\r\n\r\nabc");
   CHECK(same.state == parse_state::done);
   CHECK(same.body == "abc");
-  for (std::string cl : {"Content-Length: 3\r\nContent-Length: 4", "Content-Length: 3, 4", "Content-Length: abc",
-                         "Content-Length: -1", "Content-Length: 3x", "Content-Length:",
-                         "Content-Length: 99999999999999999999999"}) {
+  for (std::string cl :
+       {"Content-Length: 3\r\nContent-Length: 4", "Content-Length: 3, 4", "Content-Length: abc", "Content-Length: -1",
+        "Content-Length: 3x", "Content-Length:", "Content-Length: 99999999999999999999999"}) {
     CAPTURE(cl);
     auto o = grind("HTTP/1.1 200 OK\r\n" + cl + "\r\n\r\nabcd");
     CHECK(o.state == parse_state::error);
@@ -325,16 +327,17 @@ TEST_CASE("Content-Length duplicates: equal ones are fine, conflicting ones are 
 }
 
 TEST_CASE("Transfer-Encoding: chunked wins over Content-Length") {
-  auto o = grind("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
+  auto o =
+      grind("HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n");
   CHECK(o.state == parse_state::done);
   CHECK(o.body == "ok");
 }
 
 TEST_CASE("bad status lines") {
-  for (std::string bad : {"<html><body>Welcome</body></html>\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/2 200\r\n\r\n",
-                          "HTTP/1.1  200 OK\r\n\r\n", "HTTP/1.1 200OK\r\n\r\n", "HTTP/1.1 20\r\n\r\n",
-                          "HTTP/1.1 099 Low\r\n\r\n", "\r\n", "SSH-2.0-OpenSSH_9.2\r\n", "HTTP/1.1 200 O\x01K\r\n\r\n",
-                          "http/1.1 200 OK\r\n\r\n"}) {
+  for (std::string bad :
+       {"<html><body>Welcome</body></html>\r\n", "HTTP/1.1 2x0 OK\r\n\r\n", "HTTP/2 200\r\n\r\n",
+        "HTTP/1.1  200 OK\r\n\r\n", "HTTP/1.1 200OK\r\n\r\n", "HTTP/1.1 20\r\n\r\n", "HTTP/1.1 099 Low\r\n\r\n", "\r\n",
+        "SSH-2.0-OpenSSH_9.2\r\n", "HTTP/1.1 200 O\x01K\r\n\r\n", "http/1.1 200 OK\r\n\r\n"}) {
     CAPTURE(bad);
     auto o = grind(bad);
     CHECK(o.state == parse_state::error);
@@ -384,8 +387,8 @@ TEST_CASE("oversized header block and over-long line") {
   // A trailer block is limited as well.
   auto trailer = grind("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + many.substr(17), limits);
   CHECK(trailer.error == errc::header_too_large);
-  auto chunk_line = grind("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + std::string(100, 'e') + "\r\n",
-                          limits);
+  auto chunk_line =
+      grind("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;" + std::string(100, 'e') + "\r\n", limits);
   CHECK(chunk_line.error == errc::line_too_long);
 }
 
@@ -405,7 +408,8 @@ TEST_CASE("chunk errors: bad size, missing CRLF, too large") {
   }
   auto overflow = grind(head + "10000000000000000\r\n");
   CHECK(overflow.error == errc::chunk_too_large);
-  auto limited = grind(head + "11\r\n", [](http_response_parser& p) { p.max_body_bytes(16); }, false, false);
+  auto limited = grind(
+      head + "11\r\n", [](http_response_parser& p) { p.max_body_bytes(16); }, false, false);
   CHECK(limited.error == errc::chunk_too_large);
   auto total = grind(head + "a\r\n0123456789\r\na\r\n0123456789\r\n0\r\n\r\n",
                      [](http_response_parser& p) { p.max_body_bytes(16); });
@@ -438,7 +442,8 @@ TEST_CASE("EOF in the wrong place: truncated body, EOF mid-chunk, EOF before the
   CHECK(body.body == "only");
 
   const std::string head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
-  for (std::string cut : {"", "a\r\nhal", "a\r\n0123456789", "a\r\n0123456789\r\n", "0\r\n", "0\r\nTrailer: x\r\n", "5"}) {
+  for (std::string cut :
+       {"", "a\r\nhal", "a\r\n0123456789", "a\r\n0123456789\r\n", "0\r\n", "0\r\nTrailer: x\r\n", "5"}) {
     CAPTURE(cut);
     auto o = grind_eof(head + cut);
     CHECK(o.state == parse_state::error);
@@ -507,4 +512,4 @@ TEST_CASE("error messages name the problem") {
   CHECK(std::error_code(errc::chunk_truncated).message() == "connection closed inside a chunked body");
 }
 
-} // namespace http_response_test
+}  // namespace http_response_test

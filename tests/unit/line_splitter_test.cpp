@@ -55,7 +55,7 @@ outcome grind(const std::string& input, std::size_t max = 1024) {
   return whole;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("one JSON object per line, whatever the chunk boundaries") {
   auto o = grind("{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[1]}}\n{\"partial\"");
@@ -99,4 +99,4 @@ TEST_CASE("a line longer than the limit is an error; exactly at the limit is fin
   CHECK(lines == std::vector<std::string>{"x"});
 }
 
-} // namespace line_splitter_test
+}  // namespace line_splitter_test

@@ -41,7 +41,7 @@ std::string stderr_of(F f) {
   return out;
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("a line is the program, the level and the parts, written as one line") {
   amb::log::set_program("prog");
@@ -49,7 +49,8 @@ TEST_CASE("a line is the program, the level and the parts, written as one line")
   const std::string s = "str";
   const std::string_view v = "view";
   auto out = stderr_of([&] {
-    amb::log::warn("text ", s, ' ', v, " ", 42, ' ', -7, ' ', std::uint64_t{18446744073709551615u}, ' ', true, ' ', 2.5);
+    amb::log::warn("text ", s, ' ', v, " ", 42, ' ', -7, ' ', std::uint64_t{18446744073709551615u}, ' ', true, ' ',
+                   2.5);
   });
   CHECK(out == "prog: warning: text str view 42 -7 18446744073709551615 true 2.5\n");
   CHECK(stderr_of([] { amb::log::info("plain"); }) == "prog: plain\n");
@@ -80,13 +81,14 @@ TEST_CASE("<iostream> after amb's JSON header still works (the skipped include g
 }
 
 TEST_CASE("outside text is escaped and cut: one short line whatever it holds") {
-  using amb::log::quoted;
   using amb::log::escaped;
+  using amb::log::quoted;
   CHECK(quoted("redis:6379") == "\"redis:6379\"");
   CHECK(quoted("a\nb\r\tc\x1b[31m\\") == "\"a\\nb\\r\\tc\\x1b[31m\\\\\"");
   CHECK(quoted(std::string("nul\0x", 5)) == "\"nul\\x00x\"");
   CHECK(quoted("caf\xc3\xa9 \xe2\x86\x92") == "\"caf\xc3\xa9 \xe2\x86\x92\"");  // UTF-8 stays readable
-  CHECK(quoted("\xc2\x9b" "31m \xff \xc3") == "\"\\xc2\\x9b31m \\xff \\xc3\"");  // C1 CSI, stray bytes
+  CHECK(quoted("\xc2\x9b"
+               "31m \xff \xc3") == "\"\\xc2\\x9b31m \\xff \\xc3\"");  // C1 CSI, stray bytes
   CHECK(quoted(R"({"host":"h"})") == R"("{"host":"h"}")");
   const std::string big(1048576, 'h');
   CHECK(quoted(big) == "\"" + std::string(80, 'h') + "\xe2\x80\xa6\" (1048576 bytes)");
@@ -100,4 +102,4 @@ TEST_CASE("outside text is escaped and cut: one short line whatever it holds") {
   CHECK(quoted(forged).find('\n') == std::string::npos);
 }
 
-} // namespace log_test
+}  // namespace log_test

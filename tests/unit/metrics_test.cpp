@@ -62,7 +62,8 @@ TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent c
   bool ready = false;
   amb::metrics_server_options o;
   o.read_timeout = 300ms;
-  amb::metrics_server server(io.get_executor(), amb::host_port{"127.0.0.1", 0}, m, [&] { return ready; }, o);
+  amb::metrics_server server(
+      io.get_executor(), amb::host_port{"127.0.0.1", 0}, m, [&] { return ready; }, o);
   auto port = server.port();
   asio::co_spawn(io, server.run(), asio::detached);  // run() catches nothing but throws nothing either
   std::thread t([&] { io.run(); });
@@ -76,7 +77,9 @@ TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent c
   CHECK(amb::test::tcp_exchange(port, "GET /healthz HTTP/1.1\r\n\r\n", 5s, false).rfind("HTTP/1.1 503 ", 0) == 0);
   asio::post(io, [&] { ready = true; });
   CHECK(amb::test::wait_until(
-      [&] { return amb::test::tcp_exchange(port, "GET /healthz HTTP/1.1\r\n\r\n", 5s, false).rfind("HTTP/1.1 200 ", 0) == 0; },
+      [&] {
+        return amb::test::tcp_exchange(port, "GET /healthz HTTP/1.1\r\n\r\n", 5s, false).rfind("HTTP/1.1 200 ", 0) == 0;
+      },
       5s));
   CHECK(amb::test::tcp_exchange(port, "GET /nope HTTP/1.1\r\n\r\n", 5s, false).rfind("HTTP/1.1 404 ", 0) == 0);
   std::string huge = "GET /metrics HTTP/1.1\r\nX: " + std::string(20000, 'a') + "\r\n\r\n";
@@ -90,4 +93,4 @@ TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent c
   t.join();
 }
 
-} // namespace metrics_test
+}  // namespace metrics_test

@@ -46,8 +46,9 @@ TEST_CASE("binding choice: a specific IPv4 first, then any") {
 }
 
 TEST_CASE("automatic mode: default name, -port when several, instance id, host IP for any") {
-  auto c = container("web1", "localhost/nginx:1", {{"80/tcp", {{"", 32768}}}, {"443/tcp", {{"127.0.0.1", 32769}}},
-                                                   {"53/udp", {{"", 53}}}, {"9000/tcp", {}}});
+  auto c = container(
+      "web1", "localhost/nginx:1",
+      {{"80/tcp", {{"", 32768}}}, {"443/tcp", {{"127.0.0.1", 32769}}}, {"53/udp", {{"", 53}}}, {"9000/tcp", {}}});
   auto plan = plan_container(c, opts(), auto_config{"h", false});
   REQUIRE(plan.entries.size() == 2);
   CHECK(plan.entries[0].key == "/services/nginx-80/h:web1:80");
@@ -56,7 +57,8 @@ TEST_CASE("automatic mode: default name, -port when several, instance id, host I
   CHECK(plan.entries[1].value == R"({"host":"127.0.0.1","port":32769})");
   CHECK(plan.notes == std::vector<std::string>{"container \"web1\" port 443 is published on 127.0.0.1: registered, but "
                                                "only ambassadors on this host can reach it"});
-  auto one = plan_container(container("w", "redis", {{"6379/tcp", {{"0.0.0.0", 49155}, {"::", 49155}}}}), opts(), {"h", false});
+  auto one = plan_container(container("w", "redis", {{"6379/tcp", {{"0.0.0.0", 49155}, {"::", 49155}}}}), opts(),
+                            {"h", false});
   REQUIRE(one.entries.size() == 1);
   CHECK(one.entries[0].key == "/services/redis/h:w:6379");
 }
@@ -78,14 +80,15 @@ TEST_CASE("automatic mode: ignore, explicit, not running, no host IP") {
   auto plan = plan_container(ignored, opts(), {"h", false});
   CHECK(plan.entries.empty());
   CHECK(plan.skipped == std::vector<std::string>{"container \"w\" port 80: SERVICE_IGNORE is set"});
-  auto port_ignored = container("w", "img", {{"80/tcp", {{"127.0.0.1", 1}}}, {"81/tcp", {{"127.0.0.1", 2}}}},
-                                {"SERVICE_81_IGNORE=1"});
+  auto port_ignored =
+      container("w", "img", {{"80/tcp", {{"127.0.0.1", 1}}}, {"81/tcp", {{"127.0.0.1", 2}}}}, {"SERVICE_81_IGNORE=1"});
   CHECK(plan_container(port_ignored, opts(), {"h", false}).entries.size() == 1);
   auto anon = container("w", "img", {{"80/tcp", {{"127.0.0.1", 1}}}});
   CHECK(plan_container(anon, opts(), {"h", true}).skipped ==
         std::vector<std::string>{"container \"w\" port 80: no SERVICE_NAME (--explicit)"});
   anon.running = false;
-  CHECK(plan_container(anon, opts(), {"h", false}).skipped == std::vector<std::string>{"container \"w\" is not running"});
+  CHECK(plan_container(anon, opts(), {"h", false}).skipped ==
+        std::vector<std::string>{"container \"w\" is not running"});
   auto any = container("w", "img", {{"80/tcp", {{"", 1}}}});
   registrar_options none = opts();
   none.host_ip = host_ip_policy{"", "none: no --ip, no HOST_IP, no default route"};
@@ -93,7 +96,8 @@ TEST_CASE("automatic mode: ignore, explicit, not running, no host IP") {
         std::vector<std::string>{"container \"w\" port 80: published on all interfaces and no host IP is known "
                                  "(none: no --ip, no HOST_IP, no default route): give --ip ADDR or HOST_IP"});
   none.format = value_format::hostport;
-  CHECK(plan_container(container("w", "img", {{"80/tcp", {{"::1", 7}}}}), none, {"h", false}).entries[0].value == "[::1]:7");
+  CHECK(plan_container(container("w", "img", {{"80/tcp", {{"::1", 7}}}}), none, {"h", false}).entries[0].value ==
+        "[::1]:7");
 }
 
-} // namespace registrar_test
+}  // namespace registrar_test

@@ -63,8 +63,8 @@ TEST_CASE("bad values give one clear line") {
   CHECK(parse_registry_value("redis:70000").error == R"(bad registry value: bad port "70000" in "redis:70000")");
   CHECK(parse_registry_value("::1:6379").error ==
         R"(bad registry value: bad address "::1:6379": put an IPv6 address in brackets, as [::1]:6379)");
-  CHECK(parse_registry_value(R"({"host":"a","port":1)").error.rfind(
-            R"(bad registry value "{"host":"a","port":1": invalid JSON ()", 0) == 0);
+  CHECK(parse_registry_value(R"({"host":"a","port":1)")
+            .error.rfind(R"(bad registry value "{"host":"a","port":1": invalid JSON ()", 0) == 0);
   CHECK(parse_registry_value(R"({"port":1})").error == R"(bad registry value "{"port":1}": missing "host")");
   CHECK(parse_registry_value(R"({"host":"a"})").error == R"(bad registry value "{"host":"a"}": missing "port")");
   CHECK(parse_registry_value(R"({"host":"","port":1})").error ==
@@ -85,7 +85,8 @@ TEST_CASE("bad values give one clear line") {
         R"(bad registry value "{"host":"a","port":1,"weight":-2}": bad weight -2 (expected an integer 1..1000000))");
   CHECK(parse_registry_value(R"({"host":"a","port":1,"weight":"x"})").error ==
         R"(bad registry value "{"host":"a","port":1,"weight":"x"}": bad weight "x" (expected an integer 1..1000000))");
-  CHECK(parse_registry_value("[1,2]").error == R"(bad registry value "[1,2]": neither {"host":..,"port":..} nor HOST:PORT)");
+  CHECK(parse_registry_value("[1,2]").error ==
+        R"(bad registry value "[1,2]": neither {"host":..,"port":..} nor HOST:PORT)");
   CHECK(parse_registry_value("[1]:2:3").error == R"(bad registry value: bad port "2:3" in "[1]:2:3")");
   CHECK(parse_registry_value(R"({"host":"a","port":1} x)").error ==
         R"(bad registry value "{"host":"a","port":1} x": invalid JSON (trailing characters after the object))");
@@ -95,7 +96,8 @@ TEST_CASE("a huge garbage value is cut short in the error") {
   std::string big(1000, 'x');
   auto e = parse_registry_value(big).error;
   CHECK(e.size() < 200);
-  CHECK(e == "bad registry value \"" + std::string(80, 'x') + "\u2026\" (1000 bytes): neither {\"host\":..,\"port\":..} nor HOST:PORT");
+  CHECK(e == "bad registry value \"" + std::string(80, 'x') +
+                 "\u2026\" (1000 bytes): neither {\"host\":..,\"port\":..} nor HOST:PORT");
 }
 
 TEST_CASE("format the seed's JSON") {
@@ -162,7 +164,8 @@ TEST_CASE("deeply nested JSON is refused, not a crash") {
   CHECK(v.error.find("invalid JSON (nested deeper than 64 levels)") != std::string::npos);
   CHECK(v.error.find('\n') == std::string::npos);
   CHECK(v.error.size() < 300);
-  auto arrays = parse_registry_value(R"({"host":"h","port":1,"x":)" + std::string(levels, '[') + std::string(levels, ']') + "}");
+  auto arrays =
+      parse_registry_value(R"({"host":"h","port":1,"x":)" + std::string(levels, '[') + std::string(levels, ']') + "}");
   CHECK(!arrays);
   // A value inside the bound still parses; brackets inside strings do not count.
   std::string ok = R"({"host":"h","port":1,"x":)";
@@ -173,4 +176,4 @@ TEST_CASE("deeply nested JSON is refused, not a crash") {
   CHECK(parse_registry_value(ok));
 }
 
-} // namespace registry_value_test
+}  // namespace registry_value_test

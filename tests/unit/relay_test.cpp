@@ -66,8 +66,10 @@ struct fixture {
     result = promise->get_future();
     asio::co_spawn(relay_io, amb::relay(std::move(down), std::move(up), {idle, &live}),
                    [promise](std::exception_ptr e, amb::relay_counters r) {
-                     if (e) promise->set_exception(e);
-                     else promise->set_value(r);
+                     if (e)
+                       promise->set_exception(e);
+                     else
+                       promise->set_value(r);
                    });
     thread = std::thread([this] { relay_io.run(); });
   }
@@ -82,7 +84,7 @@ struct fixture {
   }
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("bytes flow both ways and the counters add up") {
   fixture f;
@@ -244,4 +246,4 @@ TEST_CASE("a few bytes and a FIN arriving together: the bytes and then the EOF a
   }
 }
 
-} // namespace relay_test
+}  // namespace relay_test

@@ -24,7 +24,7 @@ amb::etcd_event put(std::string key, std::string value, std::int64_t rev) {
 amb::etcd_event del(std::string key, std::int64_t rev) {
   return {amb::etcd_event::kind::del, kv(std::move(key), "", rev), std::nullopt};
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("service directory") {
   CHECK(amb::service_directory("/services", "redis-A") == "/services/redis-A/");
@@ -134,4 +134,4 @@ TEST_CASE("keys that are not <directory><instance-id> are ignored: nested keys, 
   CHECK(s.ignored_keys() == std::set<std::string>{"/s/x/"});
 }
 
-} // namespace service_watch_test
+}  // namespace service_watch_test

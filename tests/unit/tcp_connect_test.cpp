@@ -34,7 +34,7 @@ std::pair<std::error_code, bool> connect(const amb::host_port& target, std::chro
   }
   return {result, nodelay};
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("connects to a listening port and sets TCP_NODELAY") {
   asio::io_context io;
@@ -85,4 +85,4 @@ TEST_CASE("the overall timeout gives amb::errc::timeout") {
   CHECK(std::chrono::steady_clock::now() - started >= 300ms);
 }
 
-} // namespace tcp_connect_test
+}  // namespace tcp_connect_test

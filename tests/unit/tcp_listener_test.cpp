@@ -45,10 +45,12 @@ TEST_CASE("accept_loop hands each connection over and returns when the acceptor 
   const auto where = acceptor.local_endpoint();
   int accepted = 0;
   bool returned = false;
-  asio::co_spawn(io, amb::accept_loop(acceptor, [&](tcp::socket s) {
-                   CHECK(s.is_open());
-                   if (++accepted == 3) acceptor.close();
-                 }),
+  asio::co_spawn(io,
+                 amb::accept_loop(acceptor,
+                                  [&](tcp::socket s) {
+                                    CHECK(s.is_open());
+                                    if (++accepted == 3) acceptor.close();
+                                  }),
                  [&](std::exception_ptr e) {
                    CHECK(!e);
                    returned = true;
@@ -144,4 +146,4 @@ TEST_CASE("listen_tcp with reuse_port: several acceptors share one port, and con
   CHECK(reached_second > 0);
 }
 
-} // namespace tcp_listener_test
+}  // namespace tcp_listener_test

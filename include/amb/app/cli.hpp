@@ -53,11 +53,16 @@ inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
   if (text.empty() || ec != std::errc{}) return bad();
   const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
   std::uint64_t scale = 0;
-  if (unit == "ms") scale = 1;
-  else if (unit == "s" || unit.empty()) scale = 1000;
-  else if (unit == "m") scale = 60'000;
-  else if (unit == "h") scale = 3'600'000;
-  else return bad();
+  if (unit == "ms")
+    scale = 1;
+  else if (unit == "s" || unit.empty())
+    scale = 1000;
+  else if (unit == "m")
+    scale = 60'000;
+  else if (unit == "h")
+    scale = 3'600'000;
+  else
+    return bad();
   constexpr std::uint64_t day_ms = 86'400'000;
   if (number > day_ms / scale) {
     r.error = "duration " + log::quoted(text) + " too long (at most 24h)";
@@ -247,4 +252,4 @@ private:
   std::vector<std::string> positional_;
 };
 
-} // namespace amb::cli
+}  // namespace amb::cli

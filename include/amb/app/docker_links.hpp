@@ -73,5 +73,4 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
   return std::nullopt;
 }
 
-} // namespace amb
-
+}  // namespace amb

@@ -24,13 +24,13 @@ namespace amb::app {
 
 /// What docker-register's command line and environment decide.
 struct docker_register_config {
-  bool all = false;                     ///< automatic mode (--all); else seed mode
-  amb::seed_config seed{};              ///< seed mode's container, port, service, fields
-  amb::auto_config automatic{};         ///< automatic mode's naming rules
-  amb::registrar_options options{};     ///< prefix, value format, resync, host IP
-  amb::etcd_settings etcd{};            ///< where etcd is, TLS and auth
-  amb::docker_engine engine{};          ///< the engine's API socket
-  std::int64_t ttl_seconds = 5;         ///< lease TTL
+  bool all = false;                  ///< automatic mode (--all); else seed mode
+  amb::seed_config seed{};           ///< seed mode's container, port, service, fields
+  amb::auto_config automatic{};      ///< automatic mode's naming rules
+  amb::registrar_options options{};  ///< prefix, value format, resync, host IP
+  amb::etcd_settings etcd{};         ///< where etcd is, TLS and auth
+  amb::docker_engine engine{};       ///< the engine's API socket
+  std::int64_t ttl_seconds = 5;      ///< lease TTL
 
   /// The registrar these settings describe.
   amb::etcd_registrar_options registrar() const {
@@ -45,15 +45,19 @@ struct docker_register_config {
 
 /// Reads the flags; every mistake ends here with one line and exit code 2.
 inline docker_register_config parse_docker_register_flags(int argc, char** argv) {
-  amb::cli::parser cli("docker-register", "[OPTIONS] CONTAINER PRIVATE_PORT SERVICE [KEY=VALUE ...]\n"
-                                          "       docker-register --all [OPTIONS]",
-                       "Publish the host address of containers' published ports into etcd, under a lease kept\n"
-                       "alive, and follow the containers: stopped or removed -> key deleted, started -> written again.");
+  amb::cli::parser cli(
+      "docker-register",
+      "[OPTIONS] CONTAINER PRIVATE_PORT SERVICE [KEY=VALUE ...]\n"
+      "       docker-register --all [OPTIONS]",
+      "Publish the host address of containers' published ports into etcd, under a lease kept\n"
+      "alive, and follow the containers: stopped or removed -> key deleted, started -> written again.");
   amb::add_etcd_options(cli)
-      .option("--docker", "URL", "Engine API: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, unix:///var/run/docker.sock)")
+      .option("--docker", "URL",
+              "Engine API: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, unix:///var/run/docker.sock)")
       .option("--prefix", "PATH", "registry prefix (default /services)")
       .option("--ttl", "D", "lease TTL, whole seconds >= 2 (default 5s, as the seed)")
-      .option("--ip", "ADDR", "host IP for ports published on all interfaces (default: HOST_IP, then the default route's address)")
+      .option("--ip", "ADDR",
+              "host IP for ports published on all interfaces (default: HOST_IP, then the default route's address)")
       .option("--value-format", "F", "json (the seed's {\"host\":..,\"port\":..}, default) or hostport (host:port)")
       .flag("--exit-with-container", "seed mode: exit 0 when the container is removed, 1 when absent at start")
       .flag("--all", "automatic mode: register every running container's published tcp ports")
@@ -65,30 +69,33 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
       .example("docker-register redis-A 6379 redis")
       .example("docker-register --etcd http://10.0.0.2:2379 --ip 10.0.0.5 web1 80 web weight=3 zone=a")
       .example("docker-register --all --explicit --resync 1m")
-      .example("docker-register --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user reg --etcd-password-file pw redis-A 6379 redis")
-      .note("Seed mode writes <prefix>/SERVICE/CONTAINER = {\"host\":HOST,\"port\":PORT} (KEY=VALUE pairs become\n"
-            "extra fields; numbers stay numbers), for the host port published for PRIVATE_PORT/tcp.\n"
-            "Automatic mode writes <prefix>/SERVICE/<hostname>:<container>:<port> for each published tcp port;\n"
-            "SERVICE is SERVICE_<port>_NAME or SERVICE_NAME (label or env), else the image's base name\n"
-            "(+ -<port> when several ports are published); SERVICE_IGNORE skips; other SERVICE_<KEY> become\n"
-            "extra fields (SERVICE_WEIGHT -> \"weight\").\n"
-            "\n"
-            "Host IP: the published binding's own IP; for a port published on all interfaces (\"\", 0.0.0.0, ::)\n"
-            "--ip, else HOST_IP, else the address of the interface with the default route (logged at start).\n"
-            "\n"
-            "Exit codes: 0 after SIGTERM/SIGINT/SIGHUP (the lease is revoked: keys vanish at once) or when the\n"
-            "container is removed with --exit-with-container; 1 when the engine cannot be reached or is not a\n"
-            "Docker Engine API at start, or with --exit-with-container when the container is absent or does not\n"
-            "publish the port at start; 2 on usage errors and unreadable TLS files. Later outages of the engine\n"
-            "or of etcd (TLS and auth failures included) are retried forever (registrations are kept and written\n"
-            "again). Without --exit-with-container a container that is absent, stopped or unpublished is waited\n"
-            "for, with one log line.\n"
-            "\n"
-            "The engine socket is root-equivalent: docker-register only ever sends GET requests to it, but\n"
-            "whoever can reach the socket owns the host.\n"
-            "\n"
-            "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
-            "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start.");
+      .example(
+          "docker-register --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user reg --etcd-password-file pw "
+          "redis-A 6379 redis")
+      .note(
+          "Seed mode writes <prefix>/SERVICE/CONTAINER = {\"host\":HOST,\"port\":PORT} (KEY=VALUE pairs become\n"
+          "extra fields; numbers stay numbers), for the host port published for PRIVATE_PORT/tcp.\n"
+          "Automatic mode writes <prefix>/SERVICE/<hostname>:<container>:<port> for each published tcp port;\n"
+          "SERVICE is SERVICE_<port>_NAME or SERVICE_NAME (label or env), else the image's base name\n"
+          "(+ -<port> when several ports are published); SERVICE_IGNORE skips; other SERVICE_<KEY> become\n"
+          "extra fields (SERVICE_WEIGHT -> \"weight\").\n"
+          "\n"
+          "Host IP: the published binding's own IP; for a port published on all interfaces (\"\", 0.0.0.0, ::)\n"
+          "--ip, else HOST_IP, else the address of the interface with the default route (logged at start).\n"
+          "\n"
+          "Exit codes: 0 after SIGTERM/SIGINT/SIGHUP (the lease is revoked: keys vanish at once) or when the\n"
+          "container is removed with --exit-with-container; 1 when the engine cannot be reached or is not a\n"
+          "Docker Engine API at start, or with --exit-with-container when the container is absent or does not\n"
+          "publish the port at start; 2 on usage errors and unreadable TLS files. Later outages of the engine\n"
+          "or of etcd (TLS and auth failures included) are retried forever (registrations are kept and written\n"
+          "again). Without --exit-with-container a container that is absent, stopped or unpublished is waited\n"
+          "for, with one log line.\n"
+          "\n"
+          "The engine socket is root-equivalent: docker-register only ever sends GET requests to it, but\n"
+          "whoever can reach the socket owns the host.\n"
+          "\n"
+          "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
+          "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start.");
   cli.parse_or_exit(argc, argv);
 
   docker_register_config c;
@@ -109,20 +116,25 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
   std::chrono::milliseconds ttl{5000};
   duration("--ttl", ttl);
   if (ttl < std::chrono::seconds(2) || ttl.count() % 1000 != 0)
-    cli.usage_error("--ttl: " + amb::log::quoted(*cli.value("--ttl")) + " must be whole seconds, at least 2s (etcd's minimum)");
+    cli.usage_error("--ttl: " + amb::log::quoted(*cli.value("--ttl")) +
+                    " must be whole seconds, at least 2s (etcd's minimum)");
   c.ttl_seconds = ttl.count() / 1000;
   duration("--resync", c.options.resync);
   if (c.options.resync < std::chrono::seconds(1)) cli.usage_error("--resync: at least 1s");
   if (auto v = cli.value("--prefix")) {
     std::string p = *v;
     while (p.size() > 1 && p.back() == '/') p.pop_back();
-    if (p.empty() || p.front() != '/' || p == "/") cli.usage_error("--prefix: " + amb::log::quoted(*v) + " must start with '/', as /services");
+    if (p.empty() || p.front() != '/' || p == "/")
+      cli.usage_error("--prefix: " + amb::log::quoted(*v) + " must start with '/', as /services");
     c.options.prefix = p;
   }
   if (auto v = cli.value("--value-format")) {
-    if (*v == "json") c.options.format = amb::value_format::json;
-    else if (*v == "hostport") c.options.format = amb::value_format::hostport;
-    else cli.usage_error("--value-format: bad format " + amb::log::quoted(*v) + " (use json or hostport)");
+    if (*v == "json")
+      c.options.format = amb::value_format::json;
+    else if (*v == "hostport")
+      c.options.format = amb::value_format::hostport;
+    else
+      cli.usage_error("--value-format: bad format " + amb::log::quoted(*v) + " (use json or hostport)");
   }
 
   c.all = cli.has("--all");
@@ -142,8 +154,9 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
     if (cli.has("--explicit")) cli.usage_error("--explicit needs --all");
     if (cli.has("--hostname")) cli.usage_error("--hostname needs --all");
     if (pos.size() < 3)
-      cli.usage_error(pos.empty() ? "missing CONTAINER PRIVATE_PORT SERVICE (or --all)"
-                                  : pos.size() == 1 ? "missing PRIVATE_PORT SERVICE" : "missing SERVICE");
+      cli.usage_error(pos.empty()       ? "missing CONTAINER PRIVATE_PORT SERVICE (or --all)"
+                      : pos.size() == 1 ? "missing PRIVATE_PORT SERVICE"
+                                        : "missing SERVICE");
     c.seed.container = pos[0];
     if (c.seed.container.empty() || c.seed.container.find('/') != std::string::npos)
       cli.usage_error("bad CONTAINER " + amb::log::quoted(pos[0]) + ": expected a container name or id");
@@ -174,4 +187,4 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
   return c;
 }
 
-} // namespace amb::app
+}  // namespace amb::app

@@ -27,14 +27,15 @@ struct dynamic_etcd_amb_settings {
   std::chrono::milliseconds drain_timeout{9000};
   std::optional<amb::host_port> metrics;
   amb::etcd_settings etcd;
-  unsigned threads = 1;  // data loops
+  unsigned threads = 1;                              // data loops
   std::chrono::milliseconds freshness_check{10000};  // compare the instance set with etcd this often
   std::chrono::milliseconds max_staleness{60000};    // /healthz fails when the set was last confirmed longer ago
 };
 
 inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** argv) {
-  amb::cli::parser p("dynamic-etcd-amb", "[OPTIONS] SERVICE PORT",
-                     "Forward connections on PORT to the instances of SERVICE registered in etcd under PREFIX/SERVICE/.");
+  amb::cli::parser p(
+      "dynamic-etcd-amb", "[OPTIONS] SERVICE PORT",
+      "Forward connections on PORT to the instances of SERVICE registered in etcd under PREFIX/SERVICE/.");
   amb::add_etcd_options(p)
       .option("--listen", "HOST:PORT", "address to listen on (default 0.0.0.0:PORT)")
       .option("--prefix", "PATH", "registry prefix (default /services)")
@@ -43,28 +44,36 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
       .option("--idle-timeout", "DURATION", "close a connection silent both ways this long (default 0 = never)")
       .option("--max-fails", "N", "failed connects in a row that eject an instance (default 3; 0 = never eject)")
       .option("--fail-timeout", "DURATION", "how long an ejected instance sits out (default 10s)")
-      .option("--wait-for-backend", "SECONDS", "hold a client this long when no instance is reachable (default 0 = close)")
+      .option("--wait-for-backend", "SECONDS",
+              "hold a client this long when no instance is reachable (default 0 = close)")
       .option("--drain-timeout", "DURATION", "on SIGTERM/SIGINT, wait this long for open connections (default 9s)")
       .option("--metrics", "HOST:PORT", "serve Prometheus /metrics and /healthz here")
-      .option("--freshness-check", "DURATION", "compare the instance set with etcd this often; re-read it on a difference (default 10s; 0 = never)")
-      .option("--max-staleness", "DURATION", "/healthz fails when the set was last confirmed equal to etcd's longer ago (default 60s; 0 = never)")
+      .option("--freshness-check", "DURATION",
+              "compare the instance set with etcd this often; re-read it on a difference (default 10s; 0 = never)")
+      .option("--max-staleness", "DURATION",
+              "/healthz fails when the set was last confirmed equal to etcd's longer ago (default 60s; 0 = never)")
       .option("--threads", "N", "data-path event loops, each a thread with its own listener on the port (default 1)")
       .option("--log-level", "LEVEL", "debug, info (default), warn, error or off")
       .positionals(1, 2, "SERVICE and PORT")
       .example("dynamic-etcd-amb --etcd http://10.0.0.2:2379 redis-A 6379")
-      .example("dynamic-etcd-amb --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user amb --etcd-password-file pw redis-A 6379")
-      .note("Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\") or HOST:PORT.\n"
-            "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.\n"
-            "With --threads N each thread balances on its own: round-robin turns, least-conn counts and\n"
-            "ejections after --max-fails are per thread; every thread gets each etcd change.\n"
-            "\n"
-            "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
-            "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start. TLS and auth\n"
-            "failures are retried like outages; exit 2 on usage errors and unreadable TLS files.");
+      .example(
+          "dynamic-etcd-amb --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user amb --etcd-password-file pw "
+          "redis-A 6379")
+      .note(
+          "Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\") or "
+          "HOST:PORT.\n"
+          "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.\n"
+          "With --threads N each thread balances on its own: round-robin turns, least-conn counts and\n"
+          "ejections after --max-fails are per thread; every thread gets each etcd change.\n"
+          "\n"
+          "https:// needs a TLS build (-DAMB_TLS=ON); etcd's certificate is always verified, its name or IP checked.\n"
+          "The password is never logged; a USER:PASSWORD argument is overwritten with x's at start. TLS and auth\n"
+          "failures are retried like outages; exit 2 on usage errors and unreadable TLS files.");
   p.parse_or_exit(argc, argv);
   dynamic_etcd_amb_settings s;
   const auto& args = p.positional();
-  if (args[0].empty() || args[0].find('/') != std::string::npos) p.usage_error("bad SERVICE " + amb::log::quoted(args[0]));
+  if (args[0].empty() || args[0].find('/') != std::string::npos)
+    p.usage_error("bad SERVICE " + amb::log::quoted(args[0]));
   s.directory = amb::service_directory(p.value("--prefix").value_or("/services"), args[0]);
   s.proxy.service = s.directory;
   if (auto l = p.value("--listen")) {
@@ -123,11 +132,12 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
   }
   if (auto v = p.value("--log-level")) {
     amb::log::level l;
-    if (!amb::log::parse_level(*v, l)) p.usage_error("bad log level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
+    if (!amb::log::parse_level(*v, l))
+      p.usage_error("bad log level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
     amb::log::set_level(l);
   }
   s.etcd = amb::read_etcd_settings(p, amb::environment_list(), argc, argv);
   return s;
 }
 
-} // namespace amb::app
+}  // namespace amb::app

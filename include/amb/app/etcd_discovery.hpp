@@ -70,4 +70,4 @@ inline parsed<etcd_endpoints> find_etcd_endpoints(const std::optional<std::strin
   return r;
 }
 
-} // namespace amb
+}  // namespace amb

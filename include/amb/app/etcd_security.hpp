@@ -30,10 +30,11 @@ struct etcd_security_flags {
 
 /// What the flags and environment decided.
 struct etcd_security {
-  tls_options tls;          ///< files for https:// endpoints
-  std::string user;         ///< empty = no auth
-  std::string password;     ///< secret: never print it
-  std::string description;  ///< one line for the log, without the password, e.g. "user root (password from ETCDCTL_PASSWORD)"
+  tls_options tls;       ///< files for https:// endpoints
+  std::string user;      ///< empty = no auth
+  std::string password;  ///< secret: never print it
+  std::string
+      description;  ///< one line for the log, without the password, e.g. "user root (password from ETCDCTL_PASSWORD)"
 };
 
 namespace detail {
@@ -44,7 +45,7 @@ inline std::optional<std::string> env_value(const std::vector<std::string>& env,
       return kv.substr(name.size() + 1);
   return std::nullopt;
 }
-} // namespace detail
+}  // namespace detail
 
 /// Chooses etcd's TLS files and credentials as etcdctl does: each flag wins over its variable
 /// (--etcd-cacert / ETCDCTL_CACERT, --etcd-cert / ETCDCTL_CERT, --etcd-key / ETCDCTL_KEY,
@@ -146,9 +147,11 @@ inline void hide_etcd_password(int argc, char** argv) noexcept {
   };
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--") == 0) return;
-    if (std::strcmp(argv[i], "--etcd-user") == 0 && i + 1 < argc) hide(argv[++i]);
-    else if (std::strncmp(argv[i], "--etcd-user=", 12) == 0) hide(argv[i] + 12);
+    if (std::strcmp(argv[i], "--etcd-user") == 0 && i + 1 < argc)
+      hide(argv[++i]);
+    else if (std::strncmp(argv[i], "--etcd-user=", 12) == 0)
+      hide(argv[i] + 12);
   }
 }
 
-} // namespace amb
+}  // namespace amb

@@ -30,9 +30,11 @@ struct etcd_settings {
 /// Declares --etcd, --etcd-cacert, --etcd-cert, --etcd-key, --etcd-user and --etcd-password-file
 /// (etcdctl's names, defaults from ETCDCTL_*).
 inline cli::parser& add_etcd_options(cli::parser& p) {
-  return p.option("--etcd", "URL[,URL...]",
-                  "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379)")
-      .option("--etcd-cacert", "FILE", "CA bundle that etcd's TLS certificate must chain to (default: $ETCDCTL_CACERT, else the system's)")
+  return p
+      .option("--etcd", "URL[,URL...]",
+              "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379)")
+      .option("--etcd-cacert", "FILE",
+              "CA bundle that etcd's TLS certificate must chain to (default: $ETCDCTL_CACERT, else the system's)")
       .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: $ETCDCTL_CERT)")
       .option("--etcd-key", "FILE", "key of --etcd-cert (default: $ETCDCTL_KEY)")
       .option("--etcd-user", "USER[:PASSWORD]",
@@ -71,7 +73,8 @@ inline etcd_client make_etcd_client_or_exit(asio::any_io_executor ex, const etcd
   o.user = s.security.user;
   o.password = s.security.password;
   o.tls = s.security.tls;
-  if (o.tls.any() && !any_tls(o.endpoints)) log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
+  if (o.tls.any() && !any_tls(o.endpoints))
+    log::warn("TLS files given, but no etcd endpoint is https://; they are not used");
   try {
     return etcd_client(std::move(ex), o);  // guaranteed elision: the client is neither copied nor moved
   } catch (const std::system_error& e) {
@@ -80,4 +83,4 @@ inline etcd_client make_etcd_client_or_exit(asio::any_io_executor ex, const etcd
   }
 }
 
-} // namespace amb
+}  // namespace amb

@@ -44,4 +44,4 @@ inline std::uint64_t raise_fd_limit() noexcept {
   return static_cast<std::uint64_t>(limit.rlim_cur);
 }
 
-} // namespace amb
+}  // namespace amb

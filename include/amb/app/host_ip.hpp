@@ -137,4 +137,4 @@ inline parsed<host_ip_policy> choose_host_ip_policy(
   return r;
 }
 
-} // namespace amb
+}  // namespace amb

@@ -55,11 +55,12 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
       .positionals(0, 1, "TARGET_HOST:PORT")
       .example("simple-amb 172.17.42.1:4001")
       .example("simple-amb --listen 127.0.0.1:6380 --idle-timeout 10m 10.0.0.5:6379")
-      .note("The target is, first match wins: TARGET_HOST:PORT, --target, or the Docker-links variables\n"
-            "<ALIAS>_PORT_<p>_TCP_ADDR and <ALIAS>_PORT_<p>_TCP_PORT (lowest such port p) of the alias named\n"
-            "by --link-alias, or of the only alias present when there is exactly one (e.g. after\n"
-            "'docker run --link redis:db', DB_PORT_6379_TCP_ADDR/_PORT). Durations: 500ms, 5s, 2m, 1h.\n"
-            "Prefer numeric addresses: a static binary in an empty image may not resolve names.");
+      .note(
+          "The target is, first match wins: TARGET_HOST:PORT, --target, or the Docker-links variables\n"
+          "<ALIAS>_PORT_<p>_TCP_ADDR and <ALIAS>_PORT_<p>_TCP_PORT (lowest such port p) of the alias named\n"
+          "by --link-alias, or of the only alias present when there is exactly one (e.g. after\n"
+          "'docker run --link redis:db', DB_PORT_6379_TCP_ADDR/_PORT). Durations: 500ms, 5s, 2m, 1h.\n"
+          "Prefer numeric addresses: a static binary in an empty image may not resolve names.");
   cli.parse_or_exit(argc, argv);
 
   simple_amb_config c;
@@ -105,8 +106,9 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
   } else {
     auto aliases = link_aliases(env);
     if (aliases.empty())
-      cli.usage_error("no target: give TARGET_HOST:PORT, --target, or Docker-links variables "
-                      "(<ALIAS>_PORT_<p>_TCP_ADDR and _PORT)");
+      cli.usage_error(
+          "no target: give TARGET_HOST:PORT, --target, or Docker-links variables "
+          "(<ALIAS>_PORT_<p>_TCP_ADDR and _PORT)");
     if (aliases.size() > 1) {
       std::string names;
       for (auto& a : aliases) names += (names.empty() ? "" : ", ") + a;
@@ -123,4 +125,4 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
   return c;
 }
 
-} // namespace amb::app
+}  // namespace amb::app

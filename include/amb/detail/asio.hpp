@@ -8,7 +8,8 @@
 // The macros must be set before Asio's first header: if Asio came first without them, say so.
 #if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
 #if defined(ASIO_VERSION)
-#error "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#error \
+    "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
 #endif
 #define ASIO_HAS_CO_AWAIT 1
 #define ASIO_HAS_STD_COROUTINE 1

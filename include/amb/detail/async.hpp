@@ -17,4 +17,4 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
   co_await timer.async_wait(use_nothrow_awaitable);
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail

@@ -62,8 +62,8 @@ inline bool base64_decode(std::string_view text, std::string& out) {
       v[k] = value(text[i + k]);
       if (v[k] < 0) return false;  // also catches '=' anywhere but the end
     }
-    std::uint32_t n = (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) |
-                      std::uint32_t(v[3]);
+    std::uint32_t n =
+        (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) | std::uint32_t(v[3]);
     out += static_cast<char>((n >> 16) & 0xff);
     if (pad == 2) {
       if (n & 0xffff) return false;
@@ -79,4 +79,4 @@ inline bool base64_decode(std::string_view text, std::string& out) {
   return true;
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail

@@ -63,11 +63,22 @@ private:
 inline bool is_token_char(char c) noexcept {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~': return true;
+    default: return false;
   }
 }
 
@@ -94,7 +105,8 @@ public:
   struct result {
     std::size_t consumed = 0;  ///< bytes of the input used (bytes after the body are left alone)
     bool done = false;         ///< the terminating chunk and the trailer section are complete
-    std::error_code error;     ///< bad_chunk_size, bad_chunk_terminator, chunk_too_large, line_too_long, bad_header, header_too_large
+    std::error_code
+        error;  ///< bad_chunk_size, bad_chunk_terminator, chunk_too_large, line_too_long, bad_header, header_too_large
   };
 
   /// Longest chunk-size or trailer line accepted (line_too_long beyond).
@@ -198,10 +210,14 @@ private:
     for (; i < line.size(); ++i) {
       char c = line[i];
       unsigned digit;
-      if (c >= '0' && c <= '9') digit = static_cast<unsigned>(c - '0');
-      else if (c >= 'a' && c <= 'f') digit = static_cast<unsigned>(c - 'a' + 10);
-      else if (c >= 'A' && c <= 'F') digit = static_cast<unsigned>(c - 'A' + 10);
-      else break;
+      if (c >= '0' && c <= '9')
+        digit = static_cast<unsigned>(c - '0');
+      else if (c >= 'a' && c <= 'f')
+        digit = static_cast<unsigned>(c - 'a' + 10);
+      else if (c >= 'A' && c <= 'F')
+        digit = static_cast<unsigned>(c - 'A' + 10);
+      else
+        break;
       if (size > (std::numeric_limits<std::uint64_t>::max() >> 4)) return errc::chunk_too_large;
       size = (size << 4) | digit;
     }
@@ -233,4 +249,4 @@ private:
   std::error_code error_;
 };
 
-} // namespace amb::detail
+}  // namespace amb::detail

@@ -27,14 +27,14 @@ struct port_binding {
 
 /// What `GET /containers/{id}/json` says about a container, reduced to what a registrar needs.
 struct container_info {
-  std::string id;                                 ///< full id
-  std::string name;                               ///< without the leading '/'
-  std::string image;                              ///< Config.Image (the name the user ran)
-  bool running = false;                           ///< State.Running
-  std::string status;                             ///< State.Status: "running", "exited", ...
-  std::string health;                             ///< State.Health.Status ("healthy", ...) or "" without a health check
-  std::map<std::string, std::string> labels;      ///< Config.Labels
-  std::vector<std::string> env;                   ///< Config.Env, "KEY=VALUE" strings
+  std::string id;                             ///< full id
+  std::string name;                           ///< without the leading '/'
+  std::string image;                          ///< Config.Image (the name the user ran)
+  bool running = false;                       ///< State.Running
+  std::string status;                         ///< State.Status: "running", "exited", ...
+  std::string health;                         ///< State.Health.Status ("healthy", ...) or "" without a health check
+  std::map<std::string, std::string> labels;  ///< Config.Labels
+  std::vector<std::string> env;               ///< Config.Env, "KEY=VALUE" strings
   /// NetworkSettings.Ports: "80/tcp" -> bindings; an empty vector for an exposed but unpublished port.
   std::map<std::string, std::vector<port_binding>> ports;
 
@@ -291,5 +291,5 @@ inline std::string url_encode(std::string_view s) {
   return out;
 }
 
-} // namespace detail
-} // namespace amb
+}  // namespace detail
+}  // namespace amb

@@ -393,9 +393,12 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
   for (const auto& e : events->get<picojson::array>()) {
     etcd_event ev;
     const std::string type = json_string(e, "type", "PUT");
-    if (type == "PUT") ev.type = etcd_event::kind::put;
-    else if (type == "DELETE") ev.type = etcd_event::kind::del;
-    else return errc::bad_response;
+    if (type == "PUT")
+      ev.type = etcd_event::kind::put;
+    else if (type == "DELETE")
+      ev.type = etcd_event::kind::del;
+    else
+      return errc::bad_response;
     const auto* kv = json_member(e, "kv");
     if (!kv || !etcd_parse_kv(*kv, ev.kv)) return errc::bad_response;
     if (const auto* p = json_member(e, "prev_kv"); p && !p->is<picojson::null>()) {
@@ -409,4 +412,4 @@ inline std::error_code etcd_parse_watch_line(std::string_view line, etcd_watch_m
   return {};
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail

@@ -5,7 +5,8 @@
 // etcd's lease ids and Docker's timeNano exceed 2^53: without int64 support
 // picojson would round them through double (docs/protocols.md §1.3).
 #if defined(picojson_h) && !defined(PICOJSON_USE_INT64)
-#error "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
+#error \
+    "picojson.h was included before amb without PICOJSON_USE_INT64; include amb first or define PICOJSON_USE_INT64 everywhere"
 #endif
 #ifndef PICOJSON_USE_INT64
 #define PICOJSON_USE_INT64
@@ -106,4 +107,4 @@ inline bool json_bool(const picojson::value& v, const std::string& name) noexcep
   return m && m->is<bool>() && m->get<bool>();
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail

@@ -87,4 +87,4 @@ private:
   bool failed_ = false;
 };
 
-} // namespace amb::detail
+}  // namespace amb::detail

@@ -38,4 +38,4 @@ inline std::error_code read_small_file(const std::string& path, std::string& out
   return ec;
 }
 
-} // namespace amb::detail
+}  // namespace amb::detail
