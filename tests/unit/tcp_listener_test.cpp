@@ -91,10 +91,14 @@ TEST_CASE("raise_fd_limit raises the hard limit too when the process may (CAP_SY
   pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    rlimit low{1024, 4096};
+    // Half the hard limit in force (a container may give only 1024): lowering needs no privilege.
+    rlimit start{};
+    if (::getrlimit(RLIMIT_NOFILE, &start) != 0) ::_exit(9);
+    const rlim_t hard = start.rlim_max == RLIM_INFINITY ? 4096 : start.rlim_max / 2;
+    rlimit low{hard / 2, hard};
     if (::setrlimit(RLIMIT_NOFILE, &low) != 0) ::_exit(10);
     // May this process raise a hard limit (CAP_SYS_RESOURCE; root in a container may lack it)?
-    rlimit probe{4097, 4097};
+    rlimit probe{hard + 1, hard + 1};
     const bool privileged = ::setrlimit(RLIMIT_NOFILE, &probe) == 0;
     if (privileged && ::setrlimit(RLIMIT_NOFILE, &low) != 0) ::_exit(14);
     const auto got = amb::raise_fd_limit();
@@ -102,7 +106,7 @@ TEST_CASE("raise_fd_limit raises the hard limit too when the process may (CAP_SY
     ::getrlimit(RLIMIT_NOFILE, &now);
     if (got != now.rlim_cur || now.rlim_cur != now.rlim_max) ::_exit(11);
     if (privileged) ::_exit(now.rlim_max >= 65536 ? 0 : 12);  // fs.nr_open is at least 64k on Linux
-    ::_exit(now.rlim_max == 4096 ? 0 : 13);
+    ::_exit(now.rlim_max == hard ? 0 : 13);
   }
   int status = 0;
   REQUIRE(::waitpid(child, &status, 0) == child);
