@@ -86,6 +86,7 @@ int main(int argc, char** argv) {
         asio::co_spawn(ex, follower.reread(), [](std::exception_ptr, bool) {});
         continue;
       }
+      ambassador->stop_accepting();
       amb::log::info(sig == SIGTERM ? "SIGTERM" : "SIGINT", ": no new connections; draining ",
                      ambassador->stats().connections.active, " open connections (up to ",
                      std::chrono::duration_cast<std::chrono::milliseconds>(s.drain_timeout).count(), "ms)");

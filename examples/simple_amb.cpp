@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
+    ambassador->stop_accepting();
     amb::log::info(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopped accepting; ",
                    ambassador->stats().connections.active, " connection(s) open, waiting up to 2s");
     asio::co_spawn(io, ambassador->drain(2s), [&](std::exception_ptr, std::uint64_t) { io.stop(); });

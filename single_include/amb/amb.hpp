@@ -6284,6 +6284,13 @@ public:
     co_return n + *left;
   }
 
+  /// Closes every listener (new clients are refused from now on; open connections go on), so that a
+  /// program can say "no new connections" once it is true. drain() does it too.
+  void stop_accepting() {
+    for (std::size_t i = 1; i < loops_.size(); ++i) asio::post(loops_[i]->ex, [&l = *loops_[i]] { close_listener(l); });
+    if (!loops_.empty()) close_listener(*loops_[0]);
+  }
+
   /// Stops at once: listeners closed, the other loops stopped (open connections are cut when the
   /// ambassador is destroyed). For a second signal during drain(), or a program that fails.
   void stop() {
