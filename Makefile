@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all setup setup-build configure build test test-fresh sanitize amalgamate static images demo demo-two-hosts bench clean
+.PHONY: all setup setup-build configure build test test-all test-fresh sanitize amalgamate static images demo demo-two-hosts bench clean
 
 all: build
 
@@ -22,8 +22,11 @@ build: configure  ## the three programs (the tests build in make test)
 
 # The tests build with TLS on (OpenSSL from `make setup`), so the https:// etcd tests run too; `make`,
 # `make static` and the images stay without OpenSSL. tools/test.sh runs the phases and prints their times.
-test: setup       ## set up, then every test: GCC (ctest), ASan+UBSan, ThreadSanitizer, Clang against the single header
-	BUILD=$(BUILD) JOBS=$(JOBS) tools/test.sh
+test: setup       ## set up, then every ctest test with GCC (warnings as errors); the times at the end
+	BUILD=$(BUILD) JOBS=$(JOBS) tools/test.sh gcc
+
+test-all: setup   ## make test, then ASan+UBSan, ThreadSanitizer, and Clang against the single header
+	BUILD=$(BUILD) JOBS=$(JOBS) tools/test.sh gcc sanitize tsan clang
 
 sanitize: setup   ## the unit, integration, fault and TLS tests (and the programs they start) under ASan+UBSan, in build-sanitize
 	AMB_SANITIZE_FAULT=1 tools/sanitize.sh
