@@ -6284,10 +6284,11 @@ public:
     co_return n + *left;
   }
 
-  /// Closes every listener (new clients are refused from now on; open connections go on), so that a
-  /// program can say "no new connections" once it is true. drain() does it too.
+  /// Closes the first loop's listener at once (with one thread: every listener), so that a program can
+  /// say "no new connections" once it is true; drain() closes them all.
   void stop_accepting() {
-    for (std::size_t i = 1; i < loops_.size(); ++i) asio::post(loops_[i]->ex, [&l = *loops_[i]] { close_listener(l); });
+    // Loop 0's listener here and now; the other loops' in drain(), on their own threads (a loop whose
+    // listener closed with nothing else to do would leave its run() before drain() reaches it).
     if (!loops_.empty()) close_listener(*loops_[0]);
   }
 
