@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 CTEST_FLAGS ?= --output-on-failure -j $(JOBS)
 
-.PHONY: all setup setup-build configure build test test-all test-fresh sanitize amalgamate static images demo demo-two-hosts bench clean
+.PHONY: all setup setup-build configure build test test-fresh sanitize soak amalgamate static images demo demo-two-hosts bench clean
 
 all: build
 
@@ -22,14 +22,17 @@ build: configure  ## the three programs (the tests build in make test)
 
 # The tests build with TLS on (OpenSSL from `make setup`), so the https:// etcd tests run too; `make`,
 # `make static` and the images stay without OpenSSL. tools/test.sh runs the phases and prints their times.
-test: setup       ## set up, then every ctest test with GCC (warnings as errors); the times at the end
-	BUILD=$(BUILD) JOBS=$(JOBS) tools/test.sh gcc
+test: setup       ## set up, then every test: GCC (warnings as errors), Clang + ASan/UBSan on the single header, TSan; the times at the end
+	BUILD=$(BUILD) JOBS=$(JOBS) tools/test.sh
 
-test-all: setup   ## make test, then ASan+UBSan, ThreadSanitizer, and Clang against the single header
-	BUILD=$(BUILD) JOBS=$(JOBS) tools/test.sh gcc sanitize tsan clang
+sanitize: setup   ## make test's sanitize phase alone, with the fault tests too (Clang, ASan+UBSan, in build-sanitize)
+	AMB_SANITIZE_FAULT=1 JOBS=$(JOBS) tools/test.sh sanitize
 
-sanitize: setup   ## the unit, integration, fault and TLS tests (and the programs they start) under ASan+UBSan, in build-sanitize
-	AMB_SANITIZE_FAULT=1 tools/sanitize.sh
+soak: setup       ## the long runs make test bounds: the fault tests at full length (AMB_SOAK=1), every fuzzer for 60 s
+	cmake -G Ninja -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Debug -DAMB_TLS=ON -DAMB_WERROR=ON
+	cmake --build $(BUILD) -j $(JOBS) --target amb_fault_tests
+	AMB_SOAK=1 ctest --test-dir $(BUILD) --output-on-failure -L '^fault$$'
+	fuzz/run_fuzzers.sh 60
 
 test-fresh:       ## in a clean debian:bookworm container, tools/install-deps.sh alone sets up the build; the unit tests pass
 	tools/install-deps.sh images
