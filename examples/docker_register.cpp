@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // docker-register: publish where containers are (host IP + published port) into etcd, and keep it true.
 //
-//   docker-register redis-A 6379 redis          # seed mode: /services/redis/redis-A = {"host":..,"port":..}
+//   docker-register redis-demo 6379 redis-A     # one container: /services/redis-A/redis-demo = {"host":..,"port":..}
 //   docker-register --all                       # automatic mode: every running container's published ports
 //
 // The lesson in three steps: read the flags (etcd, the engine and the host IP are found in
@@ -26,6 +26,10 @@ int main(int argc, char** argv) {
   amb::log::set_program("docker-register");
   const auto c = amb::app::parse_docker_register_flags(argc, argv);
   std::signal(SIGPIPE, SIG_IGN);  // a write to a vanished peer is an error code, not a dead process
+  if (auto missing = amb::app::missing_engine_socket(c.engine); !missing.empty()) {
+    amb::log::error(missing);  // where it looked, and how to point it elsewhere
+    return 1;
+  }
 
   // Threading model: one io_context run by this one thread; the registrar's coroutines (follower,
   // events stream, lease keeper) and the signal watcher share it, without locks.
@@ -53,7 +57,8 @@ int main(int argc, char** argv) {
     deadline.expires_after(3s);
     deadline.async_wait([&](std::error_code ec) {
       if (ec) return;
-      amb::log::warn("could not revoke the etcd lease in time; the keys expire after the TTL (", c.ttl_seconds, "s)");
+      amb::log::warn("could not revoke the etcd lease in time; the keys expire after the TTL (",
+                     amb::log::duration(std::chrono::seconds(c.ttl_seconds)), ")");
       io.stop();
     });
     asio::co_spawn(io, registrar.stop(), [&](std::exception_ptr) { io.stop(); });  // stop() never throws
@@ -70,7 +75,7 @@ int main(int argc, char** argv) {
   });
 
   asio::co_spawn(io, registrar.run(), [&](std::exception_ptr e, int code) {
-    if (!e) return finish(code);  // seed mode with --exit-with-container: the container was removed
+    if (!e) return finish(code);  // one-container mode with --exit-with-container: the container was removed
     // The engine did not answer at start (run() said why): not a passing outage, nothing registered.
     exit_code = 1;
     io.stop();

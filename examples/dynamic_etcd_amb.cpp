@@ -88,8 +88,8 @@ int main(int argc, char** argv) {
       }
       ambassador->stop_accepting();
       amb::log::info(sig == SIGTERM ? "SIGTERM" : "SIGINT", ": no new connections; draining ",
-                     ambassador->stats().connections.active, " open connections (up to ",
-                     std::chrono::duration_cast<std::chrono::milliseconds>(s.drain_timeout).count(), "ms)");
+                     amb::log::count(ambassador->stats().connections.active, "open connection"), " (up to ",
+                     amb::log::duration(s.drain_timeout), ")");
       follower.stop();
       co_await ambassador->drain(s.drain_timeout);
       if (metrics_server) metrics_server->close();

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 // simple-amb: a static TCP ambassador. Listen on one port, forward every connection to one address.
 //
-//   simple-amb 172.17.42.1:4001          # listens on 0.0.0.0:10000, as the seed's polvi/simple-amb
+//   simple-amb 172.17.42.1:4001          # listens on 0.0.0.0:10000, as the 2014 demo's polvi/simple-amb
 //
 // The lesson in three steps: read the flags (amb/app/simple_amb_flags.hpp), build an amb::ambassador
 // with one fixed target, run. The ambassador's proxy is the one dynamic-etcd-amb uses: the relay
@@ -49,13 +49,15 @@ int main(int argc, char** argv) {
   ambassador->forward_to({c.target});
 
   // SIGTERM (docker stop) or SIGINT: stop accepting, give open connections up to 2s, then exit 0.
+  const std::chrono::milliseconds drain_timeout = 2s;
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](std::error_code ec, int signal) {
     if (ec) return;
     ambassador->stop_accepting();
     amb::log::info(signal == SIGTERM ? "SIGTERM" : "SIGINT", ": stopped accepting; ",
-                   ambassador->stats().connections.active, " connection(s) open, waiting up to 2s");
-    asio::co_spawn(io, ambassador->drain(2s), [&](std::exception_ptr, std::uint64_t) { io.stop(); });
+                   amb::log::count(ambassador->stats().connections.active, "connection"), " open, waiting up to ",
+                   amb::log::duration(drain_timeout));
+    asio::co_spawn(io, ambassador->drain(drain_timeout), [&](std::exception_ptr, std::uint64_t) { io.stop(); });
     signals.async_wait([&](std::error_code e, int) {  // a second signal: leave now
       if (e) return;
       ambassador->stop();

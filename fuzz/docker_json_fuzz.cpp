@@ -9,8 +9,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto in = amb::fuzz::text(data, size);
   auto version = d::parse_engine_version(in);
   if (version) (void)d::negotiate_api_version("1.44", *version);
-  std::pair<int, int> api;
-  (void)d::parse_api_version(in, api);
+  if (auto api = d::parse_api_version(in)) AMB_FUZZ_CHECK(api->first >= 0 && api->second >= 0);
   (void)d::docker_error_message(in);
   (void)d::is_api_version_refusal(in);
   (void)d::parse_container_inspect(in);

@@ -20,11 +20,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string alias = env.front();
   env.erase(env.begin());
   for (std::string a : {alias, std::string("etcd")}) {
-    std::string error;
-    auto hp = amb::link_address(a, env, &error);
-    if (hp) {
-      AMB_FUZZ_CHECK(hp->port >= 1);
-      AMB_FUZZ_CHECK(!hp->host.empty());
+    auto hp = amb::link_address(a, env);
+    AMB_FUZZ_CHECK(hp || !hp.error.empty());
+    if (hp && *hp) {
+      AMB_FUZZ_CHECK((*hp)->port >= 1);
+      AMB_FUZZ_CHECK(!(*hp)->host.empty());
     }
   }
   return 0;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include "amb/log.hpp"
+#include "amb/parsed.hpp"
+
 #include <charconv>
 #include <cstdint>
 #include <optional>
@@ -11,16 +13,6 @@
 #include <vector>
 
 namespace amb {
-
-/// A value, or a one-line reason why the text could not be parsed.
-template <class T>
-struct parsed {
-  std::optional<T> value;  ///< set on success
-  std::string error;       ///< set on failure, e.g. `bad port "70000" in "redis:70000"`
-  explicit operator bool() const noexcept { return value.has_value(); }
-  const T& operator*() const { return *value; }
-  const T* operator->() const { return &*value; }
-};
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {

@@ -168,7 +168,7 @@ public:
       asio::post(l.ex, [&l, timeout, left] {
         close_listener(l);
         asio::co_spawn(l.ex, l.px->drain(timeout), [&l, left](std::exception_ptr, std::uint64_t n) {
-          if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+          if (n > 0) log::warn("closing ", log::count(n, "connection"), " still open after the drain timeout");
           *left += n;
           l.stopped = true;
           l.own->stop();
@@ -177,7 +177,7 @@ public:
     }
     close_listener(*loops_[0]);
     const std::uint64_t n = co_await loops_[0]->px->drain(timeout);
-    if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+    if (n > 0) log::warn("closing ", log::count(n, "connection"), " still open after the drain timeout");
     // The other loops drain at the same time and stop within the same timeout.
     asio::steady_timer poll(loops_[0]->ex);
     for (std::size_t i = 1; i < loops_.size(); ++i)

@@ -41,6 +41,7 @@ private:
 struct docker_engine {
   endpoint server;     ///< unix socket or TCP address of the Engine API
   std::string source;  ///< one line for the log, e.g. `engine at unix:///var/run/docker.sock (default)`
+  std::string origin;  ///< where the choice came from: "--docker", "DOCKER_HOST" or "default"
 };
 
 /// Chooses the engine (docs/design.md §4.3): `flag` (--docker), then DOCKER_HOST in `env`
@@ -66,7 +67,7 @@ inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>
       r.error = ep.error + " in " + source;
       return;
     }
-    r.value = docker_engine{*ep, "engine at " + ep->to_string() + " (from " + source + ")"};
+    r.value = docker_engine{*ep, "engine at " + ep->to_string() + " (from " + source + ")", source};
   };
   if (flag) {
     from(*flag, "--docker");

@@ -79,7 +79,7 @@ public:
         why = e.what();
       }
       if (stopped_) break;
-      log::warn(why, "; retrying in ", backoff.count(), "ms");
+      log::warn(why, "; retrying in ", log::duration(backoff));
       ++failures_;
       wake_.expires_after(backoff);
       co_await wake_.async_wait(detail::use_nothrow_awaitable);
@@ -154,8 +154,8 @@ private:
   }
 
   void lost(std::int64_t lease, const char* why) {
-    log::warn("etcd lease ", lease, " lost (", why, "); granting a new one and writing ", regs_.size(),
-              " key(s) again");
+    log::warn("etcd lease ", lease, " lost (", why, "); granting a new one and writing ",
+              log::count(regs_.size(), "key"), " again");
     lease_ = 0;
     ++regrants_;
     for (auto& kv : regs_) dirty_.insert(kv.first);
@@ -172,7 +172,7 @@ private:
       }
       lease_ = l.id;
       for (auto& kv : regs_) dirty_.insert(kv.first);
-      log::debug("etcd lease ", lease_, " granted, TTL ", l.ttl, "s");
+      log::debug("etcd lease ", lease_, " granted, TTL ", log::duration(std::chrono::seconds(l.ttl)));
     }
     for (const auto& key : std::vector<std::string>(deletes_.begin(), deletes_.end())) {
       if (!deletes_.count(key)) continue;

@@ -103,7 +103,8 @@ public:
       else
         log::info("lease revoked; registrations removed");
     } catch (const std::exception& e) {
-      log::warn("revoke the etcd lease: ", e.what(), "; the keys expire after the TTL (", options_.ttl, "s)");
+      log::warn("revoke the etcd lease: ", e.what(), "; the keys expire after the TTL (",
+                log::duration(std::chrono::seconds(options_.ttl)), ")");
     }
   }
 

@@ -166,7 +166,7 @@ private:
         log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
                   ", behind revision ", seen,
                   " already seen (its data was lost or restored); reading the prefix again in ",
-                  format(options_.rewind_grace), ", when registrars have written their keys again");
+                  log::duration(options_.rewind_grace), ", when registrars have written their keys again");
         if (options_.rewind_grace.count() > 0) co_await wait(options_.rewind_grace);
         if (stopped_) break;
         co_await snapshot(on_update);
@@ -188,7 +188,7 @@ private:
         }
       }
       log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ", out.why, "; retrying in ",
-                format(backoff));
+                log::duration(backoff));
       if (!outage_since_) outage_since_ = std::chrono::steady_clock::now();
       if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
       ++reconnects_;
@@ -230,11 +230,6 @@ private:
     return std::to_string(n) + " bytes";
   }
 
-  static std::string format(std::chrono::milliseconds d) {
-    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-    return std::to_string(d.count()) + "ms";
-  }
-
   asio::awaitable<void> wait(std::chrono::milliseconds d) {
     timer_ = std::make_unique<asio::steady_timer>(client_.executor(), d);
     co_await timer_->async_wait(detail::use_nothrow_awaitable);
@@ -270,7 +265,7 @@ private:
         co_return;
       }
       log::warn("watch ", log::escaped(prefix_), ": reading the prefix failed: ", why, "; retrying in ",
-                format(backoff));
+                log::duration(backoff));
       co_await wait(backoff);
       backoff = std::min(backoff * 2, options_.retry_backoff_max);
     }
@@ -314,10 +309,9 @@ private:
           }
           known_ = std::max(known_, m.revision);
           if (outage_since_) {
-            const auto lasted =
-                std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *outage_since_);
+            const auto lasted = log::round_for_log(std::chrono::steady_clock::now() - *outage_since_);
             log::info("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": resumed at revision ", m.revision,
-                      " after ", lasted.count(), "s");
+                      " after ", log::duration(lasted));
             outage_since_.reset();
           }
           // A stream counts as healthy once it carried more than "created", or lived a while: a server
@@ -394,7 +388,7 @@ private:
     } catch (const end_stream&) {
     } catch (const std::system_error& e) {
       if (e.code() == errc::timeout)
-        out.why = "no message for " + format(options_.silence_timeout) + "; the stream looks dead";
+        out.why = "no message for " + log::duration(options_.silence_timeout) + "; the stream looks dead";
       else {
         // "POST /v3/watch to <endpoint>: connect" -> "connect": the log line names the endpoint already.
         std::string context = detail::etcd_error_context(e);
@@ -456,9 +450,10 @@ private:
       }
       differed = false;
       const auto mine = local_fingerprint();
-      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd has ", theirs.count,
-                " keys, newest at revision ", theirs.newest, " (store at ", r->revision, "), the watch delivered ",
-                mine.count, " keys, newest at revision ", mine.newest, "; reading the prefix again");
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd has ",
+                log::count(theirs.count, "key"), ", newest at revision ", theirs.newest, " (store at ", r->revision,
+                "), the watch delivered ", log::count(mine.count, "key"), ", newest at revision ", mine.newest,
+                "; reading the prefix again");
       ++resyncs_;
       resync_ = true;
       if (stream_) stream_->close();

@@ -145,7 +145,7 @@ public:
       if (!line.empty()) {
         if (line.front() == ' ' || line.front() == '\t') return fail(pos, errc::bad_header);  // obs-fold: refused
         std::string_view name, value;
-        if (!detail::parse_header_line(line, name, value)) return fail(pos, errc::bad_header);
+        if (auto ec = detail::parse_header_line(line, name, value)) return fail(pos, ec);
         response_.headers.push_back({std::string(name), std::string(value)});
         continue;
       }

@@ -2,8 +2,12 @@
 // Logging: one line per event on stderr, "program: level: message", never throws.
 #pragma once
 
+#include "amb/parsed.hpp"
+
 #include <atomic>
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -41,23 +45,6 @@ inline void set_level(level l) noexcept { detail::threshold_ref() = l; }
 inline level current_level() noexcept { return detail::threshold_ref(); }
 /// True when a line at `l` would be written (skip building costly messages otherwise).
 inline bool enabled(level l) noexcept { return l >= current_level() && l != level::off; }
-
-/// Parses "debug", "info", "warn"/"warning", "error", "off".
-inline bool parse_level(std::string_view text, level& out) noexcept {
-  if (text == "debug")
-    out = level::debug;
-  else if (text == "info")
-    out = level::info;
-  else if (text == "warn" || text == "warning")
-    out = level::warn;
-  else if (text == "error")
-    out = level::error;
-  else if (text == "off")
-    out = level::off;
-  else
-    return false;
-  return true;
-}
 
 namespace detail {
 // Appends `text` with everything a terminal or a log reader could take for structure escaped: control
@@ -144,6 +131,95 @@ inline std::string escaped(std::string_view text, std::size_t limit = 200) {
   if (shown.size() < text.size()) {
     out += "\u2026";
     detail::append_size(out, text.size());
+  }
+  return out;
+}
+
+/// Parses "debug", "info", "warn"/"warning", "error", "off"; the error names the text and the choices.
+inline parsed<level> parse_level(std::string_view text) {
+  parsed<level> r;
+  if (text == "debug")
+    r.value = level::debug;
+  else if (text == "info")
+    r.value = level::info;
+  else if (text == "warn" || text == "warning")
+    r.value = level::warn;
+  else if (text == "error")
+    r.value = level::error;
+  else if (text == "off")
+    r.value = level::off;
+  else
+    r.error = "bad level " + quoted(text) + " (use debug, info, warn, error or off)";
+  return r;
+}
+
+/// A duration as people write it, for a log line: "250ms", "9s", "1.7s", "90s", "2m", "1h". Below a
+/// second in milliseconds; else in seconds, with the decimals it needs (at most three), or in whole
+/// minutes or hours when it is one. A measured duration is best rounded first (round_for_log()).
+inline std::string duration(std::chrono::milliseconds d) {
+  std::string out;
+  std::uint64_t ms = 0;
+  if (d.count() < 0) {
+    out += '-';
+    ms = static_cast<std::uint64_t>(-(d.count() + 1)) + 1;  // also for the lowest value
+  } else {
+    ms = static_cast<std::uint64_t>(d.count());
+  }
+  const auto number = [&out](std::uint64_t n) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, r.ptr);
+  };
+  if (ms == 0) return out + "0s";
+  if (ms < 1000) {
+    number(ms);
+    return out + "ms";
+  }
+  if (ms % 3'600'000 == 0) {
+    number(ms / 3'600'000);
+    return out + "h";
+  }
+  if (ms % 60'000 == 0) {
+    number(ms / 60'000);
+    return out + "m";
+  }
+  number(ms / 1000);
+  if (std::uint64_t frac = ms % 1000; frac != 0) {
+    char digits[3] = {static_cast<char>('0' + frac / 100), static_cast<char>('0' + frac / 10 % 10),
+                      static_cast<char>('0' + frac % 10)};
+    std::size_t n = 3;
+    while (digits[n - 1] == '0') --n;
+    out += '.';
+    out.append(digits, n);
+  }
+  return out + "s";
+}
+
+/// A measured duration (how long an outage lasted), rounded as a person would say it: to the
+/// millisecond below 1s, to a tenth of a second below 10s ("1.7s"), to the second above ("12s").
+template <class Rep, class Period>
+std::chrono::milliseconds round_for_log(std::chrono::duration<Rep, Period> d) {
+  namespace c = std::chrono;
+  const auto ms = c::round<c::milliseconds>(d);
+  if (ms < c::seconds(1)) return ms;
+  if (ms < c::seconds(10)) return c::duration_cast<c::milliseconds>(c::round<c::duration<std::int64_t, std::deci>>(d));
+  return c::duration_cast<c::milliseconds>(c::round<c::seconds>(d));
+}
+
+/// A count with its noun agreeing: "1 open connection", "2 open connections", "0 open connections".
+/// `plural` is for nouns that do not just take an "s" (count(n, "entry", "entries")).
+inline std::string count(std::uint64_t n, std::string_view noun, std::string_view plural = {}) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, n);
+  std::string out(buf, r.ptr);
+  out += ' ';
+  if (n == 1)
+    out += noun;
+  else if (!plural.empty())
+    out += plural;
+  else {
+    out += noun;
+    out += 's';
   }
   return out;
 }

@@ -212,10 +212,10 @@ private:
           log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
                      client_name(), ": ", ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
-                    " ejected for ",
-                    std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
-                    "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
+          log::warn(
+              "instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
+              log::duration(std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout)),
+              " after ", log::count(inst->consecutive_fails, "failed connect"), " (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <charconv>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -63,6 +64,23 @@ inline port_binding pick_binding(const std::vector<port_binding>& bindings) {
   for (const auto& b : bindings)
     if (is_any_address(b.host_ip)) return b;
   return bindings.front();
+}
+
+/// The ports `c` publishes, for a line saying it does not publish the one asked for: "it publishes
+/// 443/tcp, 8080/tcp" (by number), or "it publishes no port".
+inline std::string published_ports(const container_info& c) {
+  std::vector<std::pair<unsigned, std::string>> ports;
+  for (const auto& [name, bindings] : c.ports) {
+    if (bindings.empty()) continue;  // exposed, not published
+    unsigned number = 0;
+    std::from_chars(name.data(), name.data() + name.size(), number);
+    ports.emplace_back(number, name);
+  }
+  if (ports.empty()) return "it publishes no port";
+  std::sort(ports.begin(), ports.end());
+  std::string out = "it publishes ";
+  for (std::size_t i = 0; i < ports.size(); ++i) out += (i ? ", " : "") + log::escaped(ports[i].second, 40);
+  return out;
 }
 
 namespace detail {
@@ -129,8 +147,8 @@ inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t s
       broken = true;
     } catch (const std::exception& e) {
       if (!broken)
-        log::warn("events stream: ", e.what(), "; reconnecting (every ", retry.count(), "ms, up to ", max_wait.count(),
-                  "ms while it keeps failing)");
+        log::warn("events stream: ", e.what(), "; reconnecting (every ", log::duration(retry), ", up to ",
+                  log::duration(max_wait), " while it keeps failing)");
       broken = true;
     }
     if (opened) wait = clock::now() - *opened < short_lived ? std::min(wait * 2, max_wait) : retry;
@@ -239,7 +257,7 @@ private:
         unpublished = true;
         state = "unpublished";
         level = log::level::warn;
-        line = who + " does not publish port " + port + waiting;
+        line = who + " does not publish port " + port + " (" + published_ports(info) + ")" + waiting;
       } else {
         auto b = pick_binding(bindings);
         auto host = registered_host_ip(b.host_ip, options_.host_ip);
@@ -258,7 +276,7 @@ private:
       if (e.code() != errc::no_such_container) {
         // The engine is away: the container most likely still runs, so keep what is registered.
         if (!engine_failing_)
-          log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
+          log::warn(e.what(), "; keeping the registration, retrying every ", log::duration(options_.retry));
         engine_failing_ = true;
         last_state_.clear();
         co_return std::nullopt;
@@ -488,7 +506,7 @@ public:
 private:
   void engine_failed(const std::exception& e) {
     if (!engine_failing_)
-      log::warn(e.what(), "; keeping the registrations, retrying every ", options_.retry.count(), "ms");
+      log::warn(e.what(), "; keeping the registrations, retrying every ", log::duration(options_.retry));
     engine_failing_ = true;
   }
   void engine_ok() {

@@ -194,7 +194,7 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
     u.revision = r.revision;
     u.kvs = std::move(r.kvs);
     apply(u);
-    log::info("re-read ", log::escaped(directory), ": ", u.kvs.size(), " keys at revision ", u.revision);
+    log::info("re-read ", log::escaped(directory), ": ", log::count(u.kvs.size(), "key"), " at revision ", u.revision);
     co_return true;
   } catch (const std::exception& e) {
     log::warn("re-read ", log::escaped(directory), ": ", e.what(), "; keeping the current instances");

@@ -160,8 +160,35 @@ struct std::is_error_code_enum<amb::errc> : std::true_type {};
 #define AMB_INLINED_AMB_LOG_HPP
 // Logging: one line per event on stderr, "program: level: message", never throws.
 
+
+// ---- begin amb/parsed.hpp ----
+#ifndef AMB_INLINED_AMB_PARSED_HPP
+#define AMB_INLINED_AMB_PARSED_HPP
+// amb::parsed<T>: what every text parser returns (README, "Errors"): the value, or one line saying why not.
+
+#include <optional>
+#include <string>
+
+namespace amb {
+
+/// A value, or a one-line reason why the text could not be parsed.
+template <class T>
+struct parsed {
+  std::optional<T> value;  ///< set on success
+  std::string error;       ///< set on failure, e.g. `bad port "70000" in "redis:70000"`
+  explicit operator bool() const noexcept { return value.has_value(); }
+  const T& operator*() const { return *value; }
+  const T* operator->() const { return &*value; }
+};
+
+}  // namespace amb
+#endif // AMB_INLINED_AMB_PARSED_HPP
+// ---- end amb/parsed.hpp ----
+
 #include <atomic>
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -199,23 +226,6 @@ inline void set_level(level l) noexcept { detail::threshold_ref() = l; }
 inline level current_level() noexcept { return detail::threshold_ref(); }
 /// True when a line at `l` would be written (skip building costly messages otherwise).
 inline bool enabled(level l) noexcept { return l >= current_level() && l != level::off; }
-
-/// Parses "debug", "info", "warn"/"warning", "error", "off".
-inline bool parse_level(std::string_view text, level& out) noexcept {
-  if (text == "debug")
-    out = level::debug;
-  else if (text == "info")
-    out = level::info;
-  else if (text == "warn" || text == "warning")
-    out = level::warn;
-  else if (text == "error")
-    out = level::error;
-  else if (text == "off")
-    out = level::off;
-  else
-    return false;
-  return true;
-}
 
 namespace detail {
 // Appends `text` with everything a terminal or a log reader could take for structure escaped: control
@@ -306,6 +316,95 @@ inline std::string escaped(std::string_view text, std::size_t limit = 200) {
   return out;
 }
 
+/// Parses "debug", "info", "warn"/"warning", "error", "off"; the error names the text and the choices.
+inline parsed<level> parse_level(std::string_view text) {
+  parsed<level> r;
+  if (text == "debug")
+    r.value = level::debug;
+  else if (text == "info")
+    r.value = level::info;
+  else if (text == "warn" || text == "warning")
+    r.value = level::warn;
+  else if (text == "error")
+    r.value = level::error;
+  else if (text == "off")
+    r.value = level::off;
+  else
+    r.error = "bad level " + quoted(text) + " (use debug, info, warn, error or off)";
+  return r;
+}
+
+/// A duration as people write it, for a log line: "250ms", "9s", "1.7s", "90s", "2m", "1h". Below a
+/// second in milliseconds; else in seconds, with the decimals it needs (at most three), or in whole
+/// minutes or hours when it is one. A measured duration is best rounded first (round_for_log()).
+inline std::string duration(std::chrono::milliseconds d) {
+  std::string out;
+  std::uint64_t ms = 0;
+  if (d.count() < 0) {
+    out += '-';
+    ms = static_cast<std::uint64_t>(-(d.count() + 1)) + 1;  // also for the lowest value
+  } else {
+    ms = static_cast<std::uint64_t>(d.count());
+  }
+  const auto number = [&out](std::uint64_t n) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, r.ptr);
+  };
+  if (ms == 0) return out + "0s";
+  if (ms < 1000) {
+    number(ms);
+    return out + "ms";
+  }
+  if (ms % 3'600'000 == 0) {
+    number(ms / 3'600'000);
+    return out + "h";
+  }
+  if (ms % 60'000 == 0) {
+    number(ms / 60'000);
+    return out + "m";
+  }
+  number(ms / 1000);
+  if (std::uint64_t frac = ms % 1000; frac != 0) {
+    char digits[3] = {static_cast<char>('0' + frac / 100), static_cast<char>('0' + frac / 10 % 10),
+                      static_cast<char>('0' + frac % 10)};
+    std::size_t n = 3;
+    while (digits[n - 1] == '0') --n;
+    out += '.';
+    out.append(digits, n);
+  }
+  return out + "s";
+}
+
+/// A measured duration (how long an outage lasted), rounded as a person would say it: to the
+/// millisecond below 1s, to a tenth of a second below 10s ("1.7s"), to the second above ("12s").
+template <class Rep, class Period>
+std::chrono::milliseconds round_for_log(std::chrono::duration<Rep, Period> d) {
+  namespace c = std::chrono;
+  const auto ms = c::round<c::milliseconds>(d);
+  if (ms < c::seconds(1)) return ms;
+  if (ms < c::seconds(10)) return c::duration_cast<c::milliseconds>(c::round<c::duration<std::int64_t, std::deci>>(d));
+  return c::duration_cast<c::milliseconds>(c::round<c::seconds>(d));
+}
+
+/// A count with its noun agreeing: "1 open connection", "2 open connections", "0 open connections".
+/// `plural` is for nouns that do not just take an "s" (count(n, "entry", "entries")).
+inline std::string count(std::uint64_t n, std::string_view noun, std::string_view plural = {}) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, n);
+  std::string out(buf, r.ptr);
+  out += ' ';
+  if (n == 1)
+    out += noun;
+  else if (!plural.empty())
+    out += plural;
+  else {
+    out += noun;
+    out += 's';
+  }
+  return out;
+}
+
 namespace detail {
 // A line is built by appending its parts to one string, not with an ostringstream: iostreams would
 // pull the whole locale machinery into the static programs (size) and initialise it at start (memory).
@@ -380,6 +479,7 @@ void error(const P&... p) noexcept {
 #define AMB_INLINED_AMB_ADDRESS_HPP
 // Addresses: "host:port", "[v6]:port", and endpoint URLs (http://, tcp://, unix:///path).
 
+
 #include <charconv>
 #include <cstdint>
 #include <optional>
@@ -388,16 +488,6 @@ void error(const P&... p) noexcept {
 #include <vector>
 
 namespace amb {
-
-/// A value, or a one-line reason why the text could not be parsed.
-template <class T>
-struct parsed {
-  std::optional<T> value;  ///< set on success
-  std::string error;       ///< set on failure, e.g. `bad port "70000" in "redis:70000"`
-  explicit operator bool() const noexcept { return value.has_value(); }
-  const T& operator*() const { return *value; }
-  const T* operator->() const { return &*value; }
-};
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {
@@ -710,19 +800,21 @@ inline bool is_token_char(char c) noexcept {
   }
 }
 
-/// Splits "Name: value" (no line ending); false when the name is empty or not a token, or the colon is missing.
-inline bool parse_header_line(std::string_view line, std::string_view& name, std::string_view& value) noexcept {
+/// Splits "Name: value" (no line ending) into `name` and `value` (views into `line`); errc::bad_header
+/// when the name is empty or not a token, the colon is missing, or the value holds a control character.
+inline std::error_code parse_header_line(std::string_view line, std::string_view& name,
+                                         std::string_view& value) noexcept {
   auto colon = line.find(':');
-  if (colon == std::string_view::npos || colon == 0) return false;
+  if (colon == std::string_view::npos || colon == 0) return errc::bad_header;
   name = line.substr(0, colon);
   for (char c : name)
-    if (!is_token_char(c)) return false;  // also refuses "Name :" (RFC 9112 §5.1)
+    if (!is_token_char(c)) return errc::bad_header;  // also refuses "Name :" (RFC 9112 §5.1)
   value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
   for (char c : value)
-    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return false;
-  return true;
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return errc::bad_header;
+  return {};
 }
 
 /// Decodes a chunked body pushed to it in pieces of any size. Data goes to a sink as it arrives;
@@ -800,7 +892,7 @@ public:
         state_ = state::done;
       } else {
         std::string_view name, value;
-        if (!parse_header_line(line, name, value)) return fail(r, pos, errc::bad_header);
+        if (auto ec = parse_header_line(line, name, value)) return fail(r, pos, ec);
         trailers_.emplace_back(std::string(name), std::string(value));
       }
     }
@@ -1020,7 +1112,7 @@ public:
       if (!line.empty()) {
         if (line.front() == ' ' || line.front() == '\t') return fail(pos, errc::bad_header);  // obs-fold: refused
         std::string_view name, value;
-        if (!detail::parse_header_line(line, name, value)) return fail(pos, errc::bad_header);
+        if (auto ec = detail::parse_header_line(line, name, value)) return fail(pos, ec);
         response_.headers.push_back({std::string(name), std::string(value)});
         continue;
       }
@@ -2187,7 +2279,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
-      if (in_burst) log::debug("accepting again after ", failed_in_burst, " failed accepts");
+      if (in_burst) log::debug("accepting again after ", log::count(failed_in_burst, "failed accept"));
       in_burst = false;
       on_accept(std::move(socket));
       continue;
@@ -2877,9 +2969,11 @@ struct etcd_event {
 #define AMB_INLINED_AMB_DETAIL_BASE64_HPP
 // Standard base64 (RFC 4648, '+' '/' alphabet, '=' padding): etcd's bytes fields on the JSON gateway.
 
+
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace amb::detail {
 
@@ -2913,10 +3007,11 @@ inline std::string base64_encode(std::string_view bytes) {
   return out;
 }
 
-/// Decodes padded standard base64 into `out`. Strict: false on a length that is not a multiple
-/// of 4, a character outside the alphabet, misplaced padding, or non-zero bits in the padding
-/// (so each byte string has exactly one accepted encoding). `out` is unspecified on failure.
-inline bool base64_decode(std::string_view text, std::string& out) {
+/// Decodes padded standard base64. Strict: an error for a length that is not a multiple of 4, a
+/// character outside the alphabet, misplaced padding, or non-zero bits in the padding (so each byte
+/// string has exactly one accepted encoding); the error names the text, e.g. `bad base64 "Zg="`.
+inline parsed<std::string> base64_decode(std::string_view text) {
+  parsed<std::string> r;
   auto value = [](char c) -> int {
     if (c >= 'A' && c <= 'Z') return c - 'A';
     if (c >= 'a' && c <= 'z') return c - 'a' + 26;
@@ -2925,8 +3020,12 @@ inline bool base64_decode(std::string_view text, std::string& out) {
     if (c == '/') return 63;
     return -1;
   };
-  out.clear();
-  if (text.size() % 4 != 0) return false;
+  const auto bad = [&](const char* why) {
+    r.error = "bad base64 " + log::quoted(text) + ": " + why;
+    return r;
+  };
+  if (text.size() % 4 != 0) return bad("length not a multiple of 4");
+  std::string out;
   out.reserve(text.size() / 4 * 3);
   for (std::size_t i = 0; i < text.size(); i += 4) {
     const bool last = i + 4 == text.size();
@@ -2935,23 +3034,24 @@ inline bool base64_decode(std::string_view text, std::string& out) {
     int v[4] = {0, 0, 0, 0};
     for (int k = 0; k < 4 - pad; ++k) {
       v[k] = value(text[i + k]);
-      if (v[k] < 0) return false;  // also catches '=' anywhere but the end
+      if (v[k] < 0) return bad("unexpected character");  // also catches '=' anywhere but the end
     }
     std::uint32_t n =
         (std::uint32_t(v[0]) << 18) | (std::uint32_t(v[1]) << 12) | (std::uint32_t(v[2]) << 6) | std::uint32_t(v[3]);
     out += static_cast<char>((n >> 16) & 0xff);
     if (pad == 2) {
-      if (n & 0xffff) return false;
+      if (n & 0xffff) return bad("non-zero bits in the padding");
       break;
     }
     out += static_cast<char>((n >> 8) & 0xff);
     if (pad == 1) {
-      if (n & 0xff) return false;
+      if (n & 0xff) return bad("non-zero bits in the padding");
       break;
     }
     out += static_cast<char>(n & 0xff);
   }
-  return true;
+  r.value = std::move(out);
+  return r;
 }
 
 }  // namespace amb::detail
@@ -3123,7 +3223,10 @@ inline bool etcd_bytes(const picojson::value& v, const std::string& name, std::s
   const auto* m = json_member(v, name);
   if (!m || m->is<picojson::null>()) return true;
   if (!m->is<std::string>()) return false;
-  return base64_decode(m->get<std::string>(), out);
+  auto bytes = base64_decode(m->get<std::string>());
+  if (!bytes) return false;
+  out = std::move(*bytes.value);
+  return true;
 }
 
 /// Parses a whole body as one JSON value; false when it is not JSON.
@@ -3383,9 +3486,10 @@ inline std::error_code etcd_parse_ttl(std::string_view body, etcd_lease_ttl& r) 
   r.keys.clear();
   if (const auto* keys = json_member(v, "keys"); keys && keys->is<picojson::array>()) {
     for (const auto& k : keys->get<picojson::array>()) {
-      std::string key;
-      if (!k.is<std::string>() || !base64_decode(k.get<std::string>(), key)) return errc::bad_response;
-      r.keys.push_back(std::move(key));
+      if (!k.is<std::string>()) return errc::bad_response;
+      auto key = base64_decode(k.get<std::string>());
+      if (!key) return errc::bad_response;
+      r.keys.push_back(std::move(*key.value));
     }
   }
   return {};
@@ -4162,7 +4266,7 @@ private:
         log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd is at revision ", out.rewound_to,
                   ", behind revision ", seen,
                   " already seen (its data was lost or restored); reading the prefix again in ",
-                  format(options_.rewind_grace), ", when registrars have written their keys again");
+                  log::duration(options_.rewind_grace), ", when registrars have written their keys again");
         if (options_.rewind_grace.count() > 0) co_await wait(options_.rewind_grace);
         if (stopped_) break;
         co_await snapshot(on_update);
@@ -4184,7 +4288,7 @@ private:
         }
       }
       log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": ", out.why, "; retrying in ",
-                format(backoff));
+                log::duration(backoff));
       if (!outage_since_) outage_since_ = std::chrono::steady_clock::now();
       if (client_.endpoints().size() > 1) endpoint_ = (endpoint_ + 1) % client_.endpoints().size();
       ++reconnects_;
@@ -4226,11 +4330,6 @@ private:
     return std::to_string(n) + " bytes";
   }
 
-  static std::string format(std::chrono::milliseconds d) {
-    if (d.count() % 1000 == 0) return std::to_string(d.count() / 1000) + "s";
-    return std::to_string(d.count()) + "ms";
-  }
-
   asio::awaitable<void> wait(std::chrono::milliseconds d) {
     timer_ = std::make_unique<asio::steady_timer>(client_.executor(), d);
     co_await timer_->async_wait(detail::use_nothrow_awaitable);
@@ -4266,7 +4365,7 @@ private:
         co_return;
       }
       log::warn("watch ", log::escaped(prefix_), ": reading the prefix failed: ", why, "; retrying in ",
-                format(backoff));
+                log::duration(backoff));
       co_await wait(backoff);
       backoff = std::min(backoff * 2, options_.retry_backoff_max);
     }
@@ -4310,10 +4409,9 @@ private:
           }
           known_ = std::max(known_, m.revision);
           if (outage_since_) {
-            const auto lasted =
-                std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - *outage_since_);
+            const auto lasted = log::round_for_log(std::chrono::steady_clock::now() - *outage_since_);
             log::info("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": resumed at revision ", m.revision,
-                      " after ", lasted.count(), "s");
+                      " after ", log::duration(lasted));
             outage_since_.reset();
           }
           // A stream counts as healthy once it carried more than "created", or lived a while: a server
@@ -4390,7 +4488,7 @@ private:
     } catch (const end_stream&) {
     } catch (const std::system_error& e) {
       if (e.code() == errc::timeout)
-        out.why = "no message for " + format(options_.silence_timeout) + "; the stream looks dead";
+        out.why = "no message for " + log::duration(options_.silence_timeout) + "; the stream looks dead";
       else {
         // "POST /v3/watch to <endpoint>: connect" -> "connect": the log line names the endpoint already.
         std::string context = detail::etcd_error_context(e);
@@ -4452,9 +4550,10 @@ private:
       }
       differed = false;
       const auto mine = local_fingerprint();
-      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd has ", theirs.count,
-                " keys, newest at revision ", theirs.newest, " (store at ", r->revision, "), the watch delivered ",
-                mine.count, " keys, newest at revision ", mine.newest, "; reading the prefix again");
+      log::warn("watch ", log::escaped(prefix_), " at ", endpoint_name(), ": etcd has ",
+                log::count(theirs.count, "key"), ", newest at revision ", theirs.newest, " (store at ", r->revision,
+                "), the watch delivered ", log::count(mine.count, "key"), ", newest at revision ", mine.newest,
+                "; reading the prefix again");
       ++resyncs_;
       resync_ = true;
       if (stream_) stream_->close();
@@ -4587,7 +4686,7 @@ public:
         why = e.what();
       }
       if (stopped_) break;
-      log::warn(why, "; retrying in ", backoff.count(), "ms");
+      log::warn(why, "; retrying in ", log::duration(backoff));
       ++failures_;
       wake_.expires_after(backoff);
       co_await wake_.async_wait(detail::use_nothrow_awaitable);
@@ -4662,8 +4761,8 @@ private:
   }
 
   void lost(std::int64_t lease, const char* why) {
-    log::warn("etcd lease ", lease, " lost (", why, "); granting a new one and writing ", regs_.size(),
-              " key(s) again");
+    log::warn("etcd lease ", lease, " lost (", why, "); granting a new one and writing ",
+              log::count(regs_.size(), "key"), " again");
     lease_ = 0;
     ++regrants_;
     for (auto& kv : regs_) dirty_.insert(kv.first);
@@ -4680,7 +4779,7 @@ private:
       }
       lease_ = l.id;
       for (auto& kv : regs_) dirty_.insert(kv.first);
-      log::debug("etcd lease ", lease_, " granted, TTL ", l.ttl, "s");
+      log::debug("etcd lease ", lease_, " granted, TTL ", log::duration(std::chrono::seconds(l.ttl)));
     }
     for (const auto& key : std::vector<std::string>(deletes_.begin(), deletes_.end())) {
       if (!deletes_.count(key)) continue;
@@ -5832,7 +5931,7 @@ inline asio::awaitable<bool> reread_service(etcd_client& client, const std::stri
     u.revision = r.revision;
     u.kvs = std::move(r.kvs);
     apply(u);
-    log::info("re-read ", log::escaped(directory), ": ", u.kvs.size(), " keys at revision ", u.revision);
+    log::info("re-read ", log::escaped(directory), ": ", log::count(u.kvs.size(), "key"), " at revision ", u.revision);
     co_return true;
   } catch (const std::exception& e) {
     log::warn("re-read ", log::escaped(directory), ": ", e.what(), "; keeping the current instances");
@@ -6060,10 +6159,10 @@ private:
           log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
                      client_name(), ": ", ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
-                    " ejected for ",
-                    std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
-                    "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
+          log::warn(
+              "instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
+              log::duration(std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout)),
+              " after ", log::count(inst->consecutive_fails, "failed connect"), " (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))
@@ -6264,7 +6363,7 @@ public:
       asio::post(l.ex, [&l, timeout, left] {
         close_listener(l);
         asio::co_spawn(l.ex, l.px->drain(timeout), [&l, left](std::exception_ptr, std::uint64_t n) {
-          if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+          if (n > 0) log::warn("closing ", log::count(n, "connection"), " still open after the drain timeout");
           *left += n;
           l.stopped = true;
           l.own->stop();
@@ -6273,7 +6372,7 @@ public:
     }
     close_listener(*loops_[0]);
     const std::uint64_t n = co_await loops_[0]->px->drain(timeout);
-    if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+    if (n > 0) log::warn("closing ", log::count(n, "connection"), " still open after the drain timeout");
     // The other loops drain at the same time and stop within the same timeout.
     asio::steady_timer poll(loops_[0]->ex);
     for (std::size_t i = 1; i < loops_.size(); ++i)
@@ -6582,15 +6681,17 @@ inline std::string json_error_line(const std::string& err) { return log::escaped
 /// `text` quoted, escaped and cut short, for error lines about a body that is not what we expected.
 inline std::string quote_body(std::string_view text) { return log::quoted(text, 60); }
 
-/// Parses `text` as JSON; on failure sets `error` to "not JSON (...): "<start of body>"".
-inline bool parse_json_body(std::string_view text, picojson::value& out, std::string& error) {
+/// Parses `text` as JSON; the error is "not JSON (...): "<start of body>"".
+inline parsed<picojson::value> parse_json_body(std::string_view text) {
+  parsed<picojson::value> r;
   std::string err;
-  json_parse(out, text.begin(), text.end(), &err);
-  if (!err.empty()) {
-    error = "not JSON (" + json_error_line(err) + "): " + quote_body(text);
-    return false;
-  }
-  return true;
+  picojson::value doc;
+  json_parse(doc, text.begin(), text.end(), &err);
+  if (!err.empty())
+    r.error = "not JSON (" + json_error_line(err) + "): " + quote_body(text);
+  else
+    r.value = std::move(doc);
+  return r;
 }
 
 /// A string-to-string JSON object (labels, attributes); non-string values are skipped.
@@ -6626,8 +6727,12 @@ inline bool json_int(const picojson::value* v, std::int64_t& out) {
 /// Parses `GET /version`.
 inline parsed<engine_version> parse_engine_version(std::string_view body) {
   parsed<engine_version> r;
-  picojson::value doc;
-  if (!parse_json_body(body, doc, r.error)) return r;
+  auto json = parse_json_body(body);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   engine_version v;
   v.api_version = json_string(doc, "ApiVersion");
   v.min_api_version = json_string(doc, "MinAPIVersion");
@@ -6640,24 +6745,29 @@ inline parsed<engine_version> parse_engine_version(std::string_view body) {
   return r;
 }
 
-/// Parses "1.41" into (1, 41); false for anything else.
-inline bool parse_api_version(std::string_view text, std::pair<int, int>& out) {
-  auto dot = text.find('.');
-  if (dot == std::string_view::npos) return false;
-  auto num = [](std::string_view s, int& v) {
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return !s.empty() && ec == std::errc{} && end == s.data() + s.size() && v >= 0;
+/// Parses an API version, "1.41" into (1, 41); the error names the text.
+inline parsed<std::pair<int, int>> parse_api_version(std::string_view text) {
+  parsed<std::pair<int, int>> r;
+  std::pair<int, int> v{};
+  auto num = [](std::string_view s, int& n) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    return !s.empty() && ec == std::errc{} && end == s.data() + s.size() && n >= 0;
   };
-  return num(text.substr(0, dot), out.first) && num(text.substr(dot + 1), out.second);
+  const auto dot = text.find('.');
+  if (dot != std::string_view::npos && num(text.substr(0, dot), v.first) && num(text.substr(dot + 1), v.second))
+    r.value = v;
+  else
+    r.error = "bad API version " + log::quoted(text) + ": expected MAJOR.MINOR, as 1.41";
+  return r;
 }
 
 /// The API version to use (docs/protocols.md §2.2): the lower of ours and the engine's, but never
 /// below the engine's minimum. Returns "" when the engine's version cannot be read.
 inline std::string negotiate_api_version(std::string_view ours, const engine_version& engine) {
-  std::pair<int, int> o{}, e{}, m{};
-  if (!parse_api_version(ours, o) || !parse_api_version(engine.api_version, e)) return "";
-  std::pair<int, int> use = o < e ? o : e;
-  if (parse_api_version(engine.min_api_version, m) && use < m) use = m;
+  const auto o = parse_api_version(ours), e = parse_api_version(engine.api_version);
+  if (!o || !e) return "";
+  std::pair<int, int> use = *o < *e ? *o : *e;
+  if (const auto m = parse_api_version(engine.min_api_version); m && use < *m) use = *m;
   return std::to_string(use.first) + "." + std::to_string(use.second);
 }
 
@@ -6679,8 +6789,12 @@ inline bool is_api_version_refusal(std::string_view message) {
 /// Parses `GET /containers/{id}/json`.
 inline parsed<container_info> parse_container_inspect(std::string_view body) {
   parsed<container_info> r;
-  picojson::value doc;
-  if (!parse_json_body(body, doc, r.error)) return r;
+  auto json = parse_json_body(body);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   if (!doc.is<picojson::object>() || !json_member(doc, "Id")) {
     r.error = "not a container (no \"Id\"): " + quote_body(body);
     return r;
@@ -6721,8 +6835,12 @@ inline parsed<container_info> parse_container_inspect(std::string_view body) {
 /// Parses `GET /containers/json`.
 inline parsed<std::vector<container_summary>> parse_container_list(std::string_view body) {
   parsed<std::vector<container_summary>> r;
-  picojson::value doc;
-  if (!parse_json_body(body, doc, r.error)) return r;
+  auto json = parse_json_body(body);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   if (!doc.is<picojson::array>()) {
     r.error = "not a container list (expected a JSON array): " + quote_body(body);
     return r;
@@ -6747,8 +6865,12 @@ inline parsed<std::vector<container_summary>> parse_container_list(std::string_v
 /// Parses one line of `GET /events`.
 inline parsed<docker_event> parse_docker_event(std::string_view line) {
   parsed<docker_event> r;
-  picojson::value doc;
-  if (!parse_json_body(line, doc, r.error)) return r;
+  auto json = parse_json_body(line);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   if (!doc.is<picojson::object>()) {
     r.error = "not an event (expected a JSON object): " + quote_body(line);
     return r;
@@ -6822,6 +6944,7 @@ private:
 struct docker_engine {
   endpoint server;     ///< unix socket or TCP address of the Engine API
   std::string source;  ///< one line for the log, e.g. `engine at unix:///var/run/docker.sock (default)`
+  std::string origin;  ///< where the choice came from: "--docker", "DOCKER_HOST" or "default"
 };
 
 /// Chooses the engine (docs/design.md §4.3): `flag` (--docker), then DOCKER_HOST in `env`
@@ -6847,7 +6970,7 @@ inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>
       r.error = ep.error + " in " + source;
       return;
     }
-    r.value = docker_engine{*ep, "engine at " + ep->to_string() + " (from " + source + ")"};
+    r.value = docker_engine{*ep, "engine at " + ep->to_string() + " (from " + source + ")", source};
   };
   if (flag) {
     from(*flag, "--docker");
@@ -7129,6 +7252,7 @@ inline std::optional<std::string> registered_host_ip(std::string_view binding_ip
 
 #include <algorithm>
 #include <chrono>
+#include <charconv>
 #include <cstdint>
 #include <functional>
 #include <iterator>
@@ -7179,6 +7303,23 @@ inline port_binding pick_binding(const std::vector<port_binding>& bindings) {
   for (const auto& b : bindings)
     if (is_any_address(b.host_ip)) return b;
   return bindings.front();
+}
+
+/// The ports `c` publishes, for a line saying it does not publish the one asked for: "it publishes
+/// 443/tcp, 8080/tcp" (by number), or "it publishes no port".
+inline std::string published_ports(const container_info& c) {
+  std::vector<std::pair<unsigned, std::string>> ports;
+  for (const auto& [name, bindings] : c.ports) {
+    if (bindings.empty()) continue;  // exposed, not published
+    unsigned number = 0;
+    std::from_chars(name.data(), name.data() + name.size(), number);
+    ports.emplace_back(number, name);
+  }
+  if (ports.empty()) return "it publishes no port";
+  std::sort(ports.begin(), ports.end());
+  std::string out = "it publishes ";
+  for (std::size_t i = 0; i < ports.size(); ++i) out += (i ? ", " : "") + log::escaped(ports[i].second, 40);
+  return out;
 }
 
 namespace detail {
@@ -7245,8 +7386,8 @@ inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t s
       broken = true;
     } catch (const std::exception& e) {
       if (!broken)
-        log::warn("events stream: ", e.what(), "; reconnecting (every ", retry.count(), "ms, up to ", max_wait.count(),
-                  "ms while it keeps failing)");
+        log::warn("events stream: ", e.what(), "; reconnecting (every ", log::duration(retry), ", up to ",
+                  log::duration(max_wait), " while it keeps failing)");
       broken = true;
     }
     if (opened) wait = clock::now() - *opened < short_lived ? std::min(wait * 2, max_wait) : retry;
@@ -7355,7 +7496,7 @@ private:
         unpublished = true;
         state = "unpublished";
         level = log::level::warn;
-        line = who + " does not publish port " + port + waiting;
+        line = who + " does not publish port " + port + " (" + published_ports(info) + ")" + waiting;
       } else {
         auto b = pick_binding(bindings);
         auto host = registered_host_ip(b.host_ip, options_.host_ip);
@@ -7374,7 +7515,7 @@ private:
       if (e.code() != errc::no_such_container) {
         // The engine is away: the container most likely still runs, so keep what is registered.
         if (!engine_failing_)
-          log::warn(e.what(), "; keeping the registration, retrying every ", options_.retry.count(), "ms");
+          log::warn(e.what(), "; keeping the registration, retrying every ", log::duration(options_.retry));
         engine_failing_ = true;
         last_state_.clear();
         co_return std::nullopt;
@@ -7604,7 +7745,7 @@ public:
 private:
   void engine_failed(const std::exception& e) {
     if (!engine_failing_)
-      log::warn(e.what(), "; keeping the registrations, retrying every ", options_.retry.count(), "ms");
+      log::warn(e.what(), "; keeping the registrations, retrying every ", log::duration(options_.retry));
     engine_failing_ = true;
   }
   void engine_ok() {
@@ -7824,7 +7965,8 @@ public:
       else
         log::info("lease revoked; registrations removed");
     } catch (const std::exception& e) {
-      log::warn("revoke the etcd lease: ", e.what(), "; the keys expire after the TTL (", options_.ttl, "s)");
+      log::warn("revoke the etcd lease: ", e.what(), "; the keys expire after the TTL (",
+                log::duration(std::chrono::seconds(options_.ttl)), ")");
     }
   }
 

@@ -53,8 +53,35 @@
 #define AMB_INLINED_AMB_LOG_HPP
 // Logging: one line per event on stderr, "program: level: message", never throws.
 
+
+// ---- begin amb/parsed.hpp ----
+#ifndef AMB_INLINED_AMB_PARSED_HPP
+#define AMB_INLINED_AMB_PARSED_HPP
+// amb::parsed<T>: what every text parser returns (README, "Errors"): the value, or one line saying why not.
+
+#include <optional>
+#include <string>
+
+namespace amb {
+
+/// A value, or a one-line reason why the text could not be parsed.
+template <class T>
+struct parsed {
+  std::optional<T> value;  ///< set on success
+  std::string error;       ///< set on failure, e.g. `bad port "70000" in "redis:70000"`
+  explicit operator bool() const noexcept { return value.has_value(); }
+  const T& operator*() const { return *value; }
+  const T* operator->() const { return &*value; }
+};
+
+}  // namespace amb
+#endif // AMB_INLINED_AMB_PARSED_HPP
+// ---- end amb/parsed.hpp ----
+
 #include <atomic>
 #include <charconv>
+#include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <string>
 #include <string_view>
@@ -92,23 +119,6 @@ inline void set_level(level l) noexcept { detail::threshold_ref() = l; }
 inline level current_level() noexcept { return detail::threshold_ref(); }
 /// True when a line at `l` would be written (skip building costly messages otherwise).
 inline bool enabled(level l) noexcept { return l >= current_level() && l != level::off; }
-
-/// Parses "debug", "info", "warn"/"warning", "error", "off".
-inline bool parse_level(std::string_view text, level& out) noexcept {
-  if (text == "debug")
-    out = level::debug;
-  else if (text == "info")
-    out = level::info;
-  else if (text == "warn" || text == "warning")
-    out = level::warn;
-  else if (text == "error")
-    out = level::error;
-  else if (text == "off")
-    out = level::off;
-  else
-    return false;
-  return true;
-}
 
 namespace detail {
 // Appends `text` with everything a terminal or a log reader could take for structure escaped: control
@@ -199,6 +209,95 @@ inline std::string escaped(std::string_view text, std::size_t limit = 200) {
   return out;
 }
 
+/// Parses "debug", "info", "warn"/"warning", "error", "off"; the error names the text and the choices.
+inline parsed<level> parse_level(std::string_view text) {
+  parsed<level> r;
+  if (text == "debug")
+    r.value = level::debug;
+  else if (text == "info")
+    r.value = level::info;
+  else if (text == "warn" || text == "warning")
+    r.value = level::warn;
+  else if (text == "error")
+    r.value = level::error;
+  else if (text == "off")
+    r.value = level::off;
+  else
+    r.error = "bad level " + quoted(text) + " (use debug, info, warn, error or off)";
+  return r;
+}
+
+/// A duration as people write it, for a log line: "250ms", "9s", "1.7s", "90s", "2m", "1h". Below a
+/// second in milliseconds; else in seconds, with the decimals it needs (at most three), or in whole
+/// minutes or hours when it is one. A measured duration is best rounded first (round_for_log()).
+inline std::string duration(std::chrono::milliseconds d) {
+  std::string out;
+  std::uint64_t ms = 0;
+  if (d.count() < 0) {
+    out += '-';
+    ms = static_cast<std::uint64_t>(-(d.count() + 1)) + 1;  // also for the lowest value
+  } else {
+    ms = static_cast<std::uint64_t>(d.count());
+  }
+  const auto number = [&out](std::uint64_t n) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, r.ptr);
+  };
+  if (ms == 0) return out + "0s";
+  if (ms < 1000) {
+    number(ms);
+    return out + "ms";
+  }
+  if (ms % 3'600'000 == 0) {
+    number(ms / 3'600'000);
+    return out + "h";
+  }
+  if (ms % 60'000 == 0) {
+    number(ms / 60'000);
+    return out + "m";
+  }
+  number(ms / 1000);
+  if (std::uint64_t frac = ms % 1000; frac != 0) {
+    char digits[3] = {static_cast<char>('0' + frac / 100), static_cast<char>('0' + frac / 10 % 10),
+                      static_cast<char>('0' + frac % 10)};
+    std::size_t n = 3;
+    while (digits[n - 1] == '0') --n;
+    out += '.';
+    out.append(digits, n);
+  }
+  return out + "s";
+}
+
+/// A measured duration (how long an outage lasted), rounded as a person would say it: to the
+/// millisecond below 1s, to a tenth of a second below 10s ("1.7s"), to the second above ("12s").
+template <class Rep, class Period>
+std::chrono::milliseconds round_for_log(std::chrono::duration<Rep, Period> d) {
+  namespace c = std::chrono;
+  const auto ms = c::round<c::milliseconds>(d);
+  if (ms < c::seconds(1)) return ms;
+  if (ms < c::seconds(10)) return c::duration_cast<c::milliseconds>(c::round<c::duration<std::int64_t, std::deci>>(d));
+  return c::duration_cast<c::milliseconds>(c::round<c::seconds>(d));
+}
+
+/// A count with its noun agreeing: "1 open connection", "2 open connections", "0 open connections".
+/// `plural` is for nouns that do not just take an "s" (count(n, "entry", "entries")).
+inline std::string count(std::uint64_t n, std::string_view noun, std::string_view plural = {}) {
+  char buf[24];
+  auto r = std::to_chars(buf, buf + sizeof buf, n);
+  std::string out(buf, r.ptr);
+  out += ' ';
+  if (n == 1)
+    out += noun;
+  else if (!plural.empty())
+    out += plural;
+  else {
+    out += noun;
+    out += 's';
+  }
+  return out;
+}
+
 namespace detail {
 // A line is built by appending its parts to one string, not with an ostringstream: iostreams would
 // pull the whole locale machinery into the static programs (size) and initialise it at start (memory).
@@ -267,6 +366,7 @@ void error(const P&... p) noexcept {
 }  // namespace amb::log
 #endif // AMB_INLINED_AMB_LOG_HPP
 // ---- end amb/log.hpp ----
+
 #include <charconv>
 #include <cstdint>
 #include <optional>
@@ -275,16 +375,6 @@ void error(const P&... p) noexcept {
 #include <vector>
 
 namespace amb {
-
-/// A value, or a one-line reason why the text could not be parsed.
-template <class T>
-struct parsed {
-  std::optional<T> value;  ///< set on success
-  std::string error;       ///< set on failure, e.g. `bad port "70000" in "redis:70000"`
-  explicit operator bool() const noexcept { return value.has_value(); }
-  const T& operator*() const { return *value; }
-  const T* operator->() const { return &*value; }
-};
 
 /// A TCP address: a host name or numeric address, and a port.
 struct host_port {
@@ -1810,10 +1900,10 @@ private:
           log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
                      client_name(), ": ", ec.message(), "; trying the next instance");
         if (balancer_.report_failure(*inst))
-          log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
-                    " ejected for ",
-                    std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout).count(),
-                    "ms after ", inst->consecutive_fails, " failed connects (last: ", ec.message(), ")");
+          log::warn(
+              "instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
+              log::duration(std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout)),
+              " after ", log::count(inst->consecutive_fails, "failed connect"), " (last: ", ec.message(), ")");
         continue;
       }
       if (balancer_.report_success(*inst))
@@ -1941,7 +2031,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
-      if (in_burst) log::debug("accepting again after ", failed_in_burst, " failed accepts");
+      if (in_burst) log::debug("accepting again after ", log::count(failed_in_burst, "failed accept"));
       in_burst = false;
       on_accept(std::move(socket));
       continue;
@@ -2114,7 +2204,7 @@ public:
       asio::post(l.ex, [&l, timeout, left] {
         close_listener(l);
         asio::co_spawn(l.ex, l.px->drain(timeout), [&l, left](std::exception_ptr, std::uint64_t n) {
-          if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+          if (n > 0) log::warn("closing ", log::count(n, "connection"), " still open after the drain timeout");
           *left += n;
           l.stopped = true;
           l.own->stop();
@@ -2123,7 +2213,7 @@ public:
     }
     close_listener(*loops_[0]);
     const std::uint64_t n = co_await loops_[0]->px->drain(timeout);
-    if (n > 0) log::warn("closing ", n, " connections still open after the drain timeout");
+    if (n > 0) log::warn("closing ", log::count(n, "connection"), " still open after the drain timeout");
     // The other loops drain at the same time and stop within the same timeout.
     asio::steady_timer poll(loops_[0]->ex);
     for (std::size_t i = 1; i < loops_.size(); ++i)

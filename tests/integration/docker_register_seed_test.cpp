@@ -149,15 +149,25 @@ TEST_CASE("seed mode bad input: one clear line and the documented exit code") {
     auto name = podman().unique_name("nopub");
     podman().run_container(name, {}, {"httpd", "-f", "-p", "80"});
     auto reg = start_docker_register(etcd(), sock, {name, "80", "x"});
-    const std::string line =
-        "docker-register: warning: container \"" + name + "\" does not publish port 80/tcp; waiting for it\n";
+    const std::string line = "docker-register: warning: container \"" + name +
+                             "\" does not publish port 80/tcp (it publishes no port); waiting for it\n";
     CHECK(wait_until([&] { return reg.output().find(line) != std::string::npos; }, 10s));
     CHECK(reg.running());
     CHECK(etcd_value(etcd(), "/services/x/" + name).empty());
     auto r = run_docker_register(etcd(), sock, {"--exit-with-container", name, "80", "x"});
     CHECK(r.status == 1);
     CHECK(r.output.find("docker-register: error: container \"" + name +
-                        "\" does not publish port 80/tcp; exiting (--exit-with-container)\n") != std::string::npos);
+                        "\" does not publish port 80/tcp (it publishes no port); exiting (--exit-with-container)\n") !=
+          std::string::npos);
+  }
+  SUBCASE("a port it does not publish: the line lists the ports it does publish") {
+    auto name = podman().unique_name("otherpub");
+    podman().run_container(name, {"-p", "127.0.0.1::80", "-p", "127.0.0.1::8080"}, {"httpd", "-f", "-p", "80"});
+    auto r = run_docker_register(etcd(), sock, {"--exit-with-container", name, "6379", "x"});
+    CHECK(r.status == 1);
+    CHECK(r.output.find("docker-register: error: container \"" + name +
+                        "\" does not publish port 6379/tcp (it publishes 80/tcp, 8080/tcp); exiting "
+                        "(--exit-with-container)\n") != std::string::npos);
   }
   SUBCASE("non-numeric port: 2") {
     auto r = run_docker_register(etcd(), sock, {"web", "http", "x"});
@@ -175,13 +185,40 @@ TEST_CASE("seed mode bad input: one clear line and the documented exit code") {
     CHECK(r.status == 2);
     CHECK(r.output.find("unsupported engine address \"ssh://host\" in --docker") != std::string::npos);
   }
-  SUBCASE("unreachable socket: 1") {
+  SUBCASE("missing socket: one line saying where it looked and how to point elsewhere, 1") {
     temp_dir dir;
-    const std::string none = "unix://" + (dir.path() / "none.sock").string();
-    auto r = run_docker_register(etcd(), none, {"web", "80", "x"});
+    const std::string path = (dir.path() / "none.sock").string();
+    const std::string hint =
+        "): point docker-register at the engine's API with --docker unix:///PATH or DOCKER_HOST (podman's: "
+        "unix:///run/podman/podman.sock, rootless: unix://$XDG_RUNTIME_DIR/podman/podman.sock)\n";
+    auto r = run_docker_register(etcd(), "unix://" + path, {"web", "80", "x"});
+    CHECK(r.status == 1);
+    CHECK(lines_with(r.output, "error").size() == 1);
+    CHECK(r.output.find("docker-register: error: no engine socket at " + path + " (from --docker" + hint) !=
+          std::string::npos);
+    child_process::options env;
+    env.unset_env = {"ETCDCTL_ENDPOINTS", "HOST_IP"};
+    env.env = {{"DOCKER_HOST", "unix://" + path}};
+    auto from_env = run({AMB_DOCKER_REGISTER_BIN, "--etcd", etcd().url(0), "web", "80", "x"}, 20s, env);
+    CHECK(from_env.status == 1);
+    CHECK(from_env.output.find("docker-register: error: no engine socket at " + path + " (from DOCKER_HOST" + hint) !=
+          std::string::npos);
+  }
+  SUBCASE("a socket that is there but not served: the connect error, 1") {
+    temp_dir dir;
+    const std::string path = (dir.path() / "stale.sock").string();
+    {  // a socket file with nobody listening, as a stopped engine leaves behind
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::snprintf(a.sun_path, sizeof a.sun_path, "%s", path.c_str());
+      REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+      ::close(fd);
+    }
+    auto r = run_docker_register(etcd(), "unix://" + path, {"web", "80", "x"});
     CHECK(r.status == 1);
     INFO(r.output);
-    CHECK(r.output.find("docker-register: error: cannot use the container engine: GET /_ping to " + none) !=
+    CHECK(r.output.find("docker-register: error: cannot use the container engine: GET /_ping to unix://" + path) !=
           std::string::npos);
   }
   SUBCASE("garbage from the socket: 1") {
@@ -234,6 +271,44 @@ TEST_CASE("the registrar only sends GET requests to read-only endpoints") {
                          line.find("/events?") != std::string::npos;
     CHECK(allowed);
   }
+}
+
+TEST_CASE("--help: the README's roles in the example, no word the reader does not know") {
+  auto h = run({AMB_DOCKER_REGISTER_BIN, "--help"}, 10s);
+  CHECK(h.status == 0);
+  CHECK(h.output.find("\nExample:\n  docker-register redis-demo 6379 redis-A\n") != std::string::npos);
+  CHECK(h.output.find("'docker-register redis-demo 6379 redis-A'\nwrites /services/redis-A/redis-demo for "
+                      "container redis-demo's port 6379/tcp.") != std::string::npos);
+  CHECK(h.output.find("One-container mode") != std::string::npos);
+  CHECK(h.output.find("unix:///run/podman/podman.sock") != std::string::npos);
+  for (const std::string& program :
+       {std::string(AMB_DOCKER_REGISTER_BIN), std::string(AMB_DYNAMIC_ETCD_AMB_BIN), std::string(AMB_SIMPLE_AMB_BIN)}) {
+    auto help = run({program, "--help"}, 10s);
+    INFO(program);
+    CHECK(help.output.find("seed") == std::string::npos);
+    CHECK(help.output.find("Seed") == std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "--etcd etcd://HOST:PORT/PREFIX (registrator's form) sets the prefix too; a second, different prefix is refused") {
+  auto name = web("etcdurl");
+  const std::string url = etcd().url(0);  // http://127.0.0.1:PORT
+  const std::string hostport = url.substr(url.find("://") + 3);
+  auto reg = start_docker_register(etcd(), podman().url(),
+                                   {"--etcd", "etcd://" + hostport + "/registrator", name, "80", "web"});
+  CHECK(wait_until([&] { return !etcd_value(etcd(), "/registrator/web/" + name).empty(); }, 10s));
+  CHECK(reg.output().find("etcd at " + url + " (from --etcd etcd://" + hostport + "/registrator)") !=
+        std::string::npos);
+  reg.signal(SIGTERM);
+  CHECK(reg.wait(10s) == 0);
+  auto r = run_docker_register(
+      etcd(), podman().url(),
+      {"--etcd", "etcd://" + hostport + "/registrator", "--prefix", "/services", name, "80", "web"});
+  CHECK(r.status == 2);
+  CHECK(r.output ==
+        "docker-register: --prefix \"/services\" disagrees with the prefix \"/registrator\" of --etcd "
+        "etcd://HOST:PORT/PREFIX: give the prefix once\nTry 'docker-register --help'.\n");
 }
 
 }  // namespace docker_register_seed_test

@@ -145,6 +145,71 @@ TEST_CASE("no instance: the client is closed at once with one log line, or held 
   CHECK(blocking_conn::bulk_value(c.read_reply()) == "a");
 }
 
+TEST_CASE("--wait-for-backend takes a duration, as every time flag (a bare number is seconds)") {
+  etcd_cluster etcd;
+  ambassador amb(etcd.endpoints(), "redis-B", {"--wait-for-backend", "1500ms"});
+  const auto start = std::chrono::steady_clock::now();
+  CHECK(who_via(amb.port()).empty());  // held for 1.5s, then closed: nothing registered
+  const auto held = std::chrono::steady_clock::now() - start;
+  CHECK(held >= 1400ms);
+  CHECK(held < 6s);
+  CHECK(amb.count_in_output("warning: no instance registered under /services/redis-B/; closing connection from ") == 1);
+  auto r = run({AMB_DYNAMIC_ETCD_AMB_BIN, "--wait-for-backend", "5x", "redis-A", "6379"}, 10s);
+  CHECK(r.status == 2);
+  CHECK(r.output ==
+        "dynamic-etcd-amb: bad duration \"5x\" (use e.g. 500ms, 5s, 2m) for --wait-for-backend\n"
+        "Try 'dynamic-etcd-amb --help'.\n");
+}
+
+TEST_CASE("--listen: PORT may be left out; a PORT that disagrees is refused; etcd://HOST:PORT/PREFIX sets the prefix") {
+  etcd_cluster etcd;
+  tagged_redis a("a");
+  etcd.etcdctl({"put", "/registrator/redis-A/a", a.json()});
+  const std::uint16_t port = free_port();
+  const std::string listen = "127.0.0.1:" + std::to_string(port);
+  const std::string url = etcd.url(0);
+  const std::string hostport = url.substr(url.find("://") + 3);
+  child_process amb(
+      {AMB_DYNAMIC_ETCD_AMB_BIN, "--etcd", "etcd://" + hostport + "/registrator/", "--listen", listen, "redis-A"});
+  REQUIRE(
+      wait_until([&] { return amb.output().find("instance /registrator/redis-A/a added") != std::string::npos; }, 10s));
+  CHECK(amb.output().find("dynamic-etcd-amb: listening on " + listen +
+                          ", forwarding to /registrator/redis-A/ (etcd at " + url + " (from --etcd etcd://" + hostport +
+                          "/registrator/), policy round-robin)\n") != std::string::npos);
+  CHECK(who_via(port) == "a");
+  amb.signal(SIGTERM);
+  CHECK(amb.wait(10s) == 0);
+
+  const std::string hint = "Try 'dynamic-etcd-amb --help'.\n";
+  auto r = run({AMB_DYNAMIC_ETCD_AMB_BIN, "--listen", "127.0.0.1:49932", "redis-A", "6379"}, 10s);
+  CHECK(r.status == 2);
+  CHECK(r.output ==
+        "dynamic-etcd-amb: PORT 6379 disagrees with --listen 127.0.0.1:49932: give the port once (PORT may be left "
+        "out with --listen)\n" +
+            hint);
+  r = run({AMB_DYNAMIC_ETCD_AMB_BIN, "--etcd", "etcd://127.0.0.1:2379/a", "--prefix", "/b", "redis-A", "6379"}, 10s);
+  CHECK(r.status == 2);
+  CHECK(r.output ==
+        "dynamic-etcd-amb: --prefix \"/b\" disagrees with the prefix \"/a\" of --etcd etcd://HOST:PORT/PREFIX: give "
+        "the prefix once\n" +
+            hint);
+  r = run({AMB_DYNAMIC_ETCD_AMB_BIN, "--etcd", "etcd://127.0.0.1:2379/a,etcd://127.0.0.2:2379/a", "redis-A", "6379"},
+          10s);
+  CHECK(r.status == 2);
+  CHECK(r.output ==
+        "dynamic-etcd-amb: bad etcd address \"etcd://127.0.0.1:2379/a,etcd://127.0.0.2:2379/a\": "
+        "etcd://HOST:PORT/PREFIX names one endpoint (for several, give http:// URLs and --prefix) in --etcd\n" +
+            hint);
+  auto help = run({AMB_DYNAMIC_ETCD_AMB_BIN, "--help"}, 10s);
+  CHECK(help.output.rfind("Usage: dynamic-etcd-amb [OPTIONS] SERVICE PORT\n"
+                          "       dynamic-etcd-amb [OPTIONS] --listen HOST:PORT SERVICE [PORT]\n",
+                          0) == 0);
+  CHECK(help.output.find("With --listen, PORT may be left out; given, it must be --listen's port (else exit 2).\n") !=
+        std::string::npos);
+  CHECK(help.output.find("--wait-for-backend DURATION") != std::string::npos);
+  CHECK(help.output.find("registrator's etcd://HOST:PORT/PREFIX also sets the prefix") != std::string::npos);
+}
+
 TEST_CASE("least-connections sends new clients to the instance with fewer long-lived connections") {
   etcd_cluster etcd;
   tagged_redis a("a"), b("b");

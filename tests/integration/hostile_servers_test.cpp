@@ -414,11 +414,11 @@ TEST_CASE(
   };
   const events_case cases[] = {
       {hostile_act::huge_chunk, true,
-       ": an event line longer than 1 MiB; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
+       ": an event line longer than 1 MiB; reconnecting (every 1s, up to 8s while it keeps failing)"},
       {hostile_act::endless_json_line, false,
-       ": an event line longer than 1 MiB; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
+       ": an event line longer than 1 MiB; reconnecting (every 1s, up to 8s while it keeps failing)"},
       {hostile_act::stall, false,
-       ": read response: timed out; reconnecting (every 1000ms, up to 8000ms while it keeps failing)"},
+       ": read response: timed out; reconnecting (every 1s, up to 8s while it keeps failing)"},
   };
   for (const auto& c : cases) {
     CAPTURE(c.says);

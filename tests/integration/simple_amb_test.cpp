@@ -10,6 +10,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <set>
 #include <utility>
 #include <fstream>
@@ -182,6 +184,25 @@ TEST_CASE("target down: the client is closed with one log line; target back: it 
   redis.start();
   CHECK(amb::test::redis_server::ping_raw(amb.port));
   CHECK(amb::test::redis_cli(amb.port, {"PING"}).output == "PONG\n");
+}
+
+TEST_CASE("target unreachable: the client sees a clean end of stream (FIN), not a reset, as with dynamic-etcd-amb") {
+  const std::uint16_t nobody = amb::test::free_port();  // nothing listens there: every connect is refused
+  amb_process amb({"127.0.0.1:" + std::to_string(nobody)});
+  for (int i = 0; i < 20; ++i) {
+    client c(amb.port);
+    c.send("PING\r\n");  // sent before the proxy gives up: unread, it would turn the close into a reset
+    char buf[64];
+    errno = 0;
+    const ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    const int error = errno;
+    INFO("recv returned " << n << ", errno " << error << " (" << std::strerror(error) << ")");
+    CHECK(n == 0);  // EOF
+    CHECK(error != ECONNRESET);
+  }
+  CHECK(amb::test::lines_with(amb.output(), ": connect 127.0.0.1:" + std::to_string(nobody) + ": Connection refused")
+            .size() == 20);
+  CHECK(amb.process.running());
 }
 
 TEST_CASE("no fd leak: 3000 connections later the open fd count is back at its baseline") {
@@ -361,7 +382,7 @@ TEST_CASE("SIGTERM: stops accepting and exits 0, also with a connection still op
   amb.process.signal(SIGTERM);
   CHECK(amb.process.wait(10s) == 0);
   CHECK(!amb::test::port_open(amb.port));
-  CHECK(amb.output().find("simple-amb: SIGTERM: stopped accepting; 1 connection(s) open, waiting up to 2s\n") !=
+  CHECK(amb.output().find("simple-amb: SIGTERM: stopped accepting; 1 connection open, waiting up to 2s\n") !=
         std::string::npos);
 }
 

@@ -89,23 +89,26 @@ TEST_CASE("Docker-links variables") {
                                "ETCD_PORT_4001_UDP_PORT=4001"};
   auto hp = amb::link_address("etcd", env);
   REQUIRE(hp);
-  CHECK(hp->to_string() == "172.17.0.5:10000");
-  CHECK(!amb::link_address("redis", env));
+  REQUIRE(*hp);
+  CHECK((*hp)->to_string() == "172.17.0.5:10000");
+  auto none = amb::link_address("redis", env);  // no variables: no address, and no error
+  REQUIRE(none);
+  CHECK(!*none);
 
   SUBCASE("lowest TCP port wins, as Docker's <ALIAS>_PORT") {
     env.push_back("ETCD_PORT_2379_TCP_ADDR=172.17.0.6");
     env.push_back("ETCD_PORT_2379_TCP_PORT=2379");
-    CHECK(amb::link_address("etcd", env)->to_string() == "172.17.0.6:2379");
+    CHECK((*amb::link_address("etcd", env))->to_string() == "172.17.0.6:2379");
   }
   SUBCASE("alias with '-' becomes '_'") {
     std::vector<std::string> e{"ETCD_AMB_PORT_10000_TCP_ADDR=10.0.0.1", "ETCD_AMB_PORT_10000_TCP_PORT=10000"};
-    CHECK(amb::link_address("etcd-amb", e)->to_string() == "10.0.0.1:10000");
+    CHECK((*amb::link_address("etcd-amb", e))->to_string() == "10.0.0.1:10000");
   }
   SUBCASE("a bad port is reported, not used") {
     std::vector<std::string> e{"ETCD_PORT_10000_TCP_ADDR=10.0.0.1", "ETCD_PORT_10000_TCP_PORT=x"};
-    std::string why;
-    CHECK(!amb::link_address("etcd", e, &why));
-    CHECK(why == "bad port \"x\" in ETCD_PORT_10000_TCP_PORT");
+    auto bad = amb::link_address("etcd", e);
+    CHECK(!bad);
+    CHECK(bad.error == "bad port \"x\" in ETCD_PORT_10000_TCP_PORT");
   }
 }
 
@@ -122,14 +125,15 @@ TEST_CASE("a stray bracket in the host is refused") {
 // name was cut past its end (an out-of-bounds read).
 TEST_CASE("Docker-links: an alias with '=' matches no variable") {
   std::vector<std::string> env{"MYDB_PORT_5432_TCP_PORT=5432_PORT_DDR=10", "MYDB_PORT_5432_TCP_ADDR=10.0.0.9"};
-  std::string why;
-  CHECK(!amb::link_address("myDB_PORT_5432_TCP_PORT=5432", env, &why));
-  CHECK(why.empty());
+  auto none = amb::link_address("myDB_PORT_5432_TCP_PORT=5432", env);
+  REQUIRE(none);  // no error either
+  CHECK(!*none);
   std::vector<std::string> good{"MYDB_PORT_5432_TCP_ADDR=10.0.0.9", "MYDB_PORT_5432_TCP_PORT=5432"};
-  CHECK(!amb::link_address("mydb=", good));
+  CHECK(!*amb::link_address("mydb=", good));
   auto hp = amb::link_address("mydb", good);
   REQUIRE(hp);
-  CHECK(hp->to_string() == "10.0.0.9:5432");
+  REQUIRE(*hp);
+  CHECK((*hp)->to_string() == "10.0.0.9:5432");
 }
 
 TEST_CASE("parse_port: a parse result, as every text parser (README, Errors)") {

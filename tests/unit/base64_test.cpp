@@ -24,9 +24,9 @@ TEST_CASE("RFC 4648 test vectors both ways") {
   };
   for (auto& [plain, encoded] : vectors) {
     CHECK(base64_encode(plain) == encoded);
-    std::string out = "junk";
-    CHECK(base64_decode(encoded, out));
-    CHECK(out == plain);
+    auto out = base64_decode(encoded);
+    REQUIRE(out);
+    CHECK(*out == plain);
   }
 }
 
@@ -34,9 +34,9 @@ TEST_CASE("etcd keys from docs/protocols.md §1.4") {
   CHECK(base64_encode("/services/redis/") == "L3NlcnZpY2VzL3JlZGlzLw==");
   CHECK(base64_encode("/services/redis0") == "L3NlcnZpY2VzL3JlZGlzMA==");
   CHECK(base64_encode(std::string(1, '\0')) == "AA==");
-  std::string out;
-  CHECK(base64_decode("MTAuMC4wLjc6NjM3OQ==", out));
-  CHECK(out == "10.0.0.7:6379");
+  auto out = base64_decode("MTAuMC4wLjc6NjM3OQ==");
+  REQUIRE(out);
+  CHECK(*out == "10.0.0.7:6379");
 }
 
 TEST_CASE("every byte value round-trips, at every length") {
@@ -44,29 +44,37 @@ TEST_CASE("every byte value round-trips, at every length") {
   for (int i = 0; i < 256; ++i) all += static_cast<char>(i);
   for (std::size_t len = 0; len <= all.size(); ++len) {
     std::string in = all.substr(all.size() - len);
-    std::string out;
-    REQUIRE(base64_decode(base64_encode(in), out));
-    CHECK(out == in);
+    auto out = base64_decode(base64_encode(in));
+    REQUIRE(out);
+    CHECK(*out == in);
   }
   CHECK(base64_encode("\xff\xfe\xfd") == "//79");
   CHECK(base64_encode("\xfb\xff") == "+/8=");
 }
 
 TEST_CASE("the decoder is strict") {
-  std::string out;
-  CHECK_FALSE(base64_decode("Zg=", out));   // length not a multiple of 4
-  CHECK_FALSE(base64_decode("Zg", out));    // unpadded
-  CHECK_FALSE(base64_decode("Z===", out));  // too much padding
-  CHECK_FALSE(base64_decode("====", out));
-  CHECK_FALSE(base64_decode("Zg==Zg==", out));  // padding in the middle
-  CHECK_FALSE(base64_decode("Zm9v\n", out));    // whitespace
-  CHECK_FALSE(base64_decode("Zm9-", out));      // URL-safe alphabet is not etcd's
-  CHECK_FALSE(base64_decode("Zm9_", out));
-  CHECK_FALSE(base64_decode("Zh==", out));  // non-zero bits in the padding
-  CHECK_FALSE(base64_decode("Zm9=", out));
-  CHECK_FALSE(base64_decode(std::string("Zm\0v", 4), out));
-  CHECK(base64_decode("Zm8=", out));
-  CHECK(out == "fo");
+  CHECK_FALSE(base64_decode("Zg="));   // length not a multiple of 4
+  CHECK_FALSE(base64_decode("Zg"));    // unpadded
+  CHECK_FALSE(base64_decode("Z==="));  // too much padding
+  CHECK_FALSE(base64_decode("===="));
+  CHECK_FALSE(base64_decode("Zg==Zg=="));  // padding in the middle
+  CHECK_FALSE(base64_decode("Zm9v\n"));    // whitespace
+  CHECK_FALSE(base64_decode("Zm9-"));      // URL-safe alphabet is not etcd's
+  CHECK_FALSE(base64_decode("Zm9_"));
+  CHECK_FALSE(base64_decode("Zh=="));  // non-zero bits in the padding
+  CHECK_FALSE(base64_decode("Zm9="));
+  CHECK_FALSE(base64_decode(std::string("Zm\0v", 4)));
+  auto out = base64_decode("Zm8=");
+  REQUIRE(out);
+  CHECK(*out == "fo");
+}
+
+TEST_CASE("a refused text is a parse result naming it, as every text parser (README, Errors)") {
+  CHECK(base64_decode("Zg=").error == "bad base64 \"Zg=\": length not a multiple of 4");
+  CHECK(base64_decode("Zm9-").error == "bad base64 \"Zm9-\": unexpected character");
+  CHECK(base64_decode("Zh==").error == "bad base64 \"Zh==\": non-zero bits in the padding");
+  CHECK(base64_decode("Zm9v\n").error == "bad base64 \"Zm9v\\n\": length not a multiple of 4");
+  CHECK(base64_decode("Zm8=").error.empty());
 }
 
 }  // namespace base64_test

@@ -146,4 +146,13 @@ TEST_CASE("an error sticks; reset() makes the decoder usable again") {
   CHECK(data == "abc");
 }
 
+TEST_CASE("a header line splits into name and value, or is errc::bad_header (a low-level step: an error code)") {
+  std::string_view name, value;
+  CHECK(!amb::detail::parse_header_line("Content-Type:  text/plain \t", name, value));
+  CHECK(name == "Content-Type");
+  CHECK(value == "text/plain");
+  for (std::string_view bad : {"no colon", ": empty name", "Name : space", "X: a\x01b"})
+    CHECK(amb::detail::parse_header_line(bad, name, value) == amb::make_error_code(errc::bad_header));
+}
+
 }  // namespace chunked_decoder_test

@@ -109,10 +109,29 @@ TEST_CASE("parse_duration accepts ms, s, m, h and bare seconds") {
   CHECK(amb::cli::parse_duration("25h").error == "duration \"25h\" too long (at most 24h)");
   CHECK(amb::cli::parse_duration("99999999999999999999s").error ==
         "bad duration \"99999999999999999999s\" (use e.g. 500ms, 5s, 2m)");
-  for (const char* bad : {"", "abc", "5x", "-5s", "1.5s", "s", "5 s", "5sec"})
+  for (const char* bad : {"", "abc", "5x", "-5s", "1.s", ".5s", "1..5s", "1.5.5s", "s", "5 s", "5sec", "1.1234567s"})
     CHECK_MESSAGE(
         amb::cli::parse_duration(bad).error == "bad duration \"" + std::string(bad) + "\" (use e.g. 500ms, 5s, 2m)",
         bad);
+}
+
+TEST_CASE("parse_duration takes decimals to the millisecond: every duration a log line prints reads back") {
+  CHECK(*amb::cli::parse_duration("1.5s") == 1500ms);
+  CHECK(*amb::cli::parse_duration("1.7") == 1700ms);
+  CHECK(*amb::cli::parse_duration("0.25s") == 250ms);
+  CHECK(*amb::cli::parse_duration("1.5m") == 90s);
+  CHECK(*amb::cli::parse_duration("0.001s") == 1ms);
+  CHECK(*amb::cli::parse_duration("24.0h") == 24h);
+  CHECK(amb::cli::parse_duration("24.5h").error == "duration \"24.5h\" too long (at most 24h)");
+  CHECK(amb::cli::parse_duration("1.5ms").error == "duration \"1.5ms\" finer than a millisecond");
+  CHECK(amb::cli::parse_duration("0.0001s").error == "duration \"0.0001s\" finer than a millisecond");
+  for (auto d : {0ms, 1ms, 250ms, 999ms, 1000ms, 1700ms, 1250ms, 1001ms, 9000ms, 90'000ms, 120'000ms, 3'600'000ms,
+                 86'400'000ms}) {
+    const std::string printed = amb::log::duration(d);
+    auto back = amb::cli::parse_duration(printed);
+    CHECK_MESSAGE(back, printed);
+    if (back) CHECK_MESSAGE(*back == d, printed);
+  }
 }
 
 }  // namespace cli_test

@@ -29,6 +29,24 @@ TEST_CASE("version reply from podman and negotiation") {
   CHECK(detail::negotiate_api_version("1.52", engine_version{"x", "garbage", ""}) == "");
 }
 
+TEST_CASE("API versions and JSON bodies are parse results, as every text parser (README, Errors)") {
+  auto v = detail::parse_api_version("1.41");
+  REQUIRE(v);
+  CHECK(*v == std::pair<int, int>{1, 41});
+  for (const char* bad : {"", "1", "1.", ".1", "1.x", "-1.2", "1.2.3"}) {
+    auto r = detail::parse_api_version(bad);
+    CHECK_MESSAGE(!r, bad);
+    CHECK(r.error == "bad API version " + log::quoted(bad) + ": expected MAJOR.MINOR, as 1.41");
+  }
+  auto json = detail::parse_json_body(R"({"a":1})");
+  REQUIRE(json);
+  CHECK(json->is<picojson::object>());
+  auto not_json = detail::parse_json_body("<html>");
+  CHECK(!not_json);
+  CHECK(not_json.error.rfind("not JSON (", 0) == 0);
+  CHECK(not_json.error.find("): \"<html>\"") != std::string::npos);
+}
+
 TEST_CASE("version reply that is not the engine's") {
   auto html = detail::parse_engine_version("<html>hello</html>");
   CHECK(!html);

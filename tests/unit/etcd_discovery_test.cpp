@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Unit tests for include/amb/etcd_discovery.hpp: the order of sources and the errors naming them.
 #include <amb/app/etcd_discovery.hpp>
+#include <amb/app/etcd_settings.hpp>
 
 #include <doctest/doctest.h>
 
@@ -66,6 +67,45 @@ TEST_CASE("bad values name their source and never fall through") {
   CHECK(
       find_etcd_endpoints(std::nullopt, {"ETCD_PORT_10000_TCP_ADDR=172.17.0.5", "ETCD_PORT_10000_TCP_PORT=x"}).error ==
       "bad port \"x\" in ETCD_PORT_10000_TCP_PORT");
+}
+
+TEST_CASE("--etcd etcd://HOST:PORT/PREFIX, registrator's form: one endpoint and the prefix") {
+  const std::vector<std::string> env{"ETCDCTL_ENDPOINTS=http://10.0.0.1:2379"};
+  auto r = find_etcd_endpoints(std::string("etcd://10.0.0.2:2379/services"), env);
+  REQUIRE(r);
+  REQUIRE(r->endpoints.size() == 1);
+  CHECK(r->endpoints[0].to_string() == "http://10.0.0.2:2379");
+  CHECK(r->prefix == "/services");
+  CHECK(r->source == "etcd at http://10.0.0.2:2379 (from --etcd etcd://10.0.0.2:2379/services)");
+  CHECK(find_etcd_endpoints(std::string("etcd://10.0.0.2:2379/a/b/"), env)->prefix == "/a/b");
+  CHECK(!find_etcd_endpoints(std::string("etcd://10.0.0.2:2379/"), env)->prefix);
+  CHECK(!find_etcd_endpoints(std::string("etcd://[::1]:2379"), env)->prefix);
+  CHECK(!find_etcd_endpoints(std::string("http://10.0.0.2:2379"), env)->prefix);
+  CHECK(find_etcd_endpoints(std::string("etcd://10.0.0.2/services"), env).error ==
+        "bad address \"10.0.0.2\": expected HOST:PORT in \"etcd://10.0.0.2/services\" in --etcd");
+  CHECK(find_etcd_endpoints(std::string("etcd://10.0.0.2:2379//x"), env).error ==
+        "bad etcd address \"etcd://10.0.0.2:2379//x\": empty element in the prefix in --etcd");
+  CHECK(find_etcd_endpoints(std::string("etcd://a:1,etcd://b:2"), env).error ==
+        "bad etcd address \"etcd://a:1,etcd://b:2\": etcd://HOST:PORT/PREFIX names one endpoint (for several, give "
+        "http:// URLs and --prefix) in --etcd");
+  // Only --etcd takes it (etcdctl's variable does not).
+  CHECK(!find_etcd_endpoints(std::nullopt, {"ETCDCTL_ENDPOINTS=etcd://10.0.0.2:2379/services"}));
+}
+
+TEST_CASE("the registry prefix: --prefix, else etcd://'s path, else /services; two different ones are refused") {
+  amb::etcd_settings plain, with_path;
+  with_path.where.prefix = "/skydns";
+  CHECK(*amb::choose_registry_prefix(std::nullopt, plain) == "/services");
+  CHECK(*amb::choose_registry_prefix(std::string("/reg/"), plain) == "/reg");
+  CHECK(*amb::choose_registry_prefix(std::nullopt, with_path) == "/skydns");
+  CHECK(*amb::choose_registry_prefix(std::string("/skydns/"), with_path) == "/skydns");
+  CHECK(amb::choose_registry_prefix(std::string("/services"), with_path).error ==
+        "--prefix \"/services\" disagrees with the prefix \"/skydns\" of --etcd etcd://HOST:PORT/PREFIX: give the "
+        "prefix once");
+  CHECK(amb::choose_registry_prefix(std::string("services"), plain).error ==
+        "--prefix: \"services\" must start with '/', as /services");
+  CHECK(amb::choose_registry_prefix(std::string("/"), plain).error ==
+        "--prefix: \"/\" must start with '/', as /services");
 }
 
 }  // namespace etcd_discovery_test

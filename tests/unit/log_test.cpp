@@ -8,6 +8,7 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -100,6 +101,52 @@ TEST_CASE("outside text is escaped and cut: one short line whatever it holds") {
   CHECK(escaped(std::string(300, 'k')) == std::string(200, 'k') + "\xe2\x80\xa6 (300 bytes)");
   const std::string forged = "1.2.3.4:1\ndynamic-etcd-amb: instance /services/logs/z added: 6.6.6.6:1";
   CHECK(quoted(forged).find('\n') == std::string::npos);
+}
+
+TEST_CASE("parse_level: a parse result naming the bad text and the choices") {
+  CHECK(*amb::log::parse_level("debug") == amb::log::level::debug);
+  CHECK(*amb::log::parse_level("info") == amb::log::level::info);
+  CHECK(*amb::log::parse_level("warn") == amb::log::level::warn);
+  CHECK(*amb::log::parse_level("warning") == amb::log::level::warn);
+  CHECK(*amb::log::parse_level("error") == amb::log::level::error);
+  CHECK(*amb::log::parse_level("off") == amb::log::level::off);
+  auto bad = amb::log::parse_level("loud\n");
+  CHECK(!bad);
+  CHECK(bad.error == "bad level \"loud\\n\" (use debug, info, warn, error or off)");
+}
+
+TEST_CASE("durations as people write them") {
+  using namespace std::chrono_literals;
+  CHECK(amb::log::duration(0ms) == "0s");
+  CHECK(amb::log::duration(1ms) == "1ms");
+  CHECK(amb::log::duration(250ms) == "250ms");
+  CHECK(amb::log::duration(999ms) == "999ms");
+  CHECK(amb::log::duration(1s) == "1s");
+  CHECK(amb::log::duration(1700ms) == "1.7s");
+  CHECK(amb::log::duration(1250ms) == "1.25s");
+  CHECK(amb::log::duration(1001ms) == "1.001s");
+  CHECK(amb::log::duration(9s) == "9s");
+  CHECK(amb::log::duration(10s) == "10s");
+  CHECK(amb::log::duration(90s) == "90s");
+  CHECK(amb::log::duration(2min) == "2m");
+  CHECK(amb::log::duration(1h) == "1h");
+  CHECK(amb::log::duration(24h) == "24h");
+  CHECK(amb::log::duration(-500ms) == "-500ms");
+  // A measured duration: a tenth of a second below 10s, whole seconds above.
+  CHECK(amb::log::duration(amb::log::round_for_log(1734ms)) == "1.7s");
+  CHECK(amb::log::duration(amb::log::round_for_log(std::chrono::microseconds(250'400))) == "250ms");
+  CHECK(amb::log::duration(amb::log::round_for_log(12'345ms)) == "12s");
+  CHECK(amb::log::duration(amb::log::round_for_log(9'960ms)) == "10s");
+}
+
+TEST_CASE("counts agree with their nouns") {
+  CHECK(amb::log::count(0, "open connection") == "0 open connections");
+  CHECK(amb::log::count(1, "open connection") == "1 open connection");
+  CHECK(amb::log::count(2, "open connection") == "2 open connections");
+  CHECK(amb::log::count(1, "key") == "1 key");
+  CHECK(amb::log::count(3, "entry", "entries") == "3 entries");
+  CHECK(amb::log::count(1, "entry", "entries") == "1 entry");
+  CHECK(amb::log::count(18446744073709551615u, "byte") == "18446744073709551615 bytes");
 }
 
 }  // namespace log_test

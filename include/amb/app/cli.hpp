@@ -40,18 +40,31 @@ parsed<T> parse_number(std::string_view text, T min = std::numeric_limits<T>::mi
   return r;
 }
 
-/// Parses a duration: a whole number with a unit "ms", "s", "m" or "h" ("500ms", "5s", "2m");
-/// a bare number means seconds. The result must fit in a day, which is longer than any timeout here.
+/// Parses a duration, the one parser of every time flag: a number with a unit "ms", "s", "m" or "h"
+/// ("500ms", "5s", "1.5s", "2m"); a bare number means seconds. Decimals are allowed down to the
+/// millisecond, so every duration a log line prints (amb::log::duration) can be typed back. The
+/// result must fit in a day, which is longer than any timeout here.
 inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
   parsed<std::chrono::milliseconds> r;
   const auto bad = [&] {
     r.error = "bad duration " + log::quoted(text) + " (use e.g. 500ms, 5s, 2m)";
     return r;
   };
+  const char* const last = text.data() + text.size();
   std::uint64_t number = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  auto [end, ec] = std::from_chars(text.data(), last, number);
   if (text.empty() || ec != std::errc{}) return bad();
-  const std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  std::uint64_t fraction = 0, fraction_scale = 1;  // "1.25" -> number 1, fraction 25, scale 100
+  if (end != last && *end == '.') {
+    const char* digits = ++end;
+    while (end != last && *end >= '0' && *end <= '9' && end - digits < 6) {
+      fraction = fraction * 10 + static_cast<std::uint64_t>(*end - '0');
+      fraction_scale *= 10;
+      ++end;
+    }
+    if (end == digits || (end != last && *end >= '0' && *end <= '9')) return bad();  // "1.s" or too many digits
+  }
+  const std::string_view unit(end, static_cast<std::size_t>(last - end));
   std::uint64_t scale = 0;
   if (unit == "ms")
     scale = 1;
@@ -64,11 +77,15 @@ inline parsed<std::chrono::milliseconds> parse_duration(std::string_view text) {
   else
     return bad();
   constexpr std::uint64_t day_ms = 86'400'000;
-  if (number > day_ms / scale) {
+  if (number > day_ms / scale || number * scale + fraction * scale / fraction_scale > day_ms) {
     r.error = "duration " + log::quoted(text) + " too long (at most 24h)";
     return r;
   }
-  r.value = std::chrono::milliseconds(static_cast<std::int64_t>(number * scale));
+  if (fraction * scale % fraction_scale != 0) {
+    r.error = "duration " + log::quoted(text) + " finer than a millisecond";
+    return r;
+  }
+  r.value = std::chrono::milliseconds(static_cast<std::int64_t>(number * scale + fraction * scale / fraction_scale));
   return r;
 }
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Docker-links environment variables (<ALIAS>_PORT_<p>_TCP_ADDR / _PORT), as the seed used them.
+// Docker-links environment variables (<ALIAS>_PORT_<p>_TCP_ADDR / _PORT), as the 2014 containers were wired.
 #pragma once
 
 #include "amb/log.hpp"
@@ -10,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 #include <unistd.h>  // environ
 
@@ -25,10 +26,10 @@ inline std::vector<std::string> environment_list() {
 /// Finds the address Docker links published for `alias` (e.g. "etcd" or "etcd-amb"):
 /// the lowest TCP port p with both <ALIAS>_PORT_<p>_TCP_ADDR and _PORT set, as Docker's
 /// <ALIAS>_PORT variable names the first port. The alias is upper-cased and '-' becomes '_'
-/// (moby's links.go). Returns nullopt when there is none; `error` is set when variables exist
-/// but hold a bad address or port.
-inline std::optional<host_port> link_address(std::string_view alias, const std::vector<std::string>& env,
-                                             std::string* error = nullptr) {
+/// (moby's links.go). The value is nullopt when there is none; an error when variables exist but
+/// hold a bad address or port (`bad port "x" in ETCD_PORT_10000_TCP_PORT`).
+inline parsed<std::optional<host_port>> link_address(std::string_view alias, const std::vector<std::string>& env) {
+  parsed<std::optional<host_port>> r;
   std::string prefix;
   for (char c : alias) prefix += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   prefix += "_PORT_";
@@ -59,18 +60,20 @@ inline std::optional<host_port> link_address(std::string_view alias, const std::
     host_port hp;
     hp.host = *addr;
     if (hp.host.empty()) {
-      if (error) *error = "bad address in " + base + "_ADDR: empty";
-      return std::nullopt;
+      r.error = "bad address in " + base + "_ADDR: empty";
+      return r;
     }
     if (auto p = parse_port(*port_text)) {
       hp.port = *p;
     } else {
-      if (error) *error = "bad port " + log::quoted(*port_text) + " in " + base + "_PORT";
-      return std::nullopt;
+      r.error = "bad port " + log::quoted(*port_text) + " in " + base + "_PORT";
+      return r;
     }
-    return hp;
+    r.value = std::move(hp);
+    return r;
   }
-  return std::nullopt;
+  r.value = std::optional<host_port>{};
+  return r;
 }
 
 }  // namespace amb

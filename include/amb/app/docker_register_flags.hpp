@@ -14,8 +14,10 @@
 #include "amb/registrar.hpp"
 #include "amb/registry_value.hpp"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -24,8 +26,8 @@ namespace amb::app {
 
 /// What docker-register's command line and environment decide.
 struct docker_register_config {
-  bool all = false;                  ///< automatic mode (--all); else seed mode
-  amb::seed_config seed{};           ///< seed mode's container, port, service, fields
+  bool all = false;                  ///< automatic mode (--all); else the one-container mode
+  amb::seed_config seed{};           ///< the one-container mode's container, port, service, fields
   amb::auto_config automatic{};      ///< automatic mode's naming rules
   amb::registrar_options options{};  ///< prefix, value format, resync, host IP
   amb::etcd_settings etcd{};         ///< where etcd is, TLS and auth
@@ -43,6 +45,19 @@ struct docker_register_config {
   }
 };
 
+/// When the engine is a unix socket that does not exist, the one line that says where docker-register
+/// looked and how to point it elsewhere; "" otherwise (a socket that is there but does not answer is
+/// for the registrar's own line).
+inline std::string missing_engine_socket(const amb::docker_engine& engine) {
+  if (!engine.server.is_unix()) return {};
+  struct ::stat st {};
+  if (::stat(engine.server.unix_path.c_str(), &st) == 0 || (errno != ENOENT && errno != ENOTDIR)) return {};
+  return "no engine socket at " + amb::log::escaped(engine.server.unix_path) + " (" +
+         (engine.origin == "default" ? std::string("the default") : "from " + engine.origin) +
+         "): point docker-register at the engine's API with --docker unix:///PATH or DOCKER_HOST "
+         "(podman's: unix:///run/podman/podman.sock, rootless: unix://$XDG_RUNTIME_DIR/podman/podman.sock)";
+}
+
 /// Reads the flags; every mistake ends here with one line and exit code 2.
 inline docker_register_config parse_docker_register_flags(int argc, char** argv) {
   amb::cli::parser cli(
@@ -53,28 +68,33 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
       "alive, and follow the containers: stopped or removed -> key deleted, started -> written again.");
   amb::add_etcd_options(cli)
       .option("--docker", "URL",
-              "Engine API: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, unix:///var/run/docker.sock)")
-      .option("--prefix", "PATH", "registry prefix (default /services)")
-      .option("--ttl", "D", "lease TTL, whole seconds >= 2 (default 5s, as the seed)")
+              "Engine API: unix:///PATH or tcp://HOST:PORT (default: DOCKER_HOST, unix:///var/run/docker.sock;\n"
+              "podman's is unix:///run/podman/podman.sock)")
+      .option("--prefix", "PATH",
+              "registry prefix (default: the PREFIX of --etcd etcd://HOST:PORT/PREFIX, else /services)")
+      .option("--ttl", "D", "lease TTL, whole seconds >= 2 (default 5s, as the 2014 programs)")
       .option("--ip", "ADDR",
               "host IP for ports published on all interfaces (default: HOST_IP, then the default route's address)")
-      .option("--value-format", "F", "json (the seed's {\"host\":..,\"port\":..}, default) or hostport (host:port)")
-      .flag("--exit-with-container", "seed mode: exit 0 when the container is removed, 1 when absent at start")
+      .option("--value-format", "F",
+              "json (the 2014 programs' {\"host\":..,\"port\":..}, default) or hostport (host:port)")
+      .flag("--exit-with-container", "one-container mode: exit 0 when the container is removed, 1 when absent at start")
       .flag("--all", "automatic mode: register every running container's published tcp ports")
       .flag("--explicit", "automatic mode: only ports whose container names a service (SERVICE_NAME...)")
       .option("--hostname", "NAME", "automatic mode: host part of instance ids (default: this host's name)")
       .option("--resync", "D", "re-read the engine every D in case an event was missed (default 30s)")
       .option("--log-level", "L", "debug, info, warn, error or off (default info)")
       .positionals(0, static_cast<std::size_t>(-1), "CONTAINER PRIVATE_PORT SERVICE")
-      .example("docker-register redis-A 6379 redis")
+      .example("docker-register redis-demo 6379 redis-A")
       .example("docker-register --etcd http://10.0.0.2:2379 --ip 10.0.0.5 web1 80 web weight=3 zone=a")
       .example("docker-register --all --explicit --resync 1m")
       .example(
           "docker-register --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user reg --etcd-password-file pw "
-          "redis-A 6379 redis")
+          "redis-demo 6379 redis-A")
       .note(
-          "Seed mode writes <prefix>/SERVICE/CONTAINER = {\"host\":HOST,\"port\":PORT} (KEY=VALUE pairs become\n"
-          "extra fields; numbers stay numbers), for the host port published for PRIVATE_PORT/tcp.\n"
+          "One-container mode (the 2014 programs' form): the host address of CONTAINER's published\n"
+          "PRIVATE_PORT becomes an instance of SERVICE, <prefix>/SERVICE/CONTAINER = {\"host\":HOST,\"port\":PORT}\n"
+          "(KEY=VALUE pairs become extra fields; numbers stay numbers). 'docker-register redis-demo 6379 redis-A'\n"
+          "writes /services/redis-A/redis-demo for container redis-demo's port 6379/tcp.\n"
           "Automatic mode writes <prefix>/SERVICE/<hostname>:<container>:<port> for each published tcp port;\n"
           "SERVICE is SERVICE_<port>_NAME or SERVICE_NAME (label or env), else the image's base name\n"
           "(+ -<port> when several ports are published); SERVICE_IGNORE skips; other SERVICE_<KEY> become\n"
@@ -108,10 +128,9 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
     }
   };
   if (auto v = cli.value("--log-level")) {
-    amb::log::level level;
-    if (!amb::log::parse_level(*v, level))
-      cli.usage_error("--log-level: bad level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
-    amb::log::set_level(level);
+    auto level = amb::log::parse_level(*v);
+    if (!level) cli.usage_error("--log-level: " + level.error);
+    amb::log::set_level(*level);
   }
   std::chrono::milliseconds ttl{5000};
   duration("--ttl", ttl);
@@ -121,13 +140,6 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
   c.ttl_seconds = ttl.count() / 1000;
   duration("--resync", c.options.resync);
   if (c.options.resync < std::chrono::seconds(1)) cli.usage_error("--resync: at least 1s");
-  if (auto v = cli.value("--prefix")) {
-    std::string p = *v;
-    while (p.size() > 1 && p.back() == '/') p.pop_back();
-    if (p.empty() || p.front() != '/' || p == "/")
-      cli.usage_error("--prefix: " + amb::log::quoted(*v) + " must start with '/', as /services");
-    c.options.prefix = p;
-  }
   if (auto v = cli.value("--value-format")) {
     if (*v == "json")
       c.options.format = amb::value_format::json;
@@ -141,7 +153,8 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
   const auto& pos = cli.positional();
   if (c.all) {
     if (!pos.empty()) cli.usage_error("unexpected argument '" + pos[0] + "' with --all");
-    if (cli.has("--exit-with-container")) cli.usage_error("--exit-with-container needs seed mode (not --all)");
+    if (cli.has("--exit-with-container"))
+      cli.usage_error("--exit-with-container needs the one-container mode (not --all)");
     c.automatic.explicit_only = cli.has("--explicit");
     if (auto v = cli.value("--hostname")) {
       c.automatic.hostname = *v;
@@ -178,6 +191,9 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
   }
 
   c.etcd = amb::read_etcd_settings(cli, env, argc, argv);
+  auto prefix = amb::choose_registry_prefix(cli.value("--prefix"), c.etcd);
+  if (!prefix) cli.usage_error(prefix.error);
+  c.options.prefix = *prefix;
   auto engine = amb::find_docker_engine(cli.value("--docker"), env);
   if (!engine) cli.usage_error(engine.error);
   c.engine = *engine;

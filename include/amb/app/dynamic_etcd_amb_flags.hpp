@@ -34,17 +34,18 @@ struct dynamic_etcd_amb_settings {
 
 inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** argv) {
   amb::cli::parser p(
-      "dynamic-etcd-amb", "[OPTIONS] SERVICE PORT",
+      "dynamic-etcd-amb", "[OPTIONS] SERVICE PORT\n       dynamic-etcd-amb [OPTIONS] --listen HOST:PORT SERVICE [PORT]",
       "Forward connections on PORT to the instances of SERVICE registered in etcd under PREFIX/SERVICE/.");
   amb::add_etcd_options(p)
-      .option("--listen", "HOST:PORT", "address to listen on (default 0.0.0.0:PORT)")
-      .option("--prefix", "PATH", "registry prefix (default /services)")
+      .option("--listen", "HOST:PORT", "address to listen on (default 0.0.0.0:PORT); PORT may then be left out")
+      .option("--prefix", "PATH",
+              "registry prefix (default: the PREFIX of --etcd etcd://HOST:PORT/PREFIX, else /services)")
       .option("--policy", "NAME", "round-robin (default), weighted, least-conn, p2c or source-hash")
       .option("--connect-timeout", "DURATION", "per connect attempt to an instance (default 2s)")
       .option("--idle-timeout", "DURATION", "close a connection silent both ways this long (default 0 = never)")
       .option("--max-fails", "N", "failed connects in a row that eject an instance (default 3; 0 = never eject)")
       .option("--fail-timeout", "DURATION", "how long an ejected instance sits out (default 10s)")
-      .option("--wait-for-backend", "SECONDS",
+      .option("--wait-for-backend", "DURATION",
               "hold a client this long when no instance is reachable (default 0 = close)")
       .option("--drain-timeout", "DURATION", "on SIGTERM/SIGINT, wait this long for open connections (default 9s)")
       .option("--metrics", "HOST:PORT", "serve Prometheus /metrics and /healthz here")
@@ -56,10 +57,13 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
       .option("--log-level", "LEVEL", "debug, info (default), warn, error or off")
       .positionals(1, 2, "SERVICE and PORT")
       .example("dynamic-etcd-amb --etcd http://10.0.0.2:2379 redis-A 6379")
+      .example("dynamic-etcd-amb --etcd etcd://10.0.0.2:2379/services --listen 127.0.0.1:6379 redis-A")
       .example(
           "dynamic-etcd-amb --etcd https://10.0.0.2:2379 --etcd-cacert ca.pem --etcd-user amb --etcd-password-file pw "
           "redis-A 6379")
       .note(
+          "With --listen, PORT may be left out; given, it must be --listen's port (else exit 2).\n"
+          "Durations: 500ms, 5s, 2m, 1h (a bare number is seconds).\n"
           "Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\") or "
           "HOST:PORT.\n"
           "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.\n"
@@ -74,8 +78,12 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
   const auto& args = p.positional();
   if (args[0].empty() || args[0].find('/') != std::string::npos)
     p.usage_error("bad SERVICE " + amb::log::quoted(args[0]));
-  s.directory = amb::service_directory(p.value("--prefix").value_or("/services"), args[0]);
+  s.etcd = amb::read_etcd_settings(p, amb::environment_list(), argc, argv);
+  auto prefix = amb::choose_registry_prefix(p.value("--prefix"), s.etcd);
+  if (!prefix) p.usage_error(prefix.error);
+  s.directory = amb::service_directory(*prefix, args[0]);
   s.proxy.service = s.directory;
+  // PORT is optional with --listen; given with it, it must say the same (a second port would be ignored).
   if (auto l = p.value("--listen")) {
     auto hp = amb::parse_host_port(*l);
     if (!hp) p.usage_error(hp.error + " for --listen");
@@ -86,7 +94,11 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
   if (args.size() == 2) {
     auto port = amb::parse_port(args[1]);
     if (!port) p.usage_error("bad port " + amb::log::quoted(args[1]) + " (expected 1..65535)");
-    if (!p.has("--listen")) s.listen = amb::host_port{"0.0.0.0", *port};
+    if (!p.has("--listen"))
+      s.listen = amb::host_port{"0.0.0.0", *port};
+    else if (*port != s.listen.port)
+      p.usage_error("PORT " + args[1] + " disagrees with --listen " + s.listen.to_string() +
+                    ": give the port once (PORT may be left out with --listen)");
   }
   auto duration = [&](const char* flag, auto& out) {
     if (auto v = p.value(flag)) {
@@ -104,11 +116,7 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
   std::chrono::milliseconds fail_timeout{10000};
   duration("--fail-timeout", fail_timeout);
   s.balance.fail_timeout = fail_timeout;
-  if (auto v = p.value("--wait-for-backend")) {
-    auto n = amb::cli::parse_number<std::uint32_t>(*v, 0, 86400);
-    if (!n) p.usage_error(n.error + " for --wait-for-backend");
-    s.proxy.wait_for_backend = std::chrono::seconds(*n);
-  }
+  duration("--wait-for-backend", s.proxy.wait_for_backend);
   if (auto v = p.value("--max-fails")) {
     auto n = amb::cli::parse_number<std::uint32_t>(*v, 0, 1000);
     if (!n) p.usage_error(n.error + " for --max-fails");
@@ -131,12 +139,10 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
     s.threads = *n;
   }
   if (auto v = p.value("--log-level")) {
-    amb::log::level l;
-    if (!amb::log::parse_level(*v, l))
-      p.usage_error("bad log level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
-    amb::log::set_level(l);
+    auto level = amb::log::parse_level(*v);
+    if (!level) p.usage_error(level.error + " for --log-level");
+    amb::log::set_level(*level);
   }
-  s.etcd = amb::read_etcd_settings(p, amb::environment_list(), argc, argv);
   return s;
 }
 

@@ -32,7 +32,8 @@ struct etcd_settings {
 inline cli::parser& add_etcd_options(cli::parser& p) {
   return p
       .option("--etcd", "URL[,URL...]",
-              "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379)")
+              "etcd endpoints (default: $ETCDCTL_ENDPOINTS, then link alias etcd, then http://127.0.0.1:2379);\n"
+              "registrator's etcd://HOST:PORT/PREFIX also sets the prefix")
       .option("--etcd-cacert", "FILE",
               "CA bundle that etcd's TLS certificate must chain to (default: $ETCDCTL_CACERT, else the system's)")
       .option("--etcd-cert", "FILE", "TLS client certificate for etcd (default: $ETCDCTL_CERT)")
@@ -63,6 +64,25 @@ inline etcd_settings read_etcd_settings(const cli::parser& p, const std::vector<
   s.security = std::move(*security);
   hide_etcd_password(argc, argv);
   return s;
+}
+
+/// The registry prefix (docs/design.md §4.2): `flag` (--prefix), or the PREFIX of --etcd
+/// etcd://HOST:PORT/PREFIX, else /services; trailing '/' dropped. Both given: they must agree.
+inline parsed<std::string> choose_registry_prefix(const std::optional<std::string>& flag, const etcd_settings& s) {
+  parsed<std::string> r;
+  std::string p = flag ? *flag : s.where.prefix.value_or("/services");
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  if (flag && (p.empty() || p.front() != '/' || p == "/")) {
+    r.error = "--prefix: " + log::quoted(*flag) + " must start with '/', as /services";
+    return r;
+  }
+  if (flag && s.where.prefix && *s.where.prefix != p) {
+    r.error = "--prefix " + log::quoted(*flag) + " disagrees with the prefix " + log::quoted(*s.where.prefix) +
+              " of --etcd etcd://HOST:PORT/PREFIX: give the prefix once";
+    return r;
+  }
+  r.value = std::move(p);
+  return r;
 }
 
 /// The etcd client for these settings; warns when TLS files were given but no endpoint uses them,

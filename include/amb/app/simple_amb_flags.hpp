@@ -85,10 +85,9 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
     c.threads = *n;
   }
   if (auto v = cli.value("--log-level")) {
-    amb::log::level level;
-    if (!amb::log::parse_level(*v, level))
-      cli.usage_error("--log-level: bad level " + amb::log::quoted(*v) + " (use debug, info, warn, error or off)");
-    amb::log::set_level(level);
+    auto level = amb::log::parse_level(*v);
+    if (!level) cli.usage_error("--log-level: " + level.error);
+    amb::log::set_level(*level);
   }
 
   const bool positional = !cli.positional().empty(), flag = cli.has("--target");
@@ -98,7 +97,7 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
     return c;
   }
 
-  // No target on the command line: Docker links, as the seed's containers were wired.
+  // No target on the command line: Docker links, as the 2014 containers were wired.
   const auto env = amb::environment_list();
   std::string alias;
   if (auto v = cli.value("--link-alias")) {
@@ -116,11 +115,10 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
     }
     alias = *aliases.begin();
   }
-  std::string error;
-  auto linked = amb::link_address(alias, env, &error);
-  if (!linked)
-    cli.usage_error(error.empty() ? "no Docker-links variables for alias " + amb::log::quoted(alias) : error);
-  c.target = *linked;
+  auto linked = amb::link_address(alias, env);
+  if (!linked) cli.usage_error(linked.error);
+  if (!*linked) cli.usage_error("no Docker-links variables for alias " + amb::log::quoted(alias));
+  c.target = **linked;
   c.target_source = " (from the Docker-links variables of alias " + alias + ")";
   return c;
 }

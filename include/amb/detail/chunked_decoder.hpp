@@ -82,19 +82,21 @@ inline bool is_token_char(char c) noexcept {
   }
 }
 
-/// Splits "Name: value" (no line ending); false when the name is empty or not a token, or the colon is missing.
-inline bool parse_header_line(std::string_view line, std::string_view& name, std::string_view& value) noexcept {
+/// Splits "Name: value" (no line ending) into `name` and `value` (views into `line`); errc::bad_header
+/// when the name is empty or not a token, the colon is missing, or the value holds a control character.
+inline std::error_code parse_header_line(std::string_view line, std::string_view& name,
+                                         std::string_view& value) noexcept {
   auto colon = line.find(':');
-  if (colon == std::string_view::npos || colon == 0) return false;
+  if (colon == std::string_view::npos || colon == 0) return errc::bad_header;
   name = line.substr(0, colon);
   for (char c : name)
-    if (!is_token_char(c)) return false;  // also refuses "Name :" (RFC 9112 §5.1)
+    if (!is_token_char(c)) return errc::bad_header;  // also refuses "Name :" (RFC 9112 §5.1)
   value = line.substr(colon + 1);
   while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
   while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
   for (char c : value)
-    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return false;
-  return true;
+    if ((static_cast<unsigned char>(c) < 0x20 && c != '\t') || c == 0x7f) return errc::bad_header;
+  return {};
 }
 
 /// Decodes a chunked body pushed to it in pieces of any size. Data goes to a sink as it arrives;
@@ -172,7 +174,7 @@ public:
         state_ = state::done;
       } else {
         std::string_view name, value;
-        if (!parse_header_line(line, name, value)) return fail(r, pos, errc::bad_header);
+        if (auto ec = parse_header_line(line, name, value)) return fail(r, pos, ec);
         trailers_.emplace_back(std::string(name), std::string(value));
       }
     }

@@ -86,15 +86,17 @@ inline std::string json_error_line(const std::string& err) { return log::escaped
 /// `text` quoted, escaped and cut short, for error lines about a body that is not what we expected.
 inline std::string quote_body(std::string_view text) { return log::quoted(text, 60); }
 
-/// Parses `text` as JSON; on failure sets `error` to "not JSON (...): "<start of body>"".
-inline bool parse_json_body(std::string_view text, picojson::value& out, std::string& error) {
+/// Parses `text` as JSON; the error is "not JSON (...): "<start of body>"".
+inline parsed<picojson::value> parse_json_body(std::string_view text) {
+  parsed<picojson::value> r;
   std::string err;
-  json_parse(out, text.begin(), text.end(), &err);
-  if (!err.empty()) {
-    error = "not JSON (" + json_error_line(err) + "): " + quote_body(text);
-    return false;
-  }
-  return true;
+  picojson::value doc;
+  json_parse(doc, text.begin(), text.end(), &err);
+  if (!err.empty())
+    r.error = "not JSON (" + json_error_line(err) + "): " + quote_body(text);
+  else
+    r.value = std::move(doc);
+  return r;
 }
 
 /// A string-to-string JSON object (labels, attributes); non-string values are skipped.
@@ -130,8 +132,12 @@ inline bool json_int(const picojson::value* v, std::int64_t& out) {
 /// Parses `GET /version`.
 inline parsed<engine_version> parse_engine_version(std::string_view body) {
   parsed<engine_version> r;
-  picojson::value doc;
-  if (!parse_json_body(body, doc, r.error)) return r;
+  auto json = parse_json_body(body);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   engine_version v;
   v.api_version = json_string(doc, "ApiVersion");
   v.min_api_version = json_string(doc, "MinAPIVersion");
@@ -144,24 +150,29 @@ inline parsed<engine_version> parse_engine_version(std::string_view body) {
   return r;
 }
 
-/// Parses "1.41" into (1, 41); false for anything else.
-inline bool parse_api_version(std::string_view text, std::pair<int, int>& out) {
-  auto dot = text.find('.');
-  if (dot == std::string_view::npos) return false;
-  auto num = [](std::string_view s, int& v) {
-    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    return !s.empty() && ec == std::errc{} && end == s.data() + s.size() && v >= 0;
+/// Parses an API version, "1.41" into (1, 41); the error names the text.
+inline parsed<std::pair<int, int>> parse_api_version(std::string_view text) {
+  parsed<std::pair<int, int>> r;
+  std::pair<int, int> v{};
+  auto num = [](std::string_view s, int& n) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+    return !s.empty() && ec == std::errc{} && end == s.data() + s.size() && n >= 0;
   };
-  return num(text.substr(0, dot), out.first) && num(text.substr(dot + 1), out.second);
+  const auto dot = text.find('.');
+  if (dot != std::string_view::npos && num(text.substr(0, dot), v.first) && num(text.substr(dot + 1), v.second))
+    r.value = v;
+  else
+    r.error = "bad API version " + log::quoted(text) + ": expected MAJOR.MINOR, as 1.41";
+  return r;
 }
 
 /// The API version to use (docs/protocols.md §2.2): the lower of ours and the engine's, but never
 /// below the engine's minimum. Returns "" when the engine's version cannot be read.
 inline std::string negotiate_api_version(std::string_view ours, const engine_version& engine) {
-  std::pair<int, int> o{}, e{}, m{};
-  if (!parse_api_version(ours, o) || !parse_api_version(engine.api_version, e)) return "";
-  std::pair<int, int> use = o < e ? o : e;
-  if (parse_api_version(engine.min_api_version, m) && use < m) use = m;
+  const auto o = parse_api_version(ours), e = parse_api_version(engine.api_version);
+  if (!o || !e) return "";
+  std::pair<int, int> use = *o < *e ? *o : *e;
+  if (const auto m = parse_api_version(engine.min_api_version); m && use < *m) use = *m;
   return std::to_string(use.first) + "." + std::to_string(use.second);
 }
 
@@ -183,8 +194,12 @@ inline bool is_api_version_refusal(std::string_view message) {
 /// Parses `GET /containers/{id}/json`.
 inline parsed<container_info> parse_container_inspect(std::string_view body) {
   parsed<container_info> r;
-  picojson::value doc;
-  if (!parse_json_body(body, doc, r.error)) return r;
+  auto json = parse_json_body(body);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   if (!doc.is<picojson::object>() || !json_member(doc, "Id")) {
     r.error = "not a container (no \"Id\"): " + quote_body(body);
     return r;
@@ -225,8 +240,12 @@ inline parsed<container_info> parse_container_inspect(std::string_view body) {
 /// Parses `GET /containers/json`.
 inline parsed<std::vector<container_summary>> parse_container_list(std::string_view body) {
   parsed<std::vector<container_summary>> r;
-  picojson::value doc;
-  if (!parse_json_body(body, doc, r.error)) return r;
+  auto json = parse_json_body(body);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   if (!doc.is<picojson::array>()) {
     r.error = "not a container list (expected a JSON array): " + quote_body(body);
     return r;
@@ -251,8 +270,12 @@ inline parsed<std::vector<container_summary>> parse_container_list(std::string_v
 /// Parses one line of `GET /events`.
 inline parsed<docker_event> parse_docker_event(std::string_view line) {
   parsed<docker_event> r;
-  picojson::value doc;
-  if (!parse_json_body(line, doc, r.error)) return r;
+  auto json = parse_json_body(line);
+  if (!json) {
+    r.error = std::move(json.error);
+    return r;
+  }
+  const picojson::value& doc = *json;
   if (!doc.is<picojson::object>()) {
     r.error = "not an event (expected a JSON object): " + quote_body(line);
     return r;

@@ -58,7 +58,10 @@ inline bool etcd_bytes(const picojson::value& v, const std::string& name, std::s
   const auto* m = json_member(v, name);
   if (!m || m->is<picojson::null>()) return true;
   if (!m->is<std::string>()) return false;
-  return base64_decode(m->get<std::string>(), out);
+  auto bytes = base64_decode(m->get<std::string>());
+  if (!bytes) return false;
+  out = std::move(*bytes.value);
+  return true;
 }
 
 /// Parses a whole body as one JSON value; false when it is not JSON.
@@ -318,9 +321,10 @@ inline std::error_code etcd_parse_ttl(std::string_view body, etcd_lease_ttl& r) 
   r.keys.clear();
   if (const auto* keys = json_member(v, "keys"); keys && keys->is<picojson::array>()) {
     for (const auto& k : keys->get<picojson::array>()) {
-      std::string key;
-      if (!k.is<std::string>() || !base64_decode(k.get<std::string>(), key)) return errc::bad_response;
-      r.keys.push_back(std::move(key));
+      if (!k.is<std::string>()) return errc::bad_response;
+      auto key = base64_decode(k.get<std::string>());
+      if (!key) return errc::bad_response;
+      r.keys.push_back(std::move(*key.value));
     }
   }
   return {};
