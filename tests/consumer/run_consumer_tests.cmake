@@ -1,5 +1,5 @@
 # Builds amb the three ways a user takes it, each from a clean folder:
-#  1. installed, then found by a separate project with find_package(amb);
+#  1. installed, then found by a separate project with find_package(amb), as the README says;
 #  2. through add_subdirectory (amb's tests and programs stay off there);
 #  3. the README's single-header snippet, compiled as it stands in the README.
 # Run by ctest: cmake -DSOURCE_DIR=.. -DWORK_DIR=.. -DCXX=.. -P run_consumer_tests.cmake
@@ -16,14 +16,28 @@ endfunction()
 file(REMOVE_RECURSE ${WORK_DIR})
 file(MAKE_DIRECTORY ${WORK_DIR})
 
-# 1. install + find_package
-step(${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR}/amb-build -DAMB_BUILD_TESTS=OFF -DAMB_BUILD_EXAMPLES=OFF
-     -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
-step(${CMAKE_COMMAND} --install ${WORK_DIR}/amb-build)
-step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer/find_package -B ${WORK_DIR}/find_package
-     -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
-step(${CMAKE_COMMAND} --build ${WORK_DIR}/find_package)
-step(${WORK_DIR}/find_package/consumer)
+# 1. install + find_package, with the README's commands and project as they stand (its "cmake-route"
+#    block): `amb` is a copy of amb's sources, `my_project` the README's CMakeLists.txt with
+#    consumer.cpp as main.cpp, and $HOME/.local a folder of this test.
+file(READ ${SOURCE_DIR}/README.md readme)
+string(REGEX MATCH "<!-- cmake-route[^>]*-->[^`]*```sh\n([^`]*)```[^`]*```cmake\n([^`]*)```[^<]*<!-- /cmake-route -->" found "${readme}")
+if(NOT found)
+  message(FATAL_ERROR "README.md has no <!-- cmake-route --> block with a sh and a cmake code block")
+endif()
+set(commands "${CMAKE_MATCH_1}")
+set(project_cmake "${CMAKE_MATCH_2}")
+foreach(part CMakeLists.txt cmake include single_include LICENSE)
+  file(COPY ${SOURCE_DIR}/${part} DESTINATION ${WORK_DIR}/amb)
+endforeach()
+file(WRITE ${WORK_DIR}/my_project/CMakeLists.txt "${project_cmake}")
+file(COPY_FILE ${SOURCE_DIR}/tests/consumer/consumer.cpp ${WORK_DIR}/my_project/main.cpp)
+file(MAKE_DIRECTORY ${WORK_DIR}/home)
+string(REGEX REPLACE "\n$" "" commands "${commands}")
+string(REPLACE "\n" ";" lines "${commands}")
+foreach(line IN LISTS lines)
+  step(${CMAKE_COMMAND} -E env HOME=${WORK_DIR}/home CXX=${CXX} sh -ec "cd '${WORK_DIR}' && ${line}")
+endforeach()
+step(${WORK_DIR}/my_project/build/my_program)
 
 # 2. add_subdirectory
 step(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer/add_subdirectory -B ${WORK_DIR}/add_subdirectory
@@ -32,7 +46,6 @@ step(${CMAKE_COMMAND} --build ${WORK_DIR}/add_subdirectory)
 step(${WORK_DIR}/add_subdirectory/consumer)
 
 # 3. the README's single-header snippet
-file(READ ${SOURCE_DIR}/README.md readme)
 string(REGEX MATCH "<!-- single-header-snippet -->[^`]*```cpp\n(.*)\n```[^<]*<!-- /single-header-snippet -->" found "${readme}")
 if(NOT found)
   message(FATAL_ERROR "README.md has no <!-- single-header-snippet --> block")
