@@ -23,7 +23,7 @@ bench_packages=("${build_packages[@]}" "${image_packages[@]}" busybox-static etc
 # `make test` runs everything above inside ctest (the images and the demo, the fuzzers, a slice of the
 # bench), so its set is all of them, plus what only the tests use: podman's rootless helpers, systemd
 # (systemd-analyze checks the units), python3-yaml (the compose file), curl, openssl and libssl-dev
-# (the TLS tests), clang (the Clang phase), clang-format (the format check) and binutils (nm, readelf).
+# (the TLS tests), clang (the sanitize and tsan phases, the fuzzers), clang-format (the format check) and binutils (nm, readelf).
 test_packages=("${build_packages[@]}" "${image_packages[@]}" "${demo_packages[@]}" "${fuzz_packages[@]}" "${bench_packages[@]}"
   systemd python3-yaml curl openssl libssl-dev clang libclang-rt-14-dev clang-format binutils util-linux)
 

@@ -34,9 +34,9 @@ extern char** environ;
 
 namespace amb::test {
 
-/// Where the program `name` is: $AMB_PROGRAM_DIR/name when that is set (the ThreadSanitizer and
-/// Clang phases of `make test` run the same tests against their own builds of the programs), else
-/// the path the build compiled in.
+/// Where the program `name` is: $AMB_PROGRAM_DIR/name when that is set (the ThreadSanitizer phase
+/// of `make test` runs the GCC phase's tests against its own builds of the programs), else the path
+/// the build compiled in.
 inline std::string program_path(const char* name, const char* built) {
   if (const char* dir = std::getenv("AMB_PROGRAM_DIR"); dir && *dir) return std::string(dir) + "/" + name;
   return built;
