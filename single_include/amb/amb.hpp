@@ -4866,6 +4866,7 @@ private:
 
 #include <charconv>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -4890,18 +4891,16 @@ namespace detail {
 /// The value quoted for an error line: escaped and cut short, so a huge or hostile value gives one short line.
 inline std::string quote_value(std::string_view v) { return log::quoted(v); }
 
-/// A JSON number or numeric string as an integer; false for anything else (decimals included).
-inline bool json_integer(const picojson::value& v, std::int64_t& out) {
-  if (v.is<std::int64_t>()) {
-    out = v.get<std::int64_t>();
-    return true;
-  }
+/// A JSON number or numeric string as an integer; nothing for anything else (decimals included).
+inline std::optional<std::int64_t> json_integer(const picojson::value& v) {
+  if (v.is<std::int64_t>()) return v.get<std::int64_t>();
   if (v.is<std::string>()) {
     const auto& s = v.get<std::string>();
+    std::int64_t out = 0;
     auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    return !s.empty() && ec == std::errc{} && end == s.data() + s.size();
+    if (!s.empty() && ec == std::errc{} && end == s.data() + s.size()) return out;
   }
-  return false;
+  return std::nullopt;
 }
 
 /// True when `s` is a number by the JSON grammar: -?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?
@@ -4990,15 +4989,15 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
     r.error = prefix + "missing \"port\"";
     return r;
   }
-  std::int64_t p = 0;
-  if (!json_integer(*port, p) || p < 1 || p > 65535) {
+  const auto p = json_integer(*port).value_or(0);
+  if (p < 1 || p > 65535) {
     r.error = prefix + "bad port " + port->serialize() + " (expected 1..65535)";
     return r;
   }
   v.address.port = static_cast<std::uint16_t>(p);
   if (const auto* weight = json_member(doc, "weight")) {
-    std::int64_t w = 0;
-    if (!json_integer(*weight, w) || w < 1 || w > max_registry_weight) {
+    const auto w = json_integer(*weight).value_or(0);
+    if (w < 1 || w > max_registry_weight) {
       r.error = prefix + "bad weight " + weight->serialize() + " (expected an integer 1.." +
                 std::to_string(max_registry_weight) + ")";
       return r;
