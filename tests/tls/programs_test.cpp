@@ -110,7 +110,7 @@ TEST_CASE("dynamic-etcd-amb: wrong CA, no client certificate, wrong password: on
                                   "--log-level",
                                   "debug"};
     argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.insert(argv.end(), {"redis-A", "6379"});
+    argv.insert(argv.end(), {"redis-A"});  // PORT left out: --listen gives it
     return argv;
   };
   auto has_line = [](child_process& p, const std::string& line) {
