@@ -17,7 +17,13 @@ int main() {
   if (!value || value->address.port != 6379) return 1;
   asio::io_context io;
   bool ran = false;
-  asio::co_spawn(io, [&]() -> asio::awaitable<void> { ran = true; co_return; }, asio::detached);
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        ran = true;
+        co_return;
+      },
+      asio::detached);
   io.run();
   if (!ran) return 1;
   std::printf("amb %s found\n", amb::version);
