@@ -76,8 +76,7 @@ private:
 /// `client_cert_auth` makes it require client certificates signed by the test CA.
 class tls_etcd {
 public:
-  explicit tls_etcd(bool client_cert_auth, std::vector<std::string> extra_args = {})
-      : client_cert_auth_(client_cert_auth) {
+  explicit tls_etcd(bool client_cert_auth, std::vector<std::string> extra_args = {}) {
     const auto& pki = test_pki::get();
     etcd_ = require_program("etcd", "etcd-server");
     require_program("etcdctl", "etcd-client");
@@ -148,7 +147,6 @@ public:
 private:
   bool healthy() { return etcdctl_result({"endpoint", "health"}).status == 0; }
 
-  bool client_cert_auth_;
   temp_dir dir_;
   std::string etcd_;
   std::uint16_t port_ = 0;
