@@ -28,10 +28,16 @@ using amb::test::run_on;
 
 namespace {
 
-/// Under AddressSanitizer (make sanitize) freed memory waits in a 256 MB quarantine and every block
-/// carries redzones, so RSS says little about what the code keeps: the bounds below are asserted as
-/// they are in the normal build, and only as "bounded at all" (x8) in the sanitized one.
-#if defined(__SANITIZE_ADDRESS__)
+/// Under AddressSanitizer (make test's sanitize phase) freed memory waits in a 256 MB quarantine and
+/// every block carries redzones, so RSS says little about what the code keeps: the bounds below are
+/// asserted as they are in the normal build, and only as "bounded at all" (x8) in the sanitized one.
+/// (GCC says so with __SANITIZE_ADDRESS__, Clang with __has_feature.)
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AMB_TEST_UNDER_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(AMB_TEST_UNDER_ASAN)
 constexpr long sanitizer_slack = 8;
 #else
 constexpr long sanitizer_slack = 1;
