@@ -39,7 +39,7 @@ TEST_CASE("--threads 2: two listeners on the port, two event-loop threads, and e
   amb::test::redis_server redis;
   amb_threads amb({"--threads", "2"}, redis.port());
   CHECK(amb::test::tcp_listeners_on(amb.port) == 2);
-  CHECK(amb::test::thread_count(amb.process.pid()) == 2);
+  CHECK(amb::test::thread_count(amb.process.pid()) == 2 + amb::test::sanitizer_threads());
   CHECK(amb.process.output().find("(2 threads)") != std::string::npos);
 
   // Many concurrent clients, each with its own key: all answered correctly, whichever loop took them.
@@ -66,7 +66,7 @@ TEST_CASE("the default is one thread and one listener") {
   amb::test::redis_server redis;
   amb_threads amb({}, redis.port());
   CHECK(amb::test::tcp_listeners_on(amb.port) == 1);
-  CHECK(amb::test::thread_count(amb.process.pid()) == 1);
+  CHECK(amb::test::thread_count(amb.process.pid()) == 1 + amb::test::sanitizer_threads());
   CHECK(amb::test::tcp_exchange(amb.port, "PING\r\nQUIT\r\n") == "+PONG\r\n+OK\r\n");
 }
 

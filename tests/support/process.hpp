@@ -419,6 +419,10 @@ inline int thread_count(pid_t pid) {
   return n;
 }
 
+/// Threads a sanitizer's runtime adds to a program: ThreadSanitizer runs one background thread of its
+/// own. make test's tsan phase sets TSAN_OPTIONS for the ThreadSanitizer builds it points the tests at.
+inline int sanitizer_threads() { return std::getenv("TSAN_OPTIONS") != nullptr ? 1 : 0; }
+
 /// Listening TCP sockets on 127.0.0.1:port in the whole network namespace (/proc/net/tcp, state 0A).
 inline int tcp_listeners_on(std::uint16_t port) {
   std::ifstream f("/proc/net/tcp");
