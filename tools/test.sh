@@ -136,11 +136,12 @@ sanitize_and_tsan() {
 
 print_times() {
   echo "== make test: time per phase (seconds of wall time; builds marked * ran beside the gcc phase's tests)"
-  while read -r what seconds status; do
-    local mark=" "
+  local what seconds result mark
+  while read -r what seconds result; do
+    mark=" "
     [ -n "${overlapped:-}" ] && [[ $what == sanitize-* || $what == tsan-* ]] && mark="*"
     printf '  %-15s %3dm%02ds%s %s\n' "$what" $((seconds / 60)) $((seconds % 60)) "$mark" \
-      "$([ "$status" -eq 0 ] && echo passed || echo FAILED)"
+      "$([ "$result" -eq 0 ] && echo passed || echo FAILED)"
   done <"$times"
   [ -n "${started:-}" ] && printf '  %-15s %3dm%02ds\n' "whole run" $((($(date +%s) - started) / 60)) $((($(date +%s) - started) % 60))
 }

@@ -419,8 +419,8 @@ inline int thread_count(pid_t pid) {
   return n;
 }
 
-/// Threads a sanitizer's runtime adds to a program: ThreadSanitizer runs one background thread of its
-/// own. make test's tsan phase sets TSAN_OPTIONS for the ThreadSanitizer builds it points the tests at.
+/// Threads a sanitizer's runtime adds to a program that starts threads of its own: ThreadSanitizer then
+/// runs one background thread. make test's tsan phase sets TSAN_OPTIONS for the builds it tests.
 inline int sanitizer_threads() { return std::getenv("TSAN_OPTIONS") != nullptr ? 1 : 0; }
 
 /// Listening TCP sockets on 127.0.0.1:port in the whole network namespace (/proc/net/tcp, state 0A).
