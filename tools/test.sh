@@ -2,23 +2,24 @@
 # SPDX-License-Identifier: MIT
 # amb's test phases, then the time each took. `make test` runs all three.
 #
-#   gcc       GCC 12, warnings as errors: the programs, the unit and fault tests, and every other
-#             ctest test (the headers alone, the single header, the embedding examples, the
-#             consumers, the static programs, the images and the demo, the fuzzers, a bench slice,
-#             the set-up check, the format)
+#   gcc       GCC 12, warnings as errors: the programs and every test executable; runs every ctest
+#             test but the integration and TLS tests (the headers alone, the single header, the
+#             embedding examples, the consumers, the static programs, the images and the demo, the
+#             unit and fault tests, the fuzzers, a bench slice, the set-up check, the format)
 #   sanitize  Clang 14 against the single header, with AddressSanitizer + UndefinedBehaviorSanitizer:
-#             the unit, integration and TLS tests, the three programs they start and the embedding
-#             examples; any report from a test or from a program it started fails the phase
+#             the three programs and the unit tests; the integration and TLS tests run against those
+#             programs; any report from a test or from a program it started fails the phase
 #   tsan      ThreadSanitizer builds of both forwarders, under the tests that run them with --threads 2
 #
 # Where the time goes (2 cores): compiling Asio's coroutines, and tests that wait on servers and
-# processes. So no test family is compiled twice in one run (AMB_TEST_FAMILIES), and with all three
-# phases the sanitize and tsan phases run beside the gcc phase's tests: their builds at the lowest CPU
-# priority (they take the CPU the waiting tests leave idle), their tests at normal priority.
+# processes. So every test executable is compiled once (the unit tests once per compiler), the
+# sanitizers build only what runs under them (the programs, and the unit tests, which test the library
+# in-process), and after the builds the gcc phase's tests run beside the sanitize and tsan phases'
+# tests (most of them wait, so the two streams share the cores well).
 #
-# Usage: tools/test.sh [PHASE ...] (default: all three, overlapped as above; named phases run one
-# after the other). Env: BUILD (default build), JOBS, AMB_SANITIZE_FAULT=1 (the sanitize phase runs
-# the fault tests too).
+# Usage: tools/test.sh [PHASE ...] (default: all three, tests side by side as above; named phases run
+# one after the other). Env: BUILD (default build), JOBS, AMB_SANITIZE_FAULT=1 (the fault tests run
+# against the sanitized programs too).
 set -uo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -39,15 +40,6 @@ timed() {
   return "$status"
 }
 
-# The kernel shares CPU between sessions (autogroups) first and by nice inside one, so a priority is
-# set for both: the calling shell's, inherited by what it starts next. Raising it back needs root;
-# elsewhere the tests simply run at the lower priority.
-priority() {
-  renice -n "$1" -p "$BASHPID" >/dev/null 2>&1
-  echo "$1" >/proc/self/autogroup 2>/dev/null
-  return 0
-}
-
 # Every report, from a test or from a program it started, goes to a file: a sanitized child that a
 # test stops at its end (its exit code unseen) still fails the phase.
 check_reports() {
@@ -66,46 +58,48 @@ check_reports() {
 # programs are built and tested too: the static build test compiles them (-Os, warnings as errors),
 # and the images, the demo and the bench slice run them.
 gcc_build() {
-  cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DAMB_TLS=ON -DAMB_WERROR=ON -DAMB_BUILD_TESTS=ON \
-    -DAMB_TEST_FAMILIES="unit;fault" && cmake --build "$build" -j "$jobs"
+  cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DAMB_TLS=ON -DAMB_WERROR=ON -DAMB_BUILD_TESTS=ON &&
+    cmake --build "$build" -j "$jobs"
 }
 gcc_tests() {
-  ctest --test-dir "$build" --output-on-failure -j "$jobs"
+  ctest --test-dir "$build" --output-on-failure -j "$jobs" -LE '^(integration|tls)$'
 }
 
 # Clang and the single header: what a user who copies single_include/amb/amb.hpp and builds with Clang
-# gets is what runs here (AMB_SINGLE_HEADER: every amb/X.hpp the tests include is the single header).
-# -fno-sanitize=vptr: UBSan's dynamic-type check probes memory through a fresh pipe, two file
-# descriptors per check; simple-amb's EMFILE test sets the fd limit exactly at what ten relayed
-# connections use, and the probe would break the program under test. -fno-sanitize=function: Clang 14
-# cannot emit that check's prologue data for coroutines split across sections ("Cannot represent a
-# difference across sections"); it guards calls through mistyped function pointers, which amb never
-# makes. Every other check stays on, and any finding aborts (-fno-sanitize-recover), so it cannot
-# scroll by in a passing test. The fault tests exercise the same code as the integration tests, for
-# minutes of waiting each: they run in the GCC phase; AMB_SANITIZE_FAULT=1 (make sanitize) adds them.
-sanitize_families="unit;integration;tls"
-[ -n "${AMB_SANITIZE_FAULT:-}" ] && sanitize_families+=";fault"
+# gets is what runs here (AMB_SINGLE_HEADER: every amb/X.hpp the unit tests and the programs include
+# is the single header). -fno-sanitize=vptr: UBSan's dynamic-type check probes memory through a fresh
+# pipe, two file descriptors per check; simple-amb's EMFILE test sets the fd limit exactly at what ten
+# relayed connections use, and the probe would break the program under test. -fno-sanitize=function:
+# Clang 14 cannot emit that check's prologue data for coroutines split across sections ("Cannot
+# represent a difference across sections"); it guards calls through mistyped function pointers, which
+# amb never makes. Every other check stays on, and any finding aborts (-fno-sanitize-recover), so it
+# cannot scroll by in a passing test.
 sanitize_build() {
   local flags="-fsanitize=address,undefined -fno-sanitize=vptr,function -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
-  local targets=(amb_unit_tests amb_integration_tests amb_tls_tests)
-  [ -n "${AMB_SANITIZE_FAULT:-}" ] && targets+=(amb_fault_tests)
   cmake -G Ninja -S "$root" -B "$sanitize_dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
-    -DAMB_SINGLE_HEADER=ON -DAMB_TLS=ON -DAMB_WERROR=ON -DAMB_TEST_FAMILIES="$sanitize_families" \
+    -DAMB_SINGLE_HEADER=ON -DAMB_TLS=ON -DAMB_WERROR=ON -DAMB_TEST_FAMILIES=unit \
     -DCMAKE_CXX_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" &&
-    cmake --build "$sanitize_dir" -j "$jobs" --target "${targets[@]}"
+    cmake --build "$sanitize_dir" -j "$jobs" --target amb_unit_tests simple-amb docker-register dynamic-etcd-amb
 }
+# The fault tests exercise the same code as the integration tests, for minutes of waiting each: they
+# run against the GCC programs; AMB_SANITIZE_FAULT=1 (make sanitize) runs them against these too.
 sanitize_tests() {
-  local reports="$sanitize_dir/sanitizer-reports" labels="${sanitize_families//;/|}"
+  [ -x "$build/tests/amb_integration_tests" ] || timed gcc-build gcc_build || return 1
+  local reports="$sanitize_dir/sanitizer-reports" labels='integration|tls'
+  [ -n "${AMB_SANITIZE_FAULT:-}" ] && labels+='|fault'
   rm -rf "$reports" && mkdir -p "$reports"
-  ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$reports/asan" \
-    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan" \
-    ctest --test-dir "$sanitize_dir" --output-on-failure -j "$jobs" -L "^($labels)\$" || return 1
+  export ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$reports/asan"
+  export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
+  ctest --test-dir "$sanitize_dir" --output-on-failure -j "$jobs" -L '^unit$' || return 1
+  # The GCC build's test executables, pointed at the sanitized programs (tests/support/process.hpp).
+  AMB_PROGRAM_DIR="$sanitize_dir/examples" \
+    ctest --test-dir "$build" --output-on-failure -j "$jobs" -L "^($labels)\$" || return 1
   check_reports "$reports" "ASan/UBSan" || return 1
-  echo "sanitize: the ${labels//|/, } tests pass with $(clang++ --version | head -1), against the single header, under ASan+UBSan, no reports"
+  echo "sanitize: the unit tests (against the single header) and the ${labels//|/, } tests (against the three programs) pass with $(clang++ --version | head -1) under ASan+UBSan, no reports"
 }
 
-# The sanitize phase's test executable, pointed at ThreadSanitizer builds of the two forwarders
-# (AMB_PROGRAM_DIR: tests/support/process.hpp); -O1 -g, as ThreadSanitizer's documentation advises.
+# The GCC build's test executable, pointed at ThreadSanitizer builds of the two forwarders; -O1 -g, as
+# ThreadSanitizer's documentation advises.
 tsan_build() {
   cmake -G Ninja -S "$root" -B "$tsan_dir" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_COMPILER=clang++ \
     -DAMB_BUILD_TESTS=OFF -DAMB_WERROR=ON -DCMAKE_CXX_FLAGS="-fsanitize=thread -O1" \
@@ -113,33 +107,27 @@ tsan_build() {
     cmake --build "$tsan_dir" -j "$jobs" --target simple-amb dynamic-etcd-amb
 }
 tsan_tests() {
-  [ -x "$sanitize_dir/tests/amb_integration_tests" ] || timed "sanitize-build" sanitize_build || return 1
+  [ -x "$build/tests/amb_integration_tests" ] || timed gcc-build gcc_build || return 1
   local reports="$tsan_dir/reports"
   rm -rf "$reports" && mkdir -p "$reports"
   AMB_PROGRAM_DIR="$tsan_dir/examples" TSAN_OPTIONS="halt_on_error=0:log_path=$reports/tsan" \
-    ctest --test-dir "$sanitize_dir" --output-on-failure -R '^integration\.(threads_test|dynamic_threads_test)$' || return 1
+    ctest --test-dir "$build" --output-on-failure -R '^integration\.(threads_test|dynamic_threads_test)$' || return 1
   check_reports "$reports" ThreadSanitizer || return 1
   echo "tsan: the --threads tests pass against ThreadSanitizer builds of both forwarders, no reports"
 }
 
-# The sanitize and tsan phases, one after the other, builds at the lowest priority.
-sanitize_and_tsan() {
-  priority 19
-  timed sanitize-build sanitize_build || return 1
-  priority 0
+# The sanitize and tsan phases' tests, one after the other.
+sanitize_and_tsan_tests() {
   timed sanitize-tests sanitize_tests || return 1
-  priority 19
-  timed tsan-build tsan_build || return 1
-  priority 0
   timed tsan-tests tsan_tests
 }
 
 print_times() {
-  echo "== make test: time per phase (seconds of wall time; builds marked * ran beside the gcc phase's tests)"
+  echo "== make test: time per phase (wall time; tests marked * ran beside the gcc phase's tests)"
   local what seconds result mark
   while read -r what seconds result; do
     mark=" "
-    [ -n "${overlapped:-}" ] && [[ $what == sanitize-* || $what == tsan-* ]] && mark="*"
+    [ -n "${overlapped:-}" ] && [[ $what == sanitize-tests || $what == tsan-tests ]] && mark="*"
     printf '  %-15s %3dm%02ds%s %s\n' "$what" $((seconds / 60)) $((seconds % 60)) "$mark" \
       "$([ "$result" -eq 0 ] && echo passed || echo FAILED)"
   done <"$times"
@@ -149,25 +137,28 @@ print_times() {
 started=$(date +%s)
 status=0
 if [ $# -eq 0 ]; then
-  # All three: the gcc phase's build first (both cores), then its tests here while the sanitize and
-  # tsan phases run in a session of their own (its output in build-sanitize.log, shown at the end).
+  # All three: the builds one after the other (each takes both cores), then the gcc phase's tests here
+  # while the sanitize and tsan phases' tests run in a session of their own (output in
+  # build-sanitize.log, shown at the end).
   overlapped=1
-  echo "== make test: gcc phase: build"
-  if ! timed gcc-build gcc_build; then
-    print_times
-    echo "make test: the gcc phase's build failed" >&2
-    exit 1
-  fi
+  for phase in gcc sanitize tsan; do
+    echo "== make test: $phase phase: build"
+    if ! timed "$phase-build" "${phase}_build"; then
+      print_times
+      echo "make test: the $phase phase's build failed" >&2
+      exit 1
+    fi
+  done
   log="$root/build-sanitize.log"
-  export root build sanitize_dir tsan_dir jobs sanitize_families times
-  export -f timed priority check_reports sanitize_build sanitize_tests tsan_build tsan_tests sanitize_and_tsan
-  echo "== make test: sanitize and tsan phases started beside the gcc phase's tests (output: $log)"
-  setsid -w bash -c sanitize_and_tsan >"$log" 2>&1 &
+  export root build sanitize_dir tsan_dir jobs times
+  export -f timed check_reports gcc_build sanitize_tests tsan_tests sanitize_and_tsan_tests
+  echo "== make test: sanitize and tsan phases: tests, beside the gcc phase's (output: $log)"
+  setsid -w bash -c sanitize_and_tsan_tests >"$log" 2>&1 &
   side=$!
   trap 'kill -- -"$side" 2>/dev/null; rm -f "$times"' EXIT
   echo "== make test: gcc phase: tests"
   timed gcc-tests gcc_tests || status=1
-  echo "== make test: waiting for the sanitize and tsan phases"
+  echo "== make test: waiting for the sanitize and tsan phases' tests"
   side_status=0
   wait "$side" || side_status=$?
   if [ "$side_status" -ne 0 ]; then
@@ -175,7 +166,7 @@ if [ $# -eq 0 ]; then
     echo "== make test: the sanitize or tsan phase failed; its output:" >&2
     cat "$log" >&2
   else
-    echo "== make test: sanitize and tsan phases (the end of $log):"
+    echo "== make test: sanitize and tsan phases (from $log):"
     grep -E '^(sanitize|tsan): |tests passed|Total Test time' "$log" | sed 's/^/  /'
   fi
 else
