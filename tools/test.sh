@@ -2,19 +2,20 @@
 # SPDX-License-Identifier: MIT
 # amb's test phases, then the time each took. `make test` runs all three.
 #
-#   gcc       GCC 12, warnings as errors: the programs and every test executable; runs every ctest
-#             test but the integration and TLS tests (the headers alone, the single header, the
-#             embedding examples, the consumers, the static programs, the images and the demo, the
-#             unit and fault tests, the fuzzers, a bench slice, the set-up check, the format)
+#   gcc       GCC 12, warnings as errors: the programs and the integration, fault and TLS test
+#             executables; runs the fault tests and every ctest test that is not of a family (the
+#             headers alone, the single header, the embedding examples, the consumers, the static
+#             programs, the images and the demo, the fuzzers, a bench slice, the set-up check, the
+#             format)
 #   sanitize  Clang 14 against the single header, with AddressSanitizer + UndefinedBehaviorSanitizer:
 #             the three programs and the unit tests; the integration and TLS tests run against those
 #             programs; any report from a test or from a program it started fails the phase
 #   tsan      ThreadSanitizer builds of both forwarders, under the tests that run them with --threads 2
 #
 # Where the time goes (2 cores): compiling Asio's coroutines, and tests that wait on servers and
-# processes. So every test executable is compiled once (the unit tests once per compiler), the
-# sanitizers build only what runs under them (the programs, and the unit tests, which test the library
-# in-process), the gcc phase builds without debug information, and after the builds the gcc phase's
+# processes. So every test executable is compiled once (the unit tests by Clang, against the single
+# header; `make test-fresh` builds and runs them with GCC), the sanitizers build only what runs under
+# them (the programs, and the unit tests, which test the library in-process), the gcc phase builds without debug information, and after the builds the gcc phase's
 # tests run beside the sanitize and tsan phases' tests, which the gcc phase's fault tests follow (most
 # tests wait on servers, so the two streams share the cores well and end at about the same time).
 #
@@ -62,7 +63,7 @@ check_reports() {
 # (-gline-tables-only), which is what a sanitizer's report needs for file:line.
 gcc_build() {
   cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG= -DAMB_TLS=ON -DAMB_WERROR=ON \
-    -DAMB_BUILD_TESTS=ON &&
+    -DAMB_BUILD_TESTS=ON -DAMB_TEST_FAMILIES="integration;fault;tls" &&
     cmake --build "$build" -j "$jobs"
 }
 gcc_tests() {

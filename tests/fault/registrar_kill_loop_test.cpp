@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Fault: docker-register killed with SIGKILL and restarted 16 times (50 in `make soak`) while real
+// Fault: docker-register killed with SIGKILL and restarted 12 times (50 in `make soak`) while real
 // containers stop and start; afterwards etcd holds exactly the live containers' published ports once the dead
 // registrars' leases have expired: nothing stale, nothing missing, no duplicates.
 #include "support/fault_registrar.hpp"
@@ -30,7 +30,7 @@ int lease_count(etcd_cluster& etcd) {
 
 TEST_CASE("registrar SIGKILL loop: kills while containers stop and start; etcd ends with exactly the live ones") {
   // `make test` runs a bounded slice; `make soak` (AMB_SOAK=1) the long run.
-  const int kills = std::getenv("AMB_SOAK") ? 50 : 16;
+  const int kills = std::getenv("AMB_SOAK") ? 50 : 12;
   podman_service podman;
   etcd_cluster etcd;
   const std::string pid = std::to_string(::getpid());
