@@ -14,6 +14,7 @@
 
 #include "amb/detail/asio.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -31,6 +32,10 @@ struct etcd_registrar_options {
   std::int64_t ttl = 5;               ///< lease TTL in seconds (the seed's 5 s)
   std::optional<seed_config> seed{};  ///< seed mode: one container; nullopt: automatic mode (--all)
   auto_config automatic{};            ///< automatic mode's naming rules
+  /// At start, how long to keep asking an engine whose requests time out (a busy engine is slow, not
+  /// wrong); 0 fails at the first timeout. A refused or missing socket, or a server that is not an
+  /// engine, fails at once whatever this says.
+  std::chrono::milliseconds engine_wait{60000};
 };
 
 /// Publishes containers' host addresses into etcd and keeps them true: follows the engine (seed mode:
@@ -66,19 +71,13 @@ public:
   etcd_registrar& operator=(const etcd_registrar&) = delete;
 
   /// Checks that the engine answers (a wrong socket or a permission problem is not a passing outage:
-  /// logs "cannot use the container engine: ..." and throws std::system_error), logs its version, then
+  /// logs "cannot use the container engine: ..." and throws std::system_error; a request that times
+  /// out is asked again for up to options.engine_wait), logs its version, then
   /// keeps the lease and follows the containers. Returns only in seed mode with exit_with_container:
   /// 0 when the container was removed, 1 when it is absent or does not publish the port at start.
   /// Later engine and etcd outages are retried forever.
   asio::awaitable<int> run() {
-    try {
-      co_await api_.ping();
-      auto v = co_await api_.negotiate();
-      log::info("engine at ", api_.server().to_string(), ": version ", v.version, ", API ", api_.api_version());
-    } catch (const std::system_error& e) {
-      log::error("cannot use the container engine: ", e.what());
-      throw;
-    }
+    co_await check_engine();
     asio::co_spawn(etcd_.executor(), keeper_.run(), [](std::exception_ptr e) {
       if (e) log::error("internal: the etcd lease keeper stopped");
     });
@@ -89,6 +88,33 @@ public:
     co_return co_await seed_->run();
   }
 
+private:
+  // The start-up check of run(): a timeout is retried (1 s, 2 s, 4 s, then every 8 s) until
+  // options_.engine_wait has passed, one warning per attempt; any other failure ends it at once.
+  asio::awaitable<void> check_engine() {
+    using namespace std::chrono_literals;
+    const auto give_up = std::chrono::steady_clock::now() + options_.engine_wait;
+    for (std::chrono::milliseconds pause = 1s;; pause = std::min<std::chrono::milliseconds>(pause * 2, 8s)) {
+      std::string failure;
+      try {
+        co_await api_.ping();
+        auto v = co_await api_.negotiate();
+        log::info("engine at ", api_.server().to_string(), ": version ", v.version, ", API ", api_.api_version());
+        co_return;
+      } catch (const std::system_error& e) {
+        const bool slow = e.code() == make_error_code(errc::timeout);
+        if (!slow || std::chrono::steady_clock::now() + pause >= give_up) {
+          log::error("cannot use the container engine: ", e.what());
+          throw;
+        }
+        failure = e.what();
+      }
+      log::warn("the container engine is slow to answer: ", failure, "; asking again in ", log::duration(pause));
+      co_await detail::sleep_for(pause);
+    }
+  }
+
+public:
   /// Revokes the lease, so every key it holds vanishes at once, and says what really happened.
   /// Never throws: when etcd cannot be told, the keys expire after the TTL (logged).
   asio::awaitable<void> stop() {

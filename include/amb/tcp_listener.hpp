@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -81,32 +82,40 @@ inline bool is_resource_error(const std::error_code& ec) noexcept {
 }
 
 /// Accepts connections and hands each to `on_accept` until the acceptor is closed.
-/// Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): logs one line per burst, waits 100 ms,
-/// and tries again, so it neither spins nor dies (the idea of Asio's throttling_proxy example).
-/// A connection aborted before it was accepted is skipped. `on_accept` must not throw.
+/// Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): waits 100 ms and tries again, so it
+/// neither spins nor dies (the idea of Asio's throttling_proxy example), and logs at most one line
+/// per 10 s, saying how many failures it did not log: near the limit, fds are freed and taken again
+/// many times a second, and a line per turn would flood the log. A connection aborted before it was
+/// accepted is skipped. `on_accept` must not throw.
 inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
                                          std::function<void(asio::ip::tcp::socket)> on_accept) {
   using namespace std::chrono_literals;
-  bool in_burst = false;
-  std::uint64_t failed_in_burst = 0;
+  constexpr auto warn_every = 10s;
+  std::optional<std::chrono::steady_clock::time_point> last_warning;
+  std::uint64_t unlogged = 0;         // failures since the last warning, not in any line
+  std::uint64_t failed_in_burst = 0;  // failures since the last accept that worked
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
-      if (in_burst) log::debug("accepting again after ", log::count(failed_in_burst, "failed accept"));
-      in_burst = false;
+      if (failed_in_burst) log::debug("accepting again after ", log::count(failed_in_burst, "failed accept"));
+      failed_in_burst = 0;
       on_accept(std::move(socket));
       continue;
     }
     if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
     if (ec == asio::error::connection_aborted) continue;  // the client gave up while queued: nothing to do
     ++failed_in_burst;
-    if (!in_burst) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!last_warning || now - *last_warning >= warn_every) {
       std::error_code ignored;  // only used for the log line
       auto local = acceptor.local_endpoint(ignored);
       log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
-                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up" : "; retrying in 100ms");
-      in_burst = true;
-      failed_in_burst = 1;
+                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up" : "; retrying in 100ms",
+                unlogged ? " (" + log::count(unlogged, "more failure") + " since the last line)" : std::string());
+      last_warning = now;
+      unlogged = 0;
+    } else {
+      ++unlogged;
     }
     // The pending connection stays queued and the acceptor stays readable: without a pause this spins.
     co_await detail::sleep_for(100ms);

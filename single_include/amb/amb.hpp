@@ -2202,6 +2202,7 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
 #include <cstdint>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <system_error>
 
@@ -2268,32 +2269,40 @@ inline bool is_resource_error(const std::error_code& ec) noexcept {
 }
 
 /// Accepts connections and hands each to `on_accept` until the acceptor is closed.
-/// Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): logs one line per burst, waits 100 ms,
-/// and tries again, so it neither spins nor dies (the idea of Asio's throttling_proxy example).
-/// A connection aborted before it was accepted is skipped. `on_accept` must not throw.
+/// Out of fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): waits 100 ms and tries again, so it
+/// neither spins nor dies (the idea of Asio's throttling_proxy example), and logs at most one line
+/// per 10 s, saying how many failures it did not log: near the limit, fds are freed and taken again
+/// many times a second, and a line per turn would flood the log. A connection aborted before it was
+/// accepted is skipped. `on_accept` must not throw.
 inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
                                          std::function<void(asio::ip::tcp::socket)> on_accept) {
   using namespace std::chrono_literals;
-  bool in_burst = false;
-  std::uint64_t failed_in_burst = 0;
+  constexpr auto warn_every = 10s;
+  std::optional<std::chrono::steady_clock::time_point> last_warning;
+  std::uint64_t unlogged = 0;         // failures since the last warning, not in any line
+  std::uint64_t failed_in_burst = 0;  // failures since the last accept that worked
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
-      if (in_burst) log::debug("accepting again after ", log::count(failed_in_burst, "failed accept"));
-      in_burst = false;
+      if (failed_in_burst) log::debug("accepting again after ", log::count(failed_in_burst, "failed accept"));
+      failed_in_burst = 0;
       on_accept(std::move(socket));
       continue;
     }
     if (!acceptor.is_open() || ec == asio::error::operation_aborted) co_return;
     if (ec == asio::error::connection_aborted) continue;  // the client gave up while queued: nothing to do
     ++failed_in_burst;
-    if (!in_burst) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!last_warning || now - *last_warning >= warn_every) {
       std::error_code ignored;  // only used for the log line
       auto local = acceptor.local_endpoint(ignored);
       log::warn("accept on ", local.address().to_string(), ":", local.port(), ": ", ec.message(),
-                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up" : "; retrying in 100ms");
-      in_burst = true;
-      failed_in_burst = 1;
+                is_resource_error(ec) ? "; pausing accepts for 100ms until fds free up" : "; retrying in 100ms",
+                unlogged ? " (" + log::count(unlogged, "more failure") + " since the last line)" : std::string());
+      last_warning = now;
+      unlogged = 0;
+    } else {
+      ++unlogged;
     }
     // The pending connection stays queued and the acceptor stays readable: without a pause this spins.
     co_await detail::sleep_for(100ms);
@@ -7875,6 +7884,7 @@ private:
 
 
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -7892,6 +7902,10 @@ struct etcd_registrar_options {
   std::int64_t ttl = 5;               ///< lease TTL in seconds (the seed's 5 s)
   std::optional<seed_config> seed{};  ///< seed mode: one container; nullopt: automatic mode (--all)
   auto_config automatic{};            ///< automatic mode's naming rules
+  /// At start, how long to keep asking an engine whose requests time out (a busy engine is slow, not
+  /// wrong); 0 fails at the first timeout. A refused or missing socket, or a server that is not an
+  /// engine, fails at once whatever this says.
+  std::chrono::milliseconds engine_wait{60000};
 };
 
 /// Publishes containers' host addresses into etcd and keeps them true: follows the engine (seed mode:
@@ -7927,19 +7941,13 @@ public:
   etcd_registrar& operator=(const etcd_registrar&) = delete;
 
   /// Checks that the engine answers (a wrong socket or a permission problem is not a passing outage:
-  /// logs "cannot use the container engine: ..." and throws std::system_error), logs its version, then
+  /// logs "cannot use the container engine: ..." and throws std::system_error; a request that times
+  /// out is asked again for up to options.engine_wait), logs its version, then
   /// keeps the lease and follows the containers. Returns only in seed mode with exit_with_container:
   /// 0 when the container was removed, 1 when it is absent or does not publish the port at start.
   /// Later engine and etcd outages are retried forever.
   asio::awaitable<int> run() {
-    try {
-      co_await api_.ping();
-      auto v = co_await api_.negotiate();
-      log::info("engine at ", api_.server().to_string(), ": version ", v.version, ", API ", api_.api_version());
-    } catch (const std::system_error& e) {
-      log::error("cannot use the container engine: ", e.what());
-      throw;
-    }
+    co_await check_engine();
     asio::co_spawn(etcd_.executor(), keeper_.run(), [](std::exception_ptr e) {
       if (e) log::error("internal: the etcd lease keeper stopped");
     });
@@ -7950,6 +7958,33 @@ public:
     co_return co_await seed_->run();
   }
 
+private:
+  // The start-up check of run(): a timeout is retried (1 s, 2 s, 4 s, then every 8 s) until
+  // options_.engine_wait has passed, one warning per attempt; any other failure ends it at once.
+  asio::awaitable<void> check_engine() {
+    using namespace std::chrono_literals;
+    const auto give_up = std::chrono::steady_clock::now() + options_.engine_wait;
+    for (std::chrono::milliseconds pause = 1s;; pause = std::min<std::chrono::milliseconds>(pause * 2, 8s)) {
+      std::string failure;
+      try {
+        co_await api_.ping();
+        auto v = co_await api_.negotiate();
+        log::info("engine at ", api_.server().to_string(), ": version ", v.version, ", API ", api_.api_version());
+        co_return;
+      } catch (const std::system_error& e) {
+        const bool slow = e.code() == make_error_code(errc::timeout);
+        if (!slow || std::chrono::steady_clock::now() + pause >= give_up) {
+          log::error("cannot use the container engine: ", e.what());
+          throw;
+        }
+        failure = e.what();
+      }
+      log::warn("the container engine is slow to answer: ", failure, "; asking again in ", log::duration(pause));
+      co_await detail::sleep_for(pause);
+    }
+  }
+
+public:
   /// Revokes the lease, so every key it holds vanishes at once, and says what really happened.
   /// Never throws: when etcd cannot be told, the keys expire after the TTL (logged).
   asio::awaitable<void> stop() {

@@ -400,7 +400,8 @@ TEST_CASE("docker-register at start against a hostile engine (unix and tcp): exi
     CAPTURE(c.says);
     hostile_server engine(c.act, c.unix_socket ? dir.path("engine.sock") : "");
     const std::string url = c.unix_socket ? engine.url() : engine.tcp_url();
-    auto p = start_register(sv.etcd.url(0), url, {"--all"});
+    // --engine-wait 0: a timeout ends it at once (the default asks again, next case).
+    auto p = start_register(sv.etcd.url(0), url, {"--all", "--engine-wait", "0"});
     if (c.act == hostile_act::stall_mid_body) check_bounded(p, 2s);  // while it waits
     const int status = p.wait(30s);
     const std::string out = p.output();
@@ -411,6 +412,33 @@ TEST_CASE("docker-register at start against a hostile engine (unix and tcp): exi
     // A tcp:// engine is named as http://, the way it is spoken to.
     CHECK_MESSAGE(lines[0].find(engine.url()) != std::string::npos, lines[0]);
   }
+}
+
+TEST_CASE("docker-register at start against an engine that times out: asks again, then follows it once it answers") {
+  auto& sv = servers();
+  auto& podman = shared_podman();
+  socket_dir dir;
+  hostile_server engine(hostile_act::relay, dir.path("engine.sock"));
+  engine.relay_to_unix(podman.socket_path());
+  engine.on("/_ping", hostile_act::stall_mid_body);
+  auto p = start_register(sv.etcd.url(0), engine.url(), {"--all", "--explicit", "--hostname", "slow"});
+  const std::string slow = "docker-register: warning: the container engine is slow to answer: ";
+  REQUIRE_MESSAGE(amb::test::wait_until([&] { return amb::test::count_lines_with(p.output(), slow) >= 1; }, 30s),
+                  p.output());
+  const auto line = amb::test::lines_with(p.output(), slow).at(0);
+  CHECK_MESSAGE(line.find("GET /_ping") != std::string::npos, line);
+  CHECK_MESSAGE(line.find("read response: timed out; asking again in 1s") != std::string::npos, line);
+  CHECK(p.running());
+  engine.become_real();
+  CHECK_MESSAGE(amb::test::wait_until(
+                    [&] {
+                      return p.output().find("docker-register: engine at " + engine.url() + ": version ") !=
+                             std::string::npos;
+                    },
+                    30s),
+                p.output());
+  CHECK(p.output().find("cannot use the container engine") == std::string::npos);
+  CHECK(p.running());
 }
 
 TEST_CASE(

@@ -8,6 +8,8 @@
 
 #include <doctest/doctest.h>
 
+#include "support/stderr_capture.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -20,29 +22,7 @@
 // Everything in a namespace of its own: the test build compiles a family of test files as one unit.
 namespace log_test {
 
-namespace {
-
-/// What `f` writes to stderr (fd 2), captured through a temporary file.
-template <class F>
-std::string stderr_of(F f) {
-  char path[] = "/tmp/amb-log-test-XXXXXX";
-  const int fd = ::mkstemp(path);
-  REQUIRE(fd >= 0);
-  ::unlink(path);
-  const int saved = ::dup(2);
-  ::dup2(fd, 2);
-  f();
-  ::dup2(saved, 2);
-  ::close(saved);
-  std::string out;
-  char buf[4096];
-  ::lseek(fd, 0, SEEK_SET);
-  for (ssize_t n; (n = ::read(fd, buf, sizeof buf)) > 0;) out.append(buf, static_cast<std::size_t>(n));
-  ::close(fd);
-  return out;
-}
-
-}  // namespace
+using amb::test::stderr_of;
 
 TEST_CASE("a line is the program, the level and the parts, written as one line") {
   amb::log::set_program("prog");

@@ -5,6 +5,11 @@
 
 #include <doctest/doctest.h>
 
+#include "support/stderr_capture.hpp"
+
+#include <sys/resource.h>
+#include <fcntl.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -63,6 +68,58 @@ TEST_CASE("accept_loop hands each connection over and returns when the acceptor 
   io.run_for(5s);
   CHECK(accepted == 3);
   CHECK(returned);
+}
+
+TEST_CASE("accept_loop out of fds: waits, serves once fds are free, and logs at most one line per 10 s") {
+  amb::log::set_program("prog");
+  amb::log::set_level(amb::log::level::info);
+  asio::io_context io;
+  auto acceptor = amb::listen_tcp(io.get_executor(), {"127.0.0.1", 0});
+  std::vector<tcp::socket> accepted;
+  asio::co_spawn(io, amb::accept_loop(acceptor, [&](tcp::socket s) { accepted.push_back(std::move(s)); }),
+                 asio::detached);
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  std::vector<tcp::socket> clients;
+  auto connect_some = [&](int n) {
+    for (int i = 0; i < n; ++i) {
+      clients.emplace_back(io);
+      clients.back().connect(acceptor.local_endpoint());  // completes in the listen queue
+    }
+  };
+  // No fd number left: the lowest free one becomes the limit. Accepts fail with EMFILE, twice, with a
+  // moment between in which fds were free (the way a busy ambassador sees it).
+  auto starve_for = [&](std::chrono::milliseconds d) {
+    const int lowest_free = ::open("/dev/null", O_RDONLY);
+    REQUIRE(lowest_free >= 0);
+    ::close(lowest_free);
+    rlimit low = saved;
+    low.rlim_cur = static_cast<rlim_t>(lowest_free);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    io.restart();
+    io.run_for(d);
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+  };
+  const std::string out = amb::test::stderr_of([&] {
+    connect_some(2);
+    starve_for(450ms);
+    CHECK(accepted.empty());
+    io.restart();
+    io.run_for(300ms);  // fds free: both are served
+    CHECK(accepted.size() == 2);
+    connect_some(1);
+    starve_for(450ms);
+    CHECK(accepted.size() == 2);
+    io.restart();
+    io.run_for(300ms);
+    CHECK(accepted.size() == 3);
+  });
+  const std::string line = "prog: warning: accept on 127.0.0.1:" + std::to_string(acceptor.local_endpoint().port()) +
+                           ": Too many open files; pausing accepts for 100ms until fds free up\n";
+  CHECK(out == line);  // one line, although there were two bursts with accepts between
+  acceptor.close();
+  io.restart();
+  io.run_for(100ms);
 }
 
 TEST_CASE("is_resource_error knows fd and memory shortages in Asio's and the standard categories") {

@@ -26,19 +26,21 @@ namespace amb::app {
 
 /// What docker-register's command line and environment decide.
 struct docker_register_config {
-  bool all = false;                  ///< automatic mode (--all); else the one-container mode
-  amb::seed_config seed{};           ///< the one-container mode's container, port, service, fields
-  amb::auto_config automatic{};      ///< automatic mode's naming rules
-  amb::registrar_options options{};  ///< prefix, value format, resync, host IP
-  amb::etcd_settings etcd{};         ///< where etcd is, TLS and auth
-  amb::docker_engine engine{};       ///< the engine's API socket
-  std::int64_t ttl_seconds = 5;      ///< lease TTL
+  bool all = false;                              ///< automatic mode (--all); else the one-container mode
+  amb::seed_config seed{};                       ///< the one-container mode's container, port, service, fields
+  amb::auto_config automatic{};                  ///< automatic mode's naming rules
+  amb::registrar_options options{};              ///< prefix, value format, resync, host IP
+  amb::etcd_settings etcd{};                     ///< where etcd is, TLS and auth
+  amb::docker_engine engine{};                   ///< the engine's API socket
+  std::int64_t ttl_seconds = 5;                  ///< lease TTL
+  std::chrono::milliseconds engine_wait{60000};  ///< at start, how long an engine may time out
 
   /// The registrar these settings describe.
   amb::etcd_registrar_options registrar() const {
     amb::etcd_registrar_options o;
     o.registry = options;
     o.ttl = ttl_seconds;
+    o.engine_wait = engine_wait;
     if (!all) o.seed = seed;
     o.automatic = automatic;
     return o;
@@ -82,6 +84,8 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
       .flag("--explicit", "automatic mode: only ports whose container names a service (SERVICE_NAME...)")
       .option("--hostname", "NAME", "automatic mode: host part of instance ids (default: this host's name)")
       .option("--resync", "D", "re-read the engine every D in case an event was missed (default 30s)")
+      .option("--engine-wait", "D",
+              "at start, keep asking an engine whose requests time out for up to D (default 1m; 0: give up at once)")
       .option("--log-level", "L", "debug, info, warn, error or off (default info)")
       .positionals(0, static_cast<std::size_t>(-1), "CONTAINER PRIVATE_PORT SERVICE")
       .example("docker-register redis-demo 6379 redis-A")
@@ -105,8 +109,9 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
           "\n"
           "Exit codes: 0 after SIGTERM/SIGINT/SIGHUP (the lease is revoked: keys vanish at once) or when the\n"
           "container is removed with --exit-with-container; 1 when the engine cannot be reached or is not a\n"
-          "Docker Engine API at start, or with --exit-with-container when the container is absent or does not\n"
-          "publish the port at start; 2 on usage errors and unreadable TLS files. Later outages of the engine\n"
+          "Docker Engine API at start (one that times out is asked again for --engine-wait), or with\n"
+          "--exit-with-container when the container is absent or does not publish the port at start; 2 on\n"
+          "usage errors and unreadable TLS files. Later outages of the engine\n"
           "or of etcd (TLS and auth failures included) are retried forever (registrations are kept and written\n"
           "again). Without --exit-with-container a container that is absent, stopped or unpublished is waited\n"
           "for, with one log line.\n"
@@ -140,6 +145,7 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
   c.ttl_seconds = ttl.count() / 1000;
   duration("--resync", c.options.resync);
   if (c.options.resync < std::chrono::seconds(1)) cli.usage_error("--resync: at least 1s");
+  duration("--engine-wait", c.engine_wait);
   if (auto v = cli.value("--value-format")) {
     if (*v == "json")
       c.options.format = amb::value_format::json;
