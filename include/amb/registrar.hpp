@@ -200,6 +200,23 @@ inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t s
   }
 }
 
+/// Says (at debug level) that the engine announced a stop of `who`, and how long after the engine's own
+/// time of the event it arrived: the engine's delivery, which the registrar cannot shorten (podman 4.3.1
+/// polls its event log file: docs/protocols.md §2.5), apart from the registrar's own share.
+inline void note_stop_announcement(const docker_event& ev, const std::string& who) {
+  if (!log::enabled(log::level::debug)) return;
+  std::string delay;
+  if (ev.time_nano > 0) {
+    const auto now = std::chrono::system_clock::now().time_since_epoch();
+    const auto late =
+        std::chrono::nanoseconds(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count() - ev.time_nano);
+    delay = ", " +
+            log::duration(std::max(std::chrono::round<std::chrono::milliseconds>(late), std::chrono::milliseconds(0))) +
+            " after the engine's time of the event";
+  }
+  log::debug("stop announced for ", who, " (", log::quoted(ev.action, 40), " event", delay, ")");
+}
+
 /// co_spawn completion: a follower coroutine never ends with an exception unnoticed.
 inline void log_if_failed(std::exception_ptr e) {
   if (!e) return;
@@ -282,6 +299,7 @@ private:
     if (ev.type != "container" || !is_lifecycle_action(ev.action) || !ours(ev)) return;
     log::debug("event ", ev.action, " for container \"", config_.container, "\"");
     if (is_stop_announcement(ev) && started_at_) {
+      detail::note_stop_announcement(ev, "container " + log::quoted(config_.container));
       stopping_run_ = started_at_;  // this run of the container is ending; a later start is a new one
       drain_now_ = true;
     }
@@ -679,6 +697,9 @@ private:
     if (ev.type != "container" || !is_lifecycle_action(ev.action) || ev.id.empty()) return;
     if (is_stop_announcement(ev)) {
       if (auto run = started_at_.find(ev.id); run != started_at_.end()) {
+        auto name = ev.attributes.find("name");
+        detail::note_stop_announcement(ev,
+                                       "container " + log::quoted(name == ev.attributes.end() ? ev.id : name->second));
         stopping_run_[ev.id] = run->second;  // this run is ending; a later start is a new one
         drain_now_.insert(ev.id);
       }
@@ -797,7 +818,8 @@ private:
     std::string skipped, notes;
     for (const auto& s : plan.skipped) skipped += (skipped.empty() ? "" : "; ") + s;
     for (const auto& s : plan.notes) notes += (notes.empty() ? "" : "; ") + s;
-    if (info.running && skipped + notes != skip_notes_[id]) {
+    // Withheld for its health: the notes stay as they were, so a flapping container does not repeat them.
+    if (info.running && !plan.withheld && skipped + notes != skip_notes_[id]) {
       if (!skipped.empty()) log::info("skipping ", skipped);
       if (!notes.empty()) log::info("note: ", notes);
       skip_notes_[id] = skipped + notes;
