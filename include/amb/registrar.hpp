@@ -202,7 +202,7 @@ inline asio::awaitable<void> follow_events(docker_client& docker, std::int64_t s
 
 /// Says (at debug level) that the engine announced a stop of `who`, and how long after the engine's own
 /// time of the event it arrived: the engine's delivery, which the registrar cannot shorten (podman 4.3.1
-/// polls its event log file: docs/protocols.md §2.5), apart from the registrar's own share.
+/// delivers events up to 250 ms late: docs/protocols.md §2.5), apart from the registrar's own share.
 inline void note_stop_announcement(const docker_event& ev, const std::string& who) {
   if (!log::enabled(log::level::debug)) return;
   std::string delay;
