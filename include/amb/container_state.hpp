@@ -8,7 +8,9 @@
 #include "amb/log.hpp"
 #include "amb/parsed.hpp"
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <set>
 #include <string>
@@ -132,6 +134,15 @@ inline bool is_stop_announcement(const docker_event& ev) {
   for (std::string_view stopping : {"15", "9", "2", "3", "TERM", "KILL", "INT", "QUIT"})
     if (sig == stopping) return true;
   return false;
+}
+
+/// How long a draining mark holds while the container still runs: its stop timeout (Config.StopTimeout,
+/// else the engines' default of 10 s) and 5 s more. A stop cannot last longer (the engine kills the
+/// container then); a container still running after that was not being stopped (a podman `kill` with a
+/// signal that does not end it: podman's event does not name the signal), so the mark is withdrawn.
+inline std::chrono::milliseconds drain_limit(const container_info& c) {
+  const std::int64_t seconds = c.stop_timeout >= 0 ? c.stop_timeout : 10;
+  return std::chrono::seconds(seconds + 5);
 }
 
 /// True for the container actions Docker and podman are known to send (docs/protocols.md §2.5); a

@@ -290,6 +290,7 @@ private:
   // Until the next look: the resync (or the retry while the engine fails), or the end of a hold-down.
   clock::duration next_wait() const {
     clock::duration d = engine_failing_ ? options_.retry : options_.resync;
+    if (drain_until_) d = std::min<clock::duration>(d, std::max<clock::duration>(*drain_until_ - clock::now(), {}));
     if (holddown_until_)
       d = std::min<clock::duration>(d, std::max<clock::duration>(*holddown_until_ - clock::now(), {}));
     return d;
@@ -301,6 +302,7 @@ private:
     if (is_stop_announcement(ev) && started_at_) {
       detail::note_stop_announcement(ev, "container " + log::quoted(config_.container));
       stopping_run_ = started_at_;  // this run of the container is ending; a later start is a new one
+      announced_at_ = clock::now();
       drain_now_ = true;
     }
     wake_.notify();
@@ -402,9 +404,22 @@ private:
         registration_state rs;
         if (gated && health == health_state::healthy) rs.health = "healthy";
         rs.draining = stopping_run_ && *stopping_run_ == info.started_at;
-        value = format_registration(options_.format, *host, host_port, config_.extra, rs);
-        // No line here: the sink says "registered" once the key really is in the registry.
-        state = "registered " + key_ + " = " + *value;
+        drain_until_.reset();
+        if (rs.draining && clock::now() >= announced_at_ + drain_limit(info)) {
+          log::info(who, " still runs ", log::duration(drain_limit(info)),
+                    " after the engine announced its stop: not being stopped after all; draining withdrawn");
+          stopping_run_.reset();
+          rs.draining = false;
+        } else if (rs.draining) {
+          drain_until_ = announced_at_ + drain_limit(info);  // run() looks again then
+        }
+        if (rs.draining && options_.format == value_format::hostport) {
+          state = "draining";  // the hostport form cannot say it: the key stays away until the container exits
+        } else {
+          value = format_registration(options_.format, *host, host_port, config_.extra, rs);
+          // No line here: the sink says "registered" once the key really is in the registry.
+          state = "registered " + key_ + " = " + *value;
+        }
       }
     } catch (const std::system_error& e) {
       if (e.code() != errc::no_such_container) {
@@ -460,6 +475,8 @@ private:
   std::string last_state_;
   std::optional<std::string> started_at_;            // State.StartedAt at the last look: which run is current
   std::optional<std::string> stopping_run_;          // the run the engine announced it is stopping
+  clock::time_point announced_at_{};                 // when that stop was announced
+  std::optional<clock::time_point> drain_until_;     // when the draining mark of a container still running ends
   bool drain_now_ = false;                           // a stop was announced: mark draining before anything else
   std::optional<clock::time_point> holddown_until_;  // no re-registration before this (after an unhealthy spell)
   detail::say_once unknown_health_;
@@ -532,6 +549,7 @@ inline auto_plan plan_container(const container_info& c, const registrar_options
     }
     own_ip = *ip;
   }
+  if (draining && options.format == value_format::hostport) return plan;  // it cannot say draining: no key
   registration_state state;
   if (gated && health == health_state::healthy) state.health = "healthy";
   state.draining = draining;
@@ -701,6 +719,7 @@ private:
         detail::note_stop_announcement(ev,
                                        "container " + log::quoted(name == ev.attributes.end() ? ev.id : name->second));
         stopping_run_[ev.id] = run->second;  // this run is ending; a later start is a new one
+        announced_at_[ev.id] = clock::now();
         drain_now_.insert(ev.id);
       }
     }
@@ -724,6 +743,7 @@ private:
     health_notes_.erase(id);
     started_at_.erase(id);
     stopping_run_.erase(id);
+    announced_at_.erase(id);
     held_.erase(id);
     holddown_until_.erase(id);
   }
@@ -813,7 +833,18 @@ private:
       log::warn(who, " reports health status ", log::quoted(info.health, 40),
                 ", which amb does not know: ignored (registered as without a health check); said once");
     auto stopping = stopping_run_.find(id);
-    const bool draining = info.running && stopping != stopping_run_.end() && stopping->second == info.started_at;
+    bool draining = info.running && stopping != stopping_run_.end() && stopping->second == info.started_at;
+    if (draining) {
+      const auto until = announced_at_[id] + drain_limit(info);
+      if (clock::now() >= until) {
+        log::info(who, " still runs ", log::duration(drain_limit(info)),
+                  " after the engine announced its stop: not being stopped after all; draining withdrawn");
+        stopping_run_.erase(stopping);
+        draining = false;
+      } else {
+        held_[id] = held_.count(id) ? std::min(held_[id], until) : until;  // look again then
+      }
+    }
     auto plan = plan_container(info, options_, config_, draining);
     std::string skipped, notes;
     for (const auto& s : plan.skipped) skipped += (skipped.empty() ? "" : "; ") + s;
@@ -903,7 +934,8 @@ private:
   std::map<std::string, std::string> stopping_run_;          // id -> the run the engine announced it is stopping
   std::set<std::string> drain_now_;                          // stops announced, draining marks not yet written
   std::map<std::string, clock::time_point> holddown_until_;  // id -> no re-registration before (unhealthy spell)
-  std::map<std::string, clock::time_point> held_;            // id -> when to look again (a held re-registration)
+  std::map<std::string, clock::time_point> held_;  // id -> when to look again (held re-registration, draining end)
+  std::map<std::string, clock::time_point> announced_at_;  // id -> when its stop was announced
   detail::say_once unknown_health_;
 };
 

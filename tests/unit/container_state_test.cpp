@@ -17,7 +17,7 @@ const char* inspect_reply = R"({"Id":"ec4565ba","Name":"/web1",
  "State":{"Status":"running","Running":true,"StartedAt":"2026-12-02T05:51:03.493190149Z",
           "Health":{"Status":"starting","FailingStreak":0,"Log":null}},
  "Config":{"Image":"localhost/amb-test-busybox:latest","Env":["SERVICE_ADDRESS=container:front"],
-           "Labels":{},"ExposedPorts":{"8080/tcp":{}},"StopSignal":"15"},
+           "Labels":{},"ExposedPorts":{"8080/tcp":{}},"StopSignal":"15","StopTimeout":7},
  "NetworkSettings":{"IPAddress":"","Ports":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"44641"}]},
    "Networks":{"front":{"IPAddress":"10.89.0.2","IPPrefixLen":24},"back":{"IPAddress":"10.90.0.7"}}}})";
 
@@ -46,6 +46,16 @@ TEST_CASE("inspect: health, start time, networks, exposed ports") {
   CHECK(c.bindings(80) == std::vector<port_binding>{{"127.0.0.1", 44641}});
   REQUIRE(c.ports.count("8080/tcp") == 1);  // exposed only: listed, no binding
   CHECK(c.ports.at("8080/tcp").empty());
+  CHECK(c.stop_timeout == 7);
+}
+
+TEST_CASE("a draining mark holds for the stop timeout and 5s more (10s when the engine does not say)") {
+  auto c = parsed_inspect();
+  CHECK(drain_limit(c) == std::chrono::seconds(12));
+  c.stop_timeout = -1;  // Docker leaves Config.StopTimeout out unless it was set
+  CHECK(drain_limit(c) == std::chrono::seconds(15));
+  c.stop_timeout = 0;
+  CHECK(drain_limit(c) == std::chrono::seconds(5));
 }
 
 TEST_CASE("health statuses: the four known, anything else unknown") {

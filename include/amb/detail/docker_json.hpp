@@ -27,13 +27,14 @@ struct port_binding {
 
 /// What `GET /containers/{id}/json` says about a container, reduced to what a registrar needs.
 struct container_info {
-  std::string id;          ///< full id
-  std::string name;        ///< without the leading '/'
-  std::string image;       ///< Config.Image (the name the user ran)
-  bool running = false;    ///< State.Running
-  std::string status;      ///< State.Status: "running", "exited", ...
-  std::string health;      ///< State.Health.Status ("healthy", ...) or "" without a health check
-  std::string started_at;  ///< State.StartedAt: tells one run of the container from the next
+  std::string id;                  ///< full id
+  std::string name;                ///< without the leading '/'
+  std::string image;               ///< Config.Image (the name the user ran)
+  bool running = false;            ///< State.Running
+  std::string status;              ///< State.Status: "running", "exited", ...
+  std::string health;              ///< State.Health.Status ("healthy", ...) or "" without a health check
+  std::string started_at;          ///< State.StartedAt: tells one run of the container from the next
+  std::int64_t stop_timeout = -1;  ///< Config.StopTimeout in seconds; -1 when the engine does not say
   /// NetworkSettings.Networks: network name -> the container's own IPv4 address there ("" when it has none).
   std::map<std::string, std::string> networks;
   std::map<std::string, std::string> labels;  ///< Config.Labels
@@ -220,6 +221,7 @@ inline parsed<container_info> parse_container_inspect(std::string_view body) {
   if (const auto* config = json_member(doc, "Config")) {
     c.image = json_string(*config, "Image");
     c.labels = json_string_map(json_member(*config, "Labels"));
+    json_int(json_member(*config, "StopTimeout"), c.stop_timeout);
     if (const auto* env = json_member(*config, "Env"); env && env->is<picojson::array>())
       for (const auto& e : env->get<picojson::array>())
         if (e.is<std::string>()) c.env.push_back(e.get<std::string>());
