@@ -190,7 +190,7 @@ std::string container_ip(const std::string& name, const std::string& net) {
 }
 
 // The etcd value of `key` equals `want` within `timeout` ("" = absent).
-bool becomes(const std::string& key, const std::string& want, std::chrono::milliseconds timeout = 10s) {
+bool becomes(const std::string& key, const std::string& want, std::chrono::milliseconds timeout = 30s) {
   return wait_until([&] { return etcd_value(etcd(), key) == want; }, timeout, 20ms);
 }
 
@@ -243,8 +243,8 @@ TEST_CASE("health gating, one-container and --all: starting waits, unhealthy rem
   CHECK(becomes(plain_key, json_value("127.0.0.1", pm.published_port(plain, 80))));
   const std::string starting =
       "docker-register: container \"" + name + "\" is starting: not registered until its health check passes\n";
-  CHECK(wait_until([&] { return seed.output().find(starting) != std::string::npos; }, 10s));
-  CHECK(wait_until([&] { return all.output().find(starting) != std::string::npos; }, 10s));
+  CHECK(wait_until([&] { return seed.output().find(starting) != std::string::npos; }, 30s));
+  CHECK(wait_until([&] { return all.output().find(starting) != std::string::npos; }, 30s));
   CHECK(etcd_value(etcd(), seed_key).empty());
   CHECK(etcd_value(etcd(), auto_key).empty());
 
@@ -432,8 +432,18 @@ TEST_CASE("a real health check run every 200ms: bounded etcd writes in both mode
   auto seed = start_docker_register(etcd(), pm.url(), {"--ttl", "2s", name, "80", "flap-s-" + tag});
   auto all = start_docker_register(etcd(), pm.url(), {"--all", "--ttl", "2s", "--hostname", "h17", "--resync", "1m"});
   INFO("seed:\n", seed.output(), "\nall:\n", all.output());
-  REQUIRE(wait_until([&] { return seed.output().find("is starting") != std::string::npos; }, 10s));
-  REQUIRE(wait_until([&] { return all.output().find("\"" + name + "\" is starting") != std::string::npos; }, 10s));
+  REQUIRE(wait_until([&] { return seed.output().find("is starting") != std::string::npos; }, 30s));
+  REQUIRE(wait_until([&] { return all.output().find("\"" + name + "\" is starting") != std::string::npos; }, 30s));
+  // Two checks, one after the other (unhealthy, then healthy): registered before it flaps.
+  const auto check = [&] {
+    unix_exchange(pm.socket_path(),
+                  "GET /v4.0.0/libpod/containers/" + name + "/healthcheck HTTP/1.0\r\nHost: d\r\n\r\n", 30s);
+  };
+  check();
+  check();
+  const std::string healthy = json_value("127.0.0.1", pm.published_port(name, 80), ",\"health\":\"healthy\"");
+  REQUIRE(becomes(seed_key, healthy));
+  REQUIRE(becomes(auto_key, healthy));
 
   // A check started every 200ms for 3s through podman's own API (libpod's healthcheck endpoint: the
   // CLI takes longer than 200ms here); each takes 0.3-0.5s, so several run at once.
@@ -441,10 +451,7 @@ TEST_CASE("a real health check run every 200ms: bounded etcd writes in both mode
   std::vector<std::thread> checks;
   for (auto t = std::chrono::steady_clock::now(), end = t + 3s; t < end; t += 200ms) {
     std::this_thread::sleep_until(t);
-    checks.emplace_back([&] {
-      unix_exchange(pm.socket_path(),
-                    "GET /v4.0.0/libpod/containers/" + name + "/healthcheck HTTP/1.0\r\nHost: d\r\n\r\n", 30s);
-    });
+    checks.emplace_back(check);
   }
   for (auto& t : checks) t.join();
   std::this_thread::sleep_for(1500ms);  // the last change and its hold-down settle
@@ -456,7 +463,7 @@ TEST_CASE("a real health check run every 200ms: bounded etcd writes in both mode
     std::size_t writes = 0;
     for (const auto& c : changes.changes(key)) writes += c.at >= start ? 1 : 0;
     MESSAGE(key, ": ", writes, " etcd writes for ", flips, " health checks in ", ms(window), "ms; bound ", bound);
-    CHECK(writes <= bound);
+    CHECK(writes <= bound);  // (how many below it depends on how fast podman runs checks and sends events here)
   }
   CHECK(flips >= 8);  // it did flap
   for (auto* r : {&seed, &all}) r->signal(SIGTERM);
