@@ -38,6 +38,7 @@
 
 // The container engine and the registrar.
 #include "amb/docker_client.hpp"
+#include "amb/container_state.hpp"
 #include "amb/host_address.hpp"
 #include "amb/registrar.hpp"
 #include "amb/etcd_registrar.hpp"

@@ -41,9 +41,10 @@ struct etcd_registrar_options {
 /// Publishes containers' host addresses into etcd and keeps them true: follows the engine (seed mode:
 /// one container, seed_follower; automatic mode: all, auto_follower) and writes through one lease
 /// kept alive (etcd_lease_keeper), so a registrar that dies is forgotten after the TTL and one that
-/// stops (stop()) removes every key at once. Logs "registered KEY = VALUE" only once the key is in
-/// etcd; while etcd cannot be reached, one line says what waits for it. Single-threaded: use it on
-/// the client's executor. Destroy it before the etcd client.
+/// stops (stop()) removes every key at once. Logs "registered KEY = VALUE" (or "draining KEY = VALUE",
+/// once the engine announced a stop) only once the key is in etcd; while etcd cannot be reached, one
+/// line says what waits for it. Single-threaded: use it on the client's executor. Destroy it before
+/// the etcd client.
 class etcd_registrar {
 public:
   /// A registrar writing through `etcd` (which must outlive it), reading the engine at `engine`.
@@ -168,6 +169,10 @@ private:
     auto& said = announced_[key];
     if (said == value) return;  // written again under a new lease: the keeper said so already
     said = value;
+    if (is_draining_value(value)) {
+      log::info("draining ", key, " = ", value, " (the engine is stopping the container; the key goes when it exits)");
+      return;
+    }
     std::string note;
     if (options_.seed) {
       auto v = parse_registry_value(value);

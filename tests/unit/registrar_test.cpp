@@ -100,4 +100,69 @@ TEST_CASE("automatic mode: ignore, explicit, not running, no host IP") {
         "[::1]:7");
 }
 
+TEST_CASE("values: health and draining fields in JSON, reserved names dropped, nothing in hostport") {
+  CHECK(format_registration(value_format::json, "10.0.0.5", 80, {{"zone", "a"}}) ==
+        R"({"host":"10.0.0.5","port":80,"zone":"a"})");
+  CHECK(format_registration(value_format::json, "10.0.0.5", 80, {{"health", "x"}, {"draining", "no"}, {"w", "1"}},
+                            {"healthy", true}) ==
+        R"({"host":"10.0.0.5","port":80,"w":1,"health":"healthy","draining":true})");
+  CHECK(format_registration(value_format::hostport, "10.0.0.5", 80, {}, {"healthy", true}) == "10.0.0.5:80");
+  const std::string v = R"({"host":"10.0.0.5","port":80,"health":"healthy"})";
+  CHECK_FALSE(is_draining_value(v));
+  CHECK(draining_value(v) == R"({"host":"10.0.0.5","port":80,"health":"healthy","draining":true})");
+  CHECK(draining_value(draining_value(v)) == draining_value(v));
+  CHECK(is_draining_value(draining_value(v)));
+  // A user's field whose text looks like the mark is escaped inside its string: not the mark.
+  const auto tricky = format_registration(value_format::json, "h", 1, {{"note", R"(,"draining":true)"}});
+  CHECK_FALSE(is_draining_value(tricky));
+}
+
+TEST_CASE("automatic mode with health gating: starting and unhealthy withheld, healthy marked, ignore as before") {
+  auto c = container("w", "img", {{"80/tcp", {{"127.0.0.1", 1}}}}, {"SERVICE_NAME=web"});
+  c.health = "starting";
+  auto plan = plan_container(c, opts(), {"h", false});
+  CHECK(plan.entries.empty());
+  CHECK(plan.withheld == health_state::starting);
+  c.health = "unhealthy";
+  CHECK(plan_container(c, opts(), {"h", false}).withheld == health_state::unhealthy);
+  c.health = "healthy";
+  plan = plan_container(c, opts(), {"h", false});
+  CHECK_FALSE(plan.withheld);
+  REQUIRE(plan.entries.size() == 1);
+  CHECK(plan.entries[0].value == R"({"host":"127.0.0.1","port":1,"health":"healthy"})");
+  CHECK(plan_container(c, opts(), {"h", false}, true).entries[0].value ==
+        R"({"host":"127.0.0.1","port":1,"health":"healthy","draining":true})");
+  auto ignore = opts();
+  ignore.health = health_mode::ignore;
+  c.health = "unhealthy";
+  plan = plan_container(c, ignore, {"h", false});
+  REQUIRE(plan.entries.size() == 1);
+  CHECK(plan.entries[0].value == R"({"host":"127.0.0.1","port":1})");
+  c.health = "degraded";  // unknown: as without a health check
+  CHECK(plan_container(c, opts(), {"h", false}).entries[0].value == R"({"host":"127.0.0.1","port":1})");
+}
+
+TEST_CASE("automatic mode with the container's own address: exposed ports at their private port; SERVICE_ADDRESS") {
+  auto c = container("w", "img", {{"80/tcp", {{"127.0.0.1", 32768}}}, {"8080/tcp", {}}}, {"SERVICE_NAME=web"});
+  c.networks = {{"front", "10.89.0.2"}};
+  auto own = opts();
+  own.address = address_mode{true, ""};
+  auto plan = plan_container(c, own, {"h", false});
+  REQUIRE(plan.entries.size() == 2);
+  CHECK(plan.entries[0].key == "/services/web/h:w:80");
+  CHECK(plan.entries[0].value == R"({"host":"10.89.0.2","port":80})");
+  CHECK(plan.entries[1].value == R"({"host":"10.89.0.2","port":8080})");
+  c.labels["SERVICE_ADDRESS"] = "published";  // the container says otherwise; not an extra field
+  plan = plan_container(c, own, {"h", false});
+  REQUIRE(plan.entries.size() == 1);
+  CHECK(plan.entries[0].value == R"({"host":"127.0.0.1","port":32768})");
+  c.labels["SERVICE_ADDRESS"] = "container:back";
+  CHECK(plan_container(c, opts(), {"h", false}).skipped ==
+        std::vector<std::string>{"container \"w\" is not on network \"back\" (it is on front)"});
+  c.labels["SERVICE_ADDRESS"] = "nowhere";
+  CHECK(plan_container(c, opts(), {"h", false}).skipped ==
+        std::vector<std::string>{"container \"w\": SERVICE_ADDRESS: bad address mode \"nowhere\" (use published, "
+                                 "container or container:NETWORK)"});
+}
+
 }  // namespace registrar_test

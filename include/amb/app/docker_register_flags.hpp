@@ -8,6 +8,7 @@
 #include "amb/app/docker_links.hpp"
 #include "amb/app/etcd_settings.hpp"
 #include "amb/app/host_ip.hpp"
+#include "amb/container_state.hpp"
 #include "amb/docker_client.hpp"
 #include "amb/etcd_registrar.hpp"
 #include "amb/log.hpp"
@@ -79,6 +80,12 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
               "host IP for ports published on all interfaces (default: HOST_IP, then the default route's address)")
       .option("--value-format", "F",
               "json (the 2014 programs' {\"host\":..,\"port\":..}, default) or hostport (host:port)")
+      .option("--health", "MODE",
+              "gate (default): a container with a health check is registered only while healthy;\n"
+              "ignore: registered while it runs, whatever its health")
+      .option("--address", "MODE",
+              "published (default): host IP + published port; container[:NETWORK]: the container's own IP\n"
+              "on NETWORK (or on its only network) + the private port; SERVICE_ADDRESS (label or env) overrides")
       .flag("--exit-with-container", "one-container mode: exit 0 when the container is removed, 1 when absent at start")
       .flag("--all", "automatic mode: register every running container's published tcp ports")
       .flag("--explicit", "automatic mode: only ports whose container names a service (SERVICE_NAME...)")
@@ -103,6 +110,14 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
           "SERVICE is SERVICE_<port>_NAME or SERVICE_NAME (label or env), else the image's base name\n"
           "(+ -<port> when several ports are published); SERVICE_IGNORE skips; other SERVICE_<KEY> become\n"
           "extra fields (SERVICE_WEIGHT -> \"weight\").\n"
+          "\n"
+          "Health: with --health gate (the default) a container that has a health check is registered only\n"
+          "while it is healthy (\"health\":\"healthy\" in the value): starting waits, unhealthy removes the key at\n"
+          "once, healthy again writes it back (no sooner than 1s after the removal). Containers without a\n"
+          "health check are registered as they run. --health ignore does not look at health checks.\n"
+          "Stopping: when the engine announces a stop (its kill or stop event, before die) the value is\n"
+          "rewritten at once with \"draining\":true (with --value-format hostport the key is removed); die\n"
+          "removes the key.\n"
           "\n"
           "Host IP: the published binding's own IP; for a port published on all interfaces (\"\", 0.0.0.0, ::)\n"
           "--ip, else HOST_IP, else the address of the interface with the default route (logged at start).\n"
@@ -153,6 +168,17 @@ inline docker_register_config parse_docker_register_flags(int argc, char** argv)
       c.options.format = amb::value_format::hostport;
     else
       cli.usage_error("--value-format: bad format " + amb::log::quoted(*v) + " (use json or hostport)");
+  }
+
+  if (auto v = cli.value("--health")) {
+    auto mode = amb::parse_health_mode(*v);
+    if (!mode) cli.usage_error("--health: " + mode.error);
+    c.options.health = *mode;
+  }
+  if (auto v = cli.value("--address")) {
+    auto mode = amb::parse_address_mode(*v);
+    if (!mode) cli.usage_error("--address: " + mode.error);
+    c.options.address = *mode;
   }
 
   c.all = cli.has("--all");

@@ -27,15 +27,20 @@ struct port_binding {
 
 /// What `GET /containers/{id}/json` says about a container, reduced to what a registrar needs.
 struct container_info {
-  std::string id;                             ///< full id
-  std::string name;                           ///< without the leading '/'
-  std::string image;                          ///< Config.Image (the name the user ran)
-  bool running = false;                       ///< State.Running
-  std::string status;                         ///< State.Status: "running", "exited", ...
-  std::string health;                         ///< State.Health.Status ("healthy", ...) or "" without a health check
+  std::string id;                  ///< full id
+  std::string name;                ///< without the leading '/'
+  std::string image;               ///< Config.Image (the name the user ran)
+  bool running = false;            ///< State.Running
+  std::string status;              ///< State.Status: "running", "exited", ...
+  std::string health;              ///< State.Health.Status ("healthy", ...) or "" without a health check
+  std::string started_at;          ///< State.StartedAt: tells one run of the container from the next
+  std::int64_t stop_timeout = -1;  ///< Config.StopTimeout in seconds; -1 when the engine does not say
+  /// NetworkSettings.Networks: network name -> the container's own IPv4 address there ("" when it has none).
+  std::map<std::string, std::string> networks;
   std::map<std::string, std::string> labels;  ///< Config.Labels
   std::vector<std::string> env;               ///< Config.Env, "KEY=VALUE" strings
-  /// NetworkSettings.Ports: "80/tcp" -> bindings; an empty vector for an exposed but unpublished port.
+  /// NetworkSettings.Ports: "80/tcp" -> bindings; an empty vector for an exposed but unpublished port
+  /// (Config.ExposedPorts are added as such when the engine leaves them out of NetworkSettings.Ports).
   std::map<std::string, std::vector<port_binding>> ports;
 
   /// The bindings of private_port/proto; empty when unpublished or unknown.
@@ -210,11 +215,13 @@ inline parsed<container_info> parse_container_inspect(std::string_view body) {
   if (const auto* state = json_member(doc, "State")) {
     c.running = json_bool(*state, "Running");
     c.status = json_string(*state, "Status");
+    c.started_at = json_string(*state, "StartedAt");
     if (const auto* health = json_member(*state, "Health")) c.health = json_string(*health, "Status");
   }
   if (const auto* config = json_member(doc, "Config")) {
     c.image = json_string(*config, "Image");
     c.labels = json_string_map(json_member(*config, "Labels"));
+    json_int(json_member(*config, "StopTimeout"), c.stop_timeout);
     if (const auto* env = json_member(*config, "Env"); env && env->is<picojson::array>())
       for (const auto& e : env->get<picojson::array>())
         if (e.is<std::string>()) c.env.push_back(e.get<std::string>());
@@ -233,6 +240,13 @@ inline parsed<container_info> parse_container_inspect(std::string_view body) {
       }
     }
   }
+  if (const auto* config = json_member(doc, "Config")) {
+    if (const auto* exposed = json_member(*config, "ExposedPorts"); exposed && exposed->is<picojson::object>())
+      for (const auto& [key, ignored] : exposed->get<picojson::object>()) c.ports[key];  // exposed: no binding
+  }
+  const auto* networks = net ? json_member(*net, "Networks") : nullptr;
+  if (networks && networks->is<picojson::object>())
+    for (const auto& [name, n] : networks->get<picojson::object>()) c.networks[name] = json_string(n, "IPAddress");
   r.value = std::move(c);
   return r;
 }
