@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
   options.proxy.service = c.target.to_string();
   options.proxy.connect_timeout = c.connect_timeout;
   options.proxy.idle_timeout = c.idle_timeout;
+  options.proxy.send_proxy = c.send_proxy;
   std::optional<amb::ambassador> ambassador;
   try {
     ambassador.emplace(io.get_executor(), options);

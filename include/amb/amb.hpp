@@ -19,6 +19,7 @@
 #include "amb/tcp_connect.hpp"
 #include "amb/tcp_listener.hpp"
 #include "amb/relay.hpp"
+#include "amb/proxy_protocol.hpp"
 
 // etcd v3 over the JSON gateway.
 #include "amb/etcd_error.hpp"

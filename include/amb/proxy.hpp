@@ -5,6 +5,7 @@
 #include "amb/balancer.hpp"
 #include "amb/detail/async.hpp"
 #include "amb/log.hpp"
+#include "amb/proxy_protocol.hpp"
 #include "amb/relay.hpp"
 #include "amb/tcp_connect.hpp"
 
@@ -31,6 +32,9 @@ struct proxy_options {
   /// One fixed target (simple-amb): a failed connect closes the client at once with the static
   /// forwarder's line, `connection from CLIENT: connect TARGET: ERROR`, instead of failing over.
   bool fixed_target = false;
+  /// Announce each client to its instance with a PROXY protocol header (haproxy's specification), so
+  /// the instance sees the client's address rather than the ambassador's; it must expect the header.
+  proxy_protocol send_proxy = proxy_protocol::none;
 };
 
 /// Running totals the proxy keeps (read by the metrics endpoint).
@@ -217,6 +221,27 @@ private:
               log::duration(std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout)),
               " after ", log::count(inst->consecutive_fails, "failed connect"), " (last: ", ec.message(), ")");
         continue;
+      }
+      if (opts_.send_proxy != proxy_protocol::none) {
+        // The header goes first, before any byte of the client's: a fresh connection's send buffer
+        // takes it whole. The client's addresses come from the accepted socket (one getpeername and
+        // one getsockname, only when the header is wanted).
+        std::error_code peer_ec, local_ec;
+        const auto from = client.remote_endpoint(peer_ec);
+        const auto to = client.local_endpoint(local_ec);
+        if (peer_ec || local_ec) {  // the client left while we connected: nothing to announce or relay
+          co_return false;
+        }
+        const std::string header = proxy_protocol_header(opts_.send_proxy, from, to);
+        auto [write_ec, written] =
+            co_await asio::async_write(upstream, asio::buffer(header), detail::use_nothrow_awaitable);
+        if (write_ec) {  // the instance closed at once: as a failed connect, try the next one
+          tried.push_back(inst);
+          ++stats_.connect_failures[inst->id];
+          log::debug("PROXY header to ", log::escaped(inst->id), ": ", write_ec.message(),
+                     "; trying the next instance");
+          continue;
+        }
       }
       if (balancer_.report_success(*inst))
         log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),

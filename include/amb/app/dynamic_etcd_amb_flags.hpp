@@ -47,6 +47,9 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
       .option("--fail-timeout", "DURATION", "how long an ejected instance sits out (default 10s)")
       .option("--wait-for-backend", "DURATION",
               "hold a client this long when no instance is reachable (default 0 = close)")
+      .option("--send-proxy", "v1|v2",
+              "begin every connection to an instance with a PROXY protocol header (haproxy's) naming the client\n"
+              "(default: none; the instance must expect it)")
       .option("--drain-timeout", "DURATION", "on SIGTERM/SIGINT, wait this long for open connections (default 9s)")
       .option("--metrics", "HOST:PORT", "serve Prometheus /metrics and /healthz here")
       .option("--freshness-check", "DURATION",
@@ -121,6 +124,11 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
     auto n = amb::cli::parse_number<std::uint32_t>(*v, 0, 1000);
     if (!n) p.usage_error(n.error + " for --max-fails");
     s.balance.max_fails = *n;
+  }
+  if (auto v = p.value("--send-proxy")) {
+    auto version = amb::parse_proxy_protocol(*v);
+    if (!version) p.usage_error(version.error + " for --send-proxy");
+    s.proxy.send_proxy = *version;
   }
   if (auto v = p.value("--policy")) {
     auto pol = amb::parse_balance_policy(*v);

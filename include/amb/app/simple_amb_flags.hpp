@@ -6,6 +6,7 @@
 #include "amb/app/cli.hpp"
 #include "amb/app/docker_links.hpp"
 #include "amb/log.hpp"
+#include "amb/proxy_protocol.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -22,7 +23,8 @@ struct simple_amb_config {
   amb::host_port target;
   std::chrono::milliseconds connect_timeout{5000};
   std::chrono::milliseconds idle_timeout{0};
-  unsigned threads = 1;       ///< event-loop threads, each with its own SO_REUSEPORT listener
+  unsigned threads = 1;  ///< event-loop threads, each with its own SO_REUSEPORT listener
+  amb::proxy_protocol send_proxy = amb::proxy_protocol::none;  ///< --send-proxy
   std::string target_source;  ///< for the start-up line when the target came from the environment
 };
 
@@ -51,6 +53,9 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
       .option("--connect-timeout", "D", "give up connecting to the target after D (default 5s; 0 = never)")
       .option("--idle-timeout", "D", "close a connection with no byte either way for D (default: never)")
       .option("--threads", "N", "event-loop threads, each with its own listener on the port (default 1)")
+      .option("--send-proxy", "v1|v2",
+              "begin every connection to the target with a PROXY protocol header (haproxy's) naming the client\n"
+              "(default: none; the target must expect it)")
       .option("--log-level", "L", "debug, info, warn, error or off (default info)")
       .positionals(0, 1, "TARGET_HOST:PORT")
       .example("simple-amb 172.17.42.1:4001")
@@ -83,6 +88,11 @@ inline simple_amb_config parse_simple_amb_flags(int argc, char** argv) {
     auto n = amb::cli::parse_number<unsigned>(*v, 1, 256);
     if (!n) cli.usage_error("--threads: " + n.error);
     c.threads = *n;
+  }
+  if (auto v = cli.value("--send-proxy")) {
+    auto version = amb::parse_proxy_protocol(*v);
+    if (!version) cli.usage_error("--send-proxy: " + version.error);
+    c.send_proxy = *version;
   }
   if (auto v = cli.value("--log-level")) {
     auto level = amb::log::parse_level(*v);
