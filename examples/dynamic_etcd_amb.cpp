@@ -52,9 +52,10 @@ int main(int argc, char** argv) {
   amb::etcd_client client = amb::make_etcd_client_or_exit(ex, s.etcd);
   amb::etcd_watch_options watch_options;
   watch_options.freshness_interval = s.freshness_check;
-  amb::etcd_follower follower(*ambassador, client, s.directory, watch_options);
+  amb::etcd_follower follower(*ambassador, client, s.directory, watch_options, s.state_file);
 
-  // /healthz: the first read of etcd succeeded, and the set was confirmed recently enough.
+  // /healthz: the set is known (etcd was read, or the state file stood in for it at start), and was
+  // confirmed equal to etcd's recently enough.
   auto healthy = [&] {
     return follower.ready() && (s.max_staleness.count() == 0 || follower.fresh_age() <= s.max_staleness);
   };
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
       amb::log::error(e.what());
       return 1;
     }
+    metrics_server->set_health_note([&] {
+      return follower.serving_from_state_file() ? "serving the last known set from the state file " +
+                                                      amb::log::escaped(s.state_file) + "; etcd not reached yet"
+                                                : std::string();
+    });
     amb::add_ambassador_metrics(metrics, *ambassador, follower);
     asio::co_spawn(ex, metrics_server->run(), [](std::exception_ptr) {});  // run() handles its own errors
   }

@@ -35,6 +35,7 @@
 #include "amb/service_watch.hpp"
 #include "amb/proxy.hpp"
 #include "amb/ambassador.hpp"
+#include "amb/instance_state_file.hpp"
 #include "amb/etcd_follower.hpp"
 
 // The container engine and the registrar.

@@ -132,8 +132,10 @@ inline std::string http_reply(int status, std::string_view reason, std::string_v
   return r;
 }
 
-/// The reply for one request head; `ready` drives /healthz. HEAD gets headers only.
-inline std::string metrics_answer(std::string_view head, metrics_registry& m, bool ready) {
+/// The reply for one request head; `ready` drives /healthz, whose body adds `note` when there is one
+/// ("ok: serving the last known set from ..."). HEAD gets headers only.
+inline std::string metrics_answer(std::string_view head, metrics_registry& m, bool ready,
+                                  const std::string& note = {}) {
   auto line_end = head.find("\r\n");
   auto line = head.substr(0, line_end);
   auto sp1 = line.find(' ');
@@ -151,8 +153,9 @@ inline std::string metrics_answer(std::string_view head, metrics_registry& m, bo
     m.collect();
     reply = http_reply(200, "OK", "text/plain; version=0.0.4; charset=utf-8", m.render());
   } else if (target == "/healthz") {
-    reply = ready ? http_reply(200, "OK", "text/plain; charset=utf-8", "ok\n")
-                  : http_reply(503, "Service Unavailable", "text/plain; charset=utf-8", "not ready\n");
+    const std::string more = note.empty() ? "\n" : ": " + note + "\n";
+    reply = ready ? http_reply(200, "OK", "text/plain; charset=utf-8", "ok" + more)
+                  : http_reply(503, "Service Unavailable", "text/plain; charset=utf-8", "not ready" + more);
   } else {
     reply = http_reply(404, "Not Found", "text/plain; charset=utf-8", "not found\n");
   }
@@ -183,6 +186,10 @@ public:
     }
     if (ec) throw std::system_error(ec, "metrics listen on " + where.to_string());
   }
+
+  /// A line /healthz adds to its answer while it returns non-empty text (e.g. where the instance
+  /// set comes from); asked at each /healthz request.
+  void set_health_note(std::function<std::string()> note) { note_ = std::move(note); }
 
   /// The bound port (useful with port 0).
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
@@ -250,7 +257,7 @@ private:
           co_return;
         }
       }
-      auto reply = detail::metrics_answer(head, metrics_, ready_ && ready_());
+      auto reply = detail::metrics_answer(head, metrics_, ready_ && ready_(), note_ ? note_() : std::string());
       co_await asio::async_write(sock, asio::buffer(reply), detail::use_nothrow_awaitable);
       deadline.cancel();
       std::error_code ignored;  // the client may already be gone
@@ -266,6 +273,7 @@ private:
   asio::ip::tcp::acceptor acceptor_;
   metrics_registry& metrics_;
   std::function<bool()> ready_;
+  std::function<std::string()> note_;
   metrics_server_options opts_;
   std::size_t clients_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

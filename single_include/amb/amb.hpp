@@ -5703,8 +5703,10 @@ inline std::string http_reply(int status, std::string_view reason, std::string_v
   return r;
 }
 
-/// The reply for one request head; `ready` drives /healthz. HEAD gets headers only.
-inline std::string metrics_answer(std::string_view head, metrics_registry& m, bool ready) {
+/// The reply for one request head; `ready` drives /healthz, whose body adds `note` when there is one
+/// ("ok: serving the last known set from ..."). HEAD gets headers only.
+inline std::string metrics_answer(std::string_view head, metrics_registry& m, bool ready,
+                                  const std::string& note = {}) {
   auto line_end = head.find("\r\n");
   auto line = head.substr(0, line_end);
   auto sp1 = line.find(' ');
@@ -5722,8 +5724,9 @@ inline std::string metrics_answer(std::string_view head, metrics_registry& m, bo
     m.collect();
     reply = http_reply(200, "OK", "text/plain; version=0.0.4; charset=utf-8", m.render());
   } else if (target == "/healthz") {
-    reply = ready ? http_reply(200, "OK", "text/plain; charset=utf-8", "ok\n")
-                  : http_reply(503, "Service Unavailable", "text/plain; charset=utf-8", "not ready\n");
+    const std::string more = note.empty() ? "\n" : ": " + note + "\n";
+    reply = ready ? http_reply(200, "OK", "text/plain; charset=utf-8", "ok" + more)
+                  : http_reply(503, "Service Unavailable", "text/plain; charset=utf-8", "not ready" + more);
   } else {
     reply = http_reply(404, "Not Found", "text/plain; charset=utf-8", "not found\n");
   }
@@ -5754,6 +5757,10 @@ public:
     }
     if (ec) throw std::system_error(ec, "metrics listen on " + where.to_string());
   }
+
+  /// A line /healthz adds to its answer while it returns non-empty text (e.g. where the instance
+  /// set comes from); asked at each /healthz request.
+  void set_health_note(std::function<std::string()> note) { note_ = std::move(note); }
 
   /// The bound port (useful with port 0).
   std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
@@ -5821,7 +5828,7 @@ private:
           co_return;
         }
       }
-      auto reply = detail::metrics_answer(head, metrics_, ready_ && ready_());
+      auto reply = detail::metrics_answer(head, metrics_, ready_ && ready_(), note_ ? note_() : std::string());
       co_await asio::async_write(sock, asio::buffer(reply), detail::use_nothrow_awaitable);
       deadline.cancel();
       std::error_code ignored;  // the client may already be gone
@@ -5837,6 +5844,7 @@ private:
   asio::ip::tcp::acceptor acceptor_;
   metrics_registry& metrics_;
   std::function<bool()> ready_;
+  std::function<std::string()> note_;
   metrics_server_options opts_;
   std::size_t clients_ = 0;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
@@ -6580,6 +6588,145 @@ private:
 #endif // AMB_INLINED_AMB_AMBASSADOR_HPP
 // ---- end amb/ambassador.hpp ----
 
+// ---- begin amb/instance_state_file.hpp ----
+#ifndef AMB_INLINED_AMB_INSTANCE_STATE_FILE_HPP
+#define AMB_INLINED_AMB_INSTANCE_STATE_FILE_HPP
+// The last known instance set on disk (--state-file): written atomically on every change, read at
+// start when etcd cannot be reached, so an ambassador restarted during an etcd outage serves at once.
+
+
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace amb {
+
+/// What the state file holds: the raw etcd keys and values of one service directory at a revision.
+/// Raw values, not parsed instances, so that reading the file goes through the same value parser
+/// (and the same warnings) as reading etcd.
+struct instance_state {
+  std::string directory;                   ///< "<prefix>/<service>/" it was written for
+  std::int64_t revision = 0;               ///< etcd revision of the set
+  std::map<std::string, std::string> kvs;  ///< key -> value, as etcd held them
+};
+
+/// Largest state file amb reads: far above any real service directory (10,000 instances of 300-byte
+/// values are 3 MB), small enough that a wrong path (a log, a disk image) is refused, not loaded.
+inline constexpr std::size_t max_state_file_bytes = 16 * 1024 * 1024;
+
+/// The state as one JSON document: {"amb_state":1,"directory":...,"revision":"N","kvs":{key:value}}.
+inline std::string format_instance_state(const instance_state& s) {
+  picojson::object kvs;
+  for (const auto& [k, v] : s.kvs) kvs.emplace(k, picojson::value(v));
+  picojson::object doc;
+  doc.emplace("amb_state", picojson::value(1.0));
+  doc.emplace("directory", picojson::value(s.directory));
+  doc.emplace("revision", picojson::value(std::to_string(s.revision)));  // a string: int64 never via double
+  doc.emplace("kvs", picojson::value(std::move(kvs)));
+  return picojson::value(std::move(doc)).serialize() + "\n";
+}
+
+/// Parses a state file's text; `source` names it in the error ("state file /var/lib/amb/redis.json").
+inline parsed<instance_state> parse_instance_state(std::string_view text, const std::string& source) {
+  parsed<instance_state> r;
+  picojson::value doc;
+  std::string err;
+  detail::json_parse(doc, text.begin(), text.end(), &err);
+  if (!err.empty()) {
+    r.error = source + ": not JSON (" + log::escaped(err, 120) + ")";
+    return r;
+  }
+  const auto* kvs = detail::json_member(doc, "kvs");
+  const auto* version = detail::json_member(doc, "amb_state");
+  if (!version || !version->is<double>() || version->get<double>() != 1.0 || !kvs || !kvs->is<picojson::object>()) {
+    r.error = source + ": not an amb state file (version 1)";
+    return r;
+  }
+  instance_state s;
+  s.directory = detail::json_string(doc, "directory");
+  const std::string revision = detail::json_string(doc, "revision", "0");
+  errno = 0;
+  char* end = nullptr;
+  const long long rev = std::strtoll(revision.c_str(), &end, 10);
+  if (revision.empty() || *end != '\0' || errno != 0 || rev < 0) {
+    r.error = source + ": bad revision " + log::quoted(revision);
+    return r;
+  }
+  s.revision = rev;
+  for (const auto& [k, v] : kvs->get<picojson::object>()) {
+    if (!v.is<std::string>()) {
+      r.error = source + ": the value of " + log::quoted(k) + " is not a string";
+      return r;
+    }
+    s.kvs.emplace(k, v.get<std::string>());
+  }
+  r.value = std::move(s);
+  return r;
+}
+
+/// Reads and parses the state file at `path`; a missing, unreadable, oversized or corrupt file is an
+/// error naming the path and the reason.
+inline parsed<instance_state> read_instance_state(const std::string& path) {
+  const std::string source = "state file " + log::escaped(path);
+  parsed<instance_state> r;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    r.error = source + ": " + std::generic_category().message(errno ? errno : ENOENT);
+    return r;
+  }
+  std::string text;
+  char buf[65536];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    text.append(buf, static_cast<std::size_t>(in.gcount()));
+    if (text.size() > max_state_file_bytes) {
+      r.error = source + ": larger than " + std::to_string(max_state_file_bytes / (1024 * 1024)) + " MiB";
+      return r;
+    }
+  }
+  if (in.bad()) {
+    r.error = source + ": read error";
+    return r;
+  }
+  return parse_instance_state(text, source);
+}
+
+/// Writes `s` to `path` atomically: a temporary file beside it, flushed to disk, then renamed over
+/// it, so a crash or a full disk leaves the old file or the new one, never half of one. Returns the
+/// system's error (the temporary file is removed then).
+inline std::error_code write_instance_state(const std::string& path, const instance_state& s) {
+  const std::string text = format_instance_state(s);
+  const std::string temporary = path + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return {errno, std::generic_category()};
+  std::error_code ec;
+  for (std::size_t done = 0; done < text.size() && !ec;) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      ec = {errno, std::generic_category()};
+    else
+      done += static_cast<std::size_t>(n);
+  }
+  if (!ec && ::fsync(fd) != 0) ec = {errno, std::generic_category()};
+  if (::close(fd) != 0 && !ec) ec = {errno, std::generic_category()};
+  if (!ec && ::rename(temporary.c_str(), path.c_str()) != 0) ec = {errno, std::generic_category()};
+  if (ec) ::unlink(temporary.c_str());
+  return ec;
+}
+
+}  // namespace amb
+#endif // AMB_INLINED_AMB_INSTANCE_STATE_FILE_HPP
+// ---- end amb/instance_state_file.hpp ----
+
 // ---- begin amb/etcd_follower.hpp ----
 #ifndef AMB_INLINED_AMB_ETCD_FOLLOWER_HPP
 #define AMB_INLINED_AMB_ETCD_FOLLOWER_HPP
@@ -6589,6 +6736,7 @@ private:
 
 #include <chrono>
 #include <exception>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -6601,16 +6749,25 @@ namespace amb {
 /// loop of the ambassador, and is logged once. Until the first read, a client turned away is told
 /// that etcd was not reached yet. The watch starts in the constructor, on the client's executor
 /// (which must be the ambassador's loop 0). Destroy it before the ambassador and the client.
+///
+/// With a state file, every change of the set is also written there (atomically; a failed write is
+/// one warning, and serving goes on), and when the first read of etcd fails at start the set is
+/// taken from the file instead: the ambassador serves the last known instances at once, then etcd's
+/// first answer replaces them. A missing, unreadable or corrupt file is one warning.
 class etcd_follower {
 public:
-  /// Follows `directory` ("/services/redis-A/", see service_directory()) through `client`.
-  etcd_follower(ambassador& a, etcd_client& client, std::string directory, etcd_watch_options options = {})
+  /// Follows `directory` ("/services/redis-A/", see service_directory()) through `client`; keeps the
+  /// last known set in `state_file` when one is given.
+  etcd_follower(ambassador& a, etcd_client& client, std::string directory, etcd_watch_options options = {},
+                std::string state_file = {})
       : ambassador_(a),
         client_(client),
         state_(std::make_shared<state>()),
         watcher_(client, directory, options),
-        started_(std::chrono::steady_clock::now()) {
+        started_(std::chrono::steady_clock::now()),
+        state_file_(std::move(state_file)) {
     state_->directory = std::move(directory);
+    known_.directory = state_->directory;
     state_->per_loop.resize(a.loops());
     ambassador_.on_each_loop([s = state_](std::size_t i, balancer& b, proxy& p) {
       s->per_loop[i] = std::make_unique<service_instances>(
@@ -6618,26 +6775,28 @@ public:
           s->directory);
       p.instances_known(false);  // until the first read of etcd
     });
-    asio::co_spawn(client_.executor(), watcher_.run([this](const etcd_watch_update& u) { apply(u); }),
-                   [dir = state_->directory](std::exception_ptr e) {
-                     if (!e) return;
-                     try {
-                       std::rethrow_exception(e);
-                     } catch (const std::exception& x) {
-                       log::error("watch ", log::escaped(dir), " stopped: ", x.what());
-                     }
-                   });
+    asio::co_spawn(client_.executor(), follow(), [dir = state_->directory](std::exception_ptr e) {
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& x) {
+        log::error("watch ", log::escaped(dir), " stopped: ", x.what());
+      }
+    });
   }
   etcd_follower(const etcd_follower&) = delete;
   etcd_follower& operator=(const etcd_follower&) = delete;
   ~etcd_follower() { watcher_.stop(); }
 
-  /// Hands an update (a snapshot or events) to every loop, as the watch does.
+  /// Hands an update (a snapshot or events) to every loop, as the watch does, and keeps the state file.
   void apply(const etcd_watch_update& u) {
-    ambassador_.on_each_loop([s = state_, u](std::size_t i, balancer&, proxy& p) {
-      s->per_loop[i]->apply(u);
-      if (u.type == etcd_watch_update::kind::snapshot) p.instances_known(true);
-    });
+    if (from_file_ && u.type == etcd_watch_update::kind::snapshot) {
+      from_file_ = false;
+      log::info("etcd reached: its set of ", log::count(u.kvs.size(), "key"), " at revision ", u.revision,
+                " replaces the one from the state file");
+    }
+    record(u);
+    deliver(u);
   }
 
   /// Reads the directory again and replaces the set (SIGHUP); false (logged) when etcd failed.
@@ -6648,8 +6807,10 @@ public:
   /// Ends the watch (at shutdown); the set stays as it is.
   void stop() { watcher_.stop(); }
 
-  /// True once the first read of etcd succeeded.
+  /// True once the set is known: the first read of etcd succeeded, or the state file stood in for it.
   bool ready() const noexcept { return state_->per_loop[0]->ready(); }
+  /// True while the set is the state file's, etcd not reached yet.
+  bool serving_from_state_file() const noexcept { return from_file_; }
   /// The newest etcd revision applied.
   std::int64_t revision() const noexcept { return state_->per_loop[0]->revision(); }
   /// How long ago the set was last confirmed equal to etcd's (since the start before the first read).
@@ -6660,6 +6821,8 @@ public:
   const etcd_watcher& watcher() const noexcept { return watcher_; }
   /// The directory followed.
   const std::string& directory() const noexcept { return state_->directory; }
+  /// The state file ("" when none).
+  const std::string& state_file() const noexcept { return state_file_; }
 
 private:
   // Shared with the updates posted to the other loops, which may outlive this object in their queues.
@@ -6668,11 +6831,107 @@ private:
     std::vector<std::unique_ptr<service_instances>> per_loop;  // element i touched only on loop i's thread
   };
 
+  // With a state file, one read of etcd first: when it fails, the file's set is served meanwhile.
+  // Then the watch, whose own first read replaces whatever is there.
+  asio::awaitable<void> follow() {
+    if (!state_file_.empty()) {
+      std::string failure;
+      try {
+        auto r = co_await client_.get_prefix(state_->directory);
+        etcd_watch_update u;
+        u.type = etcd_watch_update::kind::snapshot;
+        u.revision = r.revision;
+        u.kvs = std::move(r.kvs);
+        apply(u);
+      } catch (const std::exception& e) {  // every way etcd can fail to answer: the file stands in
+        failure = e.what();
+      }
+      if (!failure.empty()) serve_from_file(failure);
+    }
+    co_await watcher_.run([this](const etcd_watch_update& u) { apply(u); });
+  }
+
+  void serve_from_file(const std::string& failure) {
+    auto file = read_instance_state(state_file_);
+    if (!file) {
+      log::warn(file.error, "; no last known set to serve until etcd answers (", failure, ")");
+      return;
+    }
+    if (file->directory != state_->directory) {
+      log::warn("state file ", log::escaped(state_file_), " holds ", log::escaped(file->directory), ", not ",
+                log::escaped(state_->directory), ": not used; no last known set to serve until etcd answers");
+      return;
+    }
+    log::warn("etcd not reached (", failure, "); serving the last known set from the state file ",
+              log::escaped(state_file_), ": ", log::count(file->kvs.size(), "key"), " at revision ", file->revision);
+    etcd_watch_update u;
+    u.type = etcd_watch_update::kind::snapshot;
+    u.revision = file->revision;
+    for (const auto& [key, value] : file->kvs) {
+      etcd_kv kv;
+      kv.key = key;
+      kv.value = value;
+      u.kvs.push_back(std::move(kv));
+    }
+    known_ = std::move(*file.value);
+    from_file_ = true;
+    deliver(u);
+  }
+
+  // Keeps known_ equal to what the loops were given, and writes it when the keys or values changed
+  // (a heartbeat re-put, or a progress message, writes nothing). The write is synchronous, on this
+  // loop: the set changes rarely, and the file is small.
+  void record(const etcd_watch_update& u) {
+    if (state_file_.empty()) return;
+    std::map<std::string, std::string> before;
+    switch (u.type) {
+      case etcd_watch_update::kind::snapshot:
+        before.swap(known_.kvs);
+        for (const auto& kv : u.kvs) known_.kvs[kv.key] = kv.value;
+        known_.revision = u.revision;
+        break;
+      case etcd_watch_update::kind::events:
+        before = known_.kvs;
+        for (const auto& ev : u.events) {
+          if (ev.type == etcd_event::kind::del)
+            known_.kvs.erase(ev.kv.key);
+          else
+            known_.kvs[ev.kv.key] = ev.kv.value;
+          if (ev.kv.mod_revision > known_.revision) known_.revision = ev.kv.mod_revision;
+        }
+        break;
+      case etcd_watch_update::kind::progress: return;
+    }
+    if (before == known_.kvs && wrote_once_) return;
+    if (auto ec = write_instance_state(state_file_, known_)) {
+      if (!write_failing_)
+        log::warn("cannot write the state file ", log::escaped(state_file_), ": ", ec.message(),
+                  "; it keeps the previous set (serving goes on)");
+      write_failing_ = true;
+      return;
+    }
+    if (write_failing_) log::info("state file ", log::escaped(state_file_), " written again");
+    write_failing_ = false;
+    wrote_once_ = true;
+  }
+
+  void deliver(const etcd_watch_update& u) {
+    ambassador_.on_each_loop([s = state_, u](std::size_t i, balancer&, proxy& p) {
+      s->per_loop[i]->apply(u);
+      if (u.type == etcd_watch_update::kind::snapshot) p.instances_known(true);
+    });
+  }
+
   ambassador& ambassador_;
   etcd_client& client_;
   std::shared_ptr<state> state_;
   etcd_watcher watcher_;
   std::chrono::steady_clock::time_point started_;
+  std::string state_file_;
+  instance_state known_;        // the set as the loops have it (kept only with a state file)
+  bool from_file_ = false;      // the loops' set came from the state file; etcd not reached yet
+  bool wrote_once_ = false;     // the file was written by this process (the first snapshot always writes)
+  bool write_failing_ = false;  // the last write failed (warned once)
 };
 
 /// Declares the ambassador's metrics in `m` and refreshes them at each scrape from `a` and `f`
@@ -6692,6 +6951,8 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   m.declare("amb_watch_fresh_age_seconds", "gauge",
             "Seconds since the instance set was last confirmed equal to etcd's (read, progress or freshness check).");
   m.declare("amb_watch_resyncs_total", "counter", "Times a freshness check found the set behind etcd and re-read it.");
+  m.declare("amb_serving_from_state_file", "gauge",
+            "1 while the instance set is the state file's (etcd not reached since the start), else 0.");
   m.add_collector([&a, &f](metrics_registry& r) {
     const auto t = a.stats();
     const auto& st = t.connections;
@@ -6708,6 +6969,7 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
     r.set("amb_etcd_revision", static_cast<double>(f.revision()));
     r.set("amb_watch_fresh_age_seconds", f.fresh_age().count());
     r.set("amb_watch_resyncs_total", static_cast<double>(f.watcher().resyncs()));
+    r.set("amb_serving_from_state_file", f.serving_from_state_file() ? 1.0 : 0.0);
   });
 }
 

@@ -146,6 +146,8 @@ public:
   child_process& process() { return process_; }
   std::string output() const { return process_.output(); }
   bool healthy() const { return http_get_raw(metrics_port_, "/healthz").rfind("HTTP/1.1 200", 0) == 0; }
+  /// The whole /healthz reply (status line, headers, body).
+  std::string healthz() const { return http_get_raw(metrics_port_, "/healthz"); }
   /// The /metrics body parsed into "name{labels}" -> value.
   std::map<std::string, double> metrics() const {
     std::map<std::string, double> out;

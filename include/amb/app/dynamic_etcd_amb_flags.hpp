@@ -30,6 +30,7 @@ struct dynamic_etcd_amb_settings {
   unsigned threads = 1;                              // data loops
   std::chrono::milliseconds freshness_check{10000};  // compare the instance set with etcd this often
   std::chrono::milliseconds max_staleness{60000};    // /healthz fails when the set was last confirmed longer ago
+  std::string state_file;                            // --state-file: the last known set, for starts without etcd
 };
 
 inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** argv) {
@@ -56,6 +57,9 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
               "compare the instance set with etcd this often; re-read it on a difference (default 10s; 0 = never)")
       .option("--max-staleness", "DURATION",
               "/healthz fails when the set was last confirmed equal to etcd's longer ago (default 60s; 0 = never)")
+      .option("--state-file", "PATH",
+              "keep the last known instance set in PATH (written on every change); serve it at start while\n"
+              "etcd cannot be reached (default: none)")
       .option("--threads", "N", "data-path event loops, each a thread with its own listener on the port (default 1)")
       .option("--log-level", "LEVEL", "debug, info (default), warn, error or off")
       .positionals(1, 2, "SERVICE and PORT")
@@ -140,6 +144,10 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
     auto hp = amb::parse_host_port(*v);
     if (!hp) p.usage_error(hp.error + " for --metrics");
     s.metrics = *hp;
+  }
+  if (auto v = p.value("--state-file")) {
+    if (v->empty()) p.usage_error("--state-file: empty path");
+    s.state_file = *v;
   }
   if (auto v = p.value("--threads")) {
     auto n = amb::cli::parse_number<unsigned>(*v, 1, 256);
