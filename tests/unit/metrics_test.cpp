@@ -52,6 +52,17 @@ TEST_CASE("answers: /metrics, /healthz before and after ready, 404, 405, 400, HE
   CHECK(h.find("Content-Length: ") != std::string::npos);
 }
 
+TEST_CASE("/healthz says ok or not ready, and adds a note when there is one") {
+  amb::metrics_registry m;
+  auto body = [](const std::string& r) { return r.substr(r.find("\r\n\r\n") + 4); };
+  CHECK(body(amb::detail::metrics_answer("GET /healthz HTTP/1.1\r\n\r\n", m, true)) == "ok\n");
+  CHECK(body(amb::detail::metrics_answer("GET /healthz HTTP/1.1\r\n\r\n", m, false)) == "not ready\n");
+  CHECK(body(amb::detail::metrics_answer("GET /healthz HTTP/1.1\r\n\r\n", m, true, "serving from a file")) ==
+        "ok: serving from a file\n");
+  CHECK(body(amb::detail::metrics_answer("GET /healthz HTTP/1.1\r\n\r\n", m, false, "etcd not reached")) ==
+        "not ready: etcd not reached\n");
+}
+
 TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent clients") {
   using namespace std::chrono_literals;
   asio::io_context io;
