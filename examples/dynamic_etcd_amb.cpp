@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   options.threads = s.threads;
   options.balance = s.balance;
   options.proxy = s.proxy;
+  options.health_check = s.health_check;
   std::optional<amb::ambassador> ambassador;
   try {
     ambassador.emplace(ex, options);

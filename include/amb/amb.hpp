@@ -31,6 +31,7 @@
 // The registry and the ambassador built on it.
 #include "amb/registry_value.hpp"
 #include "amb/balancer.hpp"
+#include "amb/health_check.hpp"
 #include "amb/metrics.hpp"
 #include "amb/service_watch.hpp"
 #include "amb/proxy.hpp"

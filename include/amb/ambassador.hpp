@@ -15,6 +15,7 @@
 #include "amb/address.hpp"
 #include "amb/balancer.hpp"
 #include "amb/event_loop.hpp"
+#include "amb/health_check.hpp"
 #include "amb/log.hpp"
 #include "amb/proxy.hpp"
 #include "amb/tcp_listener.hpp"
@@ -44,6 +45,8 @@ struct ambassador_options {
   unsigned threads = 1;                ///< event loops; each beyond the first runs on a thread of its own
   balancer::options balance{};         ///< policy, ejection after failed connects (max_fails 0: never)
   proxy_options proxy{};               ///< timeouts, the service named in log lines
+  /// Active health checks (none when empty): run once, on loop 0, their verdicts reach every loop.
+  std::optional<health_check_options> health_check{};
 };
 
 /// An ambassador's totals, summed over its loops.
@@ -90,6 +93,16 @@ public:
           });
       if (l->own) l->thread = std::thread([&io = *l->own] { io.run(); });
     }
+    if (options_.health_check)
+      checker_.emplace(
+          ex, *options_.health_check,
+          [this](const std::string& id, bool up) {
+            const auto address = checked_address(id);
+            on_each_loop_only([id, address, up](std::size_t, balancer& b, proxy& p) {
+              if (b.set_check_state(id, address, up) && up) p.instances_changed();  // waiting clients may go now
+            });
+          },
+          options_.balance.seed);
   }
 
   ambassador(const ambassador&) = delete;
@@ -98,6 +111,7 @@ public:
   /// Stops the other loops, joins their threads, and destroys what they held.
   ~ambassador() {
     stop();
+    if (checker_) checker_->stop();
     for (auto& l : loops_) {
       if (l->thread.joinable()) l->thread.join();
       if (l->own) destroy_pending_work(*l->own);  // frames first, then the proxy they point into
@@ -120,9 +134,13 @@ public:
   /// Runs f(index, balancer, proxy) on every loop's thread: loop 0 now, the others posted (in order).
   /// How a source of instances (etcd_follower) keeps every loop's set up to date.
   void on_each_loop(std::function<void(std::size_t, balancer&, proxy&)> f) {
-    for (std::size_t i = 1; i < loops_.size(); ++i)
-      asio::post(loops_[i]->ex, [f, i, l = loops_[i].get()] { f(i, *l->bal, *l->px); });
-    f(0, *loops_[0]->bal, *loops_[0]->px);
+    on_each_loop_only(std::move(f));
+    if (checker_) sync_checks();  // the checked set follows the instance set
+  }
+
+  /// What the active health checks say of each instance (empty without checks).
+  std::vector<health_checker::instance_health> health() const {
+    return checker_ ? checker_->instances() : std::vector<health_checker::instance_health>{};
   }
 
   /// The port the listeners are bound to (the chosen one when options.listen.port was 0).
@@ -205,9 +223,37 @@ public:
         l.own->stop();
       });
     if (!loops_.empty()) close_listener(*loops_[0]);
+    if (checker_) checker_->stop();
   }
 
 private:
+  // The checked set follows loop 0's instance set (the same in every loop). An instance object that
+  // is new in the balancers (re-put under the same address in one batch) starts in service there:
+  // it gets the checker's verdict again.
+  void sync_checks() {
+    std::vector<std::pair<std::string, host_port>> wanted;
+    for (const auto& i : loops_[0]->bal->instances()) wanted.emplace_back(i->id, i->address);
+    checker_->set_instances(wanted);
+    for (const auto& h : checker_->instances()) {
+      auto i = loops_[0]->bal->get(h.id);
+      if (i && i->check_down == h.up)
+        on_each_loop_only([id = h.id, address = h.address, up = h.up](std::size_t, balancer& b, proxy&) {
+          b.set_check_state(id, address, up);
+        });
+    }
+  }
+  // on_each_loop without the sync (called from it).
+  void on_each_loop_only(std::function<void(std::size_t, balancer&, proxy&)> f) {
+    for (std::size_t i = 1; i < loops_.size(); ++i)
+      asio::post(loops_[i]->ex, [f, i, l = loops_[i].get()] { f(i, *l->bal, *l->px); });
+    f(0, *loops_[0]->bal, *loops_[0]->px);
+  }
+  host_port checked_address(const std::string& id) const {
+    for (const auto& h : checker_->instances())
+      if (h.id == id) return h.address;
+    return {};
+  }
+
   struct loop {
     std::unique_ptr<asio::io_context> own;  // null for loop 0 (the constructor's executor)
     asio::any_io_executor ex;
@@ -250,6 +296,7 @@ private:
 
   ambassador_options options_;
   std::vector<std::unique_ptr<loop>> loops_;
+  std::optional<health_checker> checker_;  // with options.health_check; on loop 0
 };
 
 }  // namespace amb

@@ -64,6 +64,7 @@ struct instance {
   std::uint64_t total_fails = 0;        ///< connect failures ever (for metrics)
   clock::time_point ejected_until{};    ///< not chosen before this (unless nothing else is left)
   bool ejected = false;                 ///< set while in an ejection period that has been logged
+  bool check_down = false;              ///< failing its active health checks: never chosen (health_check.hpp)
   std::int64_t current_weight = 0;      ///< smooth weighted round-robin state
   /// True while the instance sits out an ejection period.
   bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
@@ -220,7 +221,9 @@ public:
                                  clock::time_point now = clock::now()) {
     std::vector<instance*> healthy, all;
     for (const auto& p : set_) {
-      if (std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
+      // An instance failing its active checks is out of service, even when nothing else is left
+      // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
+      if (p->check_down || std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
       all.push_back(p.get());
       if (!p->is_ejected(now)) healthy.push_back(p.get());
     }
@@ -239,6 +242,15 @@ public:
     }
     if (!tried.empty()) next_id_ = turn;
     return chosen ? get_shared(chosen) : nullptr;
+  }
+
+  /// The active health check's verdict on instance `id` at `address` (out of service when `up` is
+  /// false); false when no such instance is in the set (removed or moved meanwhile).
+  bool set_check_state(const std::string& id, const host_port& address, bool up) {
+    auto i = get(id);
+    if (!i || !(i->address == address)) return false;
+    i->check_down = !up;
+    return true;
   }
 
   /// A connect to `i` succeeded: clears its failure streak. True when it had been ejected (log "back").

@@ -231,6 +231,9 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   m.declare("amb_watch_resyncs_total", "counter", "Times a freshness check found the set behind etcd and re-read it.");
   m.declare("amb_serving_from_state_file", "gauge",
             "1 while the instance set is the state file's (etcd not reached since the start), else 0.");
+  if (a.options().health_check)
+    m.declare("amb_instance_up", "gauge",
+              "1 while an instance passes its active health checks, 0 while it fails them.");
   m.add_collector([&a, &f](metrics_registry& r) {
     const auto t = a.stats();
     const auto& st = t.connections;
@@ -248,6 +251,9 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
     r.set("amb_watch_fresh_age_seconds", f.fresh_age().count());
     r.set("amb_watch_resyncs_total", static_cast<double>(f.watcher().resyncs()));
     r.set("amb_serving_from_state_file", f.serving_from_state_file() ? 1.0 : 0.0);
+    r.clear("amb_instance_up");  // instances that left take their sample with them
+    for (const auto& h : a.health())
+      r.set("amb_instance_up", h.up ? 1.0 : 0.0, metrics_registry::label("instance", h.id));
   });
 }
 

@@ -41,6 +41,11 @@ public:
     auto it = families_.find(name);
     if (it != families_.end()) it->second.samples.erase(labels);
   }
+  /// Removes every sample of a family (a per-instance gauge rebuilt at each scrape).
+  void clear(const std::string& name) {
+    auto it = families_.find(name);
+    if (it != families_.end()) it->second.samples.clear();
+  }
   /// A sample's current value (0 when absent).
   double value(const std::string& name, const std::string& labels = {}) const {
     auto it = families_.find(name);

@@ -160,6 +160,10 @@ private:
           if (tried.empty() && !instances_known_)
             log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
                       "); closing connection from ", client_name());
+          else if (tried.empty() && !balancer_.empty())
+            log::warn("no instance under ", log::escaped(opts_.service), " is in service (",
+                      log::count(balancer_.size(), "instance"), " failing health checks); closing connection from ",
+                      client_name());
           else if (tried.empty())
             log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ",
                       client_name());

@@ -602,6 +602,7 @@ struct instance {
   std::uint64_t total_fails = 0;        ///< connect failures ever (for metrics)
   clock::time_point ejected_until{};    ///< not chosen before this (unless nothing else is left)
   bool ejected = false;                 ///< set while in an ejection period that has been logged
+  bool check_down = false;              ///< failing its active health checks: never chosen (health_check.hpp)
   std::int64_t current_weight = 0;      ///< smooth weighted round-robin state
   /// True while the instance sits out an ejection period.
   bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
@@ -758,7 +759,9 @@ public:
                                  clock::time_point now = clock::now()) {
     std::vector<instance*> healthy, all;
     for (const auto& p : set_) {
-      if (std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
+      // An instance failing its active checks is out of service, even when nothing else is left
+      // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
+      if (p->check_down || std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
       all.push_back(p.get());
       if (!p->is_ejected(now)) healthy.push_back(p.get());
     }
@@ -777,6 +780,15 @@ public:
     }
     if (!tried.empty()) next_id_ = turn;
     return chosen ? get_shared(chosen) : nullptr;
+  }
+
+  /// The active health check's verdict on instance `id` at `address` (out of service when `up` is
+  /// false); false when no such instance is in the set (removed or moved meanwhile).
+  bool set_check_state(const std::string& id, const host_port& address, bool up) {
+    auto i = get(id);
+    if (!i || !(i->address == address)) return false;
+    i->check_down = !up;
+    return true;
   }
 
   /// A connect to `i` succeeded: clears its failure streak. True when it had been ejected (log "back").
@@ -972,10 +984,12 @@ inline void destroy_pending_work(asio::execution_context& ctx) noexcept {
 #endif // AMB_INLINED_AMB_EVENT_LOOP_HPP
 // ---- end amb/event_loop.hpp ----
 
-// ---- begin amb/proxy.hpp ----
-#ifndef AMB_INLINED_AMB_PROXY_HPP
-#define AMB_INLINED_AMB_PROXY_HPP
-// The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
+// ---- begin amb/health_check.hpp ----
+#ifndef AMB_INLINED_AMB_HEALTH_CHECK_HPP
+#define AMB_INLINED_AMB_HEALTH_CHECK_HPP
+// Active health checks (haproxy's "check" with rise/fall): every instance is connected to on a timer,
+// optionally sent a request and its answer compared, and taken out of service after `fall` failures
+// in a row, back after `rise` successes. Open connections are never touched by a check.
 
 
 // ---- begin amb/detail/async.hpp ----
@@ -1000,6 +1014,477 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 }  // namespace amb::detail
 #endif // AMB_INLINED_AMB_DETAIL_ASYNC_HPP
 // ---- end amb/detail/async.hpp ----
+
+// ---- begin amb/tcp_connect.hpp ----
+#ifndef AMB_INLINED_AMB_TCP_CONNECT_HPP
+#define AMB_INLINED_AMB_TCP_CONNECT_HPP
+// Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
+
+
+// ---- begin amb/error.hpp ----
+#ifndef AMB_INLINED_AMB_ERROR_HPP
+#define AMB_INLINED_AMB_ERROR_HPP
+// amb's own error codes (amb::errc) and their std::error_category.
+
+#include <string>
+#include <system_error>
+
+namespace amb {
+
+/// Errors raised by amb itself; system and Asio errors keep their own categories.
+enum class errc {
+  // --- addresses and input ---
+  bad_address = 1,  ///< text is not host:port, [v6]:port or a known URL form
+  bad_port,         ///< port missing, not a number, or outside 1..65535
+  bad_value,        ///< a registry value that is neither the seed's JSON nor host:port
+  // --- HTTP parser ---
+  bad_status_line,       ///< first line is not "HTTP/1.x NNN reason"
+  bad_header,            ///< a header line without a colon, or with a bad name
+  header_too_large,      ///< the header block exceeds the parser's limit
+  line_too_long,         ///< one line (status, header, chunk size) exceeds the limit
+  bad_content_length,    ///< Content-Length missing digits, duplicated with other values, or too big
+  bad_chunk_size,        ///< a chunk-size line that is not hexadecimal
+  bad_chunk_terminator,  ///< chunk data not followed by CRLF
+  chunk_too_large,       ///< a chunk size beyond the body limit
+  body_too_large,        ///< a body beyond the client's limit
+  body_truncated,        ///< EOF before Content-Length bytes arrived
+  chunk_truncated,       ///< EOF inside a chunked body, before the last chunk
+  // --- transport ---
+  timeout,            ///< connect, request or read took longer than allowed
+  connection_closed,  ///< the peer closed before a response began
+  // --- servers ---
+  bad_response,             ///< a server answered with something that is not the protocol (HTML, garbage)
+  http_status,              ///< a server answered with an unexpected HTTP status
+  etcd_error,               ///< etcd returned an error object (gRPC code and message kept by the caller)
+  lease_lost,               ///< etcd says the lease is gone (expired or unknown)
+  watch_canceled,           ///< etcd canceled a watch for a reason other than compaction
+  compacted,                ///< the requested revision was compacted away
+  no_endpoint,              ///< every configured endpoint failed
+  no_such_container,        ///< the engine does not know the container
+  port_not_published,       ///< the container does not publish the private port
+  docker_error,             ///< the engine returned an error message
+  no_instance,              ///< the balancer has no live instance to offer
+  tls_unsupported,          ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
+  tls_certificate_refused,  ///< a TLS server rejected our client certificate, or wanted one we did not give
+};
+
+namespace detail {
+class amb_category final : public std::error_category {
+public:
+  const char* name() const noexcept override { return "amb"; }
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::bad_address: return "bad address";
+      case errc::bad_port: return "bad port";
+      case errc::bad_value: return "bad registry value";
+      case errc::bad_status_line: return "bad HTTP status line";
+      case errc::bad_header: return "bad HTTP header line";
+      case errc::header_too_large: return "HTTP header block too large";
+      case errc::line_too_long: return "HTTP line too long";
+      case errc::bad_content_length: return "bad Content-Length";
+      case errc::bad_chunk_size: return "bad chunk size";
+      case errc::bad_chunk_terminator: return "chunk data not followed by CRLF";
+      case errc::chunk_too_large: return "chunk too large";
+      case errc::body_too_large: return "HTTP body too large";
+      case errc::body_truncated: return "connection closed before the body ended";
+      case errc::chunk_truncated: return "connection closed inside a chunked body";
+      case errc::timeout: return "timed out";
+      case errc::connection_closed: return "connection closed by peer";
+      case errc::bad_response: return "not a valid response";
+      case errc::http_status: return "unexpected HTTP status";
+      case errc::etcd_error: return "etcd error";
+      case errc::lease_lost: return "lease lost";
+      case errc::watch_canceled: return "watch canceled";
+      case errc::compacted: return "revision compacted";
+      case errc::no_endpoint: return "no endpoint reachable";
+      case errc::no_such_container: return "no such container";
+      case errc::port_not_published: return "port not published";
+      case errc::docker_error: return "container engine error";
+      case errc::no_instance: return "no instance available";
+      case errc::tls_unsupported: return "this build has no TLS support (configure with -DAMB_TLS=ON)";
+      case errc::tls_certificate_refused:
+        return "the server refused our TLS client certificate (none given, or not trusted by it)";
+    }
+    return "unknown amb error";
+  }
+};
+}  // namespace detail
+
+/// The "amb" error category.
+inline const std::error_category& amb_category() noexcept {
+  static const detail::amb_category category;
+  return category;
+}
+
+/// Makes errc usable as std::error_code (found by ADL).
+inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), amb_category()}; }
+
+}  // namespace amb
+
+template <>
+struct std::is_error_code_enum<amb::errc> : std::true_type {};
+#endif // AMB_INLINED_AMB_ERROR_HPP
+// ---- end amb/error.hpp ----
+
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace amb {
+
+namespace detail {
+
+/// Arms `timer` for `deadline` and calls `on_expiry()` if it fires while `*alive` is still true.
+/// A plain completion handler rather than awaitable operators (||): a connect costs one timer
+/// wait, not a parallel group, and the programs carry less code. `alive` is shared, so a wake-up
+/// that arrives after the awaiting coroutine finished does nothing.
+template <class OnExpiry>
+void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_point deadline,
+                  const std::shared_ptr<bool>& alive, OnExpiry on_expiry) {
+  timer.expires_at(deadline);
+  timer.async_wait([alive, on_expiry](std::error_code ec) mutable {
+    if (!ec && *alive) on_expiry();
+  });
+}
+
+}  // namespace detail
+
+/// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
+/// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
+/// first, else the last connect or resolve error. Never throws for network errors: the proxy
+/// calls this on its failover path. A zero timeout means none.
+inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socket, const host_port& target,
+                                                    std::chrono::milliseconds timeout) {
+  using detail::use_nothrow_awaitable;
+  using tcp = asio::ip::tcp;
+
+  auto executor = co_await asio::this_coro::executor;
+  // One deadline for resolve and all attempts together.
+  const bool bounded = timeout.count() > 0;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::optional<asio::steady_timer> timer;
+  auto alive = std::make_shared<bool>(true);  // false once this coroutine no longer waits
+  bool timed_out = false;
+  struct finish_guard {
+    std::shared_ptr<bool>& alive;
+    ~finish_guard() { *alive = false; }
+  } guard{alive};
+  if (bounded) timer.emplace(executor);
+
+  std::vector<tcp::endpoint> addresses;
+  std::error_code ec;
+  const auto numeric = asio::ip::make_address(target.host, ec);
+  if (!ec) {
+    addresses.emplace_back(numeric, target.port);
+  } else {
+    tcp::resolver resolver(executor);
+    if (bounded)
+      detail::arm_deadline(*timer, deadline, alive, [&] {
+        timed_out = true;
+        resolver.cancel();
+      });
+    auto [resolve_ec, results] = co_await resolver.async_resolve(target.host, std::to_string(target.port),
+                                                                 tcp::resolver::numeric_service, use_nothrow_awaitable);
+    if (timer) timer->cancel();
+    if (timed_out) co_return make_error_code(errc::timeout);
+    if (resolve_ec) co_return resolve_ec;
+    for (const auto& entry : results) addresses.push_back(entry.endpoint());
+    if (addresses.empty()) co_return make_error_code(asio::error::host_not_found);
+  }
+
+  std::error_code last = make_error_code(asio::error::host_not_found);
+  for (const auto& address : addresses) {
+    std::error_code ignored;  // the socket may be closed already
+    socket.close(ignored);
+    if (bounded) {
+      if (std::chrono::steady_clock::now() >= deadline) co_return make_error_code(errc::timeout);
+      detail::arm_deadline(*timer, deadline, alive, [&] {
+        timed_out = true;
+        std::error_code ignore_close;  // closing aborts the connect; nothing else to do
+        socket.close(ignore_close);
+      });
+    }
+    auto [connect_ec] = co_await socket.async_connect(address, use_nothrow_awaitable);
+    if (timer) timer->cancel();
+    if (timed_out) {
+      socket.close(ignored);
+      co_return make_error_code(errc::timeout);
+    }
+    last = connect_ec;
+    if (!last) {
+      socket.set_option(tcp::no_delay(true), ignored);  // latency over batching; failure is harmless
+      co_return std::error_code{};
+    }
+  }
+  std::error_code ignored;  // nothing useful to do when close fails
+  socket.close(ignored);
+  co_return last;
+}
+
+}  // namespace amb
+#endif // AMB_INLINED_AMB_TCP_CONNECT_HPP
+// ---- end amb/tcp_connect.hpp ----
+
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace amb {
+
+/// How instances are checked.
+struct health_check_options {
+  std::chrono::milliseconds interval{2000};  ///< between two checks of one instance (each spread by +-10 %)
+  std::chrono::milliseconds timeout{1000};   ///< for the whole check: connect, send, and the expected answer
+  std::uint32_t rise = 2;                    ///< successes in a row that bring a failing instance back
+  std::uint32_t fall = 3;                    ///< failures in a row that take an instance out of service
+  std::string send{};                        ///< bytes written once connected ("" = connect only)
+  std::string expect{};                      ///< bytes the answer must contain ("" = none awaited)
+};
+
+/// Longest --check-send / --check-expect text, once escapes are decoded.
+inline constexpr std::size_t max_check_bytes = 4096;
+
+/// Decodes a check string as given on a command line: `\r`, `\n`, `\t`, `\0`, `\\` and `\xHH` stand
+/// for their bytes ("PING\r\n"); any other backslash sequence is an error, and so is a result longer
+/// than max_check_bytes.
+inline parsed<std::string> parse_check_bytes(std::string_view text) {
+  parsed<std::string> r;
+  std::string out;
+  auto hex = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\\') {
+      out.push_back(text[i]);
+      continue;
+    }
+    const char e = i + 1 < text.size() ? text[i + 1] : '\0';
+    if (e == 'r' || e == 'n' || e == 't' || e == '0' || e == '\\') {
+      out.push_back(e == 'r' ? '\r' : e == 'n' ? '\n' : e == 't' ? '\t' : e == '0' ? '\0' : '\\');
+      ++i;
+    } else if (e == 'x' && i + 3 < text.size() && hex(text[i + 2]) >= 0 && hex(text[i + 3]) >= 0) {
+      out.push_back(static_cast<char>(hex(text[i + 2]) * 16 + hex(text[i + 3])));
+      i += 3;
+    } else {
+      r.error = "bad escape " + log::quoted(text.substr(i, e == 'x' ? 4 : 2)) + " in " + log::quoted(text) +
+                " (use \\r, \\n, \\t, \\0, \\\\ or \\xHH)";
+      return r;
+    }
+    if (out.size() > max_check_bytes) break;
+  }
+  if (out.size() > max_check_bytes) {
+    r.error = "check string " + log::quoted(text) + " longer than " + std::to_string(max_check_bytes) + " bytes";
+    return r;
+  }
+  r.value = std::move(out);
+  return r;
+}
+
+/// One instance's standing under haproxy's rise/fall rule. It starts in service (as haproxy's servers
+/// do), so an instance that was just registered gets connections before its first check.
+struct check_state {
+  bool up = true;              ///< in service
+  std::uint32_t streak = 0;    ///< results in a row that disagree with `up` (toward a change)
+  std::string last_failure{};  ///< why the last failed check failed
+
+  /// Counts one result; true when it changed `up`.
+  bool record(bool passed, std::uint32_t rise, std::uint32_t fall) {
+    if (passed == up) {
+      streak = 0;
+      return false;
+    }
+    if (++streak < (up ? std::max<std::uint32_t>(fall, 1) : std::max<std::uint32_t>(rise, 1))) return false;
+    up = passed;
+    streak = 0;
+    return true;
+  }
+};
+
+/// One check of `target`: "" when it passed, else why not ("connect: Connection refused", "timed out
+/// after 1s", "answered \"-ERR\" (expected \"+PONG\")"). Never throws for network errors.
+// Arguments by value: a check in flight keeps what it needs, whatever happens to its caller.
+inline asio::awaitable<std::string> check_once(asio::any_io_executor ex, host_port target, health_check_options o) {
+  const auto deadline = std::chrono::steady_clock::now() + o.timeout;
+  asio::ip::tcp::socket socket(ex);
+  if (auto ec = co_await connect_tcp(socket, target, o.timeout))
+    co_return ec == make_error_code(errc::timeout) ? "timed out after " + log::duration(o.timeout) + " (connect)"
+                                                   : "connect: " + ec.message();
+  if (o.send.empty() && o.expect.empty()) co_return std::string();
+  // The rest within what is left of the timeout: a target that accepts and then stalls fails here.
+  auto alive = std::make_shared<bool>(true);
+  bool timed_out = false;
+  asio::steady_timer timer(ex);
+  detail::arm_deadline(timer, deadline, alive, [&] {
+    timed_out = true;
+    std::error_code ignored;  // the pending operation ends with operation_aborted
+    socket.close(ignored);
+  });
+  auto timed_out_text = [&](const std::string& answer) {
+    return "timed out after " + log::duration(o.timeout) +
+           (o.expect.empty() ? " (sending)"
+            : answer.empty() ? " (no answer)"
+                             : " (answered " + log::quoted(answer) + ")");
+  };
+  std::string failure;
+  std::string answer;
+  if (!o.send.empty()) {
+    auto [ec, n] = co_await asio::async_write(socket, asio::buffer(o.send), detail::use_nothrow_awaitable);
+    if (ec) failure = timed_out ? timed_out_text(answer) : "send: " + ec.message();
+  }
+  while (failure.empty() && !o.expect.empty() && answer.find(o.expect) == std::string::npos) {
+    if (answer.size() >= max_check_bytes + o.expect.size()) {  // enough read: it is not coming
+      failure = "answered " + log::quoted(answer) + " (expected " + log::quoted(o.expect) + ")";
+      break;
+    }
+    char buf[1024];
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(buf), detail::use_nothrow_awaitable);
+    answer.append(buf, n);
+    if (!ec || answer.find(o.expect) != std::string::npos) continue;
+    failure = timed_out        ? timed_out_text(answer)
+              : answer.empty() ? "closed without an answer (expected " + log::quoted(o.expect) + ")"
+                               : "answered " + log::quoted(answer) + " (expected " + log::quoted(o.expect) + ")";
+  }
+  *alive = false;
+  timer.cancel();
+  std::error_code ignored;  // the check is over either way
+  socket.close(ignored);
+  co_return failure;
+}
+
+/// Checks a set of instances, each on its own timer, on one executor (the ambassador's loop 0): once per
+/// ambassador however many loops it has. `on_change(id, up)` runs on that executor when an instance goes
+/// out of service or comes back, after the line saying so. Call every member on that executor.
+class health_checker {
+public:
+  /// What the checker knows of one instance.
+  struct instance_health {
+    std::string id;     ///< the instance's key
+    host_port address;  ///< where it is checked
+    bool up = true;     ///< in service
+  };
+
+  health_checker(asio::any_io_executor ex, health_check_options o,
+                 std::function<void(const std::string&, bool)> on_change, std::uint64_t seed = 0x5eed)
+      : ex_(std::move(ex)), opts_(std::move(o)), on_change_(std::move(on_change)), rng_(seed) {}
+  health_checker(const health_checker&) = delete;
+  health_checker& operator=(const health_checker&) = delete;
+  ~health_checker() { stop(); }
+
+  /// Makes the checked set equal to `instances` (id, address): a new id, or an id whose address
+  /// changed, starts in service and is first checked within one interval (at a random point of it,
+  /// so 1000 instances do not all connect at once); an id no longer given stops being checked.
+  void set_instances(const std::vector<std::pair<std::string, host_port>>& instances) {
+    std::map<std::string, std::shared_ptr<prober>> next;
+    for (const auto& [id, address] : instances) {
+      auto it = probers_.find(id);
+      if (it != probers_.end() && it->second->address == address) {
+        next.emplace(id, it->second);
+        probers_.erase(it);
+        continue;
+      }
+      auto p = std::make_shared<prober>(ex_);
+      p->id = id;
+      p->address = address;
+      next.emplace(id, p);
+      const auto first = std::chrono::milliseconds(
+          std::uniform_int_distribution<std::int64_t>(0, std::max<std::int64_t>(opts_.interval.count() - 1, 0))(rng_));
+      asio::co_spawn(ex_, run(p, first), [](std::exception_ptr e) {
+        if (e) log::error("internal: a health check loop stopped");
+      });
+    }
+    for (auto& [id, p] : probers_) p->stop();
+    probers_ = std::move(next);
+  }
+
+  /// Stops every check (pending checks end within their timeout and report nothing).
+  void stop() {
+    for (auto& [id, p] : probers_) p->stop();
+    probers_.clear();
+  }
+
+  /// Every checked instance and whether it is in service, by id.
+  std::vector<instance_health> instances() const {
+    std::vector<instance_health> out;
+    for (const auto& [id, p] : probers_) out.push_back({id, p->address, p->state.up});
+    return out;
+  }
+
+  /// The options in force.
+  const health_check_options& options() const noexcept { return opts_; }
+
+private:
+  struct prober {
+    explicit prober(asio::any_io_executor ex) : timer(std::move(ex)) {}
+    std::string id;
+    host_port address;
+    check_state state;
+    bool stopped = false;
+    asio::steady_timer timer;
+    void stop() {
+      stopped = true;
+      timer.cancel();
+    }
+  };
+
+  asio::awaitable<void> run(std::shared_ptr<prober> p, std::chrono::milliseconds first) {
+    auto wait = first;
+    while (!p->stopped) {
+      p->timer.expires_after(wait);
+      co_await p->timer.async_wait(detail::use_nothrow_awaitable);
+      if (p->stopped) co_return;
+      const std::string failure = co_await check_once(ex_, p->address, opts_);  // copies: see check_once
+      if (p->stopped) co_return;  // removed while it was checked: the result is about nothing
+      if (!failure.empty()) p->state.last_failure = failure;
+      if (p->state.record(failure.empty(), opts_.rise, opts_.fall)) {
+        if (p->state.up)
+          log::info("instance ", log::escaped(p->id), " at ", log::escaped(p->address.to_string()), " passed ",
+                    log::count(std::max<std::uint32_t>(opts_.rise, 1), "health check"), " in a row: back in service");
+        else
+          log::warn("instance ", log::escaped(p->id), " at ", log::escaped(p->address.to_string()), " failed ",
+                    log::count(std::max<std::uint32_t>(opts_.fall, 1), "health check"),
+                    " in a row (last: ", p->state.last_failure, "): no new connections until it passes ",
+                    std::max<std::uint32_t>(opts_.rise, 1));
+        if (on_change_) on_change_(p->id, p->state.up);
+      }
+      // +-10 %: instances checked together drift apart instead of connecting in step forever.
+      const auto span = opts_.interval.count() / 10;
+      wait = opts_.interval +
+             std::chrono::milliseconds(span > 0 ? std::uniform_int_distribution<std::int64_t>(-span, span)(rng_) : 0);
+    }
+  }
+
+  asio::any_io_executor ex_;
+  health_check_options opts_;
+  std::function<void(const std::string&, bool)> on_change_;
+  std::mt19937_64 rng_;
+  std::map<std::string, std::shared_ptr<prober>> probers_;
+};
+
+}  // namespace amb
+#endif // AMB_INLINED_AMB_HEALTH_CHECK_HPP
+// ---- end amb/health_check.hpp ----
+
+// ---- begin amb/proxy.hpp ----
+#ifndef AMB_INLINED_AMB_PROXY_HPP
+#define AMB_INLINED_AMB_PROXY_HPP
+// The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
+
 
 // ---- begin amb/proxy_protocol.hpp ----
 #ifndef AMB_INLINED_AMB_PROXY_PROTOCOL_HPP
@@ -1580,220 +2065,6 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
 #endif // AMB_INLINED_AMB_RELAY_HPP
 // ---- end amb/relay.hpp ----
 
-// ---- begin amb/tcp_connect.hpp ----
-#ifndef AMB_INLINED_AMB_TCP_CONNECT_HPP
-#define AMB_INLINED_AMB_TCP_CONNECT_HPP
-// Connecting to host:port with one overall timeout, trying each resolved address, without exceptions.
-
-
-// ---- begin amb/error.hpp ----
-#ifndef AMB_INLINED_AMB_ERROR_HPP
-#define AMB_INLINED_AMB_ERROR_HPP
-// amb's own error codes (amb::errc) and their std::error_category.
-
-#include <string>
-#include <system_error>
-
-namespace amb {
-
-/// Errors raised by amb itself; system and Asio errors keep their own categories.
-enum class errc {
-  // --- addresses and input ---
-  bad_address = 1,  ///< text is not host:port, [v6]:port or a known URL form
-  bad_port,         ///< port missing, not a number, or outside 1..65535
-  bad_value,        ///< a registry value that is neither the seed's JSON nor host:port
-  // --- HTTP parser ---
-  bad_status_line,       ///< first line is not "HTTP/1.x NNN reason"
-  bad_header,            ///< a header line without a colon, or with a bad name
-  header_too_large,      ///< the header block exceeds the parser's limit
-  line_too_long,         ///< one line (status, header, chunk size) exceeds the limit
-  bad_content_length,    ///< Content-Length missing digits, duplicated with other values, or too big
-  bad_chunk_size,        ///< a chunk-size line that is not hexadecimal
-  bad_chunk_terminator,  ///< chunk data not followed by CRLF
-  chunk_too_large,       ///< a chunk size beyond the body limit
-  body_too_large,        ///< a body beyond the client's limit
-  body_truncated,        ///< EOF before Content-Length bytes arrived
-  chunk_truncated,       ///< EOF inside a chunked body, before the last chunk
-  // --- transport ---
-  timeout,            ///< connect, request or read took longer than allowed
-  connection_closed,  ///< the peer closed before a response began
-  // --- servers ---
-  bad_response,             ///< a server answered with something that is not the protocol (HTML, garbage)
-  http_status,              ///< a server answered with an unexpected HTTP status
-  etcd_error,               ///< etcd returned an error object (gRPC code and message kept by the caller)
-  lease_lost,               ///< etcd says the lease is gone (expired or unknown)
-  watch_canceled,           ///< etcd canceled a watch for a reason other than compaction
-  compacted,                ///< the requested revision was compacted away
-  no_endpoint,              ///< every configured endpoint failed
-  no_such_container,        ///< the engine does not know the container
-  port_not_published,       ///< the container does not publish the private port
-  docker_error,             ///< the engine returned an error message
-  no_instance,              ///< the balancer has no live instance to offer
-  tls_unsupported,          ///< an https:// endpoint in a build without TLS (AMB_WITH_TLS unset)
-  tls_certificate_refused,  ///< a TLS server rejected our client certificate, or wanted one we did not give
-};
-
-namespace detail {
-class amb_category final : public std::error_category {
-public:
-  const char* name() const noexcept override { return "amb"; }
-  std::string message(int value) const override {
-    switch (static_cast<errc>(value)) {
-      case errc::bad_address: return "bad address";
-      case errc::bad_port: return "bad port";
-      case errc::bad_value: return "bad registry value";
-      case errc::bad_status_line: return "bad HTTP status line";
-      case errc::bad_header: return "bad HTTP header line";
-      case errc::header_too_large: return "HTTP header block too large";
-      case errc::line_too_long: return "HTTP line too long";
-      case errc::bad_content_length: return "bad Content-Length";
-      case errc::bad_chunk_size: return "bad chunk size";
-      case errc::bad_chunk_terminator: return "chunk data not followed by CRLF";
-      case errc::chunk_too_large: return "chunk too large";
-      case errc::body_too_large: return "HTTP body too large";
-      case errc::body_truncated: return "connection closed before the body ended";
-      case errc::chunk_truncated: return "connection closed inside a chunked body";
-      case errc::timeout: return "timed out";
-      case errc::connection_closed: return "connection closed by peer";
-      case errc::bad_response: return "not a valid response";
-      case errc::http_status: return "unexpected HTTP status";
-      case errc::etcd_error: return "etcd error";
-      case errc::lease_lost: return "lease lost";
-      case errc::watch_canceled: return "watch canceled";
-      case errc::compacted: return "revision compacted";
-      case errc::no_endpoint: return "no endpoint reachable";
-      case errc::no_such_container: return "no such container";
-      case errc::port_not_published: return "port not published";
-      case errc::docker_error: return "container engine error";
-      case errc::no_instance: return "no instance available";
-      case errc::tls_unsupported: return "this build has no TLS support (configure with -DAMB_TLS=ON)";
-      case errc::tls_certificate_refused:
-        return "the server refused our TLS client certificate (none given, or not trusted by it)";
-    }
-    return "unknown amb error";
-  }
-};
-}  // namespace detail
-
-/// The "amb" error category.
-inline const std::error_category& amb_category() noexcept {
-  static const detail::amb_category category;
-  return category;
-}
-
-/// Makes errc usable as std::error_code (found by ADL).
-inline std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), amb_category()}; }
-
-}  // namespace amb
-
-template <>
-struct std::is_error_code_enum<amb::errc> : std::true_type {};
-#endif // AMB_INLINED_AMB_ERROR_HPP
-// ---- end amb/error.hpp ----
-
-
-#include <chrono>
-#include <memory>
-#include <optional>
-#include <string>
-#include <system_error>
-#include <vector>
-
-namespace amb {
-
-namespace detail {
-
-/// Arms `timer` for `deadline` and calls `on_expiry()` if it fires while `*alive` is still true.
-/// A plain completion handler rather than awaitable operators (||): a connect costs one timer
-/// wait, not a parallel group, and the programs carry less code. `alive` is shared, so a wake-up
-/// that arrives after the awaiting coroutine finished does nothing.
-template <class OnExpiry>
-void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_point deadline,
-                  const std::shared_ptr<bool>& alive, OnExpiry on_expiry) {
-  timer.expires_at(deadline);
-  timer.async_wait([alive, on_expiry](std::error_code ec) mutable {
-    if (!ec && *alive) on_expiry();
-  });
-}
-
-}  // namespace detail
-
-/// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
-/// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
-/// first, else the last connect or resolve error. Never throws for network errors: the proxy
-/// calls this on its failover path. A zero timeout means none.
-inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socket, const host_port& target,
-                                                    std::chrono::milliseconds timeout) {
-  using detail::use_nothrow_awaitable;
-  using tcp = asio::ip::tcp;
-
-  auto executor = co_await asio::this_coro::executor;
-  // One deadline for resolve and all attempts together.
-  const bool bounded = timeout.count() > 0;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  std::optional<asio::steady_timer> timer;
-  auto alive = std::make_shared<bool>(true);  // false once this coroutine no longer waits
-  bool timed_out = false;
-  struct finish_guard {
-    std::shared_ptr<bool>& alive;
-    ~finish_guard() { *alive = false; }
-  } guard{alive};
-  if (bounded) timer.emplace(executor);
-
-  std::vector<tcp::endpoint> addresses;
-  std::error_code ec;
-  const auto numeric = asio::ip::make_address(target.host, ec);
-  if (!ec) {
-    addresses.emplace_back(numeric, target.port);
-  } else {
-    tcp::resolver resolver(executor);
-    if (bounded)
-      detail::arm_deadline(*timer, deadline, alive, [&] {
-        timed_out = true;
-        resolver.cancel();
-      });
-    auto [resolve_ec, results] = co_await resolver.async_resolve(target.host, std::to_string(target.port),
-                                                                 tcp::resolver::numeric_service, use_nothrow_awaitable);
-    if (timer) timer->cancel();
-    if (timed_out) co_return make_error_code(errc::timeout);
-    if (resolve_ec) co_return resolve_ec;
-    for (const auto& entry : results) addresses.push_back(entry.endpoint());
-    if (addresses.empty()) co_return make_error_code(asio::error::host_not_found);
-  }
-
-  std::error_code last = make_error_code(asio::error::host_not_found);
-  for (const auto& address : addresses) {
-    std::error_code ignored;  // the socket may be closed already
-    socket.close(ignored);
-    if (bounded) {
-      if (std::chrono::steady_clock::now() >= deadline) co_return make_error_code(errc::timeout);
-      detail::arm_deadline(*timer, deadline, alive, [&] {
-        timed_out = true;
-        std::error_code ignore_close;  // closing aborts the connect; nothing else to do
-        socket.close(ignore_close);
-      });
-    }
-    auto [connect_ec] = co_await socket.async_connect(address, use_nothrow_awaitable);
-    if (timer) timer->cancel();
-    if (timed_out) {
-      socket.close(ignored);
-      co_return make_error_code(errc::timeout);
-    }
-    last = connect_ec;
-    if (!last) {
-      socket.set_option(tcp::no_delay(true), ignored);  // latency over batching; failure is harmless
-      co_return std::error_code{};
-    }
-  }
-  std::error_code ignored;  // nothing useful to do when close fails
-  socket.close(ignored);
-  co_return last;
-}
-
-}  // namespace amb
-#endif // AMB_INLINED_AMB_TCP_CONNECT_HPP
-// ---- end amb/tcp_connect.hpp ----
-
 
 #include <cerrno>
 #include <chrono>
@@ -1944,6 +2215,10 @@ private:
           if (tried.empty() && !instances_known_)
             log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
                       "); closing connection from ", client_name());
+          else if (tried.empty() && !balancer_.empty())
+            log::warn("no instance under ", log::escaped(opts_.service), " is in service (",
+                      log::count(balancer_.size(), "instance"), " failing health checks); closing connection from ",
+                      client_name());
           else if (tried.empty())
             log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ",
                       client_name());
@@ -2210,6 +2485,8 @@ struct ambassador_options {
   unsigned threads = 1;                ///< event loops; each beyond the first runs on a thread of its own
   balancer::options balance{};         ///< policy, ejection after failed connects (max_fails 0: never)
   proxy_options proxy{};               ///< timeouts, the service named in log lines
+  /// Active health checks (none when empty): run once, on loop 0, their verdicts reach every loop.
+  std::optional<health_check_options> health_check{};
 };
 
 /// An ambassador's totals, summed over its loops.
@@ -2256,6 +2533,16 @@ public:
           });
       if (l->own) l->thread = std::thread([&io = *l->own] { io.run(); });
     }
+    if (options_.health_check)
+      checker_.emplace(
+          ex, *options_.health_check,
+          [this](const std::string& id, bool up) {
+            const auto address = checked_address(id);
+            on_each_loop_only([id, address, up](std::size_t, balancer& b, proxy& p) {
+              if (b.set_check_state(id, address, up) && up) p.instances_changed();  // waiting clients may go now
+            });
+          },
+          options_.balance.seed);
   }
 
   ambassador(const ambassador&) = delete;
@@ -2264,6 +2551,7 @@ public:
   /// Stops the other loops, joins their threads, and destroys what they held.
   ~ambassador() {
     stop();
+    if (checker_) checker_->stop();
     for (auto& l : loops_) {
       if (l->thread.joinable()) l->thread.join();
       if (l->own) destroy_pending_work(*l->own);  // frames first, then the proxy they point into
@@ -2286,9 +2574,13 @@ public:
   /// Runs f(index, balancer, proxy) on every loop's thread: loop 0 now, the others posted (in order).
   /// How a source of instances (etcd_follower) keeps every loop's set up to date.
   void on_each_loop(std::function<void(std::size_t, balancer&, proxy&)> f) {
-    for (std::size_t i = 1; i < loops_.size(); ++i)
-      asio::post(loops_[i]->ex, [f, i, l = loops_[i].get()] { f(i, *l->bal, *l->px); });
-    f(0, *loops_[0]->bal, *loops_[0]->px);
+    on_each_loop_only(std::move(f));
+    if (checker_) sync_checks();  // the checked set follows the instance set
+  }
+
+  /// What the active health checks say of each instance (empty without checks).
+  std::vector<health_checker::instance_health> health() const {
+    return checker_ ? checker_->instances() : std::vector<health_checker::instance_health>{};
   }
 
   /// The port the listeners are bound to (the chosen one when options.listen.port was 0).
@@ -2371,9 +2663,37 @@ public:
         l.own->stop();
       });
     if (!loops_.empty()) close_listener(*loops_[0]);
+    if (checker_) checker_->stop();
   }
 
 private:
+  // The checked set follows loop 0's instance set (the same in every loop). An instance object that
+  // is new in the balancers (re-put under the same address in one batch) starts in service there:
+  // it gets the checker's verdict again.
+  void sync_checks() {
+    std::vector<std::pair<std::string, host_port>> wanted;
+    for (const auto& i : loops_[0]->bal->instances()) wanted.emplace_back(i->id, i->address);
+    checker_->set_instances(wanted);
+    for (const auto& h : checker_->instances()) {
+      auto i = loops_[0]->bal->get(h.id);
+      if (i && i->check_down == h.up)
+        on_each_loop_only([id = h.id, address = h.address, up = h.up](std::size_t, balancer& b, proxy&) {
+          b.set_check_state(id, address, up);
+        });
+    }
+  }
+  // on_each_loop without the sync (called from it).
+  void on_each_loop_only(std::function<void(std::size_t, balancer&, proxy&)> f) {
+    for (std::size_t i = 1; i < loops_.size(); ++i)
+      asio::post(loops_[i]->ex, [f, i, l = loops_[i].get()] { f(i, *l->bal, *l->px); });
+    f(0, *loops_[0]->bal, *loops_[0]->px);
+  }
+  host_port checked_address(const std::string& id) const {
+    for (const auto& h : checker_->instances())
+      if (h.id == id) return h.address;
+    return {};
+  }
+
   struct loop {
     std::unique_ptr<asio::io_context> own;  // null for loop 0 (the constructor's executor)
     asio::any_io_executor ex;
@@ -2416,6 +2736,7 @@ private:
 
   ambassador_options options_;
   std::vector<std::unique_ptr<loop>> loops_;
+  std::optional<health_checker> checker_;  // with options.health_check; on loop 0
 };
 
 }  // namespace amb

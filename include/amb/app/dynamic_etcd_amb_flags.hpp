@@ -7,6 +7,7 @@
 #include "amb/app/docker_links.hpp"
 #include "amb/app/etcd_settings.hpp"
 #include "amb/balancer.hpp"
+#include "amb/health_check.hpp"
 #include "amb/log.hpp"
 #include "amb/proxy.hpp"
 #include "amb/service_watch.hpp"
@@ -27,10 +28,11 @@ struct dynamic_etcd_amb_settings {
   std::chrono::milliseconds drain_timeout{9000};
   std::optional<amb::host_port> metrics;
   amb::etcd_settings etcd;
-  unsigned threads = 1;                              // data loops
-  std::chrono::milliseconds freshness_check{10000};  // compare the instance set with etcd this often
-  std::chrono::milliseconds max_staleness{60000};    // /healthz fails when the set was last confirmed longer ago
-  std::string state_file;                            // --state-file: the last known set, for starts without etcd
+  unsigned threads = 1;                                   // data loops
+  std::chrono::milliseconds freshness_check{10000};       // compare the instance set with etcd this often
+  std::chrono::milliseconds max_staleness{60000};         // /healthz fails when the set was last confirmed longer ago
+  std::string state_file;                                 // --state-file: the last known set, for starts without etcd
+  std::optional<amb::health_check_options> health_check;  // --health-check tcp and its --check-* flags
 };
 
 inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** argv) {
@@ -48,6 +50,17 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
       .option("--fail-timeout", "DURATION", "how long an ejected instance sits out (default 10s)")
       .option("--wait-for-backend", "DURATION",
               "hold a client this long when no instance is reachable (default 0 = close)")
+      .option("--health-check", "tcp",
+              "check every instance actively: connect (and --check-send/--check-expect) every --check-interval;\n"
+              "one failing --check-fall checks in a row gets no new connections until it passes --check-rise\n"
+              "(default: none; instances are then judged only by failed connects, --max-fails)")
+      .option("--check-interval", "DURATION", "between two checks of one instance (default 2s, spread by +-10%)")
+      .option("--check-timeout", "DURATION", "for a whole check: connect, send, answer (default 1s)")
+      .option("--check-rise", "N", "passes in a row that bring an instance back (default 2)")
+      .option("--check-fall", "N", "failures in a row that take an instance out (default 3)")
+      .option("--check-send", "STRING",
+              "bytes to send once connected; \\r \\n \\t \\0 \\\\ \\xHH allowed (e.g. 'PING\\r\\n')")
+      .option("--check-expect", "STRING", "bytes the answer must contain, same escapes (e.g. '+PONG')")
       .option("--send-proxy", "v1|v2",
               "begin every connection to an instance with a PROXY protocol header (haproxy's) naming the client\n"
               "(default: none; the instance must expect it)")
@@ -128,6 +141,31 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
     auto n = amb::cli::parse_number<std::uint32_t>(*v, 0, 1000);
     if (!n) p.usage_error(n.error + " for --max-fails");
     s.balance.max_fails = *n;
+  }
+  if (auto v = p.value("--health-check")) {
+    if (*v != "tcp") p.usage_error("bad health check " + amb::log::quoted(*v) + " for --health-check (use tcp)");
+    amb::health_check_options c;
+    duration("--check-interval", c.interval);
+    duration("--check-timeout", c.timeout);
+    if (c.interval < std::chrono::milliseconds(100)) p.usage_error("--check-interval: at least 100ms");
+    if (c.timeout < std::chrono::milliseconds(10)) p.usage_error("--check-timeout: at least 10ms");
+    for (auto [flag, out] : {std::pair{"--check-rise", &c.rise}, std::pair{"--check-fall", &c.fall}})
+      if (auto n = p.value(flag)) {
+        auto parsed = amb::cli::parse_number<std::uint32_t>(*n, 1, 100);
+        if (!parsed) p.usage_error(parsed.error + " for " + flag);
+        *out = *parsed;
+      }
+    for (auto [flag, out] : {std::pair{"--check-send", &c.send}, std::pair{"--check-expect", &c.expect}})
+      if (auto text = p.value(flag)) {
+        auto bytes = amb::parse_check_bytes(*text);
+        if (!bytes) p.usage_error(bytes.error + " for " + flag);
+        *out = *bytes;
+      }
+    s.health_check = c;
+  } else {
+    for (const char* flag :
+         {"--check-interval", "--check-timeout", "--check-rise", "--check-fall", "--check-send", "--check-expect"})
+      if (p.has(flag)) p.usage_error(std::string(flag) + " needs --health-check tcp");
   }
   if (auto v = p.value("--send-proxy")) {
     auto version = amb::parse_proxy_protocol(*v);
