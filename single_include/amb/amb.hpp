@@ -5120,6 +5120,7 @@ inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_v
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>

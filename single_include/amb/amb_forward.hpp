@@ -546,6 +546,7 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
