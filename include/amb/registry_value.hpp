@@ -153,7 +153,10 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
     // Only a JSON boolean: "yes", "false" or 1 would be a guess, and a wrong guess about draining
     // sends traffic to an instance that is going away (or none to one that is not).
     if (!draining->is<bool>()) {
-      r.error = prefix + "bad draining " + log::escaped(draining->serialize(), 80) + " (expected true or false)";
+      // A string is the likeliest slip (a registrar that quotes every field): say what differs.
+      r.error =
+          prefix + "bad draining " + log::escaped(draining->serialize(), 80) +
+          (draining->is<std::string>() ? " (expected true or false, without quotes)" : " (expected true or false)");
       return r;
     }
     v.draining = draining->get<bool>();

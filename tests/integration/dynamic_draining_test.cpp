@@ -93,7 +93,7 @@ TEST_CASE("draining: open connections kept, new ones elsewhere; key deleted: sti
   // A bad "draining" is a bad value: skipped with one warning naming the key (the key's instance goes).
   etcd.etcdctl({"put", dir + "a", a.json(R"(,"draining":"yes")")});
   REQUIRE(wait_until([&] { return amb.count_in_output("skipping /services/redis-D/a") == 1; }, 10s));
-  CHECK(amb.count_in_output("bad draining \"yes\" (expected true or false)\n") == 1);
+  CHECK(amb.count_in_output("bad draining \"yes\" (expected true or false, without quotes)\n") == 1);
   CHECK(amb.process().running());
   CHECK(answers(amb, 3) == std::multiset<std::string>{"b", "b", "b"});
 }

@@ -120,11 +120,12 @@ TEST_CASE("draining: a JSON boolean, or weight 0") {
 }
 
 TEST_CASE("bad draining values give one clear line") {
-  CHECK(parse_registry_value(R"({"host":"a","port":1,"draining":"yes"})").error ==
-        R"(bad registry value "{"host":"a","port":1,"draining":"yes"}": bad draining "yes" (expected true or false))");
+  CHECK(
+      parse_registry_value(R"({"host":"a","port":1,"draining":"yes"})").error ==
+      R"(bad registry value "{"host":"a","port":1,"draining":"yes"}": bad draining "yes" (expected true or false, without quotes))");
   CHECK(
       parse_registry_value(R"({"host":"a","port":1,"draining":"true"})").error ==
-      R"(bad registry value "{"host":"a","port":1,"draining":"true"}": bad draining "true" (expected true or false))");
+      R"(bad registry value "{"host":"a","port":1,"draining":"true"}": bad draining "true" (expected true or false, without quotes))");
   CHECK(parse_registry_value(R"({"host":"a","port":1,"draining":1})").error ==
         R"(bad registry value "{"host":"a","port":1,"draining":1}": bad draining 1 (expected true or false))");
   CHECK(parse_registry_value(R"({"host":"a","port":1,"draining":null})").error ==

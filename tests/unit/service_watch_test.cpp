@@ -168,7 +168,7 @@ TEST_CASE("draining reaches the balancer, with one line per state change; every 
               "other instance can take them\n") == 1);
   CHECK(count("instance /s/x/c\\n added: 10.0.0.3:3 (draining: no new connections)\n") == 1);  // escaped
   CHECK(count("skipping /s/x/a: bad registry value") == 1);
-  CHECK(count("bad draining \"yes\" (expected true or false)") == 1);
+  CHECK(count("bad draining \"yes\" (expected true or false, without quotes)") == 1);
   CHECK(count("instance /s/x/b (10.0.0.2:2) no longer draining: takes new connections\n") == 1);
   CHECK(count("an instance of the service takes new connections again: draining instances get none\n") == 1);
   CHECK(count("instance /s/x/a removed (was 10.0.0.1:1)\n") == 1);
