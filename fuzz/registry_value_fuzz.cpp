@@ -13,7 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   AMB_FUZZ_CHECK(v->address.port >= 1);
   AMB_FUZZ_CHECK(!v->address.host.empty());
-  AMB_FUZZ_CHECK(v->weight >= 1 && v->weight <= amb::max_registry_weight);
+  AMB_FUZZ_CHECK(v->weight <= amb::max_registry_weight);
+  AMB_FUZZ_CHECK(v->weight >= 1 || v->draining);  // weight 0 means draining
   auto again = amb::parse_registry_value(amb::format_registry_json(v->address.host, v->address.port));
   AMB_FUZZ_CHECK(again);
   AMB_FUZZ_CHECK(again->address == v->address);

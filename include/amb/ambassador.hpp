@@ -54,6 +54,7 @@ struct ambassador_stats {
   proxy_stats connections{};  ///< accepted, open, rejected, bytes, failed connects per instance
   std::size_t instances = 0;  ///< instances known (the same set in every loop)
   std::size_t ejected = 0;    ///< instances sitting out after failed connects (the most any loop has)
+  std::size_t draining = 0;   ///< instances registered as draining (the same in every loop)
 };
 
 /// Listens, and forwards each connection to an instance of its set, balancing and failing over.
@@ -161,6 +162,7 @@ public:
       const bool read = run_on_loop(i, [&](balancer& b, proxy& p) {
         one.connections = p.stats();
         one.instances = b.size();
+        one.draining = b.draining();
         for (const auto& inst : b.instances()) one.ejected += inst->is_ejected(instance::clock::now());
       });
       if (!read) continue;  // a loop that has drained and stopped: nothing open, its totals gone with it
@@ -172,6 +174,7 @@ public:
       s.bytes.bytes_down += one.connections.bytes.bytes_down;
       for (const auto& [id, n] : one.connections.connect_failures) s.connect_failures[id] += n;
       sum.instances = one.instances;
+      sum.draining = one.draining;
       sum.ejected = std::max(sum.ejected, one.ejected);
     }
     return sum;

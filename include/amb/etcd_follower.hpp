@@ -48,9 +48,12 @@ public:
     known_.directory = state_->directory;
     state_->per_loop.resize(a.loops());
     ambassador_.on_each_loop([s = state_](std::size_t i, balancer& b, proxy& p) {
+      // Loop 0 logs; with several loops its balancer sees only its own share of the open connections.
+      const auto logging = i > 0                    ? service_instances::logging::off
+                           : s->per_loop.size() > 1 ? service_instances::logging::on_one_loop_of_several
+                                                    : service_instances::logging::on;
       s->per_loop[i] = std::make_unique<service_instances>(
-          b, [&p] { p.instances_changed(); }, i == 0 ? service_instances::logging::on : service_instances::logging::off,
-          s->directory);
+          b, [&p] { p.instances_changed(); }, logging, s->directory);
       p.instances_known(false);  // until the first read of etcd
     });
     asio::co_spawn(client_.executor(), follow(), [dir = state_->directory](std::exception_ptr e) {
@@ -224,6 +227,8 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   m.declare("amb_connect_failures_total", "counter", "Failed connects to an instance, by instance key.");
   m.declare("amb_instances", "gauge", "Instances known from etcd.");
   m.declare("amb_instances_ejected", "gauge", "Instances sitting out after failed connects.");
+  m.declare("amb_instances_draining", "gauge",
+            "Instances registered as draining (no new connections while another instance takes them).");
   m.declare("amb_watch_reconnects_total", "counter", "Times the etcd watch was lost and re-established.");
   m.declare("amb_etcd_revision", "gauge", "Newest etcd revision applied to the instance set.");
   m.declare("amb_watch_fresh_age_seconds", "gauge",
@@ -246,6 +251,7 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
       r.set("amb_connect_failures_total", static_cast<double>(n), metrics_registry::label("instance", id));
     r.set("amb_instances", static_cast<double>(t.instances));
     r.set("amb_instances_ejected", static_cast<double>(t.ejected));
+    r.set("amb_instances_draining", static_cast<double>(t.draining));
     r.set("amb_watch_reconnects_total", static_cast<double>(f.watcher().reconnects()));
     r.set("amb_etcd_revision", static_cast<double>(f.revision()));
     r.set("amb_watch_fresh_age_seconds", f.fresh_age().count());

@@ -19,7 +19,10 @@ namespace amb {
 /// One instance as written under <prefix>/<service>/<instance-id>.
 struct registry_value {
   host_port address{};       ///< where to connect
-  std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000)
+  std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000); 0 means draining
+  /// "draining":true, or "weight":0: the instance takes no new connections while others can (its open
+  /// ones go on); an ambassador whose instances all drain still uses them (docs/design.md §3).
+  bool draining = false;
   /// Other JSON fields, in key order: strings as they are, other values as JSON text.
   std::vector<std::pair<std::string, std::string>> extra{};
   friend bool operator==(const registry_value&, const registry_value&) = default;
@@ -138,16 +141,29 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   }
   v.address.port = static_cast<std::uint16_t>(p);
   if (const auto* weight = json_member(doc, "weight")) {
-    const auto w = json_integer(*weight).value_or(0);
-    if (w < 1 || w > max_registry_weight) {
-      r.error = prefix + "bad weight " + weight->serialize() + " (expected an integer 1.." +
-                std::to_string(max_registry_weight) + ")";
+    const auto w = json_integer(*weight).value_or(-1);
+    if (w < 0 || w > max_registry_weight) {
+      r.error = prefix + "bad weight " + weight->serialize() + " (expected an integer 0.." +
+                std::to_string(max_registry_weight) + ", 0 for draining)";
       return r;
     }
     v.weight = static_cast<std::uint32_t>(w);
   }
+  if (const auto* draining = json_member(doc, "draining")) {
+    // Only a JSON boolean: "yes", "false" or 1 would be a guess, and a wrong guess about draining
+    // sends traffic to an instance that is going away (or none to one that is not).
+    if (!draining->is<bool>()) {
+      // A string is the likeliest slip (a registrar that quotes every field): say what differs.
+      r.error =
+          prefix + "bad draining " + log::escaped(draining->serialize(), 80) +
+          (draining->is<std::string>() ? " (expected true or false, without quotes)" : " (expected true or false)");
+      return r;
+    }
+    v.draining = draining->get<bool>();
+  }
+  if (v.weight == 0) v.draining = true;  // a share of nothing: no new connections
   for (const auto& [key, value] : doc.get<picojson::object>()) {
-    if (key == "host" || key == "port" || key == "weight") continue;
+    if (key == "host" || key == "port" || key == "weight" || key == "draining") continue;
     v.extra.emplace_back(key, value.is<std::string>() ? value.get<std::string>() : value.serialize());
   }
   r.value = std::move(v);
@@ -156,8 +172,9 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
 
 }  // namespace detail
 
-/// Parses a registry value: the seed's JSON object (port as number or numeric string,
-/// optional positive integer "weight", other fields kept in `extra`) or plain "host:port"
+/// Parses a registry value: the seed's JSON object (port as number or numeric string, optional
+/// integer "weight" 0..1000000 where 0 means draining, optional boolean "draining", other fields kept
+/// in `extra`) or plain "host:port"
 /// ("[::1]:6379" for IPv6). Leading and trailing whitespace is ignored (etcdctl users add newlines).
 inline parsed<registry_value> parse_registry_value(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t' || text.front() == '\n' || text.front() == '\r'))

@@ -52,8 +52,9 @@ inline std::string instance_key_problem(std::string_view directory, std::string_
 class service_instances {
 public:
   /// Whether this copy writes the log lines: one copy per thread applies the same updates, and
-  /// only one of them should say so.
-  enum class logging { on, off };
+  /// only one of them should say so. on_one_loop_of_several logs too, but its balancer counts only
+  /// its own loop's connections, so its lines leave the number of open connections out.
+  enum class logging { on, off, on_one_loop_of_several };
 
   /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
   /// Only keys <directory><instance-id> are instances when `directory` is given (see instance_key_problem).
@@ -85,7 +86,7 @@ public:
         warn_bad(kv.key, kv.value, v.error, still_bad);
         continue;
       }
-      wanted.push_back({kv.key, v->address, v->weight});
+      wanted.push_back({kv.key, v->address, v->weight, v->draining});
     }
     bad_ = std::move(still_bad);
     ignored_ = std::move(still_ignored);
@@ -119,7 +120,7 @@ public:
         continue;
       }
       bad_.erase(ev.kv.key);
-      auto c = balancer_.upsert(ev.kv.key, v->address, v->weight);
+      auto c = balancer_.upsert(ev.kv.key, v->address, v->weight, v->draining);
       changes.insert(changes.end(), c.begin(), c.end());
     }
     log_changes(changes);
@@ -139,7 +140,7 @@ private:
   bool is_instance_key(const std::string& key, std::set<std::string>& into) {
     const std::string problem = instance_key_problem(directory_, key);
     if (problem.empty()) return true;
-    if (logging_ == logging::on && !ignored_.count(key))
+    if (logging_ != logging::off && !ignored_.count(key))
       log::warn("ignoring ", log::escaped(key), ": not an instance key (", problem, ")");
     into.insert(key);
     return false;
@@ -149,7 +150,7 @@ private:
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (logging_ == logging::on && (it == bad_.end() || it->second != value))
+    if (logging_ != logging::off && (it == bad_.end() || it->second != value))
       log::warn("skipping ", log::escaped(key), ": ", error);
     into[key] = value;
   }
@@ -158,18 +159,41 @@ private:
     for (const auto& c : changes) {
       if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
+      const std::string draining = c.draining ? " (draining: no new connections)" : "";
+      const std::string open = logging_ == logging::on ? log::count(c.open, "open connection") : "open connections";
       switch (c.what) {
         case balancer_change::added:
-          log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight);
+          log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight, draining);
           break;
         case balancer_change::changed:
-          log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight);
+          log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight,
+                    draining);
           break;
         case balancer_change::removed:
           log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")");
           break;
+        case balancer_change::drain_started:
+          log::info("instance ", log::escaped(c.id), " (", log::escaped(c.address.to_string()),
+                    ") draining: no new connections; ", open, " kept");
+          break;
+        case balancer_change::drain_ended:
+          log::info("instance ", log::escaped(c.id), " (", log::escaped(c.address.to_string()),
+                    ") no longer draining: takes new connections", weight);
+          break;
       }
     }
+    // The set as a whole: when nothing but draining instances is left, they still serve (one line
+    // when that starts, one when it ends).
+    const bool all_draining = !balancer_.empty() && balancer_.draining() == balancer_.size();
+    if (logging_ != logging::off && all_draining != all_draining_) {
+      const std::string service = directory_.empty() ? std::string("the service") : log::escaped(directory_);
+      if (all_draining)
+        log::warn("every instance of ", service, " is draining (", log::count(balancer_.size(), "instance"),
+                  "): new connections still go to them, as no other instance can take them");
+      else if (!balancer_.empty())
+        log::info("an instance of ", service, " takes new connections again: draining instances get none");
+    }
+    all_draining_ = all_draining;
     if (!changes.empty() && on_change_) on_change_();
   }
 
@@ -181,6 +205,7 @@ private:
   std::set<std::string> ignored_;           // keys that are not instance keys, already logged
   std::int64_t revision_ = 0;
   bool snapshot_seen_ = false;
+  bool all_draining_ = false;  // every instance drains (logged when it starts and ends)
 };
 
 /// Re-reads the service directory and hands it to `apply` as a snapshot update (SIGHUP), as a watcher

@@ -4983,7 +4983,10 @@ namespace amb {
 /// One instance as written under <prefix>/<service>/<instance-id>.
 struct registry_value {
   host_port address{};       ///< where to connect
-  std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000)
+  std::uint32_t weight = 1;  ///< relative share for weighted policies (1..1000000); 0 means draining
+  /// "draining":true, or "weight":0: the instance takes no new connections while others can (its open
+  /// ones go on); an ambassador whose instances all drain still uses them (docs/design.md §3).
+  bool draining = false;
   /// Other JSON fields, in key order: strings as they are, other values as JSON text.
   std::vector<std::pair<std::string, std::string>> extra{};
   friend bool operator==(const registry_value&, const registry_value&) = default;
@@ -5102,16 +5105,29 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
   }
   v.address.port = static_cast<std::uint16_t>(p);
   if (const auto* weight = json_member(doc, "weight")) {
-    const auto w = json_integer(*weight).value_or(0);
-    if (w < 1 || w > max_registry_weight) {
-      r.error = prefix + "bad weight " + weight->serialize() + " (expected an integer 1.." +
-                std::to_string(max_registry_weight) + ")";
+    const auto w = json_integer(*weight).value_or(-1);
+    if (w < 0 || w > max_registry_weight) {
+      r.error = prefix + "bad weight " + weight->serialize() + " (expected an integer 0.." +
+                std::to_string(max_registry_weight) + ", 0 for draining)";
       return r;
     }
     v.weight = static_cast<std::uint32_t>(w);
   }
+  if (const auto* draining = json_member(doc, "draining")) {
+    // Only a JSON boolean: "yes", "false" or 1 would be a guess, and a wrong guess about draining
+    // sends traffic to an instance that is going away (or none to one that is not).
+    if (!draining->is<bool>()) {
+      // A string is the likeliest slip (a registrar that quotes every field): say what differs.
+      r.error =
+          prefix + "bad draining " + log::escaped(draining->serialize(), 80) +
+          (draining->is<std::string>() ? " (expected true or false, without quotes)" : " (expected true or false)");
+      return r;
+    }
+    v.draining = draining->get<bool>();
+  }
+  if (v.weight == 0) v.draining = true;  // a share of nothing: no new connections
   for (const auto& [key, value] : doc.get<picojson::object>()) {
-    if (key == "host" || key == "port" || key == "weight") continue;
+    if (key == "host" || key == "port" || key == "weight" || key == "draining") continue;
     v.extra.emplace_back(key, value.is<std::string>() ? value.get<std::string>() : value.serialize());
   }
   r.value = std::move(v);
@@ -5120,8 +5136,9 @@ inline parsed<registry_value> parse_registry_json(std::string_view text) {
 
 }  // namespace detail
 
-/// Parses a registry value: the seed's JSON object (port as number or numeric string,
-/// optional positive integer "weight", other fields kept in `extra`) or plain "host:port"
+/// Parses a registry value: the seed's JSON object (port as number or numeric string, optional
+/// integer "weight" 0..1000000 where 0 means draining, optional boolean "draining", other fields kept
+/// in `extra`) or plain "host:port"
 /// ("[::1]:6379" for IPv6). Leading and trailing whitespace is ignored (etcdctl users add newlines).
 inline parsed<registry_value> parse_registry_value(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t' || text.front() == '\n' || text.front() == '\r'))
@@ -5203,6 +5220,7 @@ inline parsed<std::pair<std::string, std::string>> parse_key_value(std::string_v
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -5260,6 +5278,7 @@ struct instance {
   clock::time_point ejected_until{};    ///< not chosen before this (unless nothing else is left)
   bool ejected = false;                 ///< set while in an ejection period that has been logged
   bool check_down = false;              ///< failing its active health checks: never chosen (health_check.hpp)
+  bool draining = false;                ///< registered as draining: no new connections while others can take them
   std::int64_t current_weight = 0;      ///< smooth weighted round-robin state
   /// True while the instance sits out an ejection period.
   bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
@@ -5297,10 +5316,14 @@ private:
 
 /// What an update did, so the caller can log one line per instance.
 struct balancer_change {
-  enum kind { added, changed, removed } what;  ///< what happened
-  std::string id;                              ///< the instance key
-  host_port address;                           ///< the new address (the old one for removed)
-  std::uint32_t weight = 1;                    ///< the new weight
+  /// added, changed (address or weight), removed, or only the draining state turned on or off
+  /// (drain_started, drain_ended; a weight changed at the same time is in `weight`).
+  enum kind { added, changed, removed, drain_started, drain_ended } what;
+  std::string id;            ///< the instance key
+  host_port address;         ///< the new address (the old one for removed)
+  std::uint32_t weight = 1;  ///< the new weight
+  bool draining = false;     ///< the instance's draining state after the change
+  std::size_t open = 0;      ///< connections open on the instance (this balancer's) when it changed
 };
 
 /// The instance set plus a policy. Single-threaded: call from the io_context thread only.
@@ -5322,6 +5345,7 @@ public:
     std::string id{};          ///< etcd key
     host_port address{};       ///< where to connect
     std::uint32_t weight = 1;  ///< relative share
+    bool draining = false;     ///< no new connections while another instance can take them
   };
 
   balancer() : balancer(options{}) {}
@@ -5331,30 +5355,37 @@ public:
   const options& config() const noexcept { return opts_; }
 
   /// Adds or updates one instance. A new address makes a fresh instance (connections to the old
-  /// one keep their own object); a weight change updates it in place. Empty result: nothing changed.
-  std::vector<balancer_change> upsert(const std::string& id, const host_port& address, std::uint32_t weight = 1) {
+  /// one keep their own object); a weight or draining change updates it in place, keeping its
+  /// counters, ejection state and open connections. A draining instance gets no new connection
+  /// while a candidate that is not draining is left (see pick()). Weight 0 counts as 1 (registry
+  /// values with weight 0 come with `draining` set). Empty result: nothing changed.
+  std::vector<balancer_change> upsert(const std::string& id, const host_port& address, std::uint32_t weight = 1,
+                                      bool draining = false) {
     std::vector<balancer_change> out;
     if (weight == 0) weight = 1;
     auto it = find(id);
-    if (it == set_.end()) {
+    if (it == set_.end() || (*it)->address != address) {
+      const bool is_new = it == set_.end();
       auto i = std::make_shared<instance>();
       i->id = id;
       i->address = address;
       i->weight = weight;
-      set_.insert(
-          std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }),
-          i);
-      out.push_back({balancer_change::added, id, address, weight});
-    } else if ((*it)->address != address) {
-      auto i = std::make_shared<instance>();
-      i->id = id;
-      i->address = address;
-      i->weight = weight;
-      *it = i;
-      out.push_back({balancer_change::changed, id, address, weight});
+      i->draining = draining;
+      if (is_new)
+        set_.insert(std::upper_bound(set_.begin(), set_.end(), id,
+                                     [](const std::string& k, const auto& p) { return k < p->id; }),
+                    i);
+      else
+        *it = i;  // connections to the old address keep the old object
+      out.push_back({is_new ? balancer_change::added : balancer_change::changed, id, address, weight, draining});
+    } else if ((*it)->draining != draining) {
+      (*it)->weight = weight;
+      (*it)->draining = draining;
+      out.push_back({draining ? balancer_change::drain_started : balancer_change::drain_ended, id, address, weight,
+                     draining, (*it)->active});
     } else if ((*it)->weight != weight) {
       (*it)->weight = weight;
-      out.push_back({balancer_change::changed, id, address, weight});
+      out.push_back({balancer_change::changed, id, address, weight, draining, (*it)->active});
     } else {
       return out;
     }
@@ -5367,28 +5398,29 @@ public:
     std::vector<balancer_change> out;
     auto it = find(id);
     if (it == set_.end()) return out;
-    out.push_back({balancer_change::removed, id, (*it)->address, (*it)->weight});
+    out.push_back({balancer_change::removed, id, (*it)->address, (*it)->weight, (*it)->draining, (*it)->active});
     set_.erase(it);
     rebuild();
     return out;
   }
 
   /// Makes the set equal to `wanted` (a full snapshot after a re-read); returns the differences.
-  /// Instances whose address and weight did not change keep their counters and ejection state.
+  /// Instances whose address did not change keep their counters and ejection state.
   std::vector<balancer_change> replace_all(const std::vector<entry>& wanted) {
     std::vector<balancer_change> out;
     std::map<std::string, const entry*> by_id;
     for (const auto& e : wanted) by_id[e.id] = &e;
     for (auto it = set_.begin(); it != set_.end();) {
       if (!by_id.count((*it)->id)) {
-        out.push_back({balancer_change::removed, (*it)->id, (*it)->address, (*it)->weight});
+        out.push_back(
+            {balancer_change::removed, (*it)->id, (*it)->address, (*it)->weight, (*it)->draining, (*it)->active});
         it = set_.erase(it);
       } else {
         ++it;
       }
     }
     for (const auto& [id, e] : by_id) {
-      auto c = upsert(id, e->address, e->weight);
+      auto c = upsert(id, e->address, e->weight, e->draining);
       out.insert(out.end(), c.begin(), c.end());
     }
     rebuild();
@@ -5399,6 +5431,10 @@ public:
   const std::vector<std::shared_ptr<instance>>& instances() const noexcept { return set_; }
   /// Number of instances known.
   std::size_t size() const noexcept { return set_.size(); }
+  /// Number of instances registered as draining.
+  std::size_t draining() const noexcept {
+    return static_cast<std::size_t>(std::count_if(set_.begin(), set_.end(), [](const auto& p) { return p->draining; }));
+  }
   /// True when no instance is known.
   bool empty() const noexcept { return set_.empty(); }
   /// The instance with key `id`, or nullptr.
@@ -5408,22 +5444,27 @@ public:
   }
 
   /// Chooses an instance for a new connection, skipping those in `tried` (already failed for this
-  /// client). Ejected instances are chosen only when every other candidate is ejected too, so a
-  /// set whose instances all failed recovers on the first good connect instead of after the timeout.
-  /// `client_key` (the client's address) matters for source-hash only. nullptr: nothing to offer.
+  /// client). The policy chooses among the best non-empty group of the rest, in this order:
+  ///   1. neither ejected nor draining;
+  ///   2. draining, not ejected: every instance that takes new connections failed or is tried, and a
+  ///      draining instance is still up (a graceful stop of the only instance must not be an outage);
+  ///   3. ejected, not draining; 4. ejected and draining: a set whose instances all failed recovers on
+  ///      the first good connect instead of after the fail timeout.
+  /// Draining ranks above ejection because it is a wish about new connections, ejection evidence of
+  /// failed ones. `client_key` (the client's address) matters for source-hash only. nullptr: nothing to offer.
   std::shared_ptr<instance> pick(std::string_view client_key = {},
                                  const std::vector<std::shared_ptr<instance>>& tried = {},
                                  clock::time_point now = clock::now()) {
-    std::vector<instance*> healthy, all;
+    std::vector<instance*> groups[4];
     for (const auto& p : set_) {
       // An instance failing its active checks is out of service, even when nothing else is left
       // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
       if (p->check_down || std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
-      all.push_back(p.get());
-      if (!p->is_ejected(now)) healthy.push_back(p.get());
+      groups[(p->is_ejected(now) ? 2 : 0) + (p->draining ? 1 : 0)].push_back(p.get());
     }
-    auto& candidates = healthy.empty() ? all : healthy;
-    if (candidates.empty()) return nullptr;
+    auto* first = std::find_if(std::begin(groups), std::end(groups), [](const auto& g) { return !g.empty(); });
+    if (first == std::end(groups)) return nullptr;
+    auto& candidates = *first;
     instance* chosen = nullptr;
     // A failover pick must not move the turn: otherwise every client after a dead instance's
     // turn would land on it first, instead of once per round.
@@ -6178,8 +6219,9 @@ inline std::string instance_key_problem(std::string_view directory, std::string_
 class service_instances {
 public:
   /// Whether this copy writes the log lines: one copy per thread applies the same updates, and
-  /// only one of them should say so.
-  enum class logging { on, off };
+  /// only one of them should say so. on_one_loop_of_several logs too, but its balancer counts only
+  /// its own loop's connections, so its lines leave the number of open connections out.
+  enum class logging { on, off, on_one_loop_of_several };
 
   /// Updates `b`; `on_change` (may be empty) runs after any update that changed the set.
   /// Only keys <directory><instance-id> are instances when `directory` is given (see instance_key_problem).
@@ -6211,7 +6253,7 @@ public:
         warn_bad(kv.key, kv.value, v.error, still_bad);
         continue;
       }
-      wanted.push_back({kv.key, v->address, v->weight});
+      wanted.push_back({kv.key, v->address, v->weight, v->draining});
     }
     bad_ = std::move(still_bad);
     ignored_ = std::move(still_ignored);
@@ -6245,7 +6287,7 @@ public:
         continue;
       }
       bad_.erase(ev.kv.key);
-      auto c = balancer_.upsert(ev.kv.key, v->address, v->weight);
+      auto c = balancer_.upsert(ev.kv.key, v->address, v->weight, v->draining);
       changes.insert(changes.end(), c.begin(), c.end());
     }
     log_changes(changes);
@@ -6265,7 +6307,7 @@ private:
   bool is_instance_key(const std::string& key, std::set<std::string>& into) {
     const std::string problem = instance_key_problem(directory_, key);
     if (problem.empty()) return true;
-    if (logging_ == logging::on && !ignored_.count(key))
+    if (logging_ != logging::off && !ignored_.count(key))
       log::warn("ignoring ", log::escaped(key), ": not an instance key (", problem, ")");
     into.insert(key);
     return false;
@@ -6275,7 +6317,7 @@ private:
                 std::map<std::string, std::string>& into) {
     auto it = bad_.find(key);
     // Warn once per bad value, not once per re-put of the same value (heartbeats).
-    if (logging_ == logging::on && (it == bad_.end() || it->second != value))
+    if (logging_ != logging::off && (it == bad_.end() || it->second != value))
       log::warn("skipping ", log::escaped(key), ": ", error);
     into[key] = value;
   }
@@ -6284,18 +6326,41 @@ private:
     for (const auto& c : changes) {
       if (logging_ == logging::off) break;
       const std::string weight = c.weight == 1 ? "" : " (weight " + std::to_string(c.weight) + ")";
+      const std::string draining = c.draining ? " (draining: no new connections)" : "";
+      const std::string open = logging_ == logging::on ? log::count(c.open, "open connection") : "open connections";
       switch (c.what) {
         case balancer_change::added:
-          log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight);
+          log::info("instance ", log::escaped(c.id), " added: ", log::escaped(c.address.to_string()), weight, draining);
           break;
         case balancer_change::changed:
-          log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight);
+          log::info("instance ", log::escaped(c.id), " changed: ", log::escaped(c.address.to_string()), weight,
+                    draining);
           break;
         case balancer_change::removed:
           log::info("instance ", log::escaped(c.id), " removed (was ", log::escaped(c.address.to_string()), ")");
           break;
+        case balancer_change::drain_started:
+          log::info("instance ", log::escaped(c.id), " (", log::escaped(c.address.to_string()),
+                    ") draining: no new connections; ", open, " kept");
+          break;
+        case balancer_change::drain_ended:
+          log::info("instance ", log::escaped(c.id), " (", log::escaped(c.address.to_string()),
+                    ") no longer draining: takes new connections", weight);
+          break;
       }
     }
+    // The set as a whole: when nothing but draining instances is left, they still serve (one line
+    // when that starts, one when it ends).
+    const bool all_draining = !balancer_.empty() && balancer_.draining() == balancer_.size();
+    if (logging_ != logging::off && all_draining != all_draining_) {
+      const std::string service = directory_.empty() ? std::string("the service") : log::escaped(directory_);
+      if (all_draining)
+        log::warn("every instance of ", service, " is draining (", log::count(balancer_.size(), "instance"),
+                  "): new connections still go to them, as no other instance can take them");
+      else if (!balancer_.empty())
+        log::info("an instance of ", service, " takes new connections again: draining instances get none");
+    }
+    all_draining_ = all_draining;
     if (!changes.empty() && on_change_) on_change_();
   }
 
@@ -6307,6 +6372,7 @@ private:
   std::set<std::string> ignored_;           // keys that are not instance keys, already logged
   std::int64_t revision_ = 0;
   bool snapshot_seen_ = false;
+  bool all_draining_ = false;  // every instance drains (logged when it starts and ends)
 };
 
 /// Re-reads the service directory and hands it to `apply` as a snapshot update (SIGHUP), as a watcher
@@ -6665,6 +6731,7 @@ struct ambassador_stats {
   proxy_stats connections{};  ///< accepted, open, rejected, bytes, failed connects per instance
   std::size_t instances = 0;  ///< instances known (the same set in every loop)
   std::size_t ejected = 0;    ///< instances sitting out after failed connects (the most any loop has)
+  std::size_t draining = 0;   ///< instances registered as draining (the same in every loop)
 };
 
 /// Listens, and forwards each connection to an instance of its set, balancing and failing over.
@@ -6772,6 +6839,7 @@ public:
       const bool read = run_on_loop(i, [&](balancer& b, proxy& p) {
         one.connections = p.stats();
         one.instances = b.size();
+        one.draining = b.draining();
         for (const auto& inst : b.instances()) one.ejected += inst->is_ejected(instance::clock::now());
       });
       if (!read) continue;  // a loop that has drained and stopped: nothing open, its totals gone with it
@@ -6783,6 +6851,7 @@ public:
       s.bytes.bytes_down += one.connections.bytes.bytes_down;
       for (const auto& [id, n] : one.connections.connect_failures) s.connect_failures[id] += n;
       sum.instances = one.instances;
+      sum.draining = one.draining;
       sum.ejected = std::max(sum.ejected, one.ejected);
     }
     return sum;
@@ -7096,9 +7165,12 @@ public:
     known_.directory = state_->directory;
     state_->per_loop.resize(a.loops());
     ambassador_.on_each_loop([s = state_](std::size_t i, balancer& b, proxy& p) {
+      // Loop 0 logs; with several loops its balancer sees only its own share of the open connections.
+      const auto logging = i > 0                    ? service_instances::logging::off
+                           : s->per_loop.size() > 1 ? service_instances::logging::on_one_loop_of_several
+                                                    : service_instances::logging::on;
       s->per_loop[i] = std::make_unique<service_instances>(
-          b, [&p] { p.instances_changed(); }, i == 0 ? service_instances::logging::on : service_instances::logging::off,
-          s->directory);
+          b, [&p] { p.instances_changed(); }, logging, s->directory);
       p.instances_known(false);  // until the first read of etcd
     });
     asio::co_spawn(client_.executor(), follow(), [dir = state_->directory](std::exception_ptr e) {
@@ -7272,6 +7344,8 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   m.declare("amb_connect_failures_total", "counter", "Failed connects to an instance, by instance key.");
   m.declare("amb_instances", "gauge", "Instances known from etcd.");
   m.declare("amb_instances_ejected", "gauge", "Instances sitting out after failed connects.");
+  m.declare("amb_instances_draining", "gauge",
+            "Instances registered as draining (no new connections while another instance takes them).");
   m.declare("amb_watch_reconnects_total", "counter", "Times the etcd watch was lost and re-established.");
   m.declare("amb_etcd_revision", "gauge", "Newest etcd revision applied to the instance set.");
   m.declare("amb_watch_fresh_age_seconds", "gauge",
@@ -7294,6 +7368,7 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
       r.set("amb_connect_failures_total", static_cast<double>(n), metrics_registry::label("instance", id));
     r.set("amb_instances", static_cast<double>(t.instances));
     r.set("amb_instances_ejected", static_cast<double>(t.ejected));
+    r.set("amb_instances_draining", static_cast<double>(t.draining));
     r.set("amb_watch_reconnects_total", static_cast<double>(f.watcher().reconnects()));
     r.set("amb_etcd_revision", static_cast<double>(f.revision()));
     r.set("amb_watch_fresh_age_seconds", f.fresh_age().count());

@@ -546,6 +546,7 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <random>
@@ -603,6 +604,7 @@ struct instance {
   clock::time_point ejected_until{};    ///< not chosen before this (unless nothing else is left)
   bool ejected = false;                 ///< set while in an ejection period that has been logged
   bool check_down = false;              ///< failing its active health checks: never chosen (health_check.hpp)
+  bool draining = false;                ///< registered as draining: no new connections while others can take them
   std::int64_t current_weight = 0;      ///< smooth weighted round-robin state
   /// True while the instance sits out an ejection period.
   bool is_ejected(clock::time_point now) const noexcept { return ejected && now < ejected_until; }
@@ -640,10 +642,14 @@ private:
 
 /// What an update did, so the caller can log one line per instance.
 struct balancer_change {
-  enum kind { added, changed, removed } what;  ///< what happened
-  std::string id;                              ///< the instance key
-  host_port address;                           ///< the new address (the old one for removed)
-  std::uint32_t weight = 1;                    ///< the new weight
+  /// added, changed (address or weight), removed, or only the draining state turned on or off
+  /// (drain_started, drain_ended; a weight changed at the same time is in `weight`).
+  enum kind { added, changed, removed, drain_started, drain_ended } what;
+  std::string id;            ///< the instance key
+  host_port address;         ///< the new address (the old one for removed)
+  std::uint32_t weight = 1;  ///< the new weight
+  bool draining = false;     ///< the instance's draining state after the change
+  std::size_t open = 0;      ///< connections open on the instance (this balancer's) when it changed
 };
 
 /// The instance set plus a policy. Single-threaded: call from the io_context thread only.
@@ -665,6 +671,7 @@ public:
     std::string id{};          ///< etcd key
     host_port address{};       ///< where to connect
     std::uint32_t weight = 1;  ///< relative share
+    bool draining = false;     ///< no new connections while another instance can take them
   };
 
   balancer() : balancer(options{}) {}
@@ -674,30 +681,37 @@ public:
   const options& config() const noexcept { return opts_; }
 
   /// Adds or updates one instance. A new address makes a fresh instance (connections to the old
-  /// one keep their own object); a weight change updates it in place. Empty result: nothing changed.
-  std::vector<balancer_change> upsert(const std::string& id, const host_port& address, std::uint32_t weight = 1) {
+  /// one keep their own object); a weight or draining change updates it in place, keeping its
+  /// counters, ejection state and open connections. A draining instance gets no new connection
+  /// while a candidate that is not draining is left (see pick()). Weight 0 counts as 1 (registry
+  /// values with weight 0 come with `draining` set). Empty result: nothing changed.
+  std::vector<balancer_change> upsert(const std::string& id, const host_port& address, std::uint32_t weight = 1,
+                                      bool draining = false) {
     std::vector<balancer_change> out;
     if (weight == 0) weight = 1;
     auto it = find(id);
-    if (it == set_.end()) {
+    if (it == set_.end() || (*it)->address != address) {
+      const bool is_new = it == set_.end();
       auto i = std::make_shared<instance>();
       i->id = id;
       i->address = address;
       i->weight = weight;
-      set_.insert(
-          std::upper_bound(set_.begin(), set_.end(), id, [](const std::string& k, const auto& p) { return k < p->id; }),
-          i);
-      out.push_back({balancer_change::added, id, address, weight});
-    } else if ((*it)->address != address) {
-      auto i = std::make_shared<instance>();
-      i->id = id;
-      i->address = address;
-      i->weight = weight;
-      *it = i;
-      out.push_back({balancer_change::changed, id, address, weight});
+      i->draining = draining;
+      if (is_new)
+        set_.insert(std::upper_bound(set_.begin(), set_.end(), id,
+                                     [](const std::string& k, const auto& p) { return k < p->id; }),
+                    i);
+      else
+        *it = i;  // connections to the old address keep the old object
+      out.push_back({is_new ? balancer_change::added : balancer_change::changed, id, address, weight, draining});
+    } else if ((*it)->draining != draining) {
+      (*it)->weight = weight;
+      (*it)->draining = draining;
+      out.push_back({draining ? balancer_change::drain_started : balancer_change::drain_ended, id, address, weight,
+                     draining, (*it)->active});
     } else if ((*it)->weight != weight) {
       (*it)->weight = weight;
-      out.push_back({balancer_change::changed, id, address, weight});
+      out.push_back({balancer_change::changed, id, address, weight, draining, (*it)->active});
     } else {
       return out;
     }
@@ -710,28 +724,29 @@ public:
     std::vector<balancer_change> out;
     auto it = find(id);
     if (it == set_.end()) return out;
-    out.push_back({balancer_change::removed, id, (*it)->address, (*it)->weight});
+    out.push_back({balancer_change::removed, id, (*it)->address, (*it)->weight, (*it)->draining, (*it)->active});
     set_.erase(it);
     rebuild();
     return out;
   }
 
   /// Makes the set equal to `wanted` (a full snapshot after a re-read); returns the differences.
-  /// Instances whose address and weight did not change keep their counters and ejection state.
+  /// Instances whose address did not change keep their counters and ejection state.
   std::vector<balancer_change> replace_all(const std::vector<entry>& wanted) {
     std::vector<balancer_change> out;
     std::map<std::string, const entry*> by_id;
     for (const auto& e : wanted) by_id[e.id] = &e;
     for (auto it = set_.begin(); it != set_.end();) {
       if (!by_id.count((*it)->id)) {
-        out.push_back({balancer_change::removed, (*it)->id, (*it)->address, (*it)->weight});
+        out.push_back(
+            {balancer_change::removed, (*it)->id, (*it)->address, (*it)->weight, (*it)->draining, (*it)->active});
         it = set_.erase(it);
       } else {
         ++it;
       }
     }
     for (const auto& [id, e] : by_id) {
-      auto c = upsert(id, e->address, e->weight);
+      auto c = upsert(id, e->address, e->weight, e->draining);
       out.insert(out.end(), c.begin(), c.end());
     }
     rebuild();
@@ -742,6 +757,10 @@ public:
   const std::vector<std::shared_ptr<instance>>& instances() const noexcept { return set_; }
   /// Number of instances known.
   std::size_t size() const noexcept { return set_.size(); }
+  /// Number of instances registered as draining.
+  std::size_t draining() const noexcept {
+    return static_cast<std::size_t>(std::count_if(set_.begin(), set_.end(), [](const auto& p) { return p->draining; }));
+  }
   /// True when no instance is known.
   bool empty() const noexcept { return set_.empty(); }
   /// The instance with key `id`, or nullptr.
@@ -751,22 +770,27 @@ public:
   }
 
   /// Chooses an instance for a new connection, skipping those in `tried` (already failed for this
-  /// client). Ejected instances are chosen only when every other candidate is ejected too, so a
-  /// set whose instances all failed recovers on the first good connect instead of after the timeout.
-  /// `client_key` (the client's address) matters for source-hash only. nullptr: nothing to offer.
+  /// client). The policy chooses among the best non-empty group of the rest, in this order:
+  ///   1. neither ejected nor draining;
+  ///   2. draining, not ejected: every instance that takes new connections failed or is tried, and a
+  ///      draining instance is still up (a graceful stop of the only instance must not be an outage);
+  ///   3. ejected, not draining; 4. ejected and draining: a set whose instances all failed recovers on
+  ///      the first good connect instead of after the fail timeout.
+  /// Draining ranks above ejection because it is a wish about new connections, ejection evidence of
+  /// failed ones. `client_key` (the client's address) matters for source-hash only. nullptr: nothing to offer.
   std::shared_ptr<instance> pick(std::string_view client_key = {},
                                  const std::vector<std::shared_ptr<instance>>& tried = {},
                                  clock::time_point now = clock::now()) {
-    std::vector<instance*> healthy, all;
+    std::vector<instance*> groups[4];
     for (const auto& p : set_) {
       // An instance failing its active checks is out of service, even when nothing else is left
       // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
       if (p->check_down || std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
-      all.push_back(p.get());
-      if (!p->is_ejected(now)) healthy.push_back(p.get());
+      groups[(p->is_ejected(now) ? 2 : 0) + (p->draining ? 1 : 0)].push_back(p.get());
     }
-    auto& candidates = healthy.empty() ? all : healthy;
-    if (candidates.empty()) return nullptr;
+    auto* first = std::find_if(std::begin(groups), std::end(groups), [](const auto& g) { return !g.empty(); });
+    if (first == std::end(groups)) return nullptr;
+    auto& candidates = *first;
     instance* chosen = nullptr;
     // A failover pick must not move the turn: otherwise every client after a dead instance's
     // turn would land on it first, instead of once per round.
@@ -2494,6 +2518,7 @@ struct ambassador_stats {
   proxy_stats connections{};  ///< accepted, open, rejected, bytes, failed connects per instance
   std::size_t instances = 0;  ///< instances known (the same set in every loop)
   std::size_t ejected = 0;    ///< instances sitting out after failed connects (the most any loop has)
+  std::size_t draining = 0;   ///< instances registered as draining (the same in every loop)
 };
 
 /// Listens, and forwards each connection to an instance of its set, balancing and failing over.
@@ -2601,6 +2626,7 @@ public:
       const bool read = run_on_loop(i, [&](balancer& b, proxy& p) {
         one.connections = p.stats();
         one.instances = b.size();
+        one.draining = b.draining();
         for (const auto& inst : b.instances()) one.ejected += inst->is_ejected(instance::clock::now());
       });
       if (!read) continue;  // a loop that has drained and stopped: nothing open, its totals gone with it
@@ -2612,6 +2638,7 @@ public:
       s.bytes.bytes_down += one.connections.bytes.bytes_down;
       for (const auto& [id, n] : one.connections.connect_failures) s.connect_failures[id] += n;
       sum.instances = one.instances;
+      sum.draining = one.draining;
       sum.ejected = std::max(sum.ejected, one.ejected);
     }
     return sum;

@@ -12,29 +12,25 @@
 
 namespace amb::test {
 
-/// A blocking client connection to 127.0.0.1:port, optionally from a chosen loopback source address.
+/// A blocking client connection to ip:port (127.0.0.1 by default, or ::1), optionally from a chosen
+/// loopback source address of the same family.
 class blocking_conn {
 public:
-  explicit blocking_conn(std::uint16_t port, const std::string& source_ip = {},
-                         std::chrono::milliseconds timeout = 5s) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+  explicit blocking_conn(std::uint16_t port, const std::string& source_ip = {}, std::chrono::milliseconds timeout = 5s,
+                         const std::string& ip = "127.0.0.1") {
+    const auto a = make_socket_address(ip, port);
+    fd_ = ::socket(a.family, SOCK_STREAM, 0);
     if (fd_ < 0) return;
     timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     if (!source_ip.empty()) {
-      sockaddr_in src{};
-      src.sin_family = AF_INET;
-      ::inet_pton(AF_INET, source_ip.c_str(), &src.sin_addr);
-      if (::bind(fd_, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+      const auto src = make_socket_address(source_ip, 0);
+      if (::bind(fd_, src.get(), src.length) != 0) {
         close();
         return;
       }
     }
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(port);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) close();
+    if (::connect(fd_, a.get(), a.length) != 0) close();
   }
   blocking_conn(const blocking_conn&) = delete;
   blocking_conn& operator=(const blocking_conn&) = delete;
@@ -100,38 +96,41 @@ private:
   std::string buf_;
 };
 
-/// One fresh connection through the ambassador: which redis answered GET who ("" when it failed).
-inline std::string who_via(std::uint16_t port, const std::string& source_ip = {}) {
-  blocking_conn c(port, source_ip);
+/// One fresh connection through the ambassador at ip:port (127.0.0.1 by default): which redis answered
+/// GET who ("" when it failed).
+inline std::string who_via(std::uint16_t port, const std::string& source_ip = {}, const std::string& ip = "127.0.0.1") {
+  blocking_conn c(port, source_ip, 5s, ip);
   return c.ok() ? c.who() : "";
 }
 
-/// A redis server tagged with a name: `GET who` answers it.
+/// A redis server tagged with a name: `GET who` answers it. On 127.0.0.1, or on ::1 only when given "::1".
 struct tagged_redis {
-  explicit tagged_redis(std::string n) : name(std::move(n)) { tag(); }
+  explicit tagged_redis(std::string n, std::string ip = "127.0.0.1") : server(std::move(ip)), name(std::move(n)) {
+    tag();
+  }
   void tag() {
-    auto r = redis_cli(server.port(), {"SET", "who", name});
+    auto r = redis_cli(server.port(), {"SET", "who", name}, 10s, server.ip());
     if (r.status != 0) throw std::runtime_error("test set-up: cannot tag redis: " + r.output);
   }
-  std::string json() const { return R"({"host":"127.0.0.1","port":)" + std::to_string(server.port()) + "}"; }
+  /// The seed's JSON value, {"host":"127.0.0.1","port":N} (or "::1"), with `more` fields (",\"weight\":0").
+  std::string json(const std::string& more = {}) const {
+    return R"({"host":")" + server.ip() + R"(","port":)" + std::to_string(server.port()) + more + "}";
+  }
   std::string plain() const { return server.address(); }
   redis_server server;
   std::string name;
 };
 
-/// The real dynamic-etcd-amb, listening on a free port, with metrics on another.
+/// The real dynamic-etcd-amb, listening on a free port, with metrics on another; both on 127.0.0.1,
+/// or both on ::1 when `ip` is "::1".
 class ambassador {
 public:
   ambassador(const std::string& etcd_endpoints, const std::string& service, std::vector<std::string> extra = {},
-             std::map<std::string, std::string> env = {})
-      : port_(free_port()), metrics_port_(free_port()) {
-    std::vector<std::string> argv{AMB_DYNAMIC_ETCD_AMB_BIN,
-                                  "--etcd",
-                                  etcd_endpoints,
-                                  "--listen",
-                                  "127.0.0.1:" + std::to_string(port_),
-                                  "--metrics",
-                                  "127.0.0.1:" + std::to_string(metrics_port_)};
+             std::map<std::string, std::string> env = {}, std::string ip = "127.0.0.1")
+      : ip_(std::move(ip)), port_(free_port(ip_)), metrics_port_(free_port(ip_)) {
+    std::vector<std::string> argv{
+        AMB_DYNAMIC_ETCD_AMB_BIN,   "--etcd", etcd_endpoints, "--listen", ip_port(ip_, port_), "--metrics",
+        ip_port(ip_, metrics_port_)};
     argv.insert(argv.end(), extra.begin(), extra.end());
     argv.push_back(service);
     argv.push_back(std::to_string(port_));
@@ -143,15 +142,17 @@ public:
       throw std::runtime_error("test set-up: dynamic-etcd-amb did not become ready:\n" + process_.output());
   }
   std::uint16_t port() const { return port_; }
+  /// Where it listens: "127.0.0.1" or "::1".
+  const std::string& ip() const { return ip_; }
   child_process& process() { return process_; }
   std::string output() const { return process_.output(); }
-  bool healthy() const { return http_get_raw(metrics_port_, "/healthz").rfind("HTTP/1.1 200", 0) == 0; }
+  bool healthy() const { return http_get_raw(metrics_port_, "/healthz", 2s, ip_).rfind("HTTP/1.1 200", 0) == 0; }
   /// The whole /healthz reply (status line, headers, body).
-  std::string healthz() const { return http_get_raw(metrics_port_, "/healthz"); }
+  std::string healthz() const { return http_get_raw(metrics_port_, "/healthz", 2s, ip_); }
   /// The /metrics body parsed into "name{labels}" -> value.
   std::map<std::string, double> metrics() const {
     std::map<std::string, double> out;
-    auto raw = http_get_raw(metrics_port_, "/metrics");
+    auto raw = http_get_raw(metrics_port_, "/metrics", 2s, ip_);
     auto body = raw.find("\r\n\r\n");
     if (raw.rfind("HTTP/1.1 200", 0) != 0 || body == std::string::npos) return out;
     std::istringstream in(raw.substr(body + 4));
@@ -170,7 +171,7 @@ public:
   }
   /// Waits until `who_via` answers `name` (the ambassador caught up with etcd).
   bool routes_to(const std::string& name, std::chrono::milliseconds timeout = 15s) const {
-    return wait_until([&] { return who_via(port_) == name; }, timeout, 50ms);
+    return wait_until([&] { return who_via(port_, {}, ip_) == name; }, timeout, 50ms);
   }
   /// Number of times `needle` occurs in the output.
   std::size_t count_in_output(const std::string& needle) const {
@@ -181,6 +182,7 @@ public:
   }
 
 private:
+  std::string ip_;
   std::uint16_t port_, metrics_port_;
   child_process process_;
 };

@@ -10,12 +10,13 @@
 
 namespace amb::test {
 
-/// A blocking "GET path" to 127.0.0.1:port; returns the whole raw response ("" on failure).
-inline std::string http_get_raw(std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout = 2s) {
-  return tcp_exchange(port, "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", timeout, false);
+/// A blocking "GET path" to ip:port (127.0.0.1 by default, or ::1); returns the whole raw response ("" on failure).
+inline std::string http_get_raw(std::uint16_t port, const std::string& path, std::chrono::milliseconds timeout = 2s,
+                                const std::string& ip = "127.0.0.1") {
+  return tcp_exchange(port, "GET " + path + " HTTP/1.0\r\nHost: " + ip_port(ip, port) + "\r\n\r\n", timeout, false, ip);
 }
 
-/// An etcd cluster of N members on 127.0.0.1 (N = 1 for most tests). Every member is
+/// An etcd cluster of N members on 127.0.0.1, or on ::1 (IPv6) when asked (N = 1 for most tests). Every member is
 /// stopped by PID when the object goes; members can be killed and restarted on the same
 /// ports and data folders.
 class etcd_cluster {
@@ -26,19 +27,24 @@ public:
     std::uint16_t peer_port = 0;
     std::filesystem::path data_dir;
     child_process process;
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(client_port); }
+    std::string ip = "127.0.0.1";  ///< where it listens for clients and peers
+    std::string url() const { return "http://" + ip_port(ip, client_port); }
+    std::string peer_url() const { return "http://" + ip_port(ip, peer_port); }
   };
 
   /// Starts `size` members and waits until every one reports healthy.
-  /// `extra_args` go to every member (e.g. "--experimental-watch-progress-notify-interval=1s").
-  explicit etcd_cluster(int size = 1, std::vector<std::string> extra_args = {}) : extra_(std::move(extra_args)) {
+  /// `extra_args` go to every member (e.g. "--experimental-watch-progress-notify-interval=1s");
+  /// `ip` is where they listen, "127.0.0.1" or "::1" (client URLs http://[::1]:PORT).
+  explicit etcd_cluster(int size = 1, std::vector<std::string> extra_args = {}, const std::string& ip = "127.0.0.1")
+      : extra_(std::move(extra_args)) {
     etcd_ = require_program("etcd", "etcd-server");
     require_program("etcdctl", "etcd-client");
     for (int i = 0; i < size; ++i) {
       auto m = std::make_unique<member>();
       m->name = "m" + std::to_string(i);
-      m->client_port = free_port();
-      m->peer_port = free_port();
+      m->ip = ip;
+      m->client_port = free_port(ip);
+      m->peer_port = free_port(ip);
       m->data_dir = dir_.path() / m->name;
       members_.push_back(std::move(m));
     }
@@ -93,7 +99,8 @@ public:
   }
   /// True when member i answers /health with "true".
   bool healthy(std::size_t i) const {
-    return http_get_raw(members_.at(i)->client_port, "/health").find("\"health\":\"true\"") != std::string::npos;
+    const auto& m = *members_.at(i);
+    return http_get_raw(m.client_port, "/health", 2s, m.ip).find("\"health\":\"true\"") != std::string::npos;
   }
   /// Log output of member i.
   std::string log(std::size_t i = 0) const { return members_.at(i)->process.output(); }
@@ -102,15 +109,14 @@ private:
   void start(std::size_t i, const std::string& state) {
     auto& m = *members_.at(i);
     std::string initial;
-    for (auto& o : members_)
-      initial += (initial.empty() ? "" : ",") + o->name + "=http://127.0.0.1:" + std::to_string(o->peer_port);
+    for (auto& o : members_) initial += (initial.empty() ? "" : ",") + o->name + "=" + o->peer_url();
     std::vector<std::string> argv{etcd_,
                                   "--name=" + m.name,
                                   "--data-dir=" + m.data_dir.string(),
                                   "--listen-client-urls=" + m.url(),
                                   "--advertise-client-urls=" + m.url(),
-                                  "--listen-peer-urls=http://127.0.0.1:" + std::to_string(m.peer_port),
-                                  "--initial-advertise-peer-urls=http://127.0.0.1:" + std::to_string(m.peer_port),
+                                  "--listen-peer-urls=" + m.peer_url(),
+                                  "--initial-advertise-peer-urls=" + m.peer_url(),
                                   "--initial-cluster=" + initial,
                                   "--initial-cluster-state=" + state,
                                   "--initial-cluster-token=amb-test"};

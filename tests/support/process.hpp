@@ -97,31 +97,62 @@ private:
   std::filesystem::path path_;
 };
 
-/// A free TCP port on 127.0.0.1 (bound once by the kernel, then released).
-inline std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw std::runtime_error("test set-up: cannot bind a free port");
+/// A numeric IPv4 or IPv6 address with a port, as the socket calls take it.
+struct socket_address {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  int family = AF_INET;
+  const sockaddr* get() const { return reinterpret_cast<const sockaddr*>(&storage); }
+  sockaddr* get() { return reinterpret_cast<sockaddr*>(&storage); }
+};
+
+/// `ip` ("127.0.0.1", "::1", ...) and `port` as a socket address; throws for a name or bad text.
+inline socket_address make_socket_address(const std::string& ip, std::uint16_t port) {
+  socket_address a;
+  if (ip.find(':') != std::string::npos) {
+    auto* six = reinterpret_cast<sockaddr_in6*>(&a.storage);
+    six->sin6_family = AF_INET6;
+    six->sin6_port = htons(port);
+    if (::inet_pton(AF_INET6, ip.c_str(), &six->sin6_addr) != 1)
+      throw std::runtime_error("test set-up: bad IPv6 address " + ip);
+    a.family = AF_INET6;
+    a.length = sizeof(sockaddr_in6);
+  } else {
+    auto* four = reinterpret_cast<sockaddr_in*>(&a.storage);
+    four->sin_family = AF_INET;
+    four->sin_port = htons(port);
+    if (::inet_pton(AF_INET, ip.c_str(), &four->sin_addr) != 1)
+      throw std::runtime_error("test set-up: bad IPv4 address " + ip);
+    a.length = sizeof(sockaddr_in);
   }
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
+  return a;
 }
 
-/// True when something accepts TCP connections on 127.0.0.1:port.
-inline bool port_open(std::uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  bool ok = fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+/// "ip:port", with brackets around an IPv6 address ("[::1]:6379").
+inline std::string ip_port(const std::string& ip, std::uint16_t port) {
+  return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
+/// A free TCP port on `ip`, 127.0.0.1 by default, or ::1 (bound once by the kernel, then released).
+inline std::uint16_t free_port(const std::string& ip = "127.0.0.1") {
+  auto a = make_socket_address(ip, 0);
+  int fd = ::socket(a.family, SOCK_STREAM, 0);
+  if (fd < 0 || ::bind(fd, a.get(), a.length) != 0) {
+    if (fd >= 0) ::close(fd);
+    throw std::runtime_error("test set-up: cannot bind a free port on " + ip);
+  }
+  socklen_t len = a.length;
+  ::getsockname(fd, a.get(), &len);
+  ::close(fd);
+  return a.family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port)
+                              : ntohs(reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port);
+}
+
+/// True when something accepts TCP connections on ip:port (127.0.0.1 by default).
+inline bool port_open(std::uint16_t port, const std::string& ip = "127.0.0.1") {
+  auto a = make_socket_address(ip, port);
+  int fd = ::socket(a.family, SOCK_STREAM, 0);
+  bool ok = fd >= 0 && ::connect(fd, a.get(), a.length) == 0;
   if (fd >= 0) ::close(fd);
   return ok;
 }
@@ -327,14 +358,11 @@ inline std::string socket_exchange(int family, const sockaddr* address, socklen_
   return out;
 }
 
-/// Sends raw bytes to 127.0.0.1:port and returns everything read until EOF or `timeout`.
+/// Sends raw bytes to ip:port (127.0.0.1 by default, or ::1) and returns everything read until EOF or `timeout`.
 inline std::string tcp_exchange(std::uint16_t port, const std::string& request, std::chrono::milliseconds timeout = 5s,
-                                bool half_close = true) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(port);
-  return socket_exchange(AF_INET, reinterpret_cast<const sockaddr*>(&a), sizeof a, request, timeout, half_close);
+                                bool half_close = true, const std::string& ip = "127.0.0.1") {
+  auto a = make_socket_address(ip, port);
+  return socket_exchange(a.family, a.get(), a.length, request, timeout, half_close);
 }
 
 /// Number of open file descriptors of process `pid` (from /proc).

@@ -323,4 +323,162 @@ TEST_CASE("round-robin: a failover pick does not move the turn (a dead instance 
   CHECK(first_choice["/services/x/i0"] == 10);
 }
 
+namespace {
+constexpr balance_policy every_policy[] = {balance_policy::round_robin, balance_policy::weighted,
+                                           balance_policy::least_conn, balance_policy::p2c,
+                                           balance_policy::source_hash};
+
+/// Four instances i0..i3 with weights 1, 2, 3, 4; `draining` names those that drain.
+balancer make_draining(balance_policy p, std::vector<int> draining) {
+  auto b = make(p, 4, {1, 2, 3, 4});
+  for (int i : draining)
+    b.upsert("/services/x/i" + std::to_string(i), host_port{"10.0.0." + std::to_string(i + 1), 6379},
+             static_cast<std::uint32_t>(i + 1), true);
+  return b;
+}
+}  // namespace
+
+TEST_CASE("every policy skips draining instances") {
+  for (auto p : every_policy) {
+    CAPTURE(amb::to_string(p));
+    auto b = make_draining(p, {1, 3});
+    std::vector<amb::connection_slot> held;  // least-conn and p2c see load build up on what they pick
+    std::map<std::string, int> c;
+    for (int i = 0; i < 400; ++i) {
+      auto pick = b.pick("client" + std::to_string(i));
+      REQUIRE(pick);
+      ++c[pick->id];
+      if (i % 2 == 0) held.emplace_back(pick);
+    }
+    CHECK(c.count("/services/x/i1") == 0);
+    CHECK(c.count("/services/x/i3") == 0);
+    CHECK(c["/services/x/i0"] > 0);
+    CHECK(c["/services/x/i2"] > 0);
+    CHECK(c["/services/x/i0"] + c["/services/x/i2"] == 400);
+  }
+}
+
+TEST_CASE("a draining instance is still the failover of last resort: after every other one was tried") {
+  for (auto p : every_policy) {
+    CAPTURE(amb::to_string(p));
+    auto b = make_draining(p, {1, 2, 3});
+    auto first = b.pick("1.2.3.4");
+    REQUIRE(first);
+    CHECK(first->id == "/services/x/i0");
+    auto second = b.pick("1.2.3.4", {first});
+    REQUIRE(second);
+    CHECK(second->draining);  // i0 refused this client: a draining instance is still up
+  }
+}
+
+TEST_CASE("when every instance drains, new connections still go to them, by the policy") {
+  for (auto p : every_policy) {
+    CAPTURE(amb::to_string(p));
+    auto b = make_draining(p, {0, 1, 2, 3});
+    CHECK(b.draining() == 4);
+    std::map<std::string, int> c;
+    for (int i = 0; i < 400; ++i) {
+      auto pick = b.pick("client" + std::to_string(i));
+      REQUIRE(pick);
+      ++c[pick->id];
+    }
+    CHECK(c.size() >= 2);  // spread over them, not piled on one
+    if (p == balance_policy::round_robin) CHECK(c["/services/x/i0"] == 100);
+    if (p == balance_policy::weighted) CHECK(c["/services/x/i3"] == 160);  // weights still hold: 4 of 10
+  }
+}
+
+TEST_CASE("draining on and off updates the instance in place: counters, ejection, open connections kept") {
+  balancer::options o;
+  o.max_fails = 5;
+  balancer b(o);
+  b.upsert("a", host_port{"10.0.0.1", 1}, 3);
+  b.upsert("b", host_port{"10.0.0.2", 1});
+  auto a = b.get("a");
+  amb::connection_slot open1(a), open2(a);
+  b.report_failure(*a);
+  auto on = b.upsert("a", host_port{"10.0.0.1", 1}, 3, true);
+  REQUIRE(on.size() == 1);
+  CHECK(on[0].what == amb::balancer_change::drain_started);
+  CHECK(on[0].draining);
+  CHECK(on[0].open == 2);
+  CHECK(on[0].weight == 3);
+  CHECK(b.get("a") == a);  // the same object: its connections, counters and streak stay
+  CHECK(a->draining);
+  CHECK(a->active == 2);
+  CHECK(a->consecutive_fails == 1);
+  CHECK(b.draining() == 1);
+  CHECK(b.upsert("a", host_port{"10.0.0.1", 1}, 3, true).empty());  // a heartbeat while draining: nothing
+  for (int i = 0; i < 6; ++i) CHECK(b.pick()->id == "b");
+  // weight 0 (a registry value's other way to say draining) is weight 1 while draining
+  auto zero = b.upsert("a", host_port{"10.0.0.1", 1}, 0, true);
+  REQUIRE(zero.size() == 1);
+  CHECK(zero[0].what == amb::balancer_change::changed);
+  CHECK(a->weight == 1);
+  auto off = b.upsert("a", host_port{"10.0.0.1", 1}, 3, false);
+  REQUIRE(off.size() == 1);
+  CHECK(off[0].what == amb::balancer_change::drain_ended);
+  CHECK_FALSE(off[0].draining);
+  CHECK(off[0].weight == 3);
+  CHECK(b.get("a") == a);
+  CHECK_FALSE(a->draining);
+  CHECK(a->weight == 3);
+  CHECK(b.draining() == 0);
+  std::map<std::string, int> c;
+  for (int i = 0; i < 6; ++i) ++c[b.pick()->id];
+  CHECK(c["a"] == 3);
+  // A new address while draining is a fresh instance, still draining; the old one keeps its connections.
+  auto moved = b.upsert("a", host_port{"10.0.0.9", 1}, 3, true);
+  REQUIRE(moved.size() == 1);
+  CHECK(moved[0].what == amb::balancer_change::changed);
+  CHECK(moved[0].draining);
+  CHECK(b.get("a")->draining);
+  CHECK(a->active == 2);
+  // Removing a draining instance reports it; its open connections go on.
+  auto gone = b.remove("a");
+  REQUIRE(gone.size() == 1);
+  CHECK(gone[0].draining);
+  CHECK(a->active == 2);
+}
+
+TEST_CASE("replace_all carries the draining state; added draining instances are reported so") {
+  balancer b;
+  b.upsert("a", host_port{"10.0.0.1", 1});
+  auto a = b.get("a");
+  auto changes = b.replace_all({{"a", host_port{"10.0.0.1", 1}, 1, true}, {"b", host_port{"10.0.0.2", 1}, 1, true}});
+  std::map<std::string, amb::balancer_change> seen;
+  for (auto& ch : changes) seen.emplace(ch.id, ch);
+  REQUIRE(seen.size() == 2);
+  CHECK(seen.at("a").what == amb::balancer_change::drain_started);
+  CHECK(seen.at("b").what == amb::balancer_change::added);
+  CHECK(seen.at("b").draining);
+  CHECK(b.get("a") == a);
+  CHECK(b.draining() == 2);
+}
+
+TEST_CASE("draining and ejection: a healthy draining instance is preferred to an ejected one") {
+  for (auto p : every_policy) {
+    CAPTURE(amb::to_string(p));
+    balancer::options o;
+    o.policy = p;
+    o.max_fails = 1;
+    balancer b(o);
+    b.upsert("a", host_port{"10.0.0.1", 1}, 1, true);  // draining, up
+    b.upsert("b", host_port{"10.0.0.2", 1});           // takes new connections, but refused the last one
+    b.upsert("c", host_port{"10.0.0.3", 1}, 1, true);  // draining, failed too
+    auto now = amb::instance::clock::now();
+    CHECK(b.report_failure(*b.get("b"), now));
+    CHECK(b.report_failure(*b.get("c"), now));
+    for (int i = 0; i < 5; ++i) CHECK(b.pick("client" + std::to_string(i), {}, now)->id == "a");
+    // a refused this client too: the ejected instance that takes new connections comes next, then the other
+    auto next = b.pick("client", {b.get("a")}, now);
+    REQUIRE(next);
+    CHECK(next->id == "b");
+    CHECK(b.pick("client", {b.get("a"), b.get("b")}, now)->id == "c");
+    CHECK(b.pick("client", {b.get("a"), b.get("b"), b.get("c")}, now) == nullptr);
+    // Once its ejection is over, b takes the new connections again, not the draining a.
+    CHECK(b.pick("client", {}, now + 11s)->id == "b");
+  }
+}
+
 }  // namespace balancer_test

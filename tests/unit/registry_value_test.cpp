@@ -79,17 +79,60 @@ TEST_CASE("bad values give one clear line") {
         R"(bad registry value "{"host":"a","port":"12a"}": bad port "12a" (expected 1..65535))");
   CHECK(parse_registry_value(R"({"host":"a","port":63.5})").error ==
         R"(bad registry value "{"host":"a","port":63.5}": bad port 63.5 (expected 1..65535))");
-  CHECK(parse_registry_value(R"({"host":"a","port":1,"weight":0})").error ==
-        R"(bad registry value "{"host":"a","port":1,"weight":0}": bad weight 0 (expected an integer 1..1000000))");
-  CHECK(parse_registry_value(R"({"host":"a","port":1,"weight":-2})").error ==
-        R"(bad registry value "{"host":"a","port":1,"weight":-2}": bad weight -2 (expected an integer 1..1000000))");
-  CHECK(parse_registry_value(R"({"host":"a","port":1,"weight":"x"})").error ==
-        R"(bad registry value "{"host":"a","port":1,"weight":"x"}": bad weight "x" (expected an integer 1..1000000))");
+  CHECK(
+      parse_registry_value(R"({"host":"a","port":1,"weight":-2})").error ==
+      R"(bad registry value "{"host":"a","port":1,"weight":-2}": bad weight -2 (expected an integer 0..1000000, 0 for draining))");
+  CHECK(
+      parse_registry_value(R"({"host":"a","port":1,"weight":"x"})").error ==
+      R"(bad registry value "{"host":"a","port":1,"weight":"x"}": bad weight "x" (expected an integer 0..1000000, 0 for draining))");
+  CHECK(
+      parse_registry_value(R"({"host":"a","port":1,"weight":1000001})").error ==
+      R"(bad registry value "{"host":"a","port":1,"weight":1000001}": bad weight 1000001 (expected an integer 0..1000000, 0 for draining))");
   CHECK(parse_registry_value("[1,2]").error ==
         R"(bad registry value "[1,2]": neither {"host":..,"port":..} nor HOST:PORT)");
   CHECK(parse_registry_value("[1]:2:3").error == R"(bad registry value: bad port "2:3" in "[1]:2:3")");
   CHECK(parse_registry_value(R"({"host":"a","port":1} x)").error ==
         R"(bad registry value "{"host":"a","port":1} x": invalid JSON (trailing characters after the object))");
+}
+
+TEST_CASE("draining: a JSON boolean, or weight 0") {
+  auto d = parse_registry_value(R"({"host":"10.0.0.5","port":6379,"draining":true})");
+  REQUIRE(d);
+  CHECK(d->draining);
+  CHECK(d->weight == 1);
+  CHECK(d->extra.empty());  // understood, so not an extra field
+  auto w3 = parse_registry_value(R"({"host":"10.0.0.5","port":6379,"weight":3,"draining":true})");
+  REQUIRE(w3);
+  CHECK(w3->draining);
+  CHECK(w3->weight == 3);  // the share it gets back when it stops draining
+  auto no = parse_registry_value(R"({"host":"10.0.0.5","port":6379,"draining":false})");
+  REQUIRE(no);
+  CHECK(!no->draining);
+  CHECK(!parse_registry_value(R"({"host":"10.0.0.5","port":6379})")->draining);
+  CHECK(!parse_registry_value("10.0.0.5:6379")->draining);
+  auto zero = parse_registry_value(R"({"host":"10.0.0.5","port":6379,"weight":0})");
+  REQUIRE(zero);
+  CHECK(zero->draining);
+  CHECK(zero->weight == 0);
+  CHECK(parse_registry_value(R"({"host":"10.0.0.5","port":6379,"weight":"0"})")->draining);
+  // weight 0 is no share at all: draining even when "draining" says false
+  CHECK(parse_registry_value(R"({"host":"10.0.0.5","port":6379,"weight":0,"draining":false})")->draining);
+}
+
+TEST_CASE("bad draining values give one clear line") {
+  CHECK(
+      parse_registry_value(R"({"host":"a","port":1,"draining":"yes"})").error ==
+      R"(bad registry value "{"host":"a","port":1,"draining":"yes"}": bad draining "yes" (expected true or false, without quotes))");
+  CHECK(
+      parse_registry_value(R"({"host":"a","port":1,"draining":"true"})").error ==
+      R"(bad registry value "{"host":"a","port":1,"draining":"true"}": bad draining "true" (expected true or false, without quotes))");
+  CHECK(parse_registry_value(R"({"host":"a","port":1,"draining":1})").error ==
+        R"(bad registry value "{"host":"a","port":1,"draining":1}": bad draining 1 (expected true or false))");
+  CHECK(parse_registry_value(R"({"host":"a","port":1,"draining":null})").error ==
+        R"(bad registry value "{"host":"a","port":1,"draining":null}": bad draining null (expected true or false))");
+  CHECK(
+      parse_registry_value(R"({"host":"a","port":1,"draining":[true]})").error ==
+      R"(bad registry value "{"host":"a","port":1,"draining":[true]}": bad draining [true] (expected true or false))");
 }
 
 TEST_CASE("a huge garbage value is cut short in the error") {

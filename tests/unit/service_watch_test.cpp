@@ -2,6 +2,8 @@
 // Unit tests for include/amb/service_watch.hpp: snapshots and events applied to a balancer.
 #include <amb/service_watch.hpp>
 
+#include "support/stderr_capture.hpp"
+
 #include <doctest/doctest.h>
 
 // Everything in a namespace of its own: the test build compiles a family of test files as one unit.
@@ -132,6 +134,49 @@ TEST_CASE("keys that are not <directory><instance-id> are ignored: nested keys, 
   s.apply_snapshot(14, {kv("/s/x/", "10.0.0.9:9", 12), kv("/s/x/a", "10.0.0.1:1", 4)});
   CHECK(b.size() == 1);
   CHECK(s.ignored_keys() == std::set<std::string>{"/s/x/"});
+}
+
+TEST_CASE("draining reaches the balancer, with one line per state change; every instance draining is said once") {
+  amb::balancer b;
+  int changes = 0;
+  amb::service_instances s(b, [&] { ++changes; });
+  amb::log::set_level(amb::log::level::info);
+  std::string out = amb::test::stderr_of([&] {
+    s.apply_snapshot(10, {kv("/s/x/a", R"({"host":"10.0.0.1","port":1})", 3), kv("/s/x/b", "10.0.0.2:2", 4)});
+    amb::connection_slot one(b.get("/s/x/a")), two(b.get("/s/x/a"));
+    s.apply_events({put("/s/x/a", R"({"host":"10.0.0.1","port":1,"draining":true})", 11)});
+    s.apply_events({put("/s/x/a", R"({"host":"10.0.0.1","port":1,"draining":true})", 12)});  // heartbeat
+    s.apply_events({put("/s/x/a", R"({"host":"10.0.0.1","port":1})", 13)});
+    s.apply_events({put("/s/x/b", R"({"host":"10.0.0.2","port":2,"weight":0})", 14)});
+    s.apply_events({put("/s/x/a", R"({"host":"10.0.0.1","port":1,"weight":0})", 15)});
+    s.apply_events({put("/s/x/c\n", R"({"host":"10.0.0.3","port":3,"draining":true})", 16)});
+    s.apply_events({put("/s/x/a", R"({"host":"10.0.0.1","port":1,"draining":"yes"})", 17)});
+    s.apply_events({put("/s/x/b", "10.0.0.2:2", 18)});
+  });
+  amb::log::set_level(amb::log::level::off);
+  auto count = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (auto p = out.find(needle); p != std::string::npos; p = out.find(needle, p + 1)) ++n;
+    return n;
+  };
+  CAPTURE(out);
+  // twice: "draining":true, then (after a return) weight 0; the two connections stay open all along
+  CHECK(count("instance /s/x/a (10.0.0.1:1) draining: no new connections; 2 open connections kept\n") == 2);
+  CHECK(count("instance /s/x/a (10.0.0.1:1) no longer draining: takes new connections\n") == 1);
+  CHECK(count("instance /s/x/b (10.0.0.2:2) draining: no new connections; 0 open connections kept\n") == 1);
+  CHECK(count("every instance of the service is draining (2 instances): new connections still go to them, as no "
+              "other instance can take them\n") == 1);
+  CHECK(count("instance /s/x/c\\n added: 10.0.0.3:3 (draining: no new connections)\n") == 1);  // escaped
+  CHECK(count("skipping /s/x/a: bad registry value") == 1);
+  CHECK(count("bad draining \"yes\" (expected true or false, without quotes)") == 1);
+  CHECK(count("instance /s/x/b (10.0.0.2:2) no longer draining: takes new connections\n") == 1);
+  CHECK(count("an instance of the service takes new connections again: draining instances get none\n") == 1);
+  CHECK(count("instance /s/x/a removed (was 10.0.0.1:1)\n") == 1);
+  CHECK(count("\n") == 12);
+  CHECK(b.size() == 2);  // a's value turned bad: removed
+  CHECK(b.get("/s/x/c\n")->draining);
+  CHECK_FALSE(b.get("/s/x/b")->draining);
+  CHECK(b.draining() == 1);
 }
 
 }  // namespace service_watch_test

@@ -84,8 +84,8 @@ inline dynamic_etcd_amb_settings parse_dynamic_etcd_amb_flags(int argc, char** a
       .note(
           "With --listen, PORT may be left out; given, it must be --listen's port (else exit 2).\n"
           "Durations: 500ms, 5s, 2m, 1h (a bare number is seconds).\n"
-          "Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\") or "
-          "HOST:PORT.\n"
+          "Values under PREFIX/SERVICE/ are {\"host\":\"10.0.0.5\",\"port\":49155} (optional \"weight\", and\n"
+          "\"draining\":true or \"weight\":0 for no new connections while another instance takes them) or HOST:PORT.\n"
           "SIGHUP re-reads the prefix; SIGTERM/SIGINT stop accepting and drain open connections.\n"
           "With --threads N each thread balances on its own: round-robin turns, least-conn counts and\n"
           "ejections after --max-fails are per thread; every thread gets each etcd change.\n"
