@@ -699,6 +699,41 @@ def cpu_under_churn(env, instances, rate, seconds):
         PROCS.stop(p)
 
 
+def cpu_with_checks(env, instances, seconds, send_expect):
+    """dynamic-etcd-amb's CPU with `instances` instances registered (all at the benchmark's redis, each
+    under its own key), without active health checks and then with --health-check tcp every 2 s
+    (connect only, or PING/+PONG when `send_expect`), over `seconds` each."""
+    service = "bench-checks"
+    for i in range(instances):
+        env.etcd_put(f"/services/{service}/i{i}", f"127.0.0.1:{env.redis_port}")
+    out = {}
+    for mode in ("none", "checks"):
+        port = free_port()
+        extra = []
+        if mode == "checks":
+            extra = ["--health-check", "tcp", "--check-interval", "2s"]
+            if send_expect:
+                extra += ["--check-send", "PING\\r\\n", "--check-expect", "+PONG"]
+        p = PROCS.start([env.args.bin_dyn, "--log-level", "warn", "--etcd", env.etcd_url, "--listen",
+                         f"127.0.0.1:{port}"] + extra + [service], env.log(f"dynamic-etcd-amb-checks-{mode}"))
+        try:
+            wait_port(port, p)
+            time.sleep(2.5)  # the snapshot is in, and every instance had its first check
+            c0, t0 = cpu_seconds(p.pid), time.perf_counter()
+            time.sleep(seconds)
+            cpu = cpu_seconds(p.pid) - c0
+            elapsed = time.perf_counter() - t0
+            if p.poll() is not None:
+                raise RuntimeError(f"dynamic-etcd-amb exited; see {p.log}")
+            out[mode] = {"cpu_pct": 100 * cpu / elapsed, "cpu": cpu, "elapsed": elapsed, "pss_kb": pss_kb(p.pid)}
+        finally:
+            PROCS.stop(p)
+    checks = instances * out["checks"]["elapsed"] / 2.0
+    out["us_per_check"] = (out["checks"]["cpu"] - out["none"]["cpu_pct"] / 100 * out["checks"]["elapsed"]) * 1e6 / checks
+    out["checks_per_s"] = instances / 2.0
+    return out
+
+
 def hold_many(port, count):
     """Opens up to count connections through port, each checked with a PING before the next is
     opened; returns (sockets, connections held, first error or "")."""
@@ -775,7 +810,7 @@ def main():
     ap.add_argument("--only", help="comma-separated proxy names to run (direct always runs)")
     ap.add_argument("--conns", type=int, default=1000, help="idle live connections for the PSS row")
     ap.add_argument("--cp-trials", type=int, default=None, help="control-plane trials (default 50, quick 10)")
-    ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,mem,cp,reg,cpchurn,big")
+    ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,mem,cp,reg,cpchurn,checks,big")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--compare", help="folder with other builds of the programs: extra columns simple-amb(cmp), dyn-etcd-amb(cmp)")
     ap.add_argument("--threads", type=int, default=2, help="also run simple-amb and dynamic-etcd-amb with --threads N as simple-ambNt and dyn-etcd-ambNt (default 2; 1 = not)")
@@ -986,6 +1021,20 @@ def main():
                       f"| changes/s done | CPU % while changing | µs CPU per change | CPU % idle (1000 instances, no changes) | PSS kB |\n"
                       f"| --- | --- | --- | --- | --- |\n"
                       f"| {r['rate']:.0f} | {r['cpu_pct']:.2f} | {r['us_per_change']:.0f} | {r['idle_pct']:.2f} | {r['pss_kb']:,} |\n")
+        if "checks" not in skip and a.bin_dyn and shutil.which("etcd"):
+            secs = 5 if a.quick else 20
+            rows = []
+            for send_expect in (False, True):
+                what = "PING/+PONG" if send_expect else "connect"
+                print(f"run_bench: CPU with 1000 instances, health checks ({what}) every 2 s, {secs} s",
+                      file=sys.stderr)
+                r = cpu_with_checks(env, 1000, secs, send_expect)
+                rows.append(f"| {what} | {r['checks_per_s']:.0f} | {r['none']['cpu_pct']:.2f} | "
+                            f"{r['checks']['cpu_pct']:.2f} | {r['us_per_check']:.0f} | {r['checks']['pss_kb']:,} |")
+            md.append(f"### control plane: dynamic-etcd-amb CPU with 1000 instances and active health checks every 2 s "
+                      f"({secs} s each)\n\n"
+                      "| check | checks/s | CPU % without checks | CPU % with checks | µs CPU per check | PSS kB |\n"
+                      "| --- | --- | --- | --- | --- | --- |\n" + "\n".join(rows) + "\n")
         if "big" not in skip:
             rows = []
             for k in kinds:

@@ -62,25 +62,24 @@ TEST_CASE("<iostream> after amb's JSON header still works (the skipped include g
 }
 
 TEST_CASE("outside text is escaped and cut: one short line whatever it holds") {
-  using amb::log::escaped;
-  using amb::log::quoted;
-  CHECK(quoted("redis:6379") == "\"redis:6379\"");
-  CHECK(quoted("a\nb\r\tc\x1b[31m\\") == "\"a\\nb\\r\\tc\\x1b[31m\\\\\"");
-  CHECK(quoted(std::string("nul\0x", 5)) == "\"nul\\x00x\"");
-  CHECK(quoted("caf\xc3\xa9 \xe2\x86\x92") == "\"caf\xc3\xa9 \xe2\x86\x92\"");  // UTF-8 stays readable
-  CHECK(quoted("\xc2\x9b"
-               "31m \xff \xc3") == "\"\\xc2\\x9b31m \\xff \\xc3\"");  // C1 CSI, stray bytes
-  CHECK(quoted(R"({"host":"h"})") == R"("{"host":"h"}")");
+  // Qualified: with <iomanip> in the same unity file, std::quoted would win by argument lookup.
+  CHECK(amb::log::quoted("redis:6379") == "\"redis:6379\"");
+  CHECK(amb::log::quoted("a\nb\r\tc\x1b[31m\\") == "\"a\\nb\\r\\tc\\x1b[31m\\\\\"");
+  CHECK(amb::log::quoted(std::string("nul\0x", 5)) == "\"nul\\x00x\"");
+  CHECK(amb::log::quoted("caf\xc3\xa9 \xe2\x86\x92") == "\"caf\xc3\xa9 \xe2\x86\x92\"");  // UTF-8 stays readable
+  CHECK(amb::log::quoted("\xc2\x9b"
+                         "31m \xff \xc3") == "\"\\xc2\\x9b31m \\xff \\xc3\"");  // C1 CSI, stray bytes
+  CHECK(amb::log::quoted(R"({"host":"h"})") == R"("{"host":"h"}")");
   const std::string big(1048576, 'h');
-  CHECK(quoted(big) == "\"" + std::string(80, 'h') + "\xe2\x80\xa6\" (1048576 bytes)");
-  CHECK(quoted(big, 4) == "\"hhhh\xe2\x80\xa6\" (1048576 bytes)");
+  CHECK(amb::log::quoted(big) == "\"" + std::string(80, 'h') + "\xe2\x80\xa6\" (1048576 bytes)");
+  CHECK(amb::log::quoted(big, 4) == "\"hhhh\xe2\x80\xa6\" (1048576 bytes)");
   // A cut never splits a UTF-8 sequence.
-  CHECK(quoted("ab\xc3\xa9", 3) == "\"ab\xe2\x80\xa6\" (4 bytes)");
-  CHECK(escaped("/services/logs/z\ndynamic-etcd-amb: instance forged") ==
+  CHECK(amb::log::quoted("ab\xc3\xa9", 3) == "\"ab\xe2\x80\xa6\" (4 bytes)");
+  CHECK(amb::log::escaped("/services/logs/z\ndynamic-etcd-amb: instance forged") ==
         "/services/logs/z\\ndynamic-etcd-amb: instance forged");
-  CHECK(escaped(std::string(300, 'k')) == std::string(200, 'k') + "\xe2\x80\xa6 (300 bytes)");
+  CHECK(amb::log::escaped(std::string(300, 'k')) == std::string(200, 'k') + "\xe2\x80\xa6 (300 bytes)");
   const std::string forged = "1.2.3.4:1\ndynamic-etcd-amb: instance /services/logs/z added: 6.6.6.6:1";
-  CHECK(quoted(forged).find('\n') == std::string::npos);
+  CHECK(amb::log::quoted(forged).find('\n') == std::string::npos);
 }
 
 TEST_CASE("parse_level: a parse result naming the bad text and the choices") {
