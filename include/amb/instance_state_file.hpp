@@ -11,7 +11,6 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <string>
 #include <string_view>
@@ -86,28 +85,34 @@ inline parsed<instance_state> parse_instance_state(std::string_view text, const 
 }
 
 /// Reads and parses the state file at `path`; a missing, unreadable, oversized or corrupt file is an
-/// error naming the path and the reason.
+/// error naming the path and the reason. POSIX reads, not <fstream>: iostreams would add ~590 kB to
+/// a static program.
 inline parsed<instance_state> read_instance_state(const std::string& path) {
   const std::string source = "state file " + log::escaped(path);
   parsed<instance_state> r;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    r.error = source + ": " + std::generic_category().message(errno ? errno : ENOENT);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    r.error = source + ": " + std::generic_category().message(errno);
     return r;
   }
   std::string text;
   char buf[65536];
-  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
-    text.append(buf, static_cast<std::size_t>(in.gcount()));
+  for (;;) {
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      r.error = source + ": " + std::generic_category().message(errno);
+      break;
+    }
+    if (n == 0) break;
+    text.append(buf, static_cast<std::size_t>(n));
     if (text.size() > max_state_file_bytes) {
       r.error = source + ": larger than " + std::to_string(max_state_file_bytes / (1024 * 1024)) + " MiB";
-      return r;
+      break;
     }
   }
-  if (in.bad()) {
-    r.error = source + ": read error";
-    return r;
-  }
+  ::close(fd);
+  if (!r.error.empty()) return r;
   return parse_instance_state(text, source);
 }
 

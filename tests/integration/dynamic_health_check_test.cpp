@@ -135,6 +135,8 @@ TEST_CASE("health check flags: usage errors name the flag, exit 2") {
        "bad escape \"\\\\q\" in \"PING\\\\q\" (use \\r, \\n, \\t, \\0, \\\\ or \\xHH) for --check-send"},
       {{"--health-check", "tcp", "--check-expect", std::string(5000, 'x')},
        "check string \"" + std::string(80, 'x') + "\u2026\" (5000 bytes) longer than 4096 bytes for --check-expect"},
+      {{"--health-check", "tcp", "--check-send", std::string(4097, 's')},
+       "check string \"" + std::string(80, 's') + "\u2026\" (4097 bytes) longer than 4096 bytes for --check-send"},
       {{"--health-check", "tcp", "--check-rise", "0"}, "number \"0\" out of range 1..100 for --check-rise"},
       {{"--health-check", "tcp", "--check-interval", "10ms"}, "--check-interval: at least 100ms"},
   };
