@@ -62,7 +62,7 @@ TEST_CASE("automatic mode: exactly the expected keys, ignore, stop, and an event
   // Stop one: its key goes (the die event), the others stay.
   podman.podman_ok({"stop", "-t", "1", a});
   want.erase("/services/web-a/h1:" + a + ":80");
-  CHECK(wait_until([&] { return ours(etcd_prefix(etcd, "/services/"), stem) == want; }, 5s));
+  CHECK(wait_until([&] { return ours(etcd_prefix(etcd, "/services/"), stem) == want; }, 15s));
 
   // Cut the events stream: the API service goes away; meanwhile b stops and f starts (the CLI does
   // not need the service). The registrar reconnects and converges.
@@ -81,7 +81,7 @@ TEST_CASE("automatic mode: exactly the expected keys, ignore, stop, and an event
   // After the reconnect events still flow: a start is seen.
   podman.podman_ok({"start", a});
   want["/services/web-a/h1:" + a + ":80"] = value(podman.published_port(a, 80));
-  CHECK(wait_until([&] { return ours(etcd_prefix(etcd, "/services/"), stem) == want; }, 5s));
+  CHECK(wait_until([&] { return ours(etcd_prefix(etcd, "/services/"), stem) == want; }, 15s));
 
   reg.signal(SIGTERM);
   CHECK(reg.wait(10s) == 0);

@@ -46,10 +46,10 @@ TEST_CASE("seed mode follows the container: value, stop, start, SIGTERM") {
   INFO(reg.output());
 
   // Stop: the registrar keeps its lease alive, so only the die event (or a 30s resync) can remove the key;
-  // gone within a few seconds proves the event path.
+  // gone well before the resync proves the event path (podman delivers events seconds late when busy).
   podman().podman_ok({"stop", "-t", "1", name});
   auto stopped = std::chrono::steady_clock::now();
-  CHECK(wait_until([&] { return etcd_value(etcd(), key).empty(); }, 3s, 20ms));
+  CHECK(wait_until([&] { return etcd_value(etcd(), key).empty(); }, 15s, 20ms));
   MESSAGE("key gone ",
           std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - stopped).count(),
           "ms after podman stop returned");
@@ -58,8 +58,8 @@ TEST_CASE("seed mode follows the container: value, stop, start, SIGTERM") {
   podman().podman_ok({"start", name});
   const auto port2 = podman().published_port(name, 80);
   REQUIRE(port2 != 0);
-  CHECK(wait_until([&] { return etcd_value(etcd(), key) == expected_value(port2, ",\"zone\":\"a\",\"weight\":3"); }, 5s,
-                   20ms));
+  CHECK(wait_until([&] { return etcd_value(etcd(), key) == expected_value(port2, ",\"zone\":\"a\",\"weight\":3"); },
+                   15s, 20ms));
   CHECK(reg.running());
 
   // SIGTERM: the lease is revoked before exit, so the key is gone the moment the process is.
@@ -255,9 +255,9 @@ TEST_CASE("the registrar only sends GET requests to read-only endpoints") {
   auto reg = start_docker_register(etcd(), proxy.url(), {"--ttl", "2s", name, "80", "ro"});
   REQUIRE(wait_until([&] { return !etcd_value(etcd(), key).empty(); }, 10s));
   podman().podman_ok({"stop", "-t", "1", name});
-  CHECK(wait_until([&] { return etcd_value(etcd(), key).empty(); }, 5s));
+  CHECK(wait_until([&] { return etcd_value(etcd(), key).empty(); }, 15s));
   podman().podman_ok({"start", name});
-  CHECK(wait_until([&] { return !etcd_value(etcd(), key).empty(); }, 5s));
+  CHECK(wait_until([&] { return !etcd_value(etcd(), key).empty(); }, 15s));
   reg.signal(SIGTERM);
   CHECK(reg.wait(10s) == 0);
   auto requests = proxy.requests();
