@@ -72,7 +72,7 @@ gcc_tests() {
 # The fault tests alone (with all three phases they run after the sanitize and tsan phases' tests, so
 # that the two streams of tests take about as long as each other).
 fault_tests() {
-  ctest --test-dir "$build" --output-on-failure -j "${side_jobs:-$jobs}" -L '^fault$'
+  ctest --test-dir "$build" --output-on-failure -j "$jobs" -L '^fault$'
 }
 
 # Clang and the single header: what a user who copies single_include/amb/amb.hpp and builds with Clang
@@ -105,7 +105,7 @@ sanitize_tests() {
     ctest --test-dir "$sanitize_dir" --output-on-failure -j "$jobs" -L '^unit$' || return 1
   # The GCC build's test executables, pointed at the sanitized programs (tests/support/process.hpp).
   ASAN_OPTIONS="$asan" UBSAN_OPTIONS="$ubsan" AMB_PROGRAM_DIR="$sanitize_dir/examples" \
-    ctest --test-dir "$build" --output-on-failure -j "${side_jobs:-$jobs}" -L "^($labels)\$" || return 1
+    ctest --test-dir "$build" --output-on-failure -j "$jobs" -L "^($labels)\$" || return 1
   check_reports "$reports" "ASan/UBSan" || return 1
   echo "sanitize: the unit tests (against the single header) and the ${labels//|/, } tests (against the three programs) pass with $(clang++ --version | head -1) under ASan+UBSan, no reports"
 }
@@ -164,11 +164,7 @@ if [ $# -eq 0 ]; then
     fi
   done
   log="$root/build-sanitize.log"
-  # The second stream's tests (integration, TLS and fault) mostly wait on servers and timeouts, while
-  # the gcc phase's compile: one more of them at a time shortens that stream by about a minute and a
-  # half without slowing the compiles down.
-  side_jobs=$((jobs + 1))
-  export root build sanitize_dir tsan_dir jobs side_jobs times
+  export root build sanitize_dir tsan_dir jobs times
   export -f timed check_reports gcc_build sanitize_tests tsan_tests fault_tests sanitize_and_tsan_tests
   echo "== make test: sanitize and tsan phases: tests, beside the gcc phase's (output: $log)"
   setsid -w bash -c sanitize_and_tsan_tests >"$log" 2>&1 &
