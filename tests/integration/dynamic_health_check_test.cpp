@@ -9,6 +9,7 @@
 
 #include <csignal>
 #include <string>
+#include <thread>
 
 // Everything in a namespace of its own: the test build compiles a family of test files as one unit.
 namespace dynamic_health_check_test {
@@ -67,6 +68,24 @@ TEST_CASE("a stopped redis fails its checks: out of service (never tried), back 
   CHECK(amb.metric(up_metric("/services/redis-A/a")) == 1);
   CHECK(amb.count_in_output("failed 2 health checks in a row") == 1);  // one line per change, not per check
   CHECK(amb.count_in_output("back in service") == 1);
+}
+
+TEST_CASE("--threads 2: the checks run once per ambassador, and their verdict reaches both loops") {
+  etcd_cluster etcd;
+  tagged_redis a("a"), b("b");
+  etcd.etcdctl({"put", "/services/redis-A/a", a.json()});
+  etcd.etcdctl({"put", "/services/redis-A/b", b.json()});
+  ambassador amb(etcd.url(), "redis-A", with(fast_checks, {"--threads", "2"}));
+  CHECK(amb.routes_to("a"));
+  a.server.kill9();
+  CHECK_MESSAGE(wait_until([&] { return amb.metric(up_metric("/services/redis-A/a")) == 0; }, 10s), amb.output());
+  const double failures = amb.metric(failures_metric("/services/redis-A/a"));
+  // New connections land on either loop (SO_REUSEPORT spreads them): none is sent to a.
+  CHECK(all_go_to(amb, "b", 16));
+  CHECK(amb.metric(failures_metric("/services/redis-A/a")) == failures);
+  // One checker: one line, however many loops (a checker per loop would say it twice).
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  CHECK(amb.count_in_output("failed 2 health checks in a row") == 1);
 }
 
 TEST_CASE("--check-send PING --check-expect +PONG: a paused redis (SIGSTOP) goes out, no client hangs on it") {
