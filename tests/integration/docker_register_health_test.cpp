@@ -233,7 +233,10 @@ TEST_CASE("health gating, one-container and --all: starting waits, unhealthy rem
   recording_proxy proxy((dir.path() / "proxy.sock").string(), pm.socket_path());
   auto seed = start_docker_register(etcd(), pm.url(), {name, "80", "hseed-" + tag});
   auto ignore = start_docker_register(etcd(), pm.url(), {"--health", "ignore", name, "80", "hignore-" + tag});
-  auto all = start_docker_register(etcd(), proxy.url(), {"--all", "--hostname", "h17", "--resync", "1m"});
+  // --resync 5s: in --all mode a health_status event whose inspect still shows the previous status
+  // is only caught by the next resync (a race seen once in seven runs under load, left open in the
+  // issue); the test checks that the container comes back, within the resync at worst.
+  auto all = start_docker_register(etcd(), proxy.url(), {"--all", "--hostname", "h17", "--resync", "5s"});
   INFO("seed:\n", seed.output(), "\nall:\n", all.output());
 
   // Starting: --health ignore registers it as before; the gated registrars wait, with one line.
