@@ -35,13 +35,21 @@ bool all_go_to(const ambassador& amb, const std::string& name, int n = 8) {
     if (who_via(amb.port()) != name) return false;
   return true;
 }
+/// etcd with redis servers `a` and `b` registered under /services/redis-A/ (no ambassador yet).
+struct two_instances {
+  etcd_cluster etcd;
+  tagged_redis a{"a"}, b{"b"};
+  two_instances() {
+    etcd.etcdctl({"put", "/services/redis-A/a", a.json()});
+    etcd.etcdctl({"put", "/services/redis-A/b", b.json()});
+  }
+};
 }  // namespace
 
 TEST_CASE("a stopped redis fails its checks: out of service (never tried), back when it runs again") {
-  etcd_cluster etcd;
-  tagged_redis a("a"), b("b");
-  etcd.etcdctl({"put", "/services/redis-A/a", a.json()});
-  etcd.etcdctl({"put", "/services/redis-A/b", b.json()});
+  two_instances set;
+  auto& etcd = set.etcd;
+  auto& a = set.a;
   ambassador amb(etcd.url(), "redis-A", fast_checks);
   CHECK(amb.routes_to("a"));
   CHECK(amb.routes_to("b"));
@@ -71,10 +79,9 @@ TEST_CASE("a stopped redis fails its checks: out of service (never tried), back 
 }
 
 TEST_CASE("--threads 2: the checks run once per ambassador, and their verdict reaches both loops") {
-  etcd_cluster etcd;
-  tagged_redis a("a"), b("b");
-  etcd.etcdctl({"put", "/services/redis-A/a", a.json()});
-  etcd.etcdctl({"put", "/services/redis-A/b", b.json()});
+  two_instances set;
+  auto& etcd = set.etcd;
+  auto& a = set.a;
   ambassador amb(etcd.url(), "redis-A", with(fast_checks, {"--threads", "2"}));
   CHECK(amb.routes_to("a"));
   a.server.kill9();
@@ -89,10 +96,9 @@ TEST_CASE("--threads 2: the checks run once per ambassador, and their verdict re
 }
 
 TEST_CASE("--check-send PING --check-expect +PONG: a paused redis (SIGSTOP) goes out, no client hangs on it") {
-  etcd_cluster etcd;
-  tagged_redis a("a"), b("b");
-  etcd.etcdctl({"put", "/services/redis-A/a", a.json()});
-  etcd.etcdctl({"put", "/services/redis-A/b", b.json()});
+  two_instances set;
+  auto& etcd = set.etcd;
+  auto& a = set.a;
   ambassador amb(etcd.url(), "redis-A", with(fast_checks, {"--check-send", "PING\\r\\n", "--check-expect", "+PONG"}));
   CHECK(amb.routes_to("a"));
   // A paused redis still completes TCP handshakes (the kernel does): only the PING shows it is gone.
