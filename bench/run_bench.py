@@ -16,6 +16,7 @@ import argparse
 import base64
 import json
 import os
+import random
 import re
 import resource
 import shutil
@@ -84,9 +85,17 @@ PROCS = Procs()
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A random port in 20000-32767 that binds now: below the kernel's ephemeral range, so that no
+    outgoing connection (from a proxy under test, say) can take it before the server binds it."""
+    for _ in range(200):
+        port = random.randint(20000, 32767)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32767 on 127.0.0.1")
 
 
 def wait_port(port, proc=None, timeout=10.0):

@@ -153,8 +153,18 @@ wait_for() {
     sleep 0.2
   done
 }
+# A port below the kernel's ephemeral range (32768+), so that no outgoing connection takes it first.
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  python3 -c '
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 32767)
+    try:
+        socket.socket().bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    print(p)
+    break'
 }
 need() {
   command -v "$1" >/dev/null || fail "$1 is missing (run 'make demo', or apt-get install $2)"

@@ -83,13 +83,16 @@ inline parsed<docker_engine> find_docker_engine(const std::optional<std::string>
   return r;
 }
 
+/// True for the event a health check run sends ("health_status", or Docker's "health_status: healthy").
+inline bool is_health_event(std::string_view action) noexcept { return action.substr(0, 13) == "health_status"; }
+
 /// True for container actions that can change whether and where a container is reachable
 /// (the names of Docker and of podman; Docker's "health_status: healthy" carries a suffix).
 inline bool is_lifecycle_action(std::string_view action) noexcept {
   for (std::string_view a : {"create", "start", "restart", "die", "stop", "kill", "pause", "unpause", "destroy",
                              "remove", "rename", "oom", "update"})
     if (action == a) return true;
-  return action.substr(0, 13) == "health_status";
+  return is_health_event(action);
 }
 
 /// Engine API client for one engine. request()s go over one kept-alive connection; each events()

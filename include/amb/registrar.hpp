@@ -54,6 +54,10 @@ struct registrar_options {
   /// A key removed because its container became unhealthy is written again no sooner than this after
   /// the removal: a container whose health flaps costs at most one put and one delete per interval.
   std::chrono::milliseconds health_holddown{1000};
+  /// A container is inspected again this long after each health_status event, as well as at once:
+  /// under load podman can deliver the event before its inspect shows the status that check set, and
+  /// with no further event the stale answer would stand until the next resync.
+  std::chrono::milliseconds health_recheck{1000};
 };
 
 /// What a registration says besides where the service is (JSON form only).
@@ -293,12 +297,14 @@ private:
     if (drain_until_) d = std::min<clock::duration>(d, std::max<clock::duration>(*drain_until_ - clock::now(), {}));
     if (holddown_until_)
       d = std::min<clock::duration>(d, std::max<clock::duration>(*holddown_until_ - clock::now(), {}));
+    if (recheck_at_) d = std::min<clock::duration>(d, std::max<clock::duration>(*recheck_at_ - clock::now(), {}));
     return d;
   }
 
   void on_event(const docker_event& ev) {
     if (ev.type != "container" || !is_lifecycle_action(ev.action) || !ours(ev)) return;
     log::debug("event ", ev.action, " for container \"", config_.container, "\"");
+    if (is_health_event(ev.action)) recheck_at_ = clock::now() + options_.health_recheck;
     if (is_stop_announcement(ev) && started_at_) {
       detail::note_stop_announcement(ev, "container " + log::quoted(config_.container));
       stopping_run_ = started_at_;  // this run of the container is ending; a later start is a new one
@@ -337,6 +343,7 @@ private:
   // Reads the container and writes or erases the key. Returns an exit code when the follower should end.
   asio::awaitable<std::optional<int>> reconcile(bool first) {
     if (drain_now_) co_await drain();
+    if (recheck_at_ && clock::now() >= *recheck_at_) recheck_at_.reset();
     const std::string who = "container " + log::quoted(config_.container);
     const std::string port = std::to_string(config_.private_port) + "/tcp";
     const std::string waiting = config_.exit_with_container ? "" : "; waiting for it";
@@ -479,6 +486,7 @@ private:
   std::optional<clock::time_point> drain_until_;     // when the draining mark of a container still running ends
   bool drain_now_ = false;                           // a stop was announced: mark draining before anything else
   std::optional<clock::time_point> holddown_until_;  // no re-registration before this (after an unhealthy spell)
+  std::optional<clock::time_point> recheck_at_;      // inspect again then (after a health_status event)
   detail::say_once unknown_health_;
 };
 
@@ -688,13 +696,15 @@ public:
         else
           next_resync = clock::now() + options_.retry;
       }
-      for (auto it = held_.begin(); it != held_.end();) {  // hold-downs that ended: look again
-        if (it->second > clock::now()) {
-          ++it;
-          continue;
+      for (auto* due : {&held_, &recheck_at_}) {  // hold-downs that ended, health rechecks: look again
+        for (auto it = due->begin(); it != due->end();) {
+          if (it->second > clock::now()) {
+            ++it;
+            continue;
+          }
+          pending_.insert(it->first);
+          it = due->erase(it);
         }
-        pending_.insert(it->first);
-        it = held_.erase(it);
       }
       while (!pending_.empty() && drain_now_.empty()) {
         auto id = *pending_.begin();
@@ -702,7 +712,8 @@ public:
         co_await follow(id);
       }
       auto until = next_resync;
-      for (const auto& [id, t] : held_) until = std::min(until, t);
+      for (const auto* due : {&held_, &recheck_at_})
+        for (const auto& [id, t] : *due) until = std::min(until, t);
       auto now = clock::now();
       if (now < until && pending_.empty() && drain_now_.empty() && !resync_now_) co_await wake_.wait_for(until - now);
     }
@@ -723,6 +734,7 @@ private:
         drain_now_.insert(ev.id);
       }
     }
+    if (is_health_event(ev.action)) recheck_at_[ev.id] = clock::now() + options_.health_recheck;
     pending_.insert(ev.id);
     wake_.notify();
   }
@@ -745,6 +757,7 @@ private:
     stopping_run_.erase(id);
     announced_at_.erase(id);
     held_.erase(id);
+    recheck_at_.erase(id);
     holddown_until_.erase(id);
   }
 
@@ -936,6 +949,7 @@ private:
   std::map<std::string, clock::time_point> holddown_until_;  // id -> no re-registration before (unhealthy spell)
   std::map<std::string, clock::time_point> held_;  // id -> when to look again (held re-registration, draining end)
   std::map<std::string, clock::time_point> announced_at_;  // id -> when its stop was announced
+  std::map<std::string, clock::time_point> recheck_at_;    // id -> inspect again then (after a health_status event)
   detail::say_once unknown_health_;
 };
 

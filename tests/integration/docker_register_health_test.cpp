@@ -11,7 +11,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <csignal>
+#include <mutex>
 
 // Everything in a namespace of its own: the test build compiles a family of test files as one unit.
 namespace docker_register_health_test {
@@ -233,10 +235,9 @@ TEST_CASE("health gating, one-container and --all: starting waits, unhealthy rem
   recording_proxy proxy((dir.path() / "proxy.sock").string(), pm.socket_path());
   auto seed = start_docker_register(etcd(), pm.url(), {name, "80", "hseed-" + tag});
   auto ignore = start_docker_register(etcd(), pm.url(), {"--health", "ignore", name, "80", "hignore-" + tag});
-  // --resync 5s: in --all mode a health_status event whose inspect still shows the previous status
-  // is only caught by the next resync (a race seen once in seven runs under load, left open in the
-  // issue); the test checks that the container comes back, within the resync at worst.
-  auto all = start_docker_register(etcd(), proxy.url(), {"--all", "--hostname", "h17", "--resync", "5s"});
+  // --resync 1m: every change must come from the events (and the re-inspection a second after each
+  // health_status event, for an inspect that still shows the previous status), not from a resync.
+  auto all = start_docker_register(etcd(), proxy.url(), {"--all", "--hostname", "h17", "--resync", "1m"});
   INFO("seed:\n", seed.output(), "\nall:\n", all.output());
 
   // Starting: --health ignore registers it as before; the gated registrars wait, with one line.
@@ -664,6 +665,63 @@ TEST_CASE("health that flaps every 100ms (a fake engine): at most one put and on
   INFO(seed.output());
   // The lines are bounded too: one per removal and one per registration.
   CHECK(count_lines_with(seed.output(), "is unhealthy") <= bound);
+}
+
+TEST_CASE("an inspect that still shows the previous health after the event: inspected again a second later") {
+  // The engine's inspect lags: it shows a new status only 300ms after the one health_status event that
+  // announces it, so the inspection right after the event reads the old status. Only the re-inspection
+  // after the event can catch the change (resync 1m; no further events).
+  using steady = std::chrono::steady_clock;
+  std::mutex m;
+  std::string shown = "healthy", next = "healthy";
+  steady::time_point switch_at{};
+  std::atomic<int> announce{0};  // bumped by the test: send one health_status event
+  fake_engine engine(
+      [&] {
+        std::lock_guard lock(m);
+        if (next != shown && steady::now() >= switch_at) shown = next;
+        return fake_engine::container(shown);
+      },
+      [&](const std::function<bool(std::string)>& send) {
+        int sent = 0;
+        while (sent >= 0 && sent < 2) {
+          if (announce > sent) {
+            ++sent;
+            if (!send(fake_engine::event("health_status"))) return;
+          }
+          std::this_thread::sleep_for(10ms);
+          if (announce < 0) return;
+        }
+      });
+  struct release {  // on the way out, also on a failed REQUIRE: the stream threads must not wait forever
+    std::atomic<int>& go;
+    ~release() { go = -1; }
+  } released{announce};
+  auto becomes_health = [&](const std::string& status) {
+    std::lock_guard lock(m);
+    next = status;
+    switch_at = steady::now() + 300ms;
+  };
+  const std::string seed_key = "/services/fakelag-" + tag + "/fake";
+  const std::string auto_key = "/services/fake-" + tag + "/h17:fake:80";
+  auto seed = start_docker_register(etcd(), engine.url(), {"--resync", "1m", "fake", "80", "fakelag-" + tag});
+  auto all = start_docker_register(etcd(), engine.url(), {"--all", "--hostname", "h17", "--resync", "1m"});
+  INFO("seed:\n", seed.output(), "\nall:\n", all.output());
+  const std::string healthy = json_value("127.0.0.1", 5555, ",\"health\":\"healthy\"");
+  REQUIRE(becomes(seed_key, healthy));
+  REQUIRE(becomes(auto_key, healthy));
+  becomes_health("unhealthy");
+  announce = 1;
+  CHECK(becomes(seed_key, "", 10s));
+  CHECK(becomes(auto_key, "", 10s));
+  becomes_health("healthy");
+  announce = 2;
+  CHECK(becomes(seed_key, healthy, 10s));
+  CHECK(becomes(auto_key, healthy, 10s));
+  seed.signal(SIGTERM);
+  all.signal(SIGTERM);
+  CHECK(seed.wait(30s) == 0);
+  CHECK(all.wait(30s) == 0);
 }
 
 }  // namespace docker_register_health_test

@@ -24,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -133,21 +134,6 @@ inline std::string ip_port(const std::string& ip, std::uint16_t port) {
   return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
 }
 
-/// A free TCP port on `ip`, 127.0.0.1 by default, or ::1 (bound once by the kernel, then released).
-inline std::uint16_t free_port(const std::string& ip = "127.0.0.1") {
-  auto a = make_socket_address(ip, 0);
-  int fd = ::socket(a.family, SOCK_STREAM, 0);
-  if (fd < 0 || ::bind(fd, a.get(), a.length) != 0) {
-    if (fd >= 0) ::close(fd);
-    throw std::runtime_error("test set-up: cannot bind a free port on " + ip);
-  }
-  socklen_t len = a.length;
-  ::getsockname(fd, a.get(), &len);
-  ::close(fd);
-  return a.family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port)
-                              : ntohs(reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port);
-}
-
 /// True when something accepts TCP connections on ip:port (127.0.0.1 by default).
 inline bool port_open(std::uint16_t port, const std::string& ip = "127.0.0.1") {
   auto a = make_socket_address(ip, port);
@@ -155,6 +141,26 @@ inline bool port_open(std::uint16_t port, const std::string& ip = "127.0.0.1") {
   bool ok = fd >= 0 && ::connect(fd, a.get(), a.length) == 0;
   if (fd >= 0) ::close(fd);
   return ok;
+}
+
+/// A free TCP port on `ip`, 127.0.0.1 by default, or ::1: a random port from 20000-32767 that binds now.
+/// Why not port 0: the kernel hands out port-0 binds from the ephemeral range (32768-60999 here), the same
+/// range every outgoing connection takes its local port from. Between our check and the server's own bind,
+/// any proxy in any concurrent test could connect out from that port ("bind: address already in use" in CI).
+/// Below the ephemeral range only another test's pick can collide: 1 in 12,768 per pair of picks.
+inline std::uint16_t free_port(const std::string& ip = "127.0.0.1") {
+  static std::mt19937 random{std::random_device{}() ^ static_cast<unsigned>(::getpid())};
+  std::uniform_int_distribution<int> in_range(20000, 32767);
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const auto port = static_cast<std::uint16_t>(in_range(random));
+    auto a = make_socket_address(ip, port);
+    int fd = ::socket(a.family, SOCK_STREAM, 0);
+    if (fd < 0) break;
+    const bool bound = ::bind(fd, a.get(), a.length) == 0;
+    ::close(fd);
+    if (bound) return port;
+  }
+  throw std::runtime_error("test set-up: cannot bind a free port on " + ip + " in 20000-32767");
 }
 
 /// Polls `done` every `interval` until it returns true or `timeout` passes.
