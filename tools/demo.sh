@@ -208,8 +208,10 @@ show_log() {
 }
 log_has() { local out; out=$(podman logs "$tag-$1" 2>&1) && grep -q -- "$2" <<<"$out"; }
 # Waits for container $1 to log a line matching $2, then shows what it logged since the last look.
+# 60s: on a loaded machine podman's API service was seen taking over 30s to answer its first
+# requests (docker-register then says so, and retries, as it should).
 await_log() {
-  wait_for 30 log_has "$1" "$2" || fail "$1 never logged '$2'"
+  wait_for 60 log_has "$1" "$2" || fail "$1 never logged '$2'"
   show_log "$1"
 }
 

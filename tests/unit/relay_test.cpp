@@ -7,6 +7,8 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <csignal>
 #include <future>
 #include <string>
 #include <thread>
@@ -21,11 +23,18 @@ namespace {
 
 /// A connected pair of loopback sockets: `near` (on `io`) and `far` (on `io`).
 std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& near_io, asio::io_context& far_io) {
-  tcp::acceptor acceptor(far_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  tcp::socket near(near_io);
-  near.connect(acceptor.local_endpoint());
-  tcp::socket far = acceptor.accept();
-  return {std::move(near), std::move(far)};
+  // A few tries: about one run of this file in twenty saw a loopback connect to the fresh listener
+  // refused, with this relay and with the one before it (cause not found; a retry is harmless here).
+  for (int attempt = 1;; ++attempt) {
+    tcp::acceptor acceptor(far_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    tcp::socket near(near_io);
+    std::error_code ec;
+    near.connect(acceptor.local_endpoint(), ec);
+    if (ec == asio::error::connection_refused && attempt < 5) continue;
+    if (ec) throw std::system_error(ec, "connect");
+    tcp::socket far = acceptor.accept();
+    return {std::move(near), std::move(far)};
+  }
 }
 
 /// Reads until EOF or an error; returns what arrived and the error that ended it.
@@ -50,12 +59,14 @@ void recv_timeout(tcp::socket& s, std::chrono::seconds t) {
 struct fixture {
   asio::io_context relay_io{1};  // the relay's own thread, as in the programs
   asio::io_context test_io;      // blocking calls only, never run
+  // The relay's thread runs until the end of the test, also after the relay ended (pipes_lent asks it).
+  asio::executor_work_guard<asio::io_context::executor_type> keep_running{relay_io.get_executor()};
   tcp::socket client{test_io}, server{test_io};
   amb::relay_counters live;
   std::future<amb::relay_counters> result;
   std::thread thread;
 
-  explicit fixture(std::chrono::milliseconds idle = 0ms) {
+  explicit fixture(std::chrono::milliseconds idle = 0ms, bool splice = true) {
     auto [c, down] = socket_pair(test_io, relay_io);
     auto [up, s] = socket_pair(relay_io, test_io);
     client = std::move(c);
@@ -64,7 +75,7 @@ struct fixture {
     recv_timeout(server, 10s);
     auto promise = std::make_shared<std::promise<amb::relay_counters>>();
     result = promise->get_future();
-    asio::co_spawn(relay_io, amb::relay(std::move(down), std::move(up), {idle, &live}),
+    asio::co_spawn(relay_io, amb::relay(std::move(down), std::move(up), {idle, &live, splice}),
                    [promise](std::exception_ptr e, amb::relay_counters r) {
                      if (e)
                        promise->set_exception(e);
@@ -76,6 +87,18 @@ struct fixture {
   ~fixture() {
     relay_io.stop();
     thread.join();
+  }
+  /// Pipes the relay's thread has lent to connections now (asked on that thread: the count is per thread).
+  std::size_t pipes_lent() {
+#if AMB_RELAY_SPLICE
+    std::promise<std::size_t> lent;
+    asio::post(relay_io, [&] { lent.set_value(amb::detail::relay_pipes_lent()); });
+    auto answer = lent.get_future();
+    REQUIRE(answer.wait_for(10s) == std::future_status::ready);
+    return answer.get();
+#else
+    return 0;
+#endif
   }
   /// The relay's result, or a failed check when it has not ended within 10 s.
   amb::relay_counters finished() {
@@ -220,8 +243,14 @@ TEST_CASE("request/reply traffic costs one read per message: a short read is not
     asio::read(f.client, asio::buffer(buf, 7));
   }
   // Each of the 400 messages is read once; reading on until EAGAIN would add ~400 empty reads.
-  // A few may still happen (a wake-up whose data an earlier read already took).
+  // A few may still happen (a wake-up whose data an earlier read already took). Without the reactor
+  // wait (AMB_NO_ASIO_INTERNALS) the relay cannot know a FIN did not come with the data: it reads on.
+#if AMB_REACTOR_WAIT
   CHECK(f.live.empty_reads < 20);
+#else
+  CHECK(f.live.empty_reads <= 420);
+#endif
+  CHECK(f.live.bytes_spliced == 0);  // small messages are copied: no pipe for them
   f.client.shutdown(tcp::socket::shutdown_send);
   f.server.shutdown(tcp::socket::shutdown_send);
   auto totals = f.finished();
@@ -244,6 +273,105 @@ TEST_CASE("a few bytes and a FIN arriving together: the bytes and then the EOF a
     CHECK(ec == asio::error::eof);
     f.finished();
   }
+}
+
+/// `size` bytes of a pattern no shifted copy of itself matches, so a lost or repeated piece shows.
+std::string pattern(std::size_t size) {
+  std::string s(size, '\0');
+  for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>(i * 7 + i / 65536);
+  return s;
+}
+
+/// Sets SIGPIPE's disposition for one test, and puts the old one back.
+struct sigpipe_disposition {
+  void (*old)(int);
+  explicit sigpipe_disposition(void (*now)(int)) : old(std::signal(SIGPIPE, now)) {}
+  ~sigpipe_disposition() { std::signal(SIGPIPE, old); }
+};
+
+/// Sends `data` from `from` (in a thread, so a full destination cannot block the test) while `to`
+/// reads all of it, `slow`ly when asked (the relay then holds bytes back: back-pressure); with `end`,
+/// `from` then shuts down its sending side and `to` must see the EOF.
+std::string send_through(tcp::socket& from, tcp::socket& to, const std::string& data, bool slow = false,
+                         bool end = false) {
+  std::thread writer([&] {
+    asio::write(from, asio::buffer(data));
+    if (end) from.shutdown(tcp::socket::shutdown_send);
+  });
+  std::string out;
+  std::error_code ec;
+  char buf[65536];
+  for (int reads = 0; out.size() < data.size() || end; ++reads) {
+    if (slow && reads % 8 == 0) std::this_thread::sleep_for(1ms);
+    const std::size_t want = end ? sizeof buf : std::min(sizeof buf, data.size() - out.size());
+    std::size_t n = to.read_some(asio::buffer(buf, slow ? std::min<std::size_t>(want, 4096) : want), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  writer.join();
+  CHECK((end ? ec == asio::error::eof : !ec));
+  return out;
+}
+
+TEST_CASE("bulk data goes by splice both ways, also through back-pressure; an idle connection then holds no pipe") {
+  sigpipe_disposition ignored(SIG_IGN);  // as every amb program sets it
+  fixture f;
+  const auto up = pattern(8 * 1024 * 1024), down = pattern(6 * 1024 * 1024 + 123);
+  // First a small exchange: copied, and the connection holds no pipe.
+  asio::write(f.client, asio::buffer(std::string("hello")));
+  char got[5];
+  asio::read(f.server, asio::buffer(got));
+  CHECK(f.pipes_lent() == 0);
+  CHECK(send_through(f.server, f.client, down, true) == down);  // a slow client: the relay waits for it
+  CHECK(f.pipes_lent() == 0);  // the connection is idle and open: its pipe went back with the burst
+  CHECK(send_through(f.client, f.server, up) == up);
+  CHECK(f.pipes_lent() == 0);
+  CHECK(send_through(f.client, f.server, "bye", false, true) == "bye");
+  CHECK(send_through(f.server, f.client, "", false, true).empty());
+  auto totals = f.finished();
+  CHECK(totals.bytes_up == 5 + up.size() + 3);
+  CHECK(totals.bytes_down == down.size());
+#if AMB_RELAY_SPLICE
+  // All but the first full buffers of each burst (copied until the relay sees it is bulk) are spliced.
+  MESSAGE("spliced ", totals.bytes_spliced, " of ", totals.bytes_up + totals.bytes_down, " bytes");
+  CHECK(totals.bytes_spliced > (up.size() + down.size()) / 2);
+#else
+  CHECK(totals.bytes_spliced == 0);
+#endif
+  CHECK(f.live.bytes_spliced == totals.bytes_spliced);
+}
+
+TEST_CASE("with splice off, or where SIGPIPE is not ignored, bulk data is copied, byte for byte") {
+  for (bool splice : {false, true}) {
+    // splice(2) has no MSG_NOSIGNAL: into a vanished peer it would raise SIGPIPE and kill the process.
+    sigpipe_disposition disposition(splice ? SIG_DFL : SIG_IGN);
+    fixture f(0ms, splice);
+    const auto data = pattern(4 * 1024 * 1024);
+    CHECK(send_through(f.server, f.client, data, true, true) == data);
+    f.client.shutdown(tcp::socket::shutdown_send);
+    auto totals = f.finished();
+    CHECK(totals.bytes_down == data.size());
+    CHECK(totals.bytes_spliced == 0);
+  }
+}
+
+TEST_CASE("a reset in the middle of spliced bulk data ends the relay and frees its pipe") {
+  sigpipe_disposition ignored(SIG_IGN);  // without it the relay would not splice (next test)
+  fixture f;
+  const auto data = pattern(4 * 1024 * 1024);
+  std::thread writer([&] {
+    std::error_code ignored;  // the relay closes the connection under this write
+    asio::write(f.server, asio::buffer(data), ignored);
+  });
+  char buf[4096];
+  std::size_t seen = 0;
+  while (seen < 1024 * 1024) seen += f.client.read_some(asio::buffer(buf));
+  // The relay is mid-burst, with bytes in its pipe (the client reads no more): now the client resets.
+  f.client.set_option(asio::socket_base::linger(true, 0));
+  f.client.close();
+  f.finished();
+  writer.join();
+  CHECK(f.pipes_lent() == 0);
 }
 
 }  // namespace relay_test

@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: MIT
+// The one place amb reaches into Asio's internals: a readiness wait queued on the epoll reactor with
+// no syscall, for the relay's hot path. Everything else in amb uses Asio's public API.
+//
+// Why: Asio 1.22's public socket::async_wait re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on
+// every call, and async_read_some first tries a read that mostly fails with EAGAIN. A relayed
+// request/reply pays one of those per message; this wait pays neither (relay.hpp counts the cost).
+//
+// Fenced: AMB_REACTOR_WAIT is 1 only where this was written and tested: Asio's epoll reactor
+// (Linux, not io_uring) in the Asio releases 1.22.x (Debian 12 ships 1.22.1). Anywhere else, or when
+// the user defines AMB_NO_ASIO_INTERNALS, it is 0 and the relay uses the public async_wait instead;
+// `make test` runs the relay tests and the whole integration suite against programs built that way
+// too (tools/test.sh, the sanitize phase).
+//
+// Threads: the reactor's per-descriptor record is read and written here without its lock, which is
+// safe only when every handler of the socket runs on one thread: a one-thread io_context, as every
+// amb program and ambassador runs (one io_context per --threads loop). Not from a strand on a pool.
+#pragma once
+
+#include "amb/detail/asio.hpp"
+
+#include <cstdint>
+#include <system_error>
+
+#if !defined(AMB_NO_ASIO_INTERNALS) && defined(ASIO_HAS_EPOLL) && !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && \
+    !defined(ASIO_HAS_IOCP) && ASIO_VERSION >= 102200 && ASIO_VERSION < 102300
+#define AMB_REACTOR_WAIT 1
+#include <sys/epoll.h>
+#else
+#define AMB_REACTOR_WAIT 0
+#endif
+
+namespace amb::detail {
+
+#if AMB_REACTOR_WAIT
+/// Reaches the reactor's per-descriptor record of a socket (a protected member of basic_socket,
+/// read through a member pointer taken in a derived class, which the language allows).
+struct socket_reactor_access : asio::ip::tcp::socket {
+  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) {
+    return (s.*(&socket_reactor_access::impl_)).get_implementation().reactor_data_;
+  }
+};
+
+/// Reads and writes two private fields of Asio's epoll reactor (explicit instantiations may name
+/// members they cannot access): the events a descriptor is registered for, and the events the
+/// last epoll_wait reported for it.
+namespace reactor_fields {
+using state = asio::detail::epoll_reactor::descriptor_state;
+struct registered_tag {
+  using type = std::uint32_t state::*;
+  friend type member(registered_tag);
+};
+struct reported_tag {
+  using type = unsigned int asio::detail::scheduler_operation::*;
+  friend type member(reported_tag);
+};
+template <class Tag, typename Tag::type M>
+struct expose {
+  friend typename Tag::type member(Tag) { return M; }
+};
+template struct expose<registered_tag, &state::registered_events_>;
+template struct expose<reported_tag, &asio::detail::scheduler_operation::task_result_>;
+
+/// The registration, to add EPOLLRDHUP (Asio keeps it in later epoll_ctl calls).
+inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{}); }
+/// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
+/// scheduler_operation; a C-style cast is the conversion the language allows for that).
+inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
+}  // namespace reactor_fields
+#endif
+
+/// "Call me back when this socket becomes readable", reusable for every wait of one direction of
+/// one connection (waiting allocates nothing). Precondition of every wait(): the caller read the
+/// socket empty just before (a short read, EAGAIN, or a splice that found nothing).
+///
+/// With AMB_REACTOR_WAIT: Asio registers each socket once, edge-triggered, for reading. Every new
+/// arrival of data (or a FIN, or an error) makes an event; an event that finds no operation queued
+/// is remembered (try_speculative) and completes the next operation at once. This op's perform()
+/// does nothing and says "done, socket exhausted", so it waits without epoll_ctl or read. A FIN that
+/// arrived together with the last data makes no later edge, so the first wait adds EPOLLRDHUP to the
+/// registration, and peer_closed() tells the caller to read on after a short read.
+/// Without: Asio's public async_wait, and peer_closed() always says "read on until EAGAIN".
+class readable_wait {
+public:
+  /// `done(owner, ec, destroyed)` runs on the socket's thread; `destroyed` is true when the
+  /// io_context is being destroyed with the wait still queued (do nothing then but let go).
+  using callback = void (*)(void* owner, std::error_code ec, bool destroyed);
+
+  readable_wait(void* owner, callback done) : op_(owner, done) {}
+  readable_wait(const readable_wait&) = delete;
+  readable_wait& operator=(const readable_wait&) = delete;
+
+  /// Queues the wait on `socket`. The caller keeps itself alive until the callback has run.
+  void start(asio::ip::tcp::socket& socket) {
+#if AMB_REACTOR_WAIT
+    op_.ec_ = asio::error_code();
+    op_.bytes_transferred_ = 0;
+    if (!reactor_)
+      reactor_ =
+          &asio::use_service<asio::detail::reactor>(asio::query(socket.get_executor(), asio::execution::context));
+    auto& data = socket_reactor_access::of(socket);
+    bool speculative = true;
+    if (!armed_ && data) {
+      // First wait on this socket: add EPOLLRDHUP to its registration; Asio's non-speculative
+      // start applies it with one epoll_ctl (later waits make none).
+      reactor_fields::registered(data) |= EPOLLRDHUP;
+      armed_ = true;
+      speculative = false;
+    }
+    reactor_->start_op(asio::detail::reactor::read_op, socket.native_handle(), data, &op_, true, speculative);
+#else
+    socket.async_wait(asio::socket_base::wait_read, handler{op_.owner, op_.on_done});
+#endif
+  }
+
+  /// True when the last readiness report for `socket` said its peer closed or failed: a short read
+  /// did not empty it of that news, so read on. Always true without the reactor wait.
+  static bool peer_closed(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+    auto* data = socket_reactor_access::of(socket);
+    return data && (reactor_fields::reported(data) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+#else
+    (void)socket;
+    return true;
+#endif
+  }
+
+private:
+#if AMB_REACTOR_WAIT
+  struct op : asio::detail::reactor_op {
+    op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
+    void* owner;
+    callback on_done;
+    static status perform_fn(reactor_op*) { return done_and_exhausted; }
+    static void complete_fn(void* io, asio::detail::operation* base, const asio::error_code&, std::size_t) {
+      auto* self = static_cast<op*>(base);
+      // io == nullptr: the io_context is being destroyed with this wait still queued.
+      self->on_done(self->owner, self->ec_, io == nullptr);
+    }
+  };
+  op op_;
+  asio::detail::reactor* reactor_ = nullptr;
+  bool armed_ = false;  ///< EPOLLRDHUP added to the socket's registration
+#else
+  struct op {
+    op(void* o, callback cb) : owner(o), on_done(cb) {}
+    void* owner;
+    callback on_done;
+  };
+  // Calls back once: when run, or when destroyed unrun (the io_context went away), as the reactor
+  // op above does, so the owner's keep-alive is let go either way.
+  struct handler {
+    void* owner;
+    callback done;
+    bool called = false;
+    handler(void* o, callback cb) : owner(o), done(cb) {}
+    handler(handler&& other) noexcept : owner(other.owner), done(other.done), called(other.called) {
+      other.called = true;
+    }
+    handler(const handler&) = delete;
+    handler& operator=(const handler&) = delete;
+    handler& operator=(handler&&) = delete;
+    ~handler() {
+      if (!called) done(owner, asio::error::operation_aborted, true);
+    }
+    void operator()(std::error_code ec) {
+      called = true;
+      done(owner, ec, false);
+    }
+  };
+  op op_;
+#endif
+};
+
+}  // namespace amb::detail
