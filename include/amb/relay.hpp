@@ -291,8 +291,8 @@ private:
     direction(relay_state* s, readable_wait::callback cb) : wait(s, cb) {}
   };
   direction up_{this, &relay_state::on_wait_up}, down_{this, &relay_state::on_wait_down};  // up_: client -> server
-  int queued_ = 0;                     ///< embedded waits queued in the reactor or scheduler
-  std::shared_ptr<relay_state> self_;  ///< set while queued_ > 0
+  int queued_ = 0;                           ///< embedded waits queued in the reactor or scheduler
+  std::shared_ptr<relay_state> self_;        ///< set while queued_ > 0
   std::optional<asio::steady_timer> timer_;  ///< only with an idle timeout
   std::chrono::steady_clock::time_point last_activity_{};
   int running_ = 2;  ///< directions still going

@@ -1627,13 +1627,20 @@ inline std::string proxy_protocol_header(proxy_protocol version, const asio::ip:
 // the rest, and it gives it back as soon as the source runs dry. So an idle connection owns no
 // data buffer at all, and no read allocates.
 //
+// Bulk data (a read that fills the whole 64 kB buffer) switches the direction to splice(2) on
+// Linux: the bytes go from one socket into a pipe and from the pipe into the other socket inside
+// the kernel, never copied through user space (what haproxy does with option splice-auto). The pipe
+// comes from a per-thread pool only for the burst and goes back to it as soon as the source runs
+// dry, so an idle connection owns no pipe; a direction whose bursts turn small goes back to copying
+// (for small messages a copy costs the same two syscalls and no pipe). Where pipes cannot be had
+// (out of fds), where the process does not ignore SIGPIPE (splice has no MSG_NOSIGNAL), or with
+// relay_options::splice off, the copy path does everything.
+//
 // Syscalls per relayed message: one read and one write, as haproxy makes. A read that returns less
 // than the buffer emptied the socket, so the direction goes straight back to waiting instead of
-// reading again to see EAGAIN. The wait itself is a readiness operation queued on Asio's reactor
-// (epoll, edge-triggered, descriptor registered once): Asio's own async_wait re-arms the descriptor
-// with epoll_ctl(EPOLL_CTL_MOD) on every call, and async_read_some tries a speculative read that
-// mostly fails with EAGAIN; ours does neither (see detail::readable_op). Elsewhere (no epoll) it
-// falls back to async_wait.
+// reading again to see EAGAIN. The wait itself is detail::readable_wait: queued on Asio's epoll
+// reactor without a syscall where that is allowed (amb/detail/reactor_wait.hpp, the one place amb
+// reaches into Asio's internals), Asio's public async_wait elsewhere.
 //
 // EOF from one side is passed on as shutdown(send) on the other, and the other direction keeps
 // flowing (a client may send its request, half-close, and still read the whole reply). An error
@@ -1642,7 +1649,189 @@ inline std::string proxy_protocol_header(proxy_protocol version, const asio::ip:
 // No coroutine stays alive for a relayed connection: the state below is one heap object driven by
 // completion handlers, so an idle connection costs that object, its two sockets and the reactor's
 // per-descriptor records.
+//
+// Threads: all of a relay's handlers must run on one thread: a one-thread io_context, as every amb
+// program and ambassador runs (one io_context per --threads loop). A strand on a thread pool is
+// not enough (the reactor wait touches Asio's per-descriptor record without its lock).
 
+
+// ---- begin amb/detail/reactor_wait.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
+#define AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
+// The one place amb reaches into Asio's internals: a readiness wait queued on the epoll reactor with
+// no syscall, for the relay's hot path. Everything else in amb uses Asio's public API.
+//
+// Why: Asio 1.22's public socket::async_wait re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on
+// every call, and async_read_some first tries a read that mostly fails with EAGAIN. A relayed
+// request/reply pays one of those per message; this wait pays neither (relay.hpp counts the cost).
+//
+// Fenced: AMB_REACTOR_WAIT is 1 only where this was written and tested: Asio's epoll reactor
+// (Linux, not io_uring) in the Asio releases 1.22.x (Debian 12 ships 1.22.1). Anywhere else, or when
+// the user defines AMB_NO_ASIO_INTERNALS, it is 0 and the relay uses the public async_wait instead;
+// `make test` runs the relay tests and the whole integration suite against programs built that way
+// too (tools/test.sh, the sanitize phase).
+//
+// Threads: the reactor's per-descriptor record is read and written here without its lock, which is
+// safe only when every handler of the socket runs on one thread: a one-thread io_context, as every
+// amb program and ambassador runs (one io_context per --threads loop). Not from a strand on a pool.
+
+
+#include <cstdint>
+#include <system_error>
+
+#if !defined(AMB_NO_ASIO_INTERNALS) && defined(ASIO_HAS_EPOLL) && !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && \
+    !defined(ASIO_HAS_IOCP) && ASIO_VERSION >= 102200 && ASIO_VERSION < 102300
+#define AMB_REACTOR_WAIT 1
+#include <sys/epoll.h>
+#else
+#define AMB_REACTOR_WAIT 0
+#endif
+
+namespace amb::detail {
+
+#if AMB_REACTOR_WAIT
+/// Reaches the reactor's per-descriptor record of a socket (a protected member of basic_socket,
+/// read through a member pointer taken in a derived class, which the language allows).
+struct socket_reactor_access : asio::ip::tcp::socket {
+  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) {
+    return (s.*(&socket_reactor_access::impl_)).get_implementation().reactor_data_;
+  }
+};
+
+/// Reads and writes two private fields of Asio's epoll reactor (explicit instantiations may name
+/// members they cannot access): the events a descriptor is registered for, and the events the
+/// last epoll_wait reported for it.
+namespace reactor_fields {
+using state = asio::detail::epoll_reactor::descriptor_state;
+struct registered_tag {
+  using type = std::uint32_t state::*;
+  friend type member(registered_tag);
+};
+struct reported_tag {
+  using type = unsigned int asio::detail::scheduler_operation::*;
+  friend type member(reported_tag);
+};
+template <class Tag, typename Tag::type M>
+struct expose {
+  friend typename Tag::type member(Tag) { return M; }
+};
+template struct expose<registered_tag, &state::registered_events_>;
+template struct expose<reported_tag, &asio::detail::scheduler_operation::task_result_>;
+
+/// The registration, to add EPOLLRDHUP (Asio keeps it in later epoll_ctl calls).
+inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{}); }
+/// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
+/// scheduler_operation; a C-style cast is the conversion the language allows for that).
+inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
+}  // namespace reactor_fields
+#endif
+
+/// "Call me back when this socket becomes readable", reusable for every wait of one direction of
+/// one connection (waiting allocates nothing). Precondition of every wait(): the caller read the
+/// socket empty just before (a short read, EAGAIN, or a splice that found nothing).
+///
+/// With AMB_REACTOR_WAIT: Asio registers each socket once, edge-triggered, for reading. Every new
+/// arrival of data (or a FIN, or an error) makes an event; an event that finds no operation queued
+/// is remembered (try_speculative) and completes the next operation at once. This op's perform()
+/// does nothing and says "done, socket exhausted", so it waits without epoll_ctl or read. A FIN that
+/// arrived together with the last data makes no later edge, so the first wait adds EPOLLRDHUP to the
+/// registration, and peer_closed() tells the caller to read on after a short read.
+/// Without: Asio's public async_wait, and peer_closed() always says "read on until EAGAIN".
+class readable_wait {
+public:
+  /// `done(owner, ec, destroyed)` runs on the socket's thread; `destroyed` is true when the
+  /// io_context is being destroyed with the wait still queued (do nothing then but let go).
+  using callback = void (*)(void* owner, std::error_code ec, bool destroyed);
+
+  readable_wait(void* owner, callback done) : op_(owner, done) {}
+  readable_wait(const readable_wait&) = delete;
+  readable_wait& operator=(const readable_wait&) = delete;
+
+  /// Queues the wait on `socket`. The caller keeps itself alive until the callback has run.
+  void start(asio::ip::tcp::socket& socket) {
+#if AMB_REACTOR_WAIT
+    op_.ec_ = asio::error_code();
+    op_.bytes_transferred_ = 0;
+    if (!reactor_)
+      reactor_ =
+          &asio::use_service<asio::detail::reactor>(asio::query(socket.get_executor(), asio::execution::context));
+    auto& data = socket_reactor_access::of(socket);
+    bool speculative = true;
+    if (!armed_ && data) {
+      // First wait on this socket: add EPOLLRDHUP to its registration; Asio's non-speculative
+      // start applies it with one epoll_ctl (later waits make none).
+      reactor_fields::registered(data) |= EPOLLRDHUP;
+      armed_ = true;
+      speculative = false;
+    }
+    reactor_->start_op(asio::detail::reactor::read_op, socket.native_handle(), data, &op_, true, speculative);
+#else
+    socket.async_wait(asio::socket_base::wait_read, handler{op_.owner, op_.on_done});
+#endif
+  }
+
+  /// True when the last readiness report for `socket` said its peer closed or failed: a short read
+  /// did not empty it of that news, so read on. Always true without the reactor wait.
+  static bool peer_closed(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+    auto* data = socket_reactor_access::of(socket);
+    return data && (reactor_fields::reported(data) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+#else
+    (void)socket;
+    return true;
+#endif
+  }
+
+private:
+#if AMB_REACTOR_WAIT
+  struct op : asio::detail::reactor_op {
+    op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
+    void* owner;
+    callback on_done;
+    static status perform_fn(reactor_op*) { return done_and_exhausted; }
+    static void complete_fn(void* io, asio::detail::operation* base, const asio::error_code&, std::size_t) {
+      auto* self = static_cast<op*>(base);
+      // io == nullptr: the io_context is being destroyed with this wait still queued.
+      self->on_done(self->owner, self->ec_, io == nullptr);
+    }
+  };
+  op op_;
+  asio::detail::reactor* reactor_ = nullptr;
+  bool armed_ = false;  ///< EPOLLRDHUP added to the socket's registration
+#else
+  struct op {
+    op(void* o, callback cb) : owner(o), on_done(cb) {}
+    void* owner;
+    callback on_done;
+  };
+  // Calls back once: when run, or when destroyed unrun (the io_context went away), as the reactor
+  // op above does, so the owner's keep-alive is let go either way.
+  struct handler {
+    void* owner;
+    callback done;
+    bool called = false;
+    handler(void* o, callback cb) : owner(o), done(cb) {}
+    handler(handler&& other) noexcept : owner(other.owner), done(other.done), called(other.called) {
+      other.called = true;
+    }
+    handler(const handler&) = delete;
+    handler& operator=(const handler&) = delete;
+    handler& operator=(handler&&) = delete;
+    ~handler() {
+      if (!called) done(owner, asio::error::operation_aborted, true);
+    }
+    void operator()(std::error_code ec) {
+      called = true;
+      done(owner, ec, false);
+    }
+  };
+  op op_;
+#endif
+};
+
+}  // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
+// ---- end amb/detail/reactor_wait.hpp ----
 
 #include <chrono>
 #include <cstdint>
@@ -1655,26 +1844,32 @@ inline std::string proxy_protocol_header(proxy_protocol version, const asio::ip:
 #include <utility>
 #include <vector>
 
-#if defined(ASIO_HAS_EPOLL) && !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(ASIO_HAS_IOCP)
-#define AMB_RELAY_REACTOR_WAIT 1
-#include <sys/epoll.h>
+#if defined(__linux__) && !defined(AMB_NO_SPLICE)
+#define AMB_RELAY_SPLICE 1
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
 #else
-#define AMB_RELAY_REACTOR_WAIT 0
+#define AMB_RELAY_SPLICE 0
 #endif
 
 namespace amb {
 
 /// Bytes moved by the relay; "up" is client -> server, "down" is server -> client.
 struct relay_counters {
-  std::uint64_t bytes_up = 0;     ///< bytes written to the server
-  std::uint64_t bytes_down = 0;   ///< bytes written to the client
-  std::uint64_t empty_reads = 0;  ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
+  std::uint64_t bytes_up = 0;       ///< bytes written to the server
+  std::uint64_t bytes_down = 0;     ///< bytes written to the client
+  std::uint64_t empty_reads = 0;    ///< reads that found nothing (EAGAIN): syscalls wasted; a healthy relay makes few
+  std::uint64_t bytes_spliced = 0;  ///< of bytes_up + bytes_down, those moved by splice(2), never copied to user space
 };
 
 /// How a relay behaves.
 struct relay_options {
   std::chrono::milliseconds idle_timeout{0};  ///< no byte either way for this long closes both; 0 = never
   relay_counters* counters = nullptr;         ///< optional live totals (e.g. for metrics), added to as bytes flow
+  bool splice = true;  ///< move bulk data with splice(2) where the system has it and SIGPIPE is ignored
 };
 
 namespace detail {
@@ -1732,72 +1927,99 @@ private:
   std::unique_ptr<char[]> data_;
 };
 
-#if AMB_RELAY_REACTOR_WAIT
-/// Reaches the reactor's per-descriptor record of a socket (a protected member of basic_socket,
-/// read through a member pointer taken in a derived class, which the language allows).
-struct socket_reactor_access : asio::ip::tcp::socket {
-  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) {
-    return (s.*(&socket_reactor_access::impl_)).get_implementation().reactor_data_;
+#if AMB_RELAY_SPLICE
+/// The two ends of a pipe, for splice(2).
+struct pipe_ends {
+  int read = -1;
+  int write = -1;
+};
+
+/// Empty pipes kept for the next burst (per thread, like the buffers). Each costs two fds and no
+/// memory while empty; a few are kept so a busy thread does not make two syscalls per burst.
+inline std::vector<pipe_ends>& relay_pipe_pool() {
+  thread_local struct pool_t {
+    std::vector<pipe_ends> pipes;
+    ~pool_t() {
+      for (auto& p : pipes) {
+        ::close(p.read);
+        ::close(p.write);
+      }
+    }
+  } pool;
+  return pool.pipes;
+}
+
+/// Pipes now lent to directions on this thread (tests check that idle connections hold none).
+inline std::size_t& relay_pipes_lent() {
+  thread_local std::size_t lent = 0;
+  return lent;
+}
+
+/// True when the process ignores SIGPIPE. splice(2) into a socket whose peer is gone raises SIGPIPE
+/// (it has no MSG_NOSIGNAL), which by default kills the process: the relay splices only where that
+/// signal is ignored, as in every amb program; elsewhere it copies (send() with MSG_NOSIGNAL).
+inline bool sigpipe_ignored() noexcept {
+  struct sigaction now {};
+  return ::sigaction(SIGPIPE, nullptr, &now) == 0 && now.sa_handler == SIG_IGN;
+}
+
+/// A pipe borrowed for one burst of bulk data: from the pool, or made; back to the pool when it is
+/// empty, closed when it still holds bytes (the connection failed mid-burst).
+class relay_pipe {
+public:
+  relay_pipe() = default;
+  relay_pipe(const relay_pipe&) = delete;
+  relay_pipe& operator=(const relay_pipe&) = delete;
+  ~relay_pipe() { release(); }
+  explicit operator bool() const noexcept { return ends_.read >= 0; }
+  int read_end() const noexcept { return ends_.read; }
+  int write_end() const noexcept { return ends_.write; }
+  std::size_t held = 0;  ///< bytes spliced in and not yet out
+
+  /// False when no pipe can be had (out of fds): the caller copies instead.
+  bool acquire() noexcept {
+    if (*this) return true;
+    auto& pool = relay_pipe_pool();
+    if (!pool.empty()) {
+      ends_ = pool.back();
+      pool.pop_back();
+    } else {
+      int fds[2];
+      if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
+      ends_ = {fds[0], fds[1]};
+    }
+    ++relay_pipes_lent();
+    return true;
   }
-};
-
-/// Reads and writes two private fields of Asio's epoll reactor (explicit instantiations may name
-/// members they cannot access): the events a descriptor is registered for, and the events the
-/// last epoll_wait reported for it.
-namespace reactor_fields {
-using state = asio::detail::epoll_reactor::descriptor_state;
-struct registered_tag {
-  using type = std::uint32_t state::*;
-  friend type member(registered_tag);
-};
-struct reported_tag {
-  using type = unsigned int asio::detail::scheduler_operation::*;
-  friend type member(reported_tag);
-};
-template <class Tag, typename Tag::type M>
-struct expose {
-  friend typename Tag::type member(Tag) { return M; }
-};
-template struct expose<registered_tag, &state::registered_events_>;
-template struct expose<reported_tag, &asio::detail::scheduler_operation::task_result_>;
-
-/// The registration, to add EPOLLRDHUP (Asio keeps it in later epoll_ctl calls).
-inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{}); }
-/// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
-/// scheduler_operation; a C-style cast is the conversion the language allows for that).
-inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
-}  // namespace reactor_fields
-
-/// "Wake me when the socket becomes readable", queued on the epoll reactor without a syscall.
-///
-/// Asio registers each socket once, edge-triggered, for reading. Every new arrival of data (or a
-/// FIN, or an error) produces an event. When an event finds no operation queued, the reactor
-/// remembers it (try_speculative) and performs the next operation queued at once. This op's
-/// perform() does nothing and says "done, socket exhausted", so: queued with no remembered event,
-/// it waits without epoll_ctl or read; with a remembered event it completes at once; on an event it
-/// completes and clears the memory. That is correct only if the caller read the socket empty
-/// before waiting (a short read, or EAGAIN): data that arrives afterwards makes a new edge. A
-/// FIN that arrived together with the last data makes no later edge, so the relay registers
-/// EPOLLRDHUP too and reads on after a short read when the last report carried it.
-/// The op is reused for every wait of its direction, so waiting allocates nothing.
-struct readable_op : asio::detail::reactor_op {
-  using callback = void (*)(readable_op&, std::error_code, bool destroyed);
-  readable_op(void* o, callback cb)
-      : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
-  void* owner;
-  callback on_done;
-
-  static status perform_fn(reactor_op*) { return done_and_exhausted; }
-  static void complete_fn(void* io, asio::detail::operation* base, const asio::error_code&, std::size_t) {
-    auto* op = static_cast<readable_op*>(base);
-    // io == nullptr: the io_context is being destroyed with this wait still queued.
-    op->on_done(*op, op->ec_, io == nullptr);
+  void release() noexcept {
+    if (!*this) return;
+    constexpr std::size_t keep = 8;
+    --relay_pipes_lent();
+    auto& pool = relay_pipe_pool();
+    bool kept = false;
+    if (held == 0 && pool.size() < keep) {
+      try {
+        pool.push_back(ends_);
+        kept = true;
+      } catch (...) {
+        // Could not grow the pool: closing the pipe below is just as correct.
+      }
+    }
+    if (!kept) {
+      ::close(ends_.read);
+      ::close(ends_.write);
+    }
+    ends_ = {};
+    held = 0;
   }
+
+private:
+  pipe_ends ends_;
 };
 #endif
 
 /// One connection: both sockets and both directions. Lives on the heap, driven by completion
-/// handlers; keeps itself alive (self_) while one of its embedded waits is queued in the reactor.
+/// handlers; keeps itself alive (self_) while one of its embedded waits is queued.
 class relay_state : public std::enable_shared_from_this<relay_state> {
 public:
   relay_state(asio::ip::tcp::socket down, asio::ip::tcp::socket up, relay_options opts)
@@ -1819,10 +2041,6 @@ public:
       // Reads and writes are tried directly and must never block the io_context thread.
       s->non_blocking(true, ignored);
     }
-#if AMB_RELAY_REACTOR_WAIT
-    reactor_ =
-        &asio::use_service<asio::detail::reactor>(asio::query(downstream.get_executor(), asio::execution::context));
-#endif
     if (options.idle_timeout.count() > 0) {
       last_activity_ = std::chrono::steady_clock::now();
       timer_.emplace(downstream.get_executor());
@@ -1845,22 +2063,22 @@ protected:
   virtual void done() noexcept = 0;
 
 private:
+  /// A burst that moved less than this (between two waits) ends bulk mode: back to copying.
+  static constexpr std::size_t bulk_burst = 16 * 1024;
+
   struct direction {
-    relay_buffer held;  ///< only while the destination is slower than the source
-#if AMB_RELAY_REACTOR_WAIT
-    readable_op wait;
-    direction(relay_state* s, readable_op::callback cb) : wait(s, cb) {}
+    relay_buffer held;  ///< only while the destination is slower than the source (copy path)
+#if AMB_RELAY_SPLICE
+    relay_pipe pipe;  ///< only during a burst of bulk data (splice path)
+    bool bulk = false;
 #endif
+    std::size_t burst = 0;  ///< bytes moved since the last wait for the source
+    readable_wait wait;
+    direction(relay_state* s, readable_wait::callback cb) : wait(s, cb) {}
   };
-#if AMB_RELAY_REACTOR_WAIT
-  direction up_{this, &relay_state::on_wait_up}, down_{this, &relay_state::on_wait_down};
-  asio::detail::reactor* reactor_ = nullptr;
-  bool armed_up_ = false, armed_down_ = false;  ///< EPOLLRDHUP added to the source's registration
-  int queued_ = 0;                              ///< embedded waits queued in the reactor or scheduler
-  std::shared_ptr<relay_state> self_;           ///< set while queued_ > 0
-#else
-  direction up_, down_;  // up_: client -> server
-#endif
+  direction up_{this, &relay_state::on_wait_up}, down_{this, &relay_state::on_wait_down};  // up_: client -> server
+  int queued_ = 0;                           ///< embedded waits queued in the reactor or scheduler
+  std::shared_ptr<relay_state> self_;        ///< set while queued_ > 0
   std::optional<asio::steady_timer> timer_;  ///< only with an idle timeout
   std::chrono::steady_clock::time_point last_activity_{};
   int running_ = 2;  ///< directions still going
@@ -1881,45 +2099,28 @@ private:
 
   /// Waits until the source is readable again. Precondition: the last read emptied it.
   void wait(bool up) {
-#if AMB_RELAY_REACTOR_WAIT
-    readable_op& op = (up ? up_ : down_).wait;
-    op.ec_ = asio::error_code();
-    op.bytes_transferred_ = 0;
-    if (queued_++ == 0) self_ = shared_from_this();
-    auto& socket = from(up);
-    auto& data = socket_reactor_access::of(socket);
-    bool& armed = up ? armed_up_ : armed_down_;
-    bool speculative = true;
-    if (!armed && data) {
-      // First wait on this socket: add EPOLLRDHUP to its registration; Asio's non-speculative
-      // start applies it with one epoll_ctl (later waits make none).
-      reactor_fields::registered(data) |= EPOLLRDHUP;
-      armed = true;
-      speculative = false;
-    }
-    reactor_->start_op(asio::detail::reactor::read_op, socket.native_handle(), data, &op, true, speculative);
-#else
-    from(up).async_wait(asio::socket_base::wait_read,
-                        [self = shared_from_this(), up](std::error_code ec) { self->readable(up, ec); });
+    direction& d = up ? up_ : down_;
+#if AMB_RELAY_SPLICE
+    // The burst is over and the pipe empty: it goes back to the pool, so an idle connection holds none.
+    if (d.burst < bulk_burst) d.bulk = false;
+    d.pipe.release();
 #endif
+    d.burst = 0;
+    if (queued_++ == 0) self_ = shared_from_this();
+    d.wait.start(from(up));
   }
 
-#if AMB_RELAY_REACTOR_WAIT
-  static void on_wait_up(readable_op& op, std::error_code ec, bool destroyed) {
-    static_cast<relay_state*>(op.owner)->waited(true, ec, destroyed);
+  static void on_wait_up(void* owner, std::error_code ec, bool destroyed) {
+    static_cast<relay_state*>(owner)->waited(true, ec, destroyed);
   }
-  static void on_wait_down(readable_op& op, std::error_code ec, bool destroyed) {
-    static_cast<relay_state*>(op.owner)->waited(false, ec, destroyed);
+  static void on_wait_down(void* owner, std::error_code ec, bool destroyed) {
+    static_cast<relay_state*>(owner)->waited(false, ec, destroyed);
   }
   void waited(bool up, std::error_code ec, bool destroyed) noexcept {
     // Keeps this object alive until the end of this call, also when it was the last reference.
     std::shared_ptr<relay_state> keep;
     if (--queued_ == 0) keep = std::move(self_);
-    if (!destroyed) readable(up, ec);
-  }
-#endif
-
-  void readable(bool up, std::error_code ec) noexcept {
+    if (destroyed) return;
     if (ec) return finish(up, true);
     drain(up);
   }
@@ -1927,10 +2128,26 @@ private:
   /// drain_some, where running out of memory ends this connection instead of escaping io_context::run.
   void drain(bool up) noexcept {
     try {
+#if AMB_RELAY_SPLICE
+      if ((up ? up_ : down_).bulk) return splice_some(up);
+#endif
       drain_some(up);
     } catch (...) {
       finish(up, true);  // no handler is pending for this direction when anything here throws
     }
+  }
+
+  /// The source's EOF: passed on as a shutdown of the destination's sending side, or, when the other
+  /// direction has ended too (cleanly: a failure would have closed both), both sockets are read to
+  /// their end and closing them sends the FIN: a shutdown call would be one syscall more for nothing.
+  void source_ended(bool up) {
+    if (running_ == 1) {
+      close_both();
+      return finish(up, false);
+    }
+    std::error_code ignored;  // the peer may be gone already; the other direction will notice
+    to(up).shutdown(asio::socket_base::shutdown_send, ignored);
+    finish(up, false);
   }
 
   /// Reads until a read comes back short (the source is empty), at most 16 full reads in a row so
@@ -1946,18 +2163,7 @@ private:
         count_empty_read(up);
         break;
       }
-      if (ec == asio::error::eof) {
-        if (running_ == 1) {
-          // The other direction has ended too (cleanly: a failure would have closed both), so both
-          // sockets are read to their end and closing them sends the FIN: a shutdown call would be
-          // one syscall more per connection for nothing.
-          close_both();
-          return finish(up, false);
-        }
-        std::error_code ignored;  // the peer may be gone already; the other direction will notice
-        to(up).shutdown(asio::socket_base::shutdown_send, ignored);
-        return finish(up, false);
-      }
+      if (ec == asio::error::eof) return source_ended(up);
       if (ec) return finish(up, true);
       if (timer_) last_activity_ = std::chrono::steady_clock::now();
       std::size_t written = to(up).write_some(asio::buffer(buffer, n), ec);
@@ -1967,6 +2173,7 @@ private:
       }
       if (ec) return finish(up, true);
       count(up, written);
+      d.burst += written;
       if (written < n) {
         // Keep only what the destination could not take yet, and continue when it has.
         if (!d.held) {
@@ -1980,13 +2187,22 @@ private:
                           [self = shared_from_this(), up](std::error_code wec, std::size_t more) {
                             if (wec) return self->finish(up, true);
                             self->count(up, more);
+                            (up ? self->up_ : self->down_).burst += more;
                             self->drain(up);
                           });
         return;
       }
+#if AMB_RELAY_SPLICE
+      if (n == relay_buffer_size && options.splice && sigpipe_ignored()) {
+        // A full buffer: bulk data. The rest of the burst goes by splice (the buffer is empty now).
+        d.bulk = true;
+        d.held.release();
+        return splice_some(up);
+      }
+#endif
       // A short read emptied the socket: wait rather than read again for EAGAIN, unless the peer
       // has closed too (its FIN is queued behind the data and will not wake us again).
-      if (n < relay_buffer_size && !peer_closed(up)) break;
+      if (n < relay_buffer_size && !readable_wait::peer_closed(from(up))) break;
       if (reads == 15) {
         // Sixteen full buffers and maybe more waiting: let other connections run, then go on. (The
         // edge-triggered wait would not fire for data that is already there.)
@@ -1999,16 +2215,54 @@ private:
     wait(up);
   }
 
-  /// True when the last readiness report for the source said the peer closed or failed.
-  bool peer_closed(bool up) noexcept {
-#if AMB_RELAY_REACTOR_WAIT
-    auto* data = socket_reactor_access::of(from(up));
-    return data && (reactor_fields::reported(data) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
-#else
-    (void)up;
-    return true;  // without the report, read until EAGAIN
-#endif
+#if AMB_RELAY_SPLICE
+  /// The bulk path: source -> pipe -> destination with splice(2), until the source is empty (EAGAIN;
+  /// a short splice does not prove it, since a pipe's slots can fill before its bytes do), at most 16
+  /// rounds in a row. When the destination is full the bytes wait in the pipe, and so does the
+  /// direction, for the destination to become writable.
+  void splice_some(bool up) {
+    direction& d = up ? up_ : down_;
+    if (!d.pipe.acquire()) {  // no fds for a pipe right now: copy this burst
+      d.bulk = false;
+      return drain_some(up);
+    }
+    const int source = from(up).native_handle(), destination = to(up).native_handle();
+    for (int round = 0; round < 16; ++round) {
+      if (d.pipe.held == 0) {
+        const ssize_t in = ::splice(source, nullptr, d.pipe.write_end(), nullptr, relay_buffer_size,
+                                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (in < 0 && errno == EINTR) continue;
+        if (in < 0 && errno == EAGAIN) {
+          count_empty_read(up);
+          return wait(up);
+        }
+        if (in < 0) return finish(up, true);
+        if (in == 0) return source_ended(up);
+        d.pipe.held = static_cast<std::size_t>(in);
+        if (timer_) last_activity_ = std::chrono::steady_clock::now();
+      }
+      const ssize_t out =
+          ::splice(d.pipe.read_end(), nullptr, destination, nullptr, d.pipe.held, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (out < 0 && errno == EINTR) continue;
+      if (out < 0 && errno == EAGAIN) {
+        // The destination is full: wait until it can take more, the bytes stay in the pipe.
+        to(up).async_wait(asio::socket_base::wait_write, [self = shared_from_this(), up](std::error_code ec) {
+          if (ec) return self->finish(up, true);
+          self->drain(up);
+        });
+        return;
+      }
+      if (out < 0) return finish(up, true);
+      d.pipe.held -= static_cast<std::size_t>(out);
+      count(up, static_cast<std::size_t>(out));
+      totals.bytes_spliced += static_cast<std::size_t>(out);
+      if (options.counters) options.counters->bytes_spliced += static_cast<std::size_t>(out);
+      d.burst += static_cast<std::size_t>(out);
+    }
+    // Sixteen rounds and maybe more waiting: let other connections run, then go on.
+    asio::post(downstream.get_executor(), [self = shared_from_this(), up] { self->drain(up); });
   }
+#endif
 
   void count(bool up, std::size_t n) noexcept {
     (up ? totals.bytes_up : totals.bytes_down) += n;
@@ -2021,7 +2275,11 @@ private:
   }
 
   void finish(bool up, bool failed) noexcept {
-    (up ? up_ : down_).held.release();
+    direction& d = up ? up_ : down_;
+    d.held.release();
+#if AMB_RELAY_SPLICE
+    d.pipe.release();  // closed rather than pooled when bytes are still in it
+#endif
     if (failed) close_both();
     if (--running_ == 0) {
       if (timer_) timer_->cancel();
@@ -2059,7 +2317,8 @@ private:
 /// runs once, on the sockets' executor, when both directions have ended (it must not throw). No
 /// coroutine stays alive meanwhile. Sets TCP_NODELAY on both sockets. Never throws for network
 /// errors (may throw std::bad_alloc). Both directions run on the sockets' executor as completion
-/// handlers: use a one-thread io_context (or a strand), as the programs do.
+/// handlers: use a one-thread io_context, as the programs do (not a strand on a thread pool: see the
+/// threads note at the top).
 template <class OnDone>
 void start_relay(asio::ip::tcp::socket downstream, asio::ip::tcp::socket upstream, relay_options options,
                  OnDone&& on_done) {
