@@ -3,10 +3,11 @@
 # amb's test phases, then the time each took. `make test` runs all three.
 #
 #   gcc       GCC 12, warnings as errors: the programs and the integration, fault and TLS test
-#             executables; runs the fault tests and every ctest test that is not of a family (the
-#             headers alone, the single header, the embedding examples, the consumers, the static
-#             programs, the images and the demo, the fuzzers, a bench slice, the set-up check, the
-#             format)
+#             executables, all without Asio's internals (AMB_NO_ASIO_INTERNALS); runs the fault
+#             tests, the relay's tests, the data path's integration tests, and every ctest test
+#             that is not of a family (the headers alone, the single header, the embedding examples,
+#             the consumers, the static programs, the images and the demo, the fuzzers, a bench
+#             slice, the set-up check, the format)
 #   sanitize  Clang 14 against the single header, with AddressSanitizer + UndefinedBehaviorSanitizer:
 #             the three programs and the unit tests; the integration and TLS tests run against those
 #             programs; any report from a test or from a program it started fails the phase
@@ -61,13 +62,20 @@ check_reports() {
 # programs are built and tested too: the static build test compiles them (-Os, warnings as errors),
 # and the images, the demo and the bench slice run them. The sanitized builds keep line tables
 # (-gline-tables-only), which is what a sanitizer's report needs for file:line.
+# This build also runs the relay without the reactor wait (amb/detail/reactor_wait.hpp): its programs
+# and its relay tests are built with AMB_NO_ASIO_INTERNALS, and the proxy's integration tests run
+# against them here as well as against the sanitize phase's programs (which have the reactor wait,
+# as have the unit tests, the static programs, the images, the demo and the bench slice).
 gcc_build() {
   cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG= -DAMB_TLS=ON -DAMB_WERROR=ON \
+    -DCMAKE_CXX_FLAGS=-DAMB_NO_ASIO_INTERNALS -DAMB_RELAY_TESTS=ON \
     -DAMB_BUILD_TESTS=ON -DAMB_TEST_FAMILIES="integration;fault;tls" &&
     cmake --build "$build" -j "$jobs"
 }
+# Of the integration tests, those of the data path (the proxy, the relay, the forwarders) run here too.
+not_data_path='^integration\.(docker_|etcd_|http_client|engine_socket_proxy|support|hostile_servers|dynamic_hostile_registry)'
 gcc_tests() {
-  ctest --test-dir "$build" --output-on-failure -j "$jobs" -LE "^(integration|tls${1:+|$1})\$"
+  ctest --test-dir "$build" --output-on-failure -j "$jobs" -LE "^(tls${1:+|$1})\$" -E "$not_data_path"
 }
 # The fault tests alone (with all three phases they run after the sanitize and tsan phases' tests, so
 # that the two streams of tests take about as long as each other).

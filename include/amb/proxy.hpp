@@ -256,6 +256,7 @@ private:
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
+      ro.upstream_nodelay_set = true;  // connect_tcp set it
       // The slot counts the connection on its instance (least-conn) for as long as the relay runs.
       start_relay(std::move(client), std::move(upstream), ro,
                   [this, slot = connection_slot(inst)](const relay_counters&) mutable {

@@ -47,6 +47,10 @@
 #include "amb/detail/asio.hpp"
 #include "amb/detail/reactor_wait.hpp"
 
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -63,8 +67,6 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <cerrno>
 #else
 #define AMB_RELAY_SPLICE 0
 #endif
@@ -84,6 +86,9 @@ struct relay_options {
   std::chrono::milliseconds idle_timeout{0};  ///< no byte either way for this long closes both; 0 = never
   relay_counters* counters = nullptr;         ///< optional live totals (e.g. for metrics), added to as bytes flow
   bool splice = true;  ///< move bulk data with splice(2) where the system has it and SIGPIPE is ignored
+  /// The caller has set TCP_NODELAY on the upstream socket already (connect_tcp does): the relay
+  /// does not set it again (one syscall per connection less). It always sets it on the downstream.
+  bool upstream_nodelay_set = false;
 };
 
 namespace detail {
@@ -247,21 +252,22 @@ public:
   relay_options options;
   relay_counters totals;
 
-  /// Sets the socket options and starts both directions (and the idle timer when there is one).
+  /// Sets TCP_NODELAY and starts both directions (and the idle timer when there is one). The sockets
+  /// may be in blocking mode: every read and write here says MSG_DONTWAIT itself, so no ioctl is made
+  /// to switch them (splice, which needs the sockets non-blocking, switches them when it starts).
   void start() {
-    for (auto* s : {&downstream, &upstream}) {
-      std::error_code ignored;  // a socket that cannot take these options fails on first use instead
-      s->set_option(asio::ip::tcp::no_delay(true), ignored);
-      // Reads and writes are tried directly and must never block the io_context thread.
-      s->non_blocking(true, ignored);
-    }
+    std::error_code ignored;  // a socket that cannot take the option fails on first use instead
+    downstream.set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (!options.upstream_nodelay_set) upstream.set_option(asio::ip::tcp::no_delay(true), ignored);
     if (options.idle_timeout.count() > 0) {
       last_activity_ = std::chrono::steady_clock::now();
       timer_.emplace(downstream.get_executor());
       arm_timer();
     }
     drain(true);  // a first read at once: the client has often sent its request already
-    drain(false);
+    // The server has rarely said anything yet: no read for EAGAIN, wait. (With the reactor wait, the
+    // first wait on a fresh socket still completes at once: Asio's first read on a socket is speculative.)
+    wait(false);
   }
 
   /// Closes both sockets (an error, the idle timeout, or the owner shutting down); the directions
@@ -371,21 +377,19 @@ private:
     direction& d = up ? up_ : down_;
     for (int reads = 0; reads < 16; ++reads) {
       char* buffer = d.held ? d.held.data() : relay_scratch();
-      std::error_code ec;
-      std::size_t n = from(up).read_some(asio::buffer(buffer, relay_buffer_size), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      const ssize_t got = receive(from(up), buffer, relay_buffer_size);
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         count_empty_read(up);
         break;
       }
-      if (ec == asio::error::eof) return source_ended(up);
-      if (ec) return finish(up, true);
+      if (got < 0 && errno == EINTR) continue;
+      if (got == 0) return source_ended(up);
+      if (got < 0) return finish(up, true);
+      const auto n = static_cast<std::size_t>(got);
       if (timer_) last_activity_ = std::chrono::steady_clock::now();
-      std::size_t written = to(up).write_some(asio::buffer(buffer, n), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        written = 0;
-        ec.clear();
-      }
-      if (ec) return finish(up, true);
+      const ssize_t sent = send_some(to(up), buffer, n);
+      if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return finish(up, true);
+      const std::size_t written = sent < 0 ? 0 : static_cast<std::size_t>(sent);
       count(up, written);
       d.burst += written;
       if (written < n) {
@@ -407,7 +411,7 @@ private:
         return;
       }
 #if AMB_RELAY_SPLICE
-      if (n == relay_buffer_size && options.splice && sigpipe_ignored()) {
+      if (n == relay_buffer_size && options.splice && sigpipe_ignored() && make_non_blocking()) {
         // A full buffer: bulk data. The rest of the burst goes by splice (the buffer is empty now).
         d.bulk = true;
         d.held.release();
@@ -475,6 +479,26 @@ private:
     }
     // Sixteen rounds and maybe more waiting: let other connections run, then go on.
     asio::post(downstream.get_executor(), [self = shared_from_this(), up] { self->drain(up); });
+  }
+#endif
+
+  /// One non-blocking read of the socket, whatever its mode: like recv(2), -1 with errno on failure.
+  static ssize_t receive(asio::ip::tcp::socket& s, char* buffer, std::size_t size) noexcept {
+    return ::recv(s.native_handle(), buffer, size, MSG_DONTWAIT);
+  }
+  /// One non-blocking write, whatever the socket's mode, never raising SIGPIPE: like send(2).
+  static ssize_t send_some(asio::ip::tcp::socket& s, const char* data, std::size_t size) noexcept {
+    return ::send(s.native_handle(), data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+
+#if AMB_RELAY_SPLICE
+  /// splice(2) honours only the sockets' own mode: both go non-blocking before the first one (an
+  /// ioctl each, once per connection that moves bulk data, and none where Asio says they are already).
+  bool make_non_blocking() noexcept {
+    std::error_code ec;
+    for (auto* s : {&downstream, &upstream})
+      if (!s->non_blocking() && s->non_blocking(true, ec)) return false;
+    return true;
   }
 #endif
 

@@ -7,7 +7,11 @@
 #include "amb/error.hpp"
 
 #include "amb/detail/asio.hpp"
+#include "amb/detail/reactor_wait.hpp"
 
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -32,10 +36,31 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
   });
 }
 
+/// One connect attempt: a non-blocking connect(2) and one wait for the socket to become writable,
+/// then SO_ERROR. Asio's async_connect makes an ioctl, a poll(2) and a getsockopt around the same
+/// wait; this makes the ioctl (non_blocking(true): the socket then stays non-blocking) and the
+/// getsockopt only. The wait's epoll_ctl also registers EPOLLRDHUP for the relay (reactor_wait.hpp).
+inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
+                                                     const asio::ip::tcp::endpoint& address) {
+  std::error_code ec;
+  if (socket.open(address.protocol(), ec) || socket.non_blocking(true, ec)) co_return ec;
+  if (::connect(socket.native_handle(), address.data(), static_cast<socklen_t>(address.size())) == 0)
+    co_return std::error_code{};
+  if (errno != EINPROGRESS) co_return std::error_code(errno, asio::error::get_system_category());
+  readable_wait::register_peer_close_with_next_wait(socket);
+  auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
+  if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+  co_return error ? std::error_code(error, asio::error::get_system_category()) : std::error_code{};
+}
+
 }  // namespace detail
 
 /// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
-/// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
+/// Returns {} when connected (with TCP_NODELAY set, and in non-blocking mode: a synchronous read then
+/// returns would_block instead of waiting), amb::errc::timeout when `timeout` passed
 /// first, else the last connect or resolve error. Never throws for network errors: the proxy
 /// calls this on its failover path. A zero timeout means none.
 inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socket, const host_port& target,
@@ -89,7 +114,7 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
         socket.close(ignore_close);
       });
     }
-    auto [connect_ec] = co_await socket.async_connect(address, use_nothrow_awaitable);
+    const auto connect_ec = co_await detail::connect_once(socket, address);
     if (timer) timer->cancel();
     if (timed_out) {
       socket.close(ignored);

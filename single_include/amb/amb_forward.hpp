@@ -1151,6 +1151,197 @@ struct std::is_error_code_enum<amb::errc> : std::true_type {};
 // ---- end amb/error.hpp ----
 
 
+// ---- begin amb/detail/reactor_wait.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
+#define AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
+// The one place amb reaches into Asio's internals: a readiness wait queued on the epoll reactor with
+// no syscall, for the relay's hot path. Everything else in amb uses Asio's public API.
+//
+// Why: Asio 1.22's public socket::async_wait re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on
+// every call, and async_read_some first tries a read that mostly fails with EAGAIN. A relayed
+// request/reply pays one of those per message; this wait pays neither (relay.hpp counts the cost).
+//
+// Fenced: AMB_REACTOR_WAIT is 1 only where this was written and tested: Asio's epoll reactor
+// (Linux, not io_uring) in the Asio releases 1.22.x (Debian 12 ships 1.22.1). Anywhere else, or when
+// the user defines AMB_NO_ASIO_INTERNALS, it is 0 and the relay uses the public async_wait instead;
+// `make test` runs the relay tests and the whole integration suite against programs built that way
+// too (tools/test.sh, the sanitize phase).
+//
+// Threads: the reactor's per-descriptor record is read and written here without its lock, which is
+// safe only when every handler of the socket runs on one thread: a one-thread io_context, as every
+// amb program and ambassador runs (one io_context per --threads loop). Not from a strand on a pool.
+
+
+#include <cstdint>
+#include <system_error>
+
+#if !defined(AMB_NO_ASIO_INTERNALS) && defined(ASIO_HAS_EPOLL) && !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && \
+    !defined(ASIO_HAS_IOCP) && ASIO_VERSION >= 102200 && ASIO_VERSION < 102300
+#define AMB_REACTOR_WAIT 1
+#include <sys/epoll.h>
+#else
+#define AMB_REACTOR_WAIT 0
+#endif
+
+namespace amb::detail {
+
+#if AMB_REACTOR_WAIT
+/// Reaches the reactor's per-descriptor record of a socket (a protected member of basic_socket,
+/// read through a member pointer taken in a derived class, which the language allows).
+struct socket_reactor_access : asio::ip::tcp::socket {
+  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) {
+    return (s.*(&socket_reactor_access::impl_)).get_implementation().reactor_data_;
+  }
+};
+
+/// Reads and writes two private fields of Asio's epoll reactor (explicit instantiations may name
+/// members they cannot access): the events a descriptor is registered for, and the events the
+/// last epoll_wait reported for it.
+namespace reactor_fields {
+using state = asio::detail::epoll_reactor::descriptor_state;
+struct registered_tag {
+  using type = std::uint32_t state::*;
+  friend type member(registered_tag);
+};
+struct reported_tag {
+  using type = unsigned int asio::detail::scheduler_operation::*;
+  friend type member(reported_tag);
+};
+template <class Tag, typename Tag::type M>
+struct expose {
+  friend typename Tag::type member(Tag) { return M; }
+};
+template struct expose<registered_tag, &state::registered_events_>;
+template struct expose<reported_tag, &asio::detail::scheduler_operation::task_result_>;
+
+/// The registration, to add EPOLLRDHUP (Asio keeps it in later epoll_ctl calls).
+inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{}); }
+/// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
+/// scheduler_operation; a C-style cast is the conversion the language allows for that).
+inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
+}  // namespace reactor_fields
+#endif
+
+/// "Call me back when this socket becomes readable", reusable for every wait of one direction of
+/// one connection (waiting allocates nothing). Precondition of every wait(): the caller read the
+/// socket empty just before (a short read, EAGAIN, or a splice that found nothing).
+///
+/// With AMB_REACTOR_WAIT: Asio registers each socket once, edge-triggered, for reading. Every new
+/// arrival of data (or a FIN, or an error) makes an event; an event that finds no operation queued
+/// is remembered (try_speculative) and completes the next operation at once. This op's perform()
+/// does nothing and says "done, socket exhausted", so it waits without epoll_ctl or read. A FIN that
+/// arrived together with the last data makes no later edge, so the first wait adds EPOLLRDHUP to the
+/// registration, and peer_closed() tells the caller to read on after a short read.
+/// Without: Asio's public async_wait, and peer_closed() always says "read on until EAGAIN".
+class readable_wait {
+public:
+  /// `done(owner, ec, destroyed)` runs on the socket's thread; `destroyed` is true when the
+  /// io_context is being destroyed with the wait still queued (do nothing then but let go).
+  using callback = void (*)(void* owner, std::error_code ec, bool destroyed);
+
+  readable_wait(void* owner, callback done) : op_(owner, done) {}
+  readable_wait(const readable_wait&) = delete;
+  readable_wait& operator=(const readable_wait&) = delete;
+
+  /// Queues the wait on `socket`. The caller keeps itself alive until the callback has run.
+  void start(asio::ip::tcp::socket& socket) {
+#if AMB_REACTOR_WAIT
+    op_.ec_ = asio::error_code();
+    op_.bytes_transferred_ = 0;
+    if (!reactor_)
+      reactor_ =
+          &asio::use_service<asio::detail::reactor>(asio::query(socket.get_executor(), asio::execution::context));
+    auto& data = socket_reactor_access::of(socket);
+    bool speculative = true;
+    if (data && !(reactor_fields::registered(data) & EPOLLRDHUP)) {
+      // First wait on this socket: add EPOLLRDHUP to its registration; Asio's non-speculative
+      // start applies it with one epoll_ctl (later waits make none).
+      reactor_fields::registered(data) |= EPOLLRDHUP;
+      speculative = false;
+    }
+    reactor_->start_op(asio::detail::reactor::read_op, socket.native_handle(), data, &op_, true, speculative);
+#else
+    socket.async_wait(asio::socket_base::wait_read, handler{op_.owner, op_.on_done});
+#endif
+  }
+
+  /// Call right before an operation that makes Asio re-register `socket` with epoll (an async_wait,
+  /// which always does): that epoll_ctl then carries EPOLLRDHUP too, and the first start() on the
+  /// socket needs none of its own. connect_tcp does this before waiting for the connection. No
+  /// syscall; nothing without the reactor wait.
+  static void register_peer_close_with_next_wait(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+    if (auto* data = socket_reactor_access::of(socket)) reactor_fields::registered(data) |= EPOLLRDHUP;
+#else
+    (void)socket;
+#endif
+  }
+
+  /// True when the last readiness report for `socket` said its peer closed or failed: a short read
+  /// did not empty it of that news, so read on. Always true without the reactor wait.
+  static bool peer_closed(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+    auto* data = socket_reactor_access::of(socket);
+    return data && (reactor_fields::reported(data) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
+#else
+    (void)socket;
+    return true;
+#endif
+  }
+
+private:
+#if AMB_REACTOR_WAIT
+  struct op : asio::detail::reactor_op {
+    op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
+    void* owner;
+    callback on_done;
+    static status perform_fn(reactor_op*) { return done_and_exhausted; }
+    static void complete_fn(void* io, asio::detail::operation* base, const asio::error_code&, std::size_t) {
+      auto* self = static_cast<op*>(base);
+      // io == nullptr: the io_context is being destroyed with this wait still queued.
+      self->on_done(self->owner, self->ec_, io == nullptr);
+    }
+  };
+  op op_;
+  asio::detail::reactor* reactor_ = nullptr;
+#else
+  struct op {
+    op(void* o, callback cb) : owner(o), on_done(cb) {}
+    void* owner;
+    callback on_done;
+  };
+  // Calls back once: when run, or when destroyed unrun (the io_context went away), as the reactor
+  // op above does, so the owner's keep-alive is let go either way.
+  struct handler {
+    void* owner;
+    callback done;
+    bool called = false;
+    handler(void* o, callback cb) : owner(o), done(cb) {}
+    handler(handler&& other) noexcept : owner(other.owner), done(other.done), called(other.called) {
+      other.called = true;
+    }
+    handler(const handler&) = delete;
+    handler& operator=(const handler&) = delete;
+    handler& operator=(handler&&) = delete;
+    ~handler() {
+      if (!called) done(owner, asio::error::operation_aborted, true);
+    }
+    void operator()(std::error_code ec) {
+      called = true;
+      done(owner, ec, false);
+    }
+  };
+  op op_;
+#endif
+};
+
+}  // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
+// ---- end amb/detail/reactor_wait.hpp ----
+
+#include <sys/socket.h>
+
+#include <cerrno>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -1175,10 +1366,31 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
   });
 }
 
+/// One connect attempt: a non-blocking connect(2) and one wait for the socket to become writable,
+/// then SO_ERROR. Asio's async_connect makes an ioctl, a poll(2) and a getsockopt around the same
+/// wait; this makes the ioctl (non_blocking(true): the socket then stays non-blocking) and the
+/// getsockopt only. The wait's epoll_ctl also registers EPOLLRDHUP for the relay (reactor_wait.hpp).
+inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
+                                                     const asio::ip::tcp::endpoint& address) {
+  std::error_code ec;
+  if (socket.open(address.protocol(), ec) || socket.non_blocking(true, ec)) co_return ec;
+  if (::connect(socket.native_handle(), address.data(), static_cast<socklen_t>(address.size())) == 0)
+    co_return std::error_code{};
+  if (errno != EINPROGRESS) co_return std::error_code(errno, asio::error::get_system_category());
+  readable_wait::register_peer_close_with_next_wait(socket);
+  auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
+  if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+  co_return error ? std::error_code(error, asio::error::get_system_category()) : std::error_code{};
+}
+
 }  // namespace detail
 
 /// Connects `socket` to `target` (numeric addresses skip DNS; names try every address in turn).
-/// Returns {} when connected (with TCP_NODELAY set), amb::errc::timeout when `timeout` passed
+/// Returns {} when connected (with TCP_NODELAY set, and in non-blocking mode: a synchronous read then
+/// returns would_block instead of waiting), amb::errc::timeout when `timeout` passed
 /// first, else the last connect or resolve error. Never throws for network errors: the proxy
 /// calls this on its failover path. A zero timeout means none.
 inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socket, const host_port& target,
@@ -1232,7 +1444,7 @@ inline asio::awaitable<std::error_code> connect_tcp(asio::ip::tcp::socket& socke
         socket.close(ignore_close);
       });
     }
-    auto [connect_ec] = co_await socket.async_connect(address, use_nothrow_awaitable);
+    const auto connect_ec = co_await detail::connect_once(socket, address);
     if (timer) timer->cancel();
     if (timed_out) {
       socket.close(ignored);
@@ -1655,184 +1867,10 @@ inline std::string proxy_protocol_header(proxy_protocol version, const asio::ip:
 // not enough (the reactor wait touches Asio's per-descriptor record without its lock).
 
 
-// ---- begin amb/detail/reactor_wait.hpp ----
-#ifndef AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
-#define AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
-// The one place amb reaches into Asio's internals: a readiness wait queued on the epoll reactor with
-// no syscall, for the relay's hot path. Everything else in amb uses Asio's public API.
-//
-// Why: Asio 1.22's public socket::async_wait re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on
-// every call, and async_read_some first tries a read that mostly fails with EAGAIN. A relayed
-// request/reply pays one of those per message; this wait pays neither (relay.hpp counts the cost).
-//
-// Fenced: AMB_REACTOR_WAIT is 1 only where this was written and tested: Asio's epoll reactor
-// (Linux, not io_uring) in the Asio releases 1.22.x (Debian 12 ships 1.22.1). Anywhere else, or when
-// the user defines AMB_NO_ASIO_INTERNALS, it is 0 and the relay uses the public async_wait instead;
-// `make test` runs the relay tests and the whole integration suite against programs built that way
-// too (tools/test.sh, the sanitize phase).
-//
-// Threads: the reactor's per-descriptor record is read and written here without its lock, which is
-// safe only when every handler of the socket runs on one thread: a one-thread io_context, as every
-// amb program and ambassador runs (one io_context per --threads loop). Not from a strand on a pool.
+#include <sys/socket.h>
+#include <sys/types.h>
 
-
-#include <cstdint>
-#include <system_error>
-
-#if !defined(AMB_NO_ASIO_INTERNALS) && defined(ASIO_HAS_EPOLL) && !defined(ASIO_HAS_IO_URING_AS_DEFAULT) && \
-    !defined(ASIO_HAS_IOCP) && ASIO_VERSION >= 102200 && ASIO_VERSION < 102300
-#define AMB_REACTOR_WAIT 1
-#include <sys/epoll.h>
-#else
-#define AMB_REACTOR_WAIT 0
-#endif
-
-namespace amb::detail {
-
-#if AMB_REACTOR_WAIT
-/// Reaches the reactor's per-descriptor record of a socket (a protected member of basic_socket,
-/// read through a member pointer taken in a derived class, which the language allows).
-struct socket_reactor_access : asio::ip::tcp::socket {
-  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) {
-    return (s.*(&socket_reactor_access::impl_)).get_implementation().reactor_data_;
-  }
-};
-
-/// Reads and writes two private fields of Asio's epoll reactor (explicit instantiations may name
-/// members they cannot access): the events a descriptor is registered for, and the events the
-/// last epoll_wait reported for it.
-namespace reactor_fields {
-using state = asio::detail::epoll_reactor::descriptor_state;
-struct registered_tag {
-  using type = std::uint32_t state::*;
-  friend type member(registered_tag);
-};
-struct reported_tag {
-  using type = unsigned int asio::detail::scheduler_operation::*;
-  friend type member(reported_tag);
-};
-template <class Tag, typename Tag::type M>
-struct expose {
-  friend typename Tag::type member(Tag) { return M; }
-};
-template struct expose<registered_tag, &state::registered_events_>;
-template struct expose<reported_tag, &asio::detail::scheduler_operation::task_result_>;
-
-/// The registration, to add EPOLLRDHUP (Asio keeps it in later epoll_ctl calls).
-inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{}); }
-/// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
-/// scheduler_operation; a C-style cast is the conversion the language allows for that).
-inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
-}  // namespace reactor_fields
-#endif
-
-/// "Call me back when this socket becomes readable", reusable for every wait of one direction of
-/// one connection (waiting allocates nothing). Precondition of every wait(): the caller read the
-/// socket empty just before (a short read, EAGAIN, or a splice that found nothing).
-///
-/// With AMB_REACTOR_WAIT: Asio registers each socket once, edge-triggered, for reading. Every new
-/// arrival of data (or a FIN, or an error) makes an event; an event that finds no operation queued
-/// is remembered (try_speculative) and completes the next operation at once. This op's perform()
-/// does nothing and says "done, socket exhausted", so it waits without epoll_ctl or read. A FIN that
-/// arrived together with the last data makes no later edge, so the first wait adds EPOLLRDHUP to the
-/// registration, and peer_closed() tells the caller to read on after a short read.
-/// Without: Asio's public async_wait, and peer_closed() always says "read on until EAGAIN".
-class readable_wait {
-public:
-  /// `done(owner, ec, destroyed)` runs on the socket's thread; `destroyed` is true when the
-  /// io_context is being destroyed with the wait still queued (do nothing then but let go).
-  using callback = void (*)(void* owner, std::error_code ec, bool destroyed);
-
-  readable_wait(void* owner, callback done) : op_(owner, done) {}
-  readable_wait(const readable_wait&) = delete;
-  readable_wait& operator=(const readable_wait&) = delete;
-
-  /// Queues the wait on `socket`. The caller keeps itself alive until the callback has run.
-  void start(asio::ip::tcp::socket& socket) {
-#if AMB_REACTOR_WAIT
-    op_.ec_ = asio::error_code();
-    op_.bytes_transferred_ = 0;
-    if (!reactor_)
-      reactor_ =
-          &asio::use_service<asio::detail::reactor>(asio::query(socket.get_executor(), asio::execution::context));
-    auto& data = socket_reactor_access::of(socket);
-    bool speculative = true;
-    if (!armed_ && data) {
-      // First wait on this socket: add EPOLLRDHUP to its registration; Asio's non-speculative
-      // start applies it with one epoll_ctl (later waits make none).
-      reactor_fields::registered(data) |= EPOLLRDHUP;
-      armed_ = true;
-      speculative = false;
-    }
-    reactor_->start_op(asio::detail::reactor::read_op, socket.native_handle(), data, &op_, true, speculative);
-#else
-    socket.async_wait(asio::socket_base::wait_read, handler{op_.owner, op_.on_done});
-#endif
-  }
-
-  /// True when the last readiness report for `socket` said its peer closed or failed: a short read
-  /// did not empty it of that news, so read on. Always true without the reactor wait.
-  static bool peer_closed(asio::ip::tcp::socket& socket) noexcept {
-#if AMB_REACTOR_WAIT
-    auto* data = socket_reactor_access::of(socket);
-    return data && (reactor_fields::reported(data) & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0;
-#else
-    (void)socket;
-    return true;
-#endif
-  }
-
-private:
-#if AMB_REACTOR_WAIT
-  struct op : asio::detail::reactor_op {
-    op(void* o, callback cb) : reactor_op(asio::error_code(), &perform_fn, &complete_fn), owner(o), on_done(cb) {}
-    void* owner;
-    callback on_done;
-    static status perform_fn(reactor_op*) { return done_and_exhausted; }
-    static void complete_fn(void* io, asio::detail::operation* base, const asio::error_code&, std::size_t) {
-      auto* self = static_cast<op*>(base);
-      // io == nullptr: the io_context is being destroyed with this wait still queued.
-      self->on_done(self->owner, self->ec_, io == nullptr);
-    }
-  };
-  op op_;
-  asio::detail::reactor* reactor_ = nullptr;
-  bool armed_ = false;  ///< EPOLLRDHUP added to the socket's registration
-#else
-  struct op {
-    op(void* o, callback cb) : owner(o), on_done(cb) {}
-    void* owner;
-    callback on_done;
-  };
-  // Calls back once: when run, or when destroyed unrun (the io_context went away), as the reactor
-  // op above does, so the owner's keep-alive is let go either way.
-  struct handler {
-    void* owner;
-    callback done;
-    bool called = false;
-    handler(void* o, callback cb) : owner(o), done(cb) {}
-    handler(handler&& other) noexcept : owner(other.owner), done(other.done), called(other.called) {
-      other.called = true;
-    }
-    handler(const handler&) = delete;
-    handler& operator=(const handler&) = delete;
-    handler& operator=(handler&&) = delete;
-    ~handler() {
-      if (!called) done(owner, asio::error::operation_aborted, true);
-    }
-    void operator()(std::error_code ec) {
-      called = true;
-      done(owner, ec, false);
-    }
-  };
-  op op_;
-#endif
-};
-
-}  // namespace amb::detail
-#endif // AMB_INLINED_AMB_DETAIL_REACTOR_WAIT_HPP
-// ---- end amb/detail/reactor_wait.hpp ----
-
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -1849,8 +1887,6 @@ private:
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
-
-#include <cerrno>
 #else
 #define AMB_RELAY_SPLICE 0
 #endif
@@ -1870,6 +1906,9 @@ struct relay_options {
   std::chrono::milliseconds idle_timeout{0};  ///< no byte either way for this long closes both; 0 = never
   relay_counters* counters = nullptr;         ///< optional live totals (e.g. for metrics), added to as bytes flow
   bool splice = true;  ///< move bulk data with splice(2) where the system has it and SIGPIPE is ignored
+  /// The caller has set TCP_NODELAY on the upstream socket already (connect_tcp does): the relay
+  /// does not set it again (one syscall per connection less). It always sets it on the downstream.
+  bool upstream_nodelay_set = false;
 };
 
 namespace detail {
@@ -2033,21 +2072,22 @@ public:
   relay_options options;
   relay_counters totals;
 
-  /// Sets the socket options and starts both directions (and the idle timer when there is one).
+  /// Sets TCP_NODELAY and starts both directions (and the idle timer when there is one). The sockets
+  /// may be in blocking mode: every read and write here says MSG_DONTWAIT itself, so no ioctl is made
+  /// to switch them (splice, which needs the sockets non-blocking, switches them when it starts).
   void start() {
-    for (auto* s : {&downstream, &upstream}) {
-      std::error_code ignored;  // a socket that cannot take these options fails on first use instead
-      s->set_option(asio::ip::tcp::no_delay(true), ignored);
-      // Reads and writes are tried directly and must never block the io_context thread.
-      s->non_blocking(true, ignored);
-    }
+    std::error_code ignored;  // a socket that cannot take the option fails on first use instead
+    downstream.set_option(asio::ip::tcp::no_delay(true), ignored);
+    if (!options.upstream_nodelay_set) upstream.set_option(asio::ip::tcp::no_delay(true), ignored);
     if (options.idle_timeout.count() > 0) {
       last_activity_ = std::chrono::steady_clock::now();
       timer_.emplace(downstream.get_executor());
       arm_timer();
     }
     drain(true);  // a first read at once: the client has often sent its request already
-    drain(false);
+    // The server has rarely said anything yet: no read for EAGAIN, wait. (With the reactor wait, the
+    // first wait on a fresh socket still completes at once: Asio's first read on a socket is speculative.)
+    wait(false);
   }
 
   /// Closes both sockets (an error, the idle timeout, or the owner shutting down); the directions
@@ -2157,21 +2197,19 @@ private:
     direction& d = up ? up_ : down_;
     for (int reads = 0; reads < 16; ++reads) {
       char* buffer = d.held ? d.held.data() : relay_scratch();
-      std::error_code ec;
-      std::size_t n = from(up).read_some(asio::buffer(buffer, relay_buffer_size), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      const ssize_t got = receive(from(up), buffer, relay_buffer_size);
+      if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
         count_empty_read(up);
         break;
       }
-      if (ec == asio::error::eof) return source_ended(up);
-      if (ec) return finish(up, true);
+      if (got < 0 && errno == EINTR) continue;
+      if (got == 0) return source_ended(up);
+      if (got < 0) return finish(up, true);
+      const auto n = static_cast<std::size_t>(got);
       if (timer_) last_activity_ = std::chrono::steady_clock::now();
-      std::size_t written = to(up).write_some(asio::buffer(buffer, n), ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        written = 0;
-        ec.clear();
-      }
-      if (ec) return finish(up, true);
+      const ssize_t sent = send_some(to(up), buffer, n);
+      if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) return finish(up, true);
+      const std::size_t written = sent < 0 ? 0 : static_cast<std::size_t>(sent);
       count(up, written);
       d.burst += written;
       if (written < n) {
@@ -2193,7 +2231,7 @@ private:
         return;
       }
 #if AMB_RELAY_SPLICE
-      if (n == relay_buffer_size && options.splice && sigpipe_ignored()) {
+      if (n == relay_buffer_size && options.splice && sigpipe_ignored() && make_non_blocking()) {
         // A full buffer: bulk data. The rest of the burst goes by splice (the buffer is empty now).
         d.bulk = true;
         d.held.release();
@@ -2261,6 +2299,26 @@ private:
     }
     // Sixteen rounds and maybe more waiting: let other connections run, then go on.
     asio::post(downstream.get_executor(), [self = shared_from_this(), up] { self->drain(up); });
+  }
+#endif
+
+  /// One non-blocking read of the socket, whatever its mode: like recv(2), -1 with errno on failure.
+  static ssize_t receive(asio::ip::tcp::socket& s, char* buffer, std::size_t size) noexcept {
+    return ::recv(s.native_handle(), buffer, size, MSG_DONTWAIT);
+  }
+  /// One non-blocking write, whatever the socket's mode, never raising SIGPIPE: like send(2).
+  static ssize_t send_some(asio::ip::tcp::socket& s, const char* data, std::size_t size) noexcept {
+    return ::send(s.native_handle(), data, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+  }
+
+#if AMB_RELAY_SPLICE
+  /// splice(2) honours only the sockets' own mode: both go non-blocking before the first one (an
+  /// ioctl each, once per connection that moves bulk data, and none where Asio says they are already).
+  bool make_non_blocking() noexcept {
+    std::error_code ec;
+    for (auto* s : {&downstream, &upstream})
+      if (!s->non_blocking() && s->non_blocking(true, ec)) return false;
+    return true;
   }
 #endif
 
@@ -2594,6 +2652,7 @@ private:
       relay_options ro;
       ro.idle_timeout = opts_.idle_timeout;
       ro.counters = &stats_.bytes;
+      ro.upstream_nodelay_set = true;  // connect_tcp set it
       // The slot counts the connection on its instance (least-conn) for as long as the relay runs.
       start_relay(std::move(client), std::move(upstream), ro,
                   [this, slot = connection_slot(inst)](const relay_counters&) mutable {

@@ -100,16 +100,27 @@ public:
           &asio::use_service<asio::detail::reactor>(asio::query(socket.get_executor(), asio::execution::context));
     auto& data = socket_reactor_access::of(socket);
     bool speculative = true;
-    if (!armed_ && data) {
+    if (data && !(reactor_fields::registered(data) & EPOLLRDHUP)) {
       // First wait on this socket: add EPOLLRDHUP to its registration; Asio's non-speculative
       // start applies it with one epoll_ctl (later waits make none).
       reactor_fields::registered(data) |= EPOLLRDHUP;
-      armed_ = true;
       speculative = false;
     }
     reactor_->start_op(asio::detail::reactor::read_op, socket.native_handle(), data, &op_, true, speculative);
 #else
     socket.async_wait(asio::socket_base::wait_read, handler{op_.owner, op_.on_done});
+#endif
+  }
+
+  /// Call right before an operation that makes Asio re-register `socket` with epoll (an async_wait,
+  /// which always does): that epoll_ctl then carries EPOLLRDHUP too, and the first start() on the
+  /// socket needs none of its own. connect_tcp does this before waiting for the connection. No
+  /// syscall; nothing without the reactor wait.
+  static void register_peer_close_with_next_wait(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+    if (auto* data = socket_reactor_access::of(socket)) reactor_fields::registered(data) |= EPOLLRDHUP;
+#else
+    (void)socket;
 #endif
   }
 
@@ -140,7 +151,6 @@ private:
   };
   op op_;
   asio::detail::reactor* reactor_ = nullptr;
-  bool armed_ = false;  ///< EPOLLRDHUP added to the socket's registration
 #else
   struct op {
     op(void* o, callback cb) : owner(o), on_done(cb) {}
