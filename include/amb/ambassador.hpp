@@ -172,6 +172,7 @@ public:
       s.rejected += one.connections.rejected;
       s.bytes.bytes_up += one.connections.bytes.bytes_up;
       s.bytes.bytes_down += one.connections.bytes.bytes_down;
+      s.bytes.bytes_spliced += one.connections.bytes.bytes_spliced;
       for (const auto& [id, n] : one.connections.connect_failures) s.connect_failures[id] += n;
       sum.instances = one.instances;
       sum.draining = one.draining;

@@ -224,6 +224,8 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
   m.declare("amb_connections_rejected_total", "counter", "Clients closed because no instance could be reached.");
   m.declare("amb_bytes_total", "counter",
             "Bytes relayed; direction up = client to instance, down = instance to client.");
+  m.declare("amb_bytes_spliced_total", "counter",
+            "Of the bytes relayed, those moved by splice(2) inside the kernel (bulk data), never copied.");
   m.declare("amb_connect_failures_total", "counter", "Failed connects to an instance, by instance key.");
   m.declare("amb_instances", "gauge", "Instances known from etcd.");
   m.declare("amb_instances_ejected", "gauge", "Instances sitting out after failed connects.");
@@ -247,6 +249,7 @@ inline void add_ambassador_metrics(metrics_registry& m, ambassador& a, const etc
     r.set("amb_connections_rejected_total", static_cast<double>(st.rejected));
     r.set("amb_bytes_total", static_cast<double>(st.bytes.bytes_up), metrics_registry::label("direction", "up"));
     r.set("amb_bytes_total", static_cast<double>(st.bytes.bytes_down), metrics_registry::label("direction", "down"));
+    r.set("amb_bytes_spliced_total", static_cast<double>(st.bytes.bytes_spliced));
     for (const auto& [id, n] : st.connect_failures)
       r.set("amb_connect_failures_total", static_cast<double>(n), metrics_registry::label("instance", id));
     r.set("amb_instances", static_cast<double>(t.instances));

@@ -282,6 +282,8 @@ TEST_CASE("/metrics matches what the test did") {
   CHECK(m["amb_connections_rejected_total"] == 0);
   CHECK(m["amb_bytes_total{direction=\"up\"}"] == requests * std::string("GET who\r\n").size());
   CHECK(m["amb_bytes_total{direction=\"down\"}"] == requests * std::string("$1\r\na\r\n").size());
+  CHECK(m.count("amb_bytes_spliced_total") == 1);
+  CHECK(m["amb_bytes_spliced_total"] == 0);  // small messages are copied, not spliced
   CHECK(m["amb_instances"] == 2);
   // Round-robin alternates a and gone: every second client first failed on "gone", then fell over to a.
   CHECK(m["amb_connect_failures_total{instance=\"/services/redis-A/gone\"}"] == requests / 2);

@@ -172,8 +172,10 @@ TEST_CASE(
 TEST_CASE("slowloris: clients trickling a byte a second do not stop others; --idle-timeout closes the silent ones") {
   for (std::string which : {"simple-amb", "dynamic-etcd-amb"}) {
     CAPTURE(which);
-    // The idle timeout counts silence both ways: a trickle keeps a connection, silence ends it.
-    auto a = ambassador_under_test::start(which, {"--idle-timeout", "2s"});
+    // The idle timeout counts silence both ways: a trickle keeps a connection, silence ends it. 3s,
+    // three times the trickle's period: on a loaded machine one round of 300 sends, a PING and the
+    // 1s sleep took over 2s, and trickling clients were closed as idle (make test, sanitized programs).
+    auto a = ambassador_under_test::start(which, {"--idle-timeout", "3s"});
     std::vector<int> trickling, silent;
     for (int i = 0; i < 300; ++i) trickling.push_back(connect_to(a.port));
     for (int i = 0; i < 300; ++i) silent.push_back(connect_to(a.port));

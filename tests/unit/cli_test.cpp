@@ -91,6 +91,15 @@ TEST_CASE("--help and --version win over errors") {
   CHECK(v.text == std::string("prog ") + amb::version);
 }
 
+TEST_CASE("a help text of two lines keeps its column") {
+  amb::cli::parser p("prog", "[OPTIONS]", "Does things.");
+  p.option("--send-proxy", "v1|v2", "first line\nsecond line");
+  auto h = p.parse({"--help"});
+  REQUIRE(h.what == parse_result::kind::help);
+  CHECK(h.text.find("  --send-proxy v1|v2        first line\n                            second line\n") !=
+        std::string::npos);
+}
+
 TEST_CASE("parse_number checks the whole text and the range") {
   CHECK(*amb::cli::parse_number<int>("42", 1, 100) == 42);
   CHECK(amb::cli::parse_number<int>("0", 1, 100).error == "number \"0\" out of range 1..100");

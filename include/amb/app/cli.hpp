@@ -238,7 +238,9 @@ public:
     auto line = [&](const std::string& left, const std::string& help) {
       std::string l = "  " + left;
       l += l.size() < 28 ? std::string(28 - l.size(), ' ') : "\n" + std::string(28, ' ');
-      out += l + help + "\n";
+      // A help text of several lines keeps its column.
+      for (char c : help) l += c == '\n' ? "\n" + std::string(28, ' ') : std::string(1, c);
+      out += l + "\n";
     };
     for (auto& o : options_) line(o.takes_value ? o.name + " " + o.value_name : o.name, o.help);
     line("-h, --help", "show this help and exit");
