@@ -495,16 +495,16 @@ def loads(skip, quick):
         n_plain, n_pipe = (10000, 50000) if quick else (50000, 300000)
         for t in ("GET", "SET"):
             out.append(Load(f"c50 {t}", f"redis-benchmark -t {t.lower()} -c 50 (no pipelining), {t}", "redis",
-                            redis(["-t", t.lower(), "-c", "50"], t), n_plain, 2000 if quick else 10000,
+                            redis(["-t", t.lower(), "-c", "50"], t), n_plain, 2000 if quick else 5000,
                             "req/s", "{:,.0f}", "proxy CPU µs/req", per_req, "syscalls/req", per_unit))
         for t in ("GET", "SET"):
             out.append(Load(f"P16 {t}", f"redis-benchmark -t {t.lower()} -c 50 -P 16, {t}", "redis",
-                            redis(["-t", t.lower(), "-c", "50", "-P", "16"], t), n_pipe, 10000 if quick else 50000,
+                            redis(["-t", t.lower(), "-c", "50", "-P", "16"], t), n_pipe, 10000 if quick else 20000,
                             "req/s", "{:,.0f}", "proxy CPU µs/req", per_req, "syscalls/req", per_unit))
     if "churn" not in skip:
         out.append(Load("churn", "connection churn: redis-benchmark -t ping -c 50 -k 0 (a new connection per request)",
                         "redis", redis(["-t", "ping", "-c", "50", "-k", "0"], None), 2000 if quick else 6000,
-                        300 if quick else 1000, "conn/s", "{:,.0f}", "proxy CPU µs/conn", per_req, "syscalls/conn",
+                        300 if quick else 500, "conn/s", "{:,.0f}", "proxy CPU µs/conn", per_req, "syscalls/conn",
                         per_unit))
     if "iperf" not in skip:
         def bulk(streams):
@@ -531,26 +531,49 @@ def strace_counts(path):
     return counts
 
 
+def settle(root, timeout=3.0):
+    """Waits (up to timeout) until the per-connection children that root forked (socat's: a fork
+    without exec, so the same command line) are gone; long-lived ones (nginx's worker) stay."""
+    end = time.time() + timeout
+    while time.time() < end:
+        kids = [p for p in tree_pids(root) if p != root]
+        transient = [p for p in kids if _cmdline(p) == _cmdline(root)]
+        if not transient:
+            return
+        time.sleep(0.05)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def syscalls_during(env, proc, fn, tag):
     """(fn's result, {syscall: calls} of the proxy's process tree while fn ran): strace -c -f attached
     to every process of the tree (and so to all their threads, and to the children they fork while it
     runs, such as socat's). Not a timed figure: ptrace stops the proxy at every call."""
     out = os.path.join(env.tmp, f"strace-{tag}.txt")
+    settle(proc.pid)  # socat's children of the previous run, on their way out
     pids = tree_pids(proc.pid)
     argv = ["strace", "-c", "-f", "-o", out] + [x for p in pids for x in ("-p", str(p))]
     st = PROCS.start(env.load(argv), env.log(f"strace-{tag}"))
     end = time.time() + 10
     while True:  # strace says "Process N attached" for each; the load must not start before
         with open(st.log, errors="replace") as f:
-            if f.read().count(" attached") >= len(pids):
-                break
+            attached = f.read().count(" attached")
+        if attached >= 1 and attached >= sum(os.path.exists(f"/proc/{p}") for p in pids):
+            break
         if st.poll() is not None or time.time() > end:
             PROCS.stop(st)
             raise RuntimeError(f"strace did not attach to {pids}; see {st.log}")
         time.sleep(0.02)
     try:
         r = fn()
-        time.sleep(0.2)  # the proxy's last closes
+        settle(proc.pid)  # the proxy's last closes, and the exits of the children it forked
+        time.sleep(0.1)
     finally:
         PROCS.stop(st)  # SIGTERM: strace detaches and writes its summary
     return r, strace_counts(out)
