@@ -468,9 +468,11 @@ class Load:
     """One throughput row: a load through the proxy, what one unit of work is, and how its CPU and
     syscall figures are scaled. run(env, port, n) -> {"value", "units", and "p50", "p99" for redis}."""
 
-    def __init__(self, key, title, target, run, n, n_sys, value_head, value_fmt, cpu_head, cpu_per, sys_head, sys_per):
-        self.key, self.title, self.target, self.run = key, title, target, run
-        self.n, self.n_sys = n, n_sys  # size of the timed run, and of the untimed strace run
+    def __init__(self, key, title, target, run, n, sys_s, value_head, value_fmt, cpu_head, cpu_per, sys_head, sys_per,
+                 extra=None):
+        self.key, self.title, self.target, self.run, self.extra = key, title, target, run, extra
+        self.n = n  # size of the timed run
+        self.sys_s = sys_s  # seconds of the untimed strace window (iperf3: of its run)
         self.value_head, self.value_fmt = value_head, value_fmt
         self.cpu_head, self.cpu_per = cpu_head, cpu_per  # cpu_per(cpu_seconds, units)
         self.sys_head, self.sys_per = sys_head, sys_per  # sys_per(syscalls, units)
@@ -491,21 +493,24 @@ def loads(skip, quick):
             return {"value": rps, "p50": p50, "p99": p99, "units": n}
         return run
 
+    window = 0.5 if quick else 1.0
     if "redis" not in skip:
         n_plain, n_pipe = (10000, 50000) if quick else (50000, 300000)
         for t in ("GET", "SET"):
+            extra = ["-t", t.lower(), "-c", "50"]
             out.append(Load(f"c50 {t}", f"redis-benchmark -t {t.lower()} -c 50 (no pipelining), {t}", "redis",
-                            redis(["-t", t.lower(), "-c", "50"], t), n_plain, 2000 if quick else 5000,
-                            "req/s", "{:,.0f}", "proxy CPU µs/req", per_req, "syscalls/req", per_unit))
+                            redis(extra, t), n_plain, window, "req/s", "{:,.0f}", "proxy CPU µs/req", per_req,
+                            "syscalls/req", per_unit, extra))
         for t in ("GET", "SET"):
+            extra = ["-t", t.lower(), "-c", "50", "-P", "16"]
             out.append(Load(f"P16 {t}", f"redis-benchmark -t {t.lower()} -c 50 -P 16, {t}", "redis",
-                            redis(["-t", t.lower(), "-c", "50", "-P", "16"], t), n_pipe, 10000 if quick else 20000,
-                            "req/s", "{:,.0f}", "proxy CPU µs/req", per_req, "syscalls/req", per_unit))
+                            redis(extra, t), n_pipe, window, "req/s", "{:,.0f}", "proxy CPU µs/req", per_req,
+                            "syscalls/req", per_unit, extra))
     if "churn" not in skip:
+        extra = ["-t", "ping", "-c", "50", "-k", "0"]
         out.append(Load("churn", "connection churn: redis-benchmark -t ping -c 50 -k 0 (a new connection per request)",
-                        "redis", redis(["-t", "ping", "-c", "50", "-k", "0"], None), 2000 if quick else 6000,
-                        300 if quick else 500, "conn/s", "{:,.0f}", "proxy CPU µs/conn", per_req, "syscalls/conn",
-                        per_unit))
+                        "redis", redis(extra, None), 2000 if quick else 6000, 1.5 * window, "conn/s", "{:,.0f}",
+                        "proxy CPU µs/conn", per_req, "syscalls/conn", per_unit, extra))
     if "iperf" not in skip:
         def bulk(streams):
             def run(env, port, seconds):
@@ -551,32 +556,89 @@ def _cmdline(pid):
         return None
 
 
-def syscalls_during(env, proc, fn, tag):
-    """(fn's result, {syscall: calls} of the proxy's process tree while fn ran): strace -c -f attached
-    to every process of the tree (and so to all their threads, and to the children they fork while it
-    runs, such as socat's). Not a timed figure: ptrace stops the proxy at every call."""
+def redis_commands(port):
+    """redis's total_commands_processed (INFO stats), asked directly."""
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        s.sendall(b"INFO stats\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, _, body = data.partition(b"\r\n")
+            if head.startswith(b"$") and len(body) >= int(head[1:]):
+                break
+    m = re.search(rb"total_commands_processed:(\d+)", data)
+    if not m:
+        raise RuntimeError(f"no total_commands_processed in redis's INFO: {data[:200]!r}")
+    return int(m.group(1))
+
+
+class StraceError(RuntimeError):
+    pass
+
+
+def strace_attach(env, proc, tag):
+    """strace -c -f attached to every process of proc's tree (and so to all their threads, and to the
+    children they fork while it runs, such as socat's); returns (strace process, summary file) once
+    strace says it is attached."""
     out = os.path.join(env.tmp, f"strace-{tag}.txt")
-    settle(proc.pid)  # socat's children of the previous run, on their way out
     pids = tree_pids(proc.pid)
     argv = ["strace", "-c", "-f", "-o", out] + [x for p in pids for x in ("-p", str(p))]
     st = PROCS.start(env.load(argv), env.log(f"strace-{tag}"))
     end = time.time() + 10
-    while True:  # strace says "Process N attached" for each; the load must not start before
+    while True:  # "Process N attached" for each (socat's children may have exited meanwhile)
         with open(st.log, errors="replace") as f:
             attached = f.read().count(" attached")
         if attached >= 1 and attached >= sum(os.path.exists(f"/proc/{p}") for p in pids):
-            break
+            return st, out
         if st.poll() is not None or time.time() > end:
             PROCS.stop(st)
-            raise RuntimeError(f"strace did not attach to {pids}; see {st.log}")
+            raise StraceError(f"strace did not attach to {pids}; see {st.log}")
         time.sleep(0.02)
+
+
+def syscalls_per_unit(env, proc, port, ld, tag):
+    """{syscall: calls per unit} of the proxy under ld's load, untimed (ptrace stops the proxy at
+    every call). redis rows: redis-benchmark runs with no end; once its connections are up, strace is
+    attached for ld.sys_s seconds, and the unit is what happened in that window: the commands redis
+    processed (INFO total_commands_processed, read as strace is attached and before it detaches), or
+    for churn the connections the proxy accepted; the connections' set-up and tear-down at the ends of
+    the run fall outside. iperf3: strace for a whole ld.sys_s-second run, per MB received."""
+    settle(proc.pid)  # socat's children of the previous run, on their way out
+    if ld.target != "redis":
+        st, out = strace_attach(env, proc, tag)
+        try:
+            r = ld.run(env, port, ld.sys_s)
+            settle(proc.pid)
+        finally:
+            PROCS.stop(st)  # SIGTERM: strace detaches and writes its summary
+        counts = strace_counts(out)
+        return {c: ld.sys_per(v, r["units"]) for c, v in counts.items()}
+    load = PROCS.start(env.load(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", "100000000"] + ld.extra),
+                       env.log(f"strace-load-{tag}"))
     try:
-        r = fn()
-        settle(proc.pid)  # the proxy's last closes, and the exits of the children it forked
-        time.sleep(0.1)
+        time.sleep(0.3)  # its 50 connections are up
+        if load.poll() is not None:
+            raise RuntimeError(f"redis-benchmark exited; see {load.log}")
+        st, out = strace_attach(env, proc, tag)
+        try:
+            c0 = redis_commands(env.redis_port)
+            time.sleep(ld.sys_s)
+            c1 = redis_commands(env.redis_port)
+        finally:
+            PROCS.stop(st)
+        if load.poll() is not None:
+            raise RuntimeError(f"redis-benchmark ended inside the window; see {load.log}")
     finally:
-        PROCS.stop(st)  # SIGTERM: strace detaches and writes its summary
-    return r, strace_counts(out)
+        PROCS.stop(load)
+    settle(proc.pid)
+    counts = strace_counts(out)
+    units = counts.get("accept", 0) + counts.get("accept4", 0) if ld.key == "churn" else c1 - c0 - 1
+    if units <= 0:
+        raise RuntimeError(f"no {'connection' if ld.key == 'churn' else 'request'} in the strace window")
+    return {c: ld.sys_per(v, units) for c, v in counts.items()}
 
 
 def spread(xs):
@@ -644,13 +706,14 @@ def throughput(env, kinds, mode, cpus, reps, skip, quick):
                         proc, port = (pr, portr) if ld.target == "redis" else (pi, porti)
                         tag = f"{mode}-{k.name}-{ld.key}".replace(" ", "-")
                         try:
-                            r, counts = syscalls_during(env, proc, lambda: ld.run(env, port, ld.n_sys), tag)
-                        except Exception as e:  # noqa: BLE001 — reported; the timed figures still print
+                            sys_counts[(ld.key, k.name)] = syscalls_per_unit(env, proc, port, ld, tag)
+                        except StraceError as e:
                             # Most likely ptrace is not allowed here: give up the pass rather than wait on every cell.
                             print(f"run_bench: syscalls: {k.name} {ld.key}: {e}; no more syscall counts", file=sys.stderr)
                             failed = True
                             break
-                        sys_counts[(ld.key, k.name)] = {c: ld.sys_per(v, r["units"]) for c, v in counts.items()}
+                        except Exception as e:  # noqa: BLE001 — a cell, not the end of the run
+                            print(f"run_bench: syscalls: {k.name} {ld.key}: {e}", file=sys.stderr)
         print(f"run_bench: {mode}: timed repetitions {t1 - t0:.0f} s, syscall pass {time.time() - t1:.0f} s", file=sys.stderr)
 
         for k in kinds:
