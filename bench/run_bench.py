@@ -493,7 +493,7 @@ def loads(skip, quick):
             return {"value": rps, "p50": p50, "p99": p99, "units": n}
         return run
 
-    window = 0.5 if quick else 1.0
+    window = 0.3 if quick else 1.0
     if "redis" not in skip:
         n_plain, n_pipe = (10000, 50000) if quick else (50000, 300000)
         for t in ("GET", "SET"):
@@ -619,7 +619,7 @@ def syscalls_per_unit(env, proc, port, ld, tag):
     load = PROCS.start(env.load(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", "100000000"] + ld.extra),
                        env.log(f"strace-load-{tag}"))
     try:
-        time.sleep(0.3)  # its 50 connections are up
+        time.sleep(0.2)  # its 50 connections are up
         if load.poll() is not None:
             raise RuntimeError(f"redis-benchmark exited; see {load.log}")
         st, out = strace_attach(env, proc, tag)
