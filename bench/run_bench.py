@@ -6,11 +6,14 @@ Starts redis-server, iperf3 -s and a temporary etcd on free loopback ports, then
 installed (simple-amb, dynamic-etcd-amb, haproxy tcp mode with 1/2 threads with and without splice,
 socat fork, nginx stream, rinetd), and measures, interleaved over several repetitions:
 redis-benchmark GET/SET -c 50 (plain and -P 16), connection churn (-k 0), iperf3 1 and 4 streams,
-CPU of the proxy per request / connection / GB, PSS idle and with N idle live connections, and the
-control plane (etcd put -> first connection on the new instance). Prints one table per row kind:
-medians, and the ratio to the direct connection. Every process it starts is stopped by PID.
+CPU of the proxy per request / connection / GB, syscalls of the proxy per request / connection / MB
+(strace -c, in an untimed pass of its own), PSS idle and with N idle live connections, and the
+control plane (etcd put -> first connection on the new instance). The throughput rows run in a
+shared mode (every process on every CPU) and a pinned one (each proxy alone on CPU 1, everything
+else on CPU 0, with taskset). Prints one table per row kind: medians, the ratio to the direct
+connection, the spread between repetitions. Every process it starts is stopped by PID.
 
-Usage: bench/run_bench.py [--quick] [--reps N] [--bin DIR] [--only a,b] [--markdown FILE]
+Usage: bench/run_bench.py [--quick] [--reps N] [--mode shared|pinned|both] [--bin DIR] [--only a,b] [--markdown FILE]
 """
 import argparse
 import base64
@@ -98,11 +101,22 @@ def free_port():
     raise RuntimeError("no free port in 20000-32767 on 127.0.0.1")
 
 
+def prog(proc):
+    """The program a process runs, behind taskset when pinned."""
+    argv = proc.args
+    return argv[3] if argv[0] == "taskset" and len(argv) > 3 else argv[0]
+
+
+def pin(cpus, argv):
+    """argv run on the CPUs `cpus` (taskset's list, e.g. "1"), all its threads and children; argv as is when None."""
+    return ["taskset", "-c", cpus] + argv if cpus else argv
+
+
 def wait_port(port, proc=None, timeout=10.0):
     end = time.time() + timeout
     while time.time() < end:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {proc.log}")
+            raise RuntimeError(f"{prog(proc)} exited with {proc.returncode}; see {proc.log}")
         try:
             socket.create_connection(("127.0.0.1", port), 0.5).close()
             return
@@ -125,7 +139,7 @@ def wait_ping(port, proc=None, timeout=10.0):
     end = time.time() + timeout
     while time.time() < end:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}; see {proc.log}")
+            raise RuntimeError(f"{prog(proc)} exited with {proc.returncode}; see {proc.log}")
         if redis_ping(port, 1.0):
             return
         time.sleep(0.05)
@@ -197,6 +211,35 @@ class Env:
         self.iperf_port = free_port()
         self.etcd_port = free_port()
         self.etcd_url = f"http://127.0.0.1:{self.etcd_port}"
+        # Pinned mode (set_mode): the proxy under test on proxy_cpus, everything else on other_cpus.
+        self.mode = "shared"
+        self.proxy_cpus = None
+        self.other_cpus = None
+        self.etcd = None
+
+    def set_mode(self, mode, cpus):
+        """shared: every process may run on every CPU in `cpus`; pinned: the proxies started from now
+        on run on cpus[1], the servers (moved now, all their threads), the load generators and this
+        script on cpus[0]."""
+        if mode == self.mode:
+            return
+        self.mode = mode
+        if mode == "pinned":
+            self.proxy_cpus, self.other_cpus = str(cpus[1]), str(cpus[0])
+            servers_cpus = self.other_cpus
+            os.sched_setaffinity(0, {cpus[0]})
+        else:
+            self.proxy_cpus = self.other_cpus = None
+            servers_cpus = ",".join(map(str, cpus))
+            os.sched_setaffinity(0, set(cpus))
+        for p in (self.redis, self.iperf, self.etcd):
+            if p is not None:
+                subprocess.run(["taskset", "-a", "-p", "-c", servers_cpus, str(p.pid)], check=True,
+                               stdout=subprocess.DEVNULL)
+
+    def load(self, argv):
+        """A load generator's argv, pinned off the proxy's CPU in pinned mode."""
+        return pin(self.other_cpus, argv)
 
     def log(self, name):
         return os.path.join(self.tmp, name + ".log")
@@ -225,7 +268,8 @@ class Env:
                     time.sleep(0.1)
 
     def start_iperf(self):
-        self.iperf = PROCS.start(["iperf3", "-s", "-p", str(self.iperf_port), "-B", "127.0.0.1"], self.log("iperf3"))
+        self.iperf = PROCS.start(pin(self.other_cpus, ["iperf3", "-s", "-p", str(self.iperf_port), "-B", "127.0.0.1"]),
+                                 self.log("iperf3"))
         wait_port(self.iperf_port, self.iperf)
 
     def restart_iperf(self):
@@ -256,9 +300,12 @@ def proxies(env):
     a = env.args
     out = [Proxy("direct", None)]
 
+    def start_proxy(argv, log):
+        return PROCS.start(pin(env.proxy_cpus, argv), log)  # on its own CPU in pinned mode
+
     def simple(t):
         port = free_port()
-        p = PROCS.start([a.bin_simple, "--log-level", "warn", "--listen", f"127.0.0.1:{port}",
+        p = start_proxy([a.bin_simple, "--log-level", "warn", "--listen", f"127.0.0.1:{port}",
                          f"127.0.0.1:{t}"], env.log("simple-amb"))
         return p, port
 
@@ -270,7 +317,7 @@ def proxies(env):
         service = f"bench-{t}"
         env.etcd_put(f"/services/{service}/i1", f"127.0.0.1:{t}")
         extra = ["--threads", str(threads)] if threads > 1 else []
-        p = PROCS.start([a.bin_dyn, "--log-level", "warn", "--etcd", env.etcd_url, "--listen",
+        p = start_proxy([a.bin_dyn, "--log-level", "warn", "--etcd", env.etcd_url, "--listen",
                          f"127.0.0.1:{port}"] + extra + [service, str(port)], env.log("dynamic-etcd-amb"))
         return p, port
 
@@ -298,7 +345,7 @@ def proxies(env):
     if a.threads > 1 and a.bin_simple:
         def simple_threads(t):
             port = free_port()
-            p = PROCS.start([a.bin_simple, "--log-level", "warn", "--threads", str(a.threads), "--listen",
+            p = start_proxy([a.bin_simple, "--log-level", "warn", "--threads", str(a.threads), "--listen",
                              f"127.0.0.1:{port}", f"127.0.0.1:{t}"], env.log("simple-amb-threads"))
             return p, port
         out.append(Proxy(f"simple-amb{a.threads}t", simple_threads))
@@ -325,7 +372,7 @@ listen bench
     bind 127.0.0.1:{port}
     server s1 127.0.0.1:{t}
 """)
-            p = PROCS.start(["haproxy", "-db", "-f", cfg], env.log("haproxy"))
+            p = start_proxy(["haproxy", "-db", "-f", cfg], env.log("haproxy"))
             return p, port
         return start
 
@@ -336,7 +383,7 @@ listen bench
 
     def socat(t):
         port = free_port()
-        p = PROCS.start(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
+        p = start_proxy(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024",
                          f"TCP:127.0.0.1:{t}"], env.log("socat"))
         return p, port
 
@@ -361,7 +408,7 @@ stream {{
     server {{ listen 127.0.0.1:{port} backlog=1024; proxy_pass 127.0.0.1:{t}; }}
 }}
 """)
-        p = PROCS.start(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], env.log("nginx"))
+        p = start_proxy(["nginx", "-p", d, "-c", os.path.join(d, "nginx.conf")], env.log("nginx"))
         return p, port
 
     if shutil.which("nginx") and os.path.exists(stream_mod):
@@ -372,7 +419,7 @@ stream {{
         cfg = os.path.join(env.tmp, f"rinetd-{port}.conf")
         with open(cfg, "w") as f:
             f.write(f"127.0.0.1 {port} 127.0.0.1 {t}\n")
-        p = PROCS.start(["rinetd", "-f", "-c", cfg], env.log("rinetd"))
+        p = start_proxy(["rinetd", "-f", "-c", cfg], env.log("rinetd"))
         return p, port
 
     if shutil.which("rinetd"):
@@ -387,9 +434,9 @@ stream {{
 # ---------------------------------------------------------------- measurements
 
 
-def redis_bench(port, extra, n, timeout=300):
+def redis_bench(port, extra, n, timeout=300, prefix=()):
     """redis-benchmark --csv; returns {test: (rps, p50_ms, p99_ms)}."""
-    argv = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", str(n), "--csv"] + extra
+    argv = list(prefix) + ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", str(n), "--csv"] + extra
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     out = {}
     for line in r.stdout.splitlines():
@@ -405,8 +452,8 @@ def redis_bench(port, extra, n, timeout=300):
 
 
 def iperf(env, port, streams, seconds):
-    argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams), "-J",
-            "--connect-timeout", "3000"]
+    argv = env.load(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(seconds), "-P", str(streams), "-J",
+                     "--connect-timeout", "3000"])
     for attempt in range(2):
         r = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 20)
         try:
@@ -415,6 +462,300 @@ def iperf(env, port, streams, seconds):
         except (ValueError, KeyError):
             env.restart_iperf()  # a failed test can leave the server busy
     raise RuntimeError(f"iperf3 through port {port} failed: {r.stdout[-300:]} {r.stderr[-300:]}")
+
+
+class Load:
+    """One throughput row: a load through the proxy, what one unit of work is, and how its CPU and
+    syscall figures are scaled. run(env, port, n) -> {"value", "units", and "p50", "p99" for redis}."""
+
+    def __init__(self, key, title, target, run, n, sys_s, value_head, value_fmt, cpu_head, cpu_per, sys_head, sys_per,
+                 extra=None):
+        self.key, self.title, self.target, self.run, self.extra = key, title, target, run, extra
+        self.n = n  # size of the timed run
+        self.sys_s = sys_s  # seconds of the untimed strace window (iperf3: of its run)
+        self.value_head, self.value_fmt = value_head, value_fmt
+        self.cpu_head, self.cpu_per = cpu_head, cpu_per  # cpu_per(cpu_seconds, units)
+        self.sys_head, self.sys_per = sys_head, sys_per  # sys_per(syscalls, units)
+
+
+def loads(skip, quick):
+    """The throughput rows, in the order each proxy runs them in a repetition."""
+    out = []
+    per_req = lambda x, units: x * 1e6 / units  # noqa: E731 — CPU seconds -> µs per request
+    per_unit = lambda x, units: x / units  # noqa: E731
+
+    def redis(extra, test):
+        def run(env, port, n):
+            r = redis_bench(port, extra, n, prefix=env.load([]))
+            if test is None:  # churn: -t ping runs PING_INLINE and PING_MBULK; conn/s of the first
+                return {"value": list(r.values())[0][0], "units": len(r) * n}
+            rps, p50, p99 = r[test]
+            return {"value": rps, "p50": p50, "p99": p99, "units": n}
+        return run
+
+    window = 0.3 if quick else 1.0
+    if "redis" not in skip:
+        n_plain, n_pipe = (10000, 50000) if quick else (50000, 300000)
+        for t in ("GET", "SET"):
+            extra = ["-t", t.lower(), "-c", "50"]
+            out.append(Load(f"c50 {t}", f"redis-benchmark -t {t.lower()} -c 50 (no pipelining), {t}", "redis",
+                            redis(extra, t), n_plain, window, "req/s", "{:,.0f}", "proxy CPU µs/req", per_req,
+                            "syscalls/req", per_unit, extra))
+        for t in ("GET", "SET"):
+            extra = ["-t", t.lower(), "-c", "50", "-P", "16"]
+            out.append(Load(f"P16 {t}", f"redis-benchmark -t {t.lower()} -c 50 -P 16, {t}", "redis",
+                            redis(extra, t), n_pipe, window, "req/s", "{:,.0f}", "proxy CPU µs/req", per_req,
+                            "syscalls/req", per_unit, extra))
+    if "churn" not in skip:
+        extra = ["-t", "ping", "-c", "50", "-k", "0"]
+        out.append(Load("churn", "connection churn: redis-benchmark -t ping -c 50 -k 0 (a new connection per request)",
+                        "redis", redis(extra, None), 2000 if quick else 6000, 1.5 * window, "conn/s", "{:,.0f}",
+                        "proxy CPU µs/conn", per_req, "syscalls/conn", per_unit, extra))
+    if "iperf" not in skip:
+        def bulk(streams):
+            def run(env, port, seconds):
+                gbps, nbytes = iperf(env, port, streams, seconds)
+                return {"value": gbps, "units": nbytes / 1e9}  # GB
+            return run
+        for streams in (1, 4):
+            out.append(Load(f"iperf {streams}", f"bulk: iperf3 -P {streams} through the proxy, Gbit/s received",
+                            "iperf", bulk(streams), 1 if quick else 2, 1, "Gbit/s", "{:.2f}", "proxy CPU s/GB",
+                            per_unit, "syscalls/MB", lambda x, gb: x / (gb * 1000)))
+    return out
+
+
+def strace_counts(path):
+    """{syscall: calls} from the summary of strace -c."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            # % time, seconds, usecs/call, calls, [errors], syscall
+            if len(parts) >= 5 and re.fullmatch(r"[0-9.]+", parts[0]) and parts[-1] != "total":
+                counts[parts[-1]] = int(parts[3])
+    return counts
+
+
+def settle(root, timeout=3.0):
+    """Waits (up to timeout) until the per-connection children that root forked (socat's: a fork
+    without exec, so the same command line) are gone; long-lived ones (nginx's worker) stay."""
+    end = time.time() + timeout
+    while time.time() < end:
+        kids = [p for p in tree_pids(root) if p != root]
+        transient = [p for p in kids if _cmdline(p) == _cmdline(root)]
+        if not transient:
+            return
+        time.sleep(0.05)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def redis_commands(port):
+    """redis's total_commands_processed (INFO stats), asked directly."""
+    with socket.create_connection(("127.0.0.1", port), 5) as s:
+        s.sendall(b"INFO stats\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            head, _, body = data.partition(b"\r\n")
+            if head.startswith(b"$") and len(body) >= int(head[1:]):
+                break
+    m = re.search(rb"total_commands_processed:(\d+)", data)
+    if not m:
+        raise RuntimeError(f"no total_commands_processed in redis's INFO: {data[:200]!r}")
+    return int(m.group(1))
+
+
+class StraceError(RuntimeError):
+    pass
+
+
+def strace_attach(env, proc, tag):
+    """strace -c -f attached to every process of proc's tree (and so to all their threads, and to the
+    children they fork while it runs, such as socat's); returns (strace process, summary file) once
+    strace says it is attached."""
+    out = os.path.join(env.tmp, f"strace-{tag}.txt")
+    pids = tree_pids(proc.pid)
+    argv = ["strace", "-c", "-f", "-o", out] + [x for p in pids for x in ("-p", str(p))]
+    st = PROCS.start(env.load(argv), env.log(f"strace-{tag}"))
+    end = time.time() + 10
+    while True:  # "Process N attached" for each (socat's children may have exited meanwhile)
+        with open(st.log, errors="replace") as f:
+            attached = f.read().count(" attached")
+        if attached >= 1 and attached >= sum(os.path.exists(f"/proc/{p}") for p in pids):
+            return st, out
+        if st.poll() is not None or time.time() > end:
+            PROCS.stop(st)
+            raise StraceError(f"strace did not attach to {pids}; see {st.log}")
+        time.sleep(0.02)
+
+
+def syscalls_per_unit(env, proc, port, ld, tag):
+    """{syscall: calls per unit} of the proxy under ld's load, untimed (ptrace stops the proxy at
+    every call). redis rows: redis-benchmark runs with no end; once its connections are up, strace is
+    attached for ld.sys_s seconds, and the unit is what happened in that window: the commands redis
+    processed (INFO total_commands_processed, read as strace is attached and before it detaches), or
+    for churn the connections the proxy accepted; the connections' set-up and tear-down at the ends of
+    the run fall outside. iperf3: strace for a whole ld.sys_s-second run, per MB received."""
+    settle(proc.pid)  # socat's children of the previous run, on their way out
+    if ld.target != "redis":
+        st, out = strace_attach(env, proc, tag)
+        try:
+            r = ld.run(env, port, ld.sys_s)
+            settle(proc.pid)
+        finally:
+            PROCS.stop(st)  # SIGTERM: strace detaches and writes its summary
+        counts = strace_counts(out)
+        return {c: ld.sys_per(v, r["units"]) for c, v in counts.items()}
+    load = PROCS.start(env.load(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-n", "100000000"] + ld.extra),
+                       env.log(f"strace-load-{tag}"))
+    try:
+        time.sleep(0.2)  # its 50 connections are up
+        if load.poll() is not None:
+            raise RuntimeError(f"redis-benchmark exited; see {load.log}")
+        st, out = strace_attach(env, proc, tag)
+        try:
+            c0 = redis_commands(env.redis_port)
+            time.sleep(ld.sys_s)
+            c1 = redis_commands(env.redis_port)
+        finally:
+            PROCS.stop(st)
+        if load.poll() is not None:
+            raise RuntimeError(f"redis-benchmark ended inside the window; see {load.log}")
+    finally:
+        PROCS.stop(load)
+    settle(proc.pid)
+    counts = strace_counts(out)
+    units = counts.get("accept", 0) + counts.get("accept4", 0) if ld.key == "churn" else c1 - c0 - 1
+    if units <= 0:
+        raise RuntimeError(f"no {'connection' if ld.key == 'churn' else 'request'} in the strace window")
+    return {c: ld.sys_per(v, units) for c, v in counts.items()}
+
+
+def spread(xs):
+    """(max - min) / median of the repetitions, in %; None with fewer than 2."""
+    if len(xs) < 2 or not statistics.median(xs):
+        return None
+    return 100 * (max(xs) - min(xs)) / statistics.median(xs)
+
+
+def throughput(env, kinds, mode, cpus, reps, skip, quick):
+    """The throughput rows in one mode (shared or pinned): every proxy's pair (to redis, to iperf3)
+    started for this mode, the repetitions interleaved, then the untimed strace pass; returns the
+    Markdown tables, one per row, one line per proxy."""
+    env.set_mode(mode, cpus)
+    lds = loads(skip, quick)
+    names = [k.name for k in kinds]
+    running = {}
+    try:
+        # Long-lived proxies: one to redis, one to iperf3 per kind.
+        for k in kinds:
+            if k.start is None:
+                running[k.name] = (None, env.redis_port, None, env.iperf_port)
+                continue
+            pr, portr = k.start(env.redis_port)
+            pi, porti = k.start(env.iperf_port)
+            wait_ping(portr, pr)
+            wait_port(porti, pi)
+            running[k.name] = (pr, portr, pi, porti)
+
+        samples = {}  # (row, what, proxy) -> [values]
+
+        def add(row, what, name, v):
+            samples.setdefault((row, what, name), []).append(v)
+
+        t0 = time.time()
+        for rep in range(reps):
+            order = kinds if rep % 2 == 0 else list(reversed(kinds))  # interleaved, alternating order
+            for k in order:
+                pr, portr, pi, porti = running[k.name]
+                print(f"run_bench: {mode}: rep {rep + 1}/{reps}: {k.name}", file=sys.stderr)
+                for ld in lds:
+                    proc, port = (pr, portr) if ld.target == "redis" else (pi, porti)
+                    c0 = cpu_seconds(proc.pid) if proc else None
+                    r = ld.run(env, port, ld.n)
+                    cpu = cpu_seconds(proc.pid) - c0 if proc else None
+                    for what in ("value", "p50", "p99"):
+                        if what in r:
+                            add(ld.key, what, k.name, r[what])
+                    if cpu is not None:
+                        add(ld.key, "cpu", k.name, ld.cpu_per(cpu, r["units"]))
+
+        t1 = time.time()
+        sys_counts = {}  # (row, proxy) -> {syscall: calls per unit}
+        if "syscalls" not in skip:
+            if not shutil.which("strace"):
+                print("run_bench: strace is missing (make bench installs it): no syscall columns", file=sys.stderr)
+            else:
+                failed = False
+                for k in kinds:
+                    pr, portr, pi, porti = running[k.name]
+                    if pr is None or failed:
+                        continue
+                    print(f"run_bench: {mode}: syscalls (strace, untimed): {k.name}", file=sys.stderr)
+                    for ld in lds:
+                        proc, port = (pr, portr) if ld.target == "redis" else (pi, porti)
+                        tag = f"{mode}-{k.name}-{ld.key}".replace(" ", "-")
+                        try:
+                            sys_counts[(ld.key, k.name)] = syscalls_per_unit(env, proc, port, ld, tag)
+                        except StraceError as e:
+                            # Most likely ptrace is not allowed here: give up the pass rather than wait on every cell.
+                            print(f"run_bench: syscalls: {k.name} {ld.key}: {e}; no more syscall counts", file=sys.stderr)
+                            failed = True
+                            break
+                        except Exception as e:  # noqa: BLE001 — a cell, not the end of the run
+                            print(f"run_bench: syscalls: {k.name} {ld.key}: {e}", file=sys.stderr)
+        print(f"run_bench: {mode}: timed repetitions {t1 - t0:.0f} s, syscall pass {time.time() - t1:.0f} s", file=sys.stderr)
+
+        for k in kinds:
+            pr, _, pi, _ = running.pop(k.name)
+            for p in (pr, pi):
+                if p is not None:
+                    if p.poll() is not None:
+                        print(f"run_bench: warning: {k.name} exited during the run; see {p.log}", file=sys.stderr)
+                    PROCS.stop(p)
+    finally:
+        for pr, _, pi, _ in running.values():
+            for p in (pr, pi):
+                if p is not None:
+                    PROCS.stop(p)
+        env.set_mode("shared", cpus)
+
+    def med(row, what):
+        return {n: median(samples.get((row, what, n), [])) for n in names}
+
+    if mode == "pinned":
+        where = f"pinned cores: each proxy alone on CPU {cpus[1]}; the load generators, the servers and strace on CPU {cpus[0]}"
+    else:
+        where = f"shared cores: every process on CPUs {','.join(map(str, cpus))}"
+    md = [f"## Throughput, {where}\n"]
+    for ld in lds:
+        value = med(ld.key, "value")
+        d = value.get("direct")
+        cols = [(ld.value_head, value, ld.value_fmt),
+                ("ratio to direct", {n: v / d for n, v in value.items() if v is not None and d}, "{:.2f}"),
+                ("spread %", {n: spread(samples.get((ld.key, "value", n), [])) for n in names}, "{:.1f}")]
+        if ld.target == "redis" and ld.key != "churn":
+            cols += [("p50 ms", med(ld.key, "p50"), "{:.3f}"), ("p99 ms", med(ld.key, "p99"), "{:.3f}")]
+        cols.append((ld.cpu_head, med(ld.key, "cpu"), "{:.3f}" if ld.key.startswith(("P16", "iperf")) else "{:.2f}"))
+        if "syscalls" not in skip:
+            cols.append((ld.sys_head, {n: sum(sys_counts[(ld.key, n)].values()) for n in names
+                                       if (ld.key, n) in sys_counts}, "{:.2f}"))
+            cols.append(("top syscalls", {n: ", ".join(f"{c} {v:.2f}" for c, v in sorted(
+                sys_counts[(ld.key, n)].items(), key=lambda cv: -cv[1])[:4]) for n in names
+                if (ld.key, n) in sys_counts}, "{}"))
+        size = f"-n {ld.n}" if ld.target == "redis" else f"-t {ld.n}"
+        md.append(row_table(f"{ld.title} — {mode}", names, cols, f"{size}, median of {reps}"))
+    return md
 
 
 def hold_connections(port, count):
@@ -778,20 +1119,6 @@ def fmt(v, unit_fmt):
     return "—" if v is None else unit_fmt.format(v)
 
 
-def table(title, names, values, unit_fmt, ratio=True, note=""):
-    """values: {proxy: number or None}. One line per row kind, columns = proxies."""
-    lines = [f"### {title}" + (f" ({note})" if note else ""), ""]
-    lines.append("| | " + " | ".join(names) + " |")
-    lines.append("| --- |" + " --- |" * len(names))
-    lines.append("| value | " + " | ".join(fmt(values.get(n), unit_fmt) for n in names) + " |")
-    if ratio and values.get("direct"):
-        d = values["direct"]
-        lines.append("| ratio to direct | " + " | ".join(
-            "—" if values.get(n) is None else f"{values[n] / d:.2f}" for n in names) + " |")
-    lines.append("")
-    return "\n".join(lines)
-
-
 def multi_table(title, names, rows, note=""):
     """rows: [(label, {proxy: value}, fmt, with_ratio)]."""
     lines = [f"### {title}" + (f" ({note})" if note else ""), ""]
@@ -803,6 +1130,17 @@ def multi_table(title, names, rows, note=""):
             d = vals["direct"]
             lines.append(f"| {label}: ratio to direct | " + " | ".join(
                 "—" if vals.get(n) is None else f"{vals[n] / d:.2f}" for n in names) + " |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def row_table(title, names, cols, note=""):
+    """cols: [(heading, {proxy: value}, fmt)]. One line per proxy, one column per figure."""
+    lines = [f"### {title}" + (f" ({note})" if note else ""), ""]
+    lines.append("| proxy | " + " | ".join(c[0] for c in cols) + " |")
+    lines.append("| --- |" + " --- |" * len(cols))
+    for n in names:
+        lines.append(f"| {n} | " + " | ".join(fmt(vals.get(n), f) for _, vals, f in cols) + " |")
     lines.append("")
     return "\n".join(lines)
 
@@ -819,7 +1157,10 @@ def main():
     ap.add_argument("--only", help="comma-separated proxy names to run (direct always runs)")
     ap.add_argument("--conns", type=int, default=1000, help="idle live connections for the PSS row")
     ap.add_argument("--cp-trials", type=int, default=None, help="control-plane trials (default 50, quick 10)")
-    ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,mem,cp,reg,cpchurn,checks,big")
+    ap.add_argument("--skip", default="", help="comma-separated row kinds to skip: redis,churn,iperf,syscalls,mem,cp,reg,cpchurn,checks,big")
+    ap.add_argument("--mode", choices=("shared", "pinned", "both"), default=None,
+                    help="throughput rows with every process on every CPU (shared), with each proxy alone on CPU 1 and "
+                         "everything else on CPU 0 (pinned), or both, one after the other (default both, quick shared)")
     ap.add_argument("--markdown", help="also write the tables to this file")
     ap.add_argument("--compare", help="folder with other builds of the programs: extra columns simple-amb(cmp), dyn-etcd-amb(cmp)")
     ap.add_argument("--threads", type=int, default=2, help="also run simple-amb and dynamic-etcd-amb with --threads N as simple-ambNt and dyn-etcd-ambNt (default 2; 1 = not)")
@@ -827,10 +1168,13 @@ def main():
     ap.add_argument("--big-conns", type=int, default=10000, help="connections for the many-connections row (default 10000)")
     a = ap.parse_args()
     reps = a.reps or (1 if a.quick else 3)
-    n_plain = 10000 if a.quick else 50000
-    n_pipe = 50000 if a.quick else 300000
-    n_churn = 2000 if a.quick else 6000
-    iperf_s = 1 if a.quick else 2
+    modes = {"shared": ["shared"], "pinned": ["pinned"], "both": ["shared", "pinned"]}[a.mode or ("shared" if a.quick else "both")]
+    cpus = sorted(os.sched_getaffinity(0))
+    if "pinned" in modes:
+        if len(cpus) < 2:
+            sys.exit(f"run_bench: pinned mode needs 2 CPUs, this process may use {cpus}")
+        if not shutil.which("taskset"):
+            sys.exit("run_bench: taskset is missing (util-linux)")
     cp_trials = a.cp_trials or (10 if a.quick else 50)
     skip = set(filter(None, a.skip.split(",")))
     a.bin_simple = shutil.which(os.path.join(a.bin, "simple-amb"))
@@ -861,108 +1205,12 @@ def main():
         env.start_servers()
         kinds = proxies(env)
         names = [k.name for k in kinds]
-        print(f"run_bench: proxies: {', '.join(names)}; {reps} repetition(s); logs in {env.tmp}", file=sys.stderr)
+        print(f"run_bench: proxies: {', '.join(names)}; {reps} repetition(s); {' then '.join(modes)}; logs in {env.tmp}",
+              file=sys.stderr)
         md.append(f"load average before: {open('/proc/loadavg').read().split()[:3]}\n")
 
-        # Long-lived proxies for the throughput rows: one to redis, one to iperf3 per kind.
-        running = {}
-        for k in kinds:
-            if k.start is None:
-                running[k.name] = (None, env.redis_port, None, env.iperf_port)
-                continue
-            pr, portr = k.start(env.redis_port)
-            pi, porti = k.start(env.iperf_port)
-            wait_ping(portr, pr)
-            wait_port(porti, pi)
-            running[k.name] = (pr, portr, pi, porti)
-
-        samples = {}  # (row, proxy) -> [values]
-
-        def add(row, name, v):
-            samples.setdefault((row, name), []).append(v)
-
-        def measured(proc, fn):
-            c0 = cpu_seconds(proc.pid) if proc else None
-            r = fn()
-            c1 = cpu_seconds(proc.pid) if proc else None
-            return r, (None if proc is None else c1 - c0)
-
-        for rep in range(reps):
-            order = kinds if rep % 2 == 0 else list(reversed(kinds))  # interleaved, alternating order
-            for k in order:
-                pr, portr, pi, porti = running[k.name]
-                print(f"run_bench: rep {rep + 1}/{reps}: {k.name}", file=sys.stderr)
-                if "redis" not in skip:
-                    r, cpu = measured(pr, lambda: redis_bench(portr, ["-t", "get,set", "-c", "50"], n_plain))
-                    for t in ("GET", "SET"):
-                        add(f"c50 {t} rps", k.name, r[t][0])
-                        add(f"c50 {t} p50", k.name, r[t][1])
-                        add(f"c50 {t} p99", k.name, r[t][2])
-                    if cpu is not None:
-                        add("cpu us/req c50", k.name, cpu * 1e6 / (2 * n_plain))
-                    r, cpu = measured(pr, lambda: redis_bench(portr, ["-t", "get,set", "-c", "50", "-P", "16"], n_pipe))
-                    for t in ("GET", "SET"):
-                        add(f"P16 {t} rps", k.name, r[t][0])
-                        add(f"P16 {t} p50", k.name, r[t][1])
-                        add(f"P16 {t} p99", k.name, r[t][2])
-                    if cpu is not None:
-                        add("cpu us/req P16", k.name, cpu * 1e6 / (2 * n_pipe))
-                if "churn" not in skip:
-                    r, cpu = measured(pr, lambda: redis_bench(portr, ["-t", "ping", "-c", "50", "-k", "0"], n_churn))
-                    rps = list(r.values())[0][0]  # PING_INLINE and PING_MBULK: take the first
-                    add("churn conn/s", k.name, rps)
-                    if cpu is not None:
-                        add("cpu us/conn", k.name, cpu * 1e6 / (len(r) * n_churn))
-                if "iperf" not in skip:
-                    for streams in (1, 4):
-                        (gbps, nbytes), cpu = measured(pi, lambda: iperf(env, porti, streams, iperf_s))
-                        add(f"iperf {streams}", k.name, gbps)
-                        if cpu is not None and streams == 1:
-                            add("cpu s/GB", k.name, cpu / (nbytes / 1e9))
-
-        for k in kinds:
-            pr, _, pi, _ = running[k.name]
-            for p in (pr, pi):
-                if p is not None:
-                    if p.poll() is not None:
-                        print(f"run_bench: warning: {k.name} exited during the run; see {p.log}", file=sys.stderr)
-                    PROCS.stop(p)
-
-        def med(row):
-            return {n: median(samples.get((row, n), [])) for n in names}
-
-        if "redis" not in skip:
-            rows = []
-            for t in ("GET", "SET"):
-                rows.append((f"{t} req/s", med(f"c50 {t} rps"), "{:,.0f}", True))
-                rows.append((f"{t} p50 ms", med(f"c50 {t} p50"), "{:.3f}", False))
-                rows.append((f"{t} p99 ms", med(f"c50 {t} p99"), "{:.3f}", False))
-            md.append(multi_table("redis-benchmark -t get,set -c 50 (no pipelining)", names, rows,
-                                  f"-n {n_plain}, median of {reps}"))
-            rows = []
-            for t in ("GET", "SET"):
-                rows.append((f"{t} req/s", med(f"P16 {t} rps"), "{:,.0f}", True))
-                rows.append((f"{t} p50 ms", med(f"P16 {t} p50"), "{:.3f}", False))
-                rows.append((f"{t} p99 ms", med(f"P16 {t} p99"), "{:.3f}", False))
-            md.append(multi_table("redis-benchmark -t get,set -c 50 -P 16", names, rows, f"-n {n_pipe}, median of {reps}"))
-        if "churn" not in skip:
-            md.append(table("connection churn: redis-benchmark -t ping -c 50 -k 0, connections/s", names,
-                            med("churn conn/s"), "{:,.0f}", note=f"-n {n_churn}, median of {reps}"))
-        if "iperf" not in skip:
-            md.append(multi_table("bulk: iperf3 through the proxy, Gbit/s", names,
-                                  [("1 stream", med("iperf 1"), "{:.2f}", True),
-                                   ("4 streams", med("iperf 4"), "{:.2f}", True)], f"-t {iperf_s}, median of {reps}"))
-        cpu_rows = []
-        if "redis" not in skip:
-            cpu_rows += [("µs per request, -c 50", med("cpu us/req c50"), "{:.2f}", False),
-                         ("µs per request, -P 16", med("cpu us/req P16"), "{:.3f}", False)]
-        if "churn" not in skip:
-            cpu_rows.append(("µs per connection (churn)", med("cpu us/conn"), "{:.1f}", False))
-        if "iperf" not in skip:
-            cpu_rows.append(("CPU s per GB (iperf3 1 stream)", med("cpu s/GB"), "{:.3f}", False))
-        if cpu_rows:
-            md.append(multi_table("CPU of the proxy process (utime+stime from /proc/PID/stat, whole process tree)",
-                                  [n for n in names if n != "direct"], cpu_rows, f"median of {reps}; ticks of {1000 // CLK_TCK} ms"))
+        for mode in modes:
+            md += throughput(env, kinds, mode, cpus, reps, skip, a.quick)
 
         if "mem" not in skip:
             idle, held, per = {}, {}, {}

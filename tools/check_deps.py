@@ -41,7 +41,7 @@ COMMANDS = {
     "haproxy": "haproxy", "nginx": "nginx-light", "socat": "socat", "rinetd": "rinetd", "iperf3": "iperf3",
     "curl": "curl", "openssl": "openssl", "systemd-analyze": "systemd",
     "nm": "binutils", "readelf": "binutils", "objdump": "binutils", "strip": "binutils",
-    "ps": "procps", "pgrep": "procps",
+    "ps": "procps", "pgrep": "procps", "strace": "strace", "taskset": "util-linux",
     "llvm-symbolizer": "llvm-14", "clang-format": "clang-format",
 }
 # Headers outside the C++ and C standard libraries (by their first path part), and their package.
@@ -274,7 +274,7 @@ def self_test(base):
     """A package taken out of a set must be reported; otherwise this check could not fail."""
     failures = 0
     for set_name, pkg, word in [("test", "iperf3", "iperf3"), ("test", "python3-yaml", "yaml"),
-                                ("bench", "socat", "socat"), ("build", "libasio-dev", "asio"),
+                                ("bench", "socat", "socat"), ("bench", "strace", "strace"), ("build", "libasio-dev", "asio"),
                                 ("demo", "etcd-client", "etcdctl")]:
         packages = package_set(set_name) - {pkg}
         problems = check(set_name, packages, base - {pkg})
