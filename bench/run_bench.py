@@ -366,8 +366,8 @@ defaults
     timeout client 1h
     timeout server 1h
     {'option splice-auto' if splice else 'no option splice-auto'}
-    {'' if splice else 'no option splice-request'}
-    {'' if splice else 'no option splice-response'}
+    {'option splice-request' if splice else 'no option splice-request'}
+    {'option splice-response' if splice else 'no option splice-response'}
 listen bench
     bind 127.0.0.1:{port}
     server s1 127.0.0.1:{t}
