@@ -207,11 +207,10 @@ show_log() {
   log_lines_shown[$name]=${#lines[@]}
 }
 log_has() { local out; out=$(podman logs "$tag-$1" 2>&1) && grep -q -- "$2" <<<"$out"; }
-# Waits for container $1 to log a line matching $2, then shows what it logged since the last look.
-# 60s: on a loaded machine podman's API service was seen taking over 30s to answer its first
-# requests (docker-register then says so, and retries, as it should).
+# Waits (up to $3 seconds, default 60) for container $1 to log a line matching $2, then shows what
+# it logged since the last look.
 await_log() {
-  wait_for 60 log_has "$1" "$2" || fail "$1 never logged '$2'"
+  wait_for "${3:-60}" log_has "$1" "$2" || fail "$1 never logged '$2'"
   show_log "$1"
 }
 
@@ -306,11 +305,13 @@ start_redis() {
 }
 # Starts docker-register for redis-$1 on host A, reaching etcd through host A's simple-amb, and
 # shows its log line saying what it registered.
+# --engine-wait 3m and up to 200s for its line: on a busy machine podman's API service was seen not
+# answering GET /version for over a minute (docker-register says so and asks again meanwhile).
 start_register() {
   start_container A "register-$1" --network host -v "$socket:/var/run/docker.sock" \
     -e ETCD_PORT_10000_TCP_ADDR=127.0.0.1 -e "ETCD_PORT_10000_TCP_PORT=$etcd_amb_port" \
-    localhost/amb/docker-register "$tag-redis-$1" 6379 redis-A
-  await_log "register-$1" "registered /services/redis-A/$tag-redis-$1 "
+    localhost/amb/docker-register --engine-wait 3m "$tag-redis-$1" 6379 redis-A
+  await_log "register-$1" "registered /services/redis-A/$tag-redis-$1 " 200
   wait_for 30 registered "$tag-redis-$1" || fail "redis-$1 was not registered in etcd"
 }
 
