@@ -25,6 +25,8 @@ namespace {
 constexpr long per_connection_bound_bytes = 16 * 1024;
 /// CPU bound while under attack: a hot loop would use a whole core.
 constexpr double cpu_bound = 0.5;
+/// The same while a flood keeps the fds exhausted (see that case).
+constexpr double flood_cpu_bound = 0.8;
 
 /// The etcd and redis shared by every case (one start-up for the file); fd limits raised first, so
 /// every server and program started by this test inherits them.
@@ -241,7 +243,10 @@ TEST_CASE("a connection flood past the fd limit: low CPU while saturated, few lo
                        static_cast<double>(::sysconf(_SC_CLK_TCK)) / seconds;
     MESSAGE(which << ": " << flood.size() << " flood connections, CPU " << static_cast<int>(cpu * 100)
                   << "% of a core while saturated at " << limit << " fds");
-    CHECK(cpu < cpu_bound);
+    // Saturated, an accept can still succeed whenever a turned-away client's fd is freed, and its
+    // connect then fails for lack of fds: legitimate work, measured at 0-54 % of a core under
+    // AddressSanitizer on a loaded machine. A hot loop takes the whole core.
+    CHECK(cpu < flood_cpu_bound);
     CHECK(a.process().running());
     close_all(flood);
     // The flood is over: the listener serves again, and the queued dead connections are cleaned up.
