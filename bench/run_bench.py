@@ -556,19 +556,29 @@ def _cmdline(pid):
         return None
 
 
+def recv_until(s, done=lambda data: False):
+    """Reads from socket s until the peer closes or done(all read so far) says the reply is whole."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+        if done(data):
+            return data
+
+
+def redis_bulk_reply_whole(data):
+    """True once a redis bulk reply ($LEN\r\n...) has all its bytes."""
+    head, _, body = data.partition(b"\r\n")
+    return head.startswith(b"$") and len(body) >= int(head[1:])
+
+
 def redis_commands(port):
     """redis's total_commands_processed (INFO stats), asked directly."""
     with socket.create_connection(("127.0.0.1", port), 5) as s:
         s.sendall(b"INFO stats\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-            head, _, body = data.partition(b"\r\n")
-            if head.startswith(b"$") and len(body) >= int(head[1:]):
-                break
+        data = recv_until(s, redis_bulk_reply_whole)
     m = re.search(rb"total_commands_processed:(\d+)", data)
     if not m:
         raise RuntimeError(f"no total_commands_processed in redis's INFO: {data[:200]!r}")
@@ -898,12 +908,7 @@ class Podman:
                 s.settimeout(30)
                 s.connect(self.sock)
                 s.sendall(f"{method} {path} HTTP/1.0\r\nHost: d\r\nContent-Length: 0\r\n\r\n".encode())
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = recv_until(s)
             head, _, body = data.partition(b"\r\n\r\n")
             return int(head.split()[1]), body
         except (OSError, ValueError, IndexError):
