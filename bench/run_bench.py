@@ -87,18 +87,25 @@ class Procs:
 PROCS = Procs()
 
 
-def free_port():
-    """A random port in 20000-32767 that binds now: below the kernel's ephemeral range, so that no
-    outgoing connection (from a proxy under test, say) can take it before the server binds it."""
+def bind_free_port(sock):
+    """Binds `sock` to 127.0.0.1 and a random free port in 20000-32767; returns the port. Below the kernel's
+    ephemeral range (32768-60999 here): no outgoing connection (from a proxy under test, say) can take it
+    before the server binds it, and podman's DNAT rules for the host ports it publishes (from that range)
+    cannot catch connections meant for it."""
     for _ in range(200):
         port = random.randint(20000, 32767)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
     raise RuntimeError("no free port in 20000-32767 on 127.0.0.1")
+
+
+def free_port():
+    """A free port for a server that binds it itself (see bind_free_port)."""
+    with socket.socket() as s:
+        return bind_free_port(s)
 
 
 def prog(proc):
@@ -799,9 +806,8 @@ class Tagged(threading.Thread):
         self.tag = tag
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
+        self.port = bind_free_port(self.sock)
         self.sock.listen(128)
-        self.port = self.sock.getsockname()[1]
 
     def run(self):
         while True:

@@ -49,17 +49,7 @@ std::string deep_json(std::size_t levels) {
 class forwarder {
 public:
   explicit forwarder(std::uint16_t target) : target_(target) {
-    listen_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(listen_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(listen_, 64) != 0)
-      throw std::runtime_error("test set-up: forwarder cannot listen");
-    socklen_t len = sizeof a;
-    ::getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_ = amb::test::listen_test_port(port_);  // not port 0: see test_port_low in process.hpp
     acceptor_ = std::thread([this] { accept_loop(); });
   }
   forwarder(const forwarder&) = delete;

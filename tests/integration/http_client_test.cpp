@@ -62,7 +62,7 @@ public:
 
 private:
   struct state {
-    explicit state(asio::io_context& io) : acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {}
+    explicit state(asio::io_context& io) : acceptor(amb::test::test_acceptor<tcp::acceptor>(io)) {}
     tcp::acceptor acceptor;
     handler serve;
     int accepted = 0;

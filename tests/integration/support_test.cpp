@@ -37,6 +37,30 @@ TEST_CASE("podman serves the Docker API on its socket and runs a published conta
   CHECK(amb::test::wait_until([&] { return amb::test::port_open(port); }, std::chrono::seconds(10)));
   podman.restart();
   CHECK(podman.podman_ok({"inspect", "-f", "{{.State.Running}}", name}) == "true");
+
+  // A container left by a test process that is gone (killed before its destructors ran) is removed;
+  // this process's own container stays.
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  REQUIRE(dead > 0);
+  ::waitpid(dead, nullptr, 0);
+  const auto left = "amb-test-" + std::to_string(dead) + "-left-behind";
+  podman.run_container(left, {"-p", "127.0.0.1::80"}, {"sleep", "60"});
+  CHECK(podman.remove_containers_of_gone_tests() >= 1);
+  CHECK(podman.podman({"container", "exists", left}).status == 1);
+  CHECK(podman.podman({"container", "exists", name}).status == 0);
+}
+
+TEST_CASE("test servers listen below the ephemeral range, where podman publishes no port") {
+  std::uint16_t port = 0;
+  const int fd = amb::test::listen_test_port(port);
+  CHECK(port >= amb::test::test_port_low);
+  CHECK(port <= amb::test::test_port_high);
+  CHECK(amb::test::port_open(port));
+  ::close(fd);
+  const auto other = amb::test::free_port();
+  CHECK(other >= amb::test::test_port_low);
+  CHECK(other <= amb::test::test_port_high);
 }
 
 }  // namespace support_test

@@ -108,17 +108,7 @@ class scripted_server {
 public:
   /// `handler(fd)` serves one accepted connection; the fd is closed after it returns.
   explicit scripted_server(std::function<void(int)> handler) : handler_(std::move(handler)) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 16) != 0)
-      throw std::runtime_error("test set-up: scripted_server cannot listen");
-    socklen_t len = sizeof a;
-    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    fd_ = listen_test_port(port_);  // not port 0: see test_port_low in process.hpp
     acceptor_ = std::thread([this] {
       while (true) {
         int c = ::accept(fd_, nullptr, nullptr);

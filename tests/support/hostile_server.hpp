@@ -42,17 +42,7 @@ public:
   explicit hostile_server(hostile_act default_act, std::string unix_path = {}) : unix_path_(std::move(unix_path)) {
     default_ = default_act;
     if (unix_path_.empty()) {
-      fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-      sockaddr_in a{};
-      a.sin_family = AF_INET;
-      a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-      int one = 1;
-      ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-      if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(fd_, 64) != 0)
-        throw std::runtime_error("test set-up: hostile server cannot listen on 127.0.0.1");
-      socklen_t len = sizeof a;
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-      port_ = ntohs(a.sin_port);
+      fd_ = listen_test_port(port_);  // not port 0: see test_port_low in process.hpp
     } else {
       ::unlink(unix_path_.c_str());
       fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);

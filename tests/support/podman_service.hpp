@@ -8,6 +8,8 @@
 #include <sys/un.h>
 
 #include <atomic>
+#include <cstdio>
+#include <mutex>
 #include <set>
 
 namespace amb::test {
@@ -40,6 +42,8 @@ public:
                             "[engine]\n"
                             "runtime = \"runc\"\n";
     socket_ = (dir_.path() / "api.sock").string();
+    static std::once_flag swept;
+    std::call_once(swept, [this] { remove_containers_of_gone_tests(); });
     ensure_image();
     start();
   }
@@ -114,6 +118,32 @@ public:
     if (r.status != 0 || colon == std::string::npos) return 0;
     return static_cast<std::uint16_t>(std::stoi(r.output.substr(colon + 1)));
   }
+  /// Removes the containers named by unique_name() whose test process is gone, and returns how many: a
+  /// test killed before its destructors ran (a timeout, or make test stopping the other stream) leaves
+  /// them, and with them podman's DNAT rules for their published ports, which catch any later connection
+  /// to 127.0.0.1 on that port. Only names of our own pattern, only when that PID no longer exists. The
+  /// first podman_service of each test process calls it.
+  std::size_t remove_containers_of_gone_tests() {
+    auto listed = podman({"ps", "--all", "--filter", "name=^amb-test-", "--format", "{{.Names}}"});
+    if (listed.status != 0) return 0;  // podman itself is checked when the service starts
+    std::vector<std::string> rm{"rm", "--force", "--ignore", "--time", "0"};
+    std::istringstream names(listed.output);
+    for (std::string name; std::getline(names, name);) {
+      const std::string prefix = "amb-test-";
+      const auto end = name.find('-', prefix.size());
+      if (name.rfind(prefix, 0) != 0 || end == std::string::npos) continue;
+      const auto digits = name.substr(prefix.size(), end - prefix.size());
+      if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos) continue;
+      const auto pid = static_cast<pid_t>(std::stol(digits));
+      if (pid > 0 && ::kill(pid, 0) != 0 && errno == ESRCH) rm.push_back(name);
+    }
+    const std::size_t gone = rm.size() - 5;
+    if (gone == 0) return 0;
+    std::fprintf(stderr, "test set-up: removing %zu containers left by test processes that are gone\n", gone);
+    podman(rm, 120s);
+    return gone;
+  }
+
   /// Log of the API service.
   std::string log() const { return service_.output(); }
 

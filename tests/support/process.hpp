@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -143,24 +144,73 @@ inline bool port_open(std::uint16_t port, const std::string& ip = "127.0.0.1") {
   return ok;
 }
 
-/// A free TCP port on `ip`, 127.0.0.1 by default, or ::1: a random port from 20000-32767 that binds now.
-/// Why not port 0: the kernel hands out port-0 binds from the ephemeral range (32768-60999 here), the same
-/// range every outgoing connection takes its local port from. Between our check and the server's own bind,
-/// any proxy in any concurrent test could connect out from that port ("bind: address already in use" in CI).
+/// Test servers listen on ports 20000-32767, never on port 0. Port-0 binds come from the kernel's ephemeral
+/// range (32768-60999 here), which two other things share:
+/// - every outgoing connection's local port: between a check and a server's own bind, a proxy in a
+///   concurrent test may connect out from that port ("bind: address already in use" in CI);
+/// - the host ports podman picks for `-p 127.0.0.1::80`: podman's iptables DNAT rule sends every
+///   connection to 127.0.0.1:PORT into the container, even when our own socket listens there. A container
+///   left by a killed test keeps its rule after its conmon is gone and the port binds again, so a test
+///   server that drew that port was unreachable ("Connection refused" for 20 s in CI).
 /// Below the ephemeral range only another test's pick can collide: 1 in 12,768 per pair of picks.
-inline std::uint16_t free_port(const std::string& ip = "127.0.0.1") {
+inline constexpr int test_port_low = 20000, test_port_high = 32767;
+
+/// Binds the TCP socket `fd` to `ip` (127.0.0.1 by default, or ::1) and a random free port in the test
+/// range; returns the port. Throws when none binds in 200 tries.
+inline std::uint16_t bind_test_port(int fd, const std::string& ip = "127.0.0.1") {
   static std::mt19937 random{std::random_device{}() ^ static_cast<unsigned>(::getpid())};
-  std::uniform_int_distribution<int> in_range(20000, 32767);
+  std::uniform_int_distribution<int> in_range(test_port_low, test_port_high);
   for (int attempt = 0; attempt < 200; ++attempt) {
     const auto port = static_cast<std::uint16_t>(in_range(random));
     auto a = make_socket_address(ip, port);
-    int fd = ::socket(a.family, SOCK_STREAM, 0);
-    if (fd < 0) break;
-    const bool bound = ::bind(fd, a.get(), a.length) == 0;
-    ::close(fd);
-    if (bound) return port;
+    if (::bind(fd, a.get(), a.length) == 0) return port;
+    if (errno != EADDRINUSE) break;
   }
-  throw std::runtime_error("test set-up: cannot bind a free port on " + ip + " in 20000-32767");
+  throw std::runtime_error("test set-up: cannot bind a free port on " + ip +
+                           " in 20000-32767: " + std::strerror(errno));
+}
+
+/// A TCP socket listening on `ip` and a free port in the test range (SO_REUSEADDR set); the caller owns
+/// the fd. `port_out` receives the port.
+inline int listen_test_port(std::uint16_t& port_out, const std::string& ip = "127.0.0.1", int backlog = 64) {
+  const int fd = ::socket(ip.find(':') != std::string::npos ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("test set-up: socket: ") + std::strerror(errno));
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  try {
+    port_out = bind_test_port(fd, ip);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  if (::listen(fd, backlog) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw std::runtime_error(std::string("test set-up: listen: ") + std::strerror(error));
+  }
+  return fd;
+}
+
+/// An Asio TCP acceptor (of `io`: a context or an executor) listening on 127.0.0.1 and a free port in the
+/// test range.
+template <class Acceptor, class Context>
+Acceptor test_acceptor(Context& io) {
+  std::uint16_t port = 0;
+  return Acceptor(io, Acceptor::protocol_type::v4(), listen_test_port(port));
+}
+
+/// A free TCP port on `ip` in the test range, for a server that binds it itself (etcd, redis, a program).
+inline std::uint16_t free_port(const std::string& ip = "127.0.0.1") {
+  const int fd = ::socket(ip.find(':') != std::string::npos ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(std::string("test set-up: socket: ") + std::strerror(errno));
+  try {
+    const auto port = bind_test_port(fd, ip);
+    ::close(fd);
+    return port;
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
 }
 
 /// Polls `done` every `interval` until it returns true or `timeout` passes.

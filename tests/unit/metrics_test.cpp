@@ -74,7 +74,7 @@ TEST_CASE("the endpoint on loopback: answers, refuses huge heads, drops silent c
   amb::metrics_server_options o;
   o.read_timeout = 300ms;
   amb::metrics_server server(
-      io.get_executor(), amb::host_port{"127.0.0.1", 0}, m, [&] { return ready; }, o);
+      io.get_executor(), amb::host_port{"127.0.0.1", amb::test::free_port()}, m, [&] { return ready; }, o);
   auto port = server.port();
   asio::co_spawn(io, server.run(), asio::detached);  // run() catches nothing but throws nothing either
   std::thread t([&] { io.run(); });

@@ -5,6 +5,8 @@
 // an io_context in its own thread; the test plays client and server with blocking calls.
 #include <amb/relay.hpp>
 
+#include "support/process.hpp"
+
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -23,18 +25,12 @@ namespace {
 
 /// A connected pair of loopback sockets: `near` (on `io`) and `far` (on `io`).
 std::pair<tcp::socket, tcp::socket> socket_pair(asio::io_context& near_io, asio::io_context& far_io) {
-  // A few tries: about one run of this file in twenty saw a loopback connect to the fresh listener
-  // refused, with this relay and with the one before it (cause not found; a retry is harmless here).
-  for (int attempt = 1;; ++attempt) {
-    tcp::acceptor acceptor(far_io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-    tcp::socket near(near_io);
-    std::error_code ec;
-    near.connect(acceptor.local_endpoint(), ec);
-    if (ec == asio::error::connection_refused && attempt < 5) continue;
-    if (ec) throw std::system_error(ec, "connect");
-    tcp::socket far = acceptor.accept();
-    return {std::move(near), std::move(far)};
-  }
+  // Not port 0: a port from the ephemeral range may carry a podman DNAT rule (test_port_low in process.hpp).
+  auto acceptor = amb::test::test_acceptor<tcp::acceptor>(far_io);
+  tcp::socket near(near_io);
+  near.connect(acceptor.local_endpoint());
+  tcp::socket far = acceptor.accept();
+  return {std::move(near), std::move(far)};
 }
 
 /// Reads until EOF or an error; returns what arrived and the error that ended it.

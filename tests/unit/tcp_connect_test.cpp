@@ -2,6 +2,8 @@
 // connect_tcp on loopback: success with TCP_NODELAY, refused, names resolved, and the overall timeout.
 #include <amb/tcp_connect.hpp>
 
+#include "support/process.hpp"
+
 #include <doctest/doctest.h>
 
 #include <netinet/tcp.h>
@@ -38,7 +40,7 @@ std::pair<std::error_code, bool> connect(const amb::host_port& target, std::chro
 
 TEST_CASE("connects to a listening port and sets TCP_NODELAY") {
   asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto acceptor = amb::test::test_acceptor<tcp::acceptor>(io);
   auto [ec, nodelay] = connect({"127.0.0.1", acceptor.local_endpoint().port()}, 5s);
   CHECK(!ec);
   CHECK(nodelay);
@@ -46,7 +48,7 @@ TEST_CASE("connects to a listening port and sets TCP_NODELAY") {
 
 TEST_CASE("a name is resolved (localhost, from /etc/hosts)") {
   asio::io_context io;
-  tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  auto acceptor = amb::test::test_acceptor<tcp::acceptor>(io);
   // A plain variable, not a structured binding: doctest's message is a lambda, and Clang 14 cannot
   // capture structured bindings.
   const auto ec = std::get<0>(connect({"localhost", acceptor.local_endpoint().port()}, 5s));
@@ -57,7 +59,7 @@ TEST_CASE("a closed port is refused, without an exception") {
   std::uint16_t port = 0;
   {
     asio::io_context io;
-    tcp::acceptor acceptor(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    auto acceptor = amb::test::test_acceptor<tcp::acceptor>(io);
     port = acceptor.local_endpoint().port();
   }
   auto [ec, nodelay] = connect({"127.0.0.1", port}, 5s);
@@ -70,7 +72,7 @@ TEST_CASE("the overall timeout gives amb::errc::timeout") {
   asio::io_context io;
   tcp::acceptor acceptor(io);
   acceptor.open(tcp::v4());
-  acceptor.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  amb::test::bind_test_port(acceptor.native_handle());
   acceptor.listen(0);
   std::vector<tcp::socket> fillers;
   for (int i = 0; i < 4; ++i) {

@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include "support/process.hpp"
 #include "support/stderr_capture.hpp"
 
 #include <sys/resource.h>
@@ -46,7 +47,7 @@ TEST_CASE("listen_tcp: a bad address is an error, not a crash") {
 
 TEST_CASE("accept_loop hands each connection over and returns when the acceptor closes") {
   asio::io_context io;
-  auto acceptor = amb::listen_tcp(io.get_executor(), {"127.0.0.1", 0});
+  auto acceptor = amb::listen_tcp(io.get_executor(), {"127.0.0.1", amb::test::free_port()});
   const auto where = acceptor.local_endpoint();
   int accepted = 0;
   bool returned = false;
@@ -74,7 +75,7 @@ TEST_CASE("accept_loop out of fds: waits, serves once fds are free, and logs at 
   amb::log::set_program("prog");
   amb::log::set_level(amb::log::level::info);
   asio::io_context io;
-  auto acceptor = amb::listen_tcp(io.get_executor(), {"127.0.0.1", 0});
+  auto acceptor = amb::listen_tcp(io.get_executor(), {"127.0.0.1", amb::test::free_port()});
   std::vector<tcp::socket> accepted;
   asio::co_spawn(io, amb::accept_loop(acceptor, [&](tcp::socket s) { accepted.push_back(std::move(s)); }),
                  asio::detached);
@@ -174,7 +175,7 @@ TEST_CASE("raise_fd_limit raises the hard limit too when the process may (CAP_SY
 TEST_CASE("listen_tcp with reuse_port: several acceptors share one port, and connections reach them") {
   asio::io_context io;
   std::error_code ec;
-  auto first = amb::listen_tcp(io.get_executor(), {"127.0.0.1", 0}, ec, true);
+  auto first = amb::listen_tcp(io.get_executor(), {"127.0.0.1", amb::test::free_port()}, ec, true);
   REQUIRE(!ec);
   const std::uint16_t port = first.local_endpoint().port();
   auto second = amb::listen_tcp(io.get_executor(), {"127.0.0.1", port}, ec, true);
