@@ -106,15 +106,19 @@ TEST_CASE("engine API restarted while containers change: --all and seed mode con
   CHECK(seed.running());
 
   // One clear line per outage when the events stream breaks, one when it is back; the engine
-  // failing for the other calls is said at most once per outage too. No flood.
+  // failing for the other calls is said at most once per outage too. No flood. Besides the test's
+  // outages, an engine too slow to answer in time on a loaded machine is an outage of its own
+  // ("GET /version ...: timed out; reconnecting", seen in CI): those are counted, not forbidden.
   const std::size_t outages_n = outages.size();
   for (auto* reg : {&automatic, &seed}) {
     const auto log = reg->output();
     INFO(log);
-    CHECK(count_lines(log, "events stream") == 2 * outages_n);
-    CHECK(count_lines(log, "reconnecting") == outages_n);
-    CHECK(count_lines(log, "back; resuming") == outages_n);
-    CHECK(count_lines(log, "retrying every") <= outages_n);
+    const auto broke = count_lines(log, "reconnecting");
+    CHECK(broke >= outages_n);
+    CHECK(broke <= outages_n + count_lines(log, "timed out; reconnecting"));
+    CHECK(count_lines(log, "back; resuming") == broke);  // each outage: one line as it starts, one as it ends
+    CHECK(count_lines(log, "events stream") == 2 * broke);
+    CHECK(count_lines(log, "retrying every") <= broke);
     CHECK(count_lines(log, "error") == 0);
   }
   // The automatic registrar: one line per change it made, none for a container re-created under
