@@ -5,6 +5,8 @@
 #include "support/podman_service.hpp"
 
 #include <doctest/doctest.h>
+
+#include <atomic>
 #include "support/docker_register_support.hpp"
 #include <mutex>
 
@@ -84,8 +86,13 @@ TEST_CASE("docker_client: ping, negotiation, list with exact names, inspect, err
   }
   CHECK(missing == "inspect container \"amb-test-no-such-container\" at " + podman.url() + ": no such container");
 
-  // Events: a stop produces "die" for our container; the stream ends when the service stops.
+  // Events: a stop produces "die" for our container; the stream ends when the service stops. The
+  // container is stopped only once the client has its answer to GET /version: on a loaded machine
+  // podman took longer to answer it than the 2 s this waited before, and stopping the service first
+  // left no stream to see the event (CI).
+  std::atomic<bool> negotiated{false};
   std::thread stopper([&] {
+    amb::test::wait_until([&] { return negotiated.load(); }, 60s);
     std::this_thread::sleep_for(1s);  // let the stream start; events since= covers a late start anyway
     podman.podman_ok({"stop", "-t", "1", name});
     std::this_thread::sleep_for(1s);
@@ -98,6 +105,8 @@ TEST_CASE("docker_client: ping, negotiation, list with exact names, inspect, err
   try {
     run_io<int>(
         [&](amb::docker_client& d) -> asio::awaitable<int> {
+          co_await d.negotiate();
+          negotiated = true;
           co_await d.events(since, [&](const amb::docker_event& ev) {
             if (ev.id == info.id) actions.push_back(ev.action);
           });
