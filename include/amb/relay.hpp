@@ -265,8 +265,9 @@ public:
       arm_timer();
     }
     drain(true);  // a first read at once: the client has often sent its request already
-    // The server has rarely said anything yet: no read for EAGAIN, wait. (With the reactor wait, the
-    // first wait on a fresh socket still completes at once: Asio's first read on a socket is speculative.)
+    // The server has rarely said anything yet: no read for EAGAIN, wait. On a socket amb connected
+    // this waits for the server's first bytes (a server that spoke first has made an event, which
+    // completes the wait at once); on one Asio connected, the first wait completes at once anyway.
     wait(false);
   }
 
@@ -319,7 +320,8 @@ private:
     arm_timer();
   }
 
-  /// Waits until the source is readable again. Precondition: the last read emptied it.
+  /// Waits until the source is readable again. Precondition: the last read emptied it, or nothing
+  /// has read it yet.
   void wait(bool up) {
     direction& d = up ? up_ : down_;
 #if AMB_RELAY_SPLICE

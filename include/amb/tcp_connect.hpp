@@ -38,12 +38,12 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
 
 /// One connect attempt: a non-blocking connect(2) and one wait for the socket to become writable,
 /// then SO_ERROR. Asio's async_connect makes an ioctl, a poll(2) and a getsockopt around the same
-/// wait; this makes the ioctl (non_blocking(true): the socket then stays non-blocking) and the
-/// getsockopt only. The wait's epoll_ctl also registers EPOLLRDHUP for the relay (reactor_wait.hpp).
+/// wait; this makes the getsockopt only (the socket is opened non-blocking, and stays so; with
+/// AMB_NO_ASIO_INTERNALS an ioctl makes it so). The wait's epoll_ctl also registers EPOLLRDHUP for
+/// the relay (reactor_wait.hpp).
 inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
                                                      const asio::ip::tcp::endpoint& address) {
-  std::error_code ec;
-  if (socket.open(address.protocol(), ec) || socket.non_blocking(true, ec)) co_return ec;
+  if (auto ec = open_non_blocking(socket, address.protocol())) co_return ec;
   if (::connect(socket.native_handle(), address.data(), static_cast<socklen_t>(address.size())) == 0)
     co_return std::error_code{};
   if (errno != EINPROGRESS) co_return std::error_code(errno, asio::error::get_system_category());

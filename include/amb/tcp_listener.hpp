@@ -8,6 +8,7 @@
 #include "amb/log.hpp"
 
 #include "amb/detail/asio.hpp"
+#include "amb/detail/reactor_wait.hpp"
 
 #include <sys/socket.h>
 
@@ -97,6 +98,7 @@ inline asio::awaitable<void> accept_loop(asio::ip::tcp::acceptor& acceptor,
   while (acceptor.is_open()) {
     auto [ec, socket] = co_await acceptor.async_accept(detail::use_nothrow_awaitable);
     if (!ec) {
+      detail::own_accepted_fd(socket);  // closing it then needs no epoll_ctl (reactor_wait.hpp)
       if (failed_in_burst) log::debug("accepting again after ", log::count(failed_in_burst, "failed accept"));
       failed_in_burst = 0;
       on_accept(std::move(socket));

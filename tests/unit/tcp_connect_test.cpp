@@ -6,8 +6,10 @@
 
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
 #include <netinet/tcp.h>
 
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -44,6 +46,24 @@ TEST_CASE("connects to a listening port and sets TCP_NODELAY") {
   auto [ec, nodelay] = connect({"127.0.0.1", acceptor.local_endpoint().port()}, 5s);
   CHECK(!ec);
   CHECK(nodelay);
+}
+
+TEST_CASE("the connected socket is non-blocking, for Asio too, and (with the reactor wait) close-on-exec") {
+  asio::io_context io;
+  auto acceptor = amb::test::test_acceptor<tcp::acceptor>(io);
+  tcp::socket socket(io);
+  std::optional<std::error_code> result;
+  asio::co_spawn(io, amb::connect_tcp(socket, {"127.0.0.1", acceptor.local_endpoint().port()}, 5s),
+                 [&](std::exception_ptr, std::error_code ec) { result = ec; });
+  io.run();
+  REQUIRE(result);
+  REQUIRE(!*result);
+  CHECK((::fcntl(socket.native_handle(), F_GETFL) & O_NONBLOCK) != 0);
+  CHECK(socket.non_blocking());  // Asio's own record: its operations need no ioctl to switch
+#if AMB_REACTOR_WAIT
+  // Opened with SOCK_NONBLOCK|SOCK_CLOEXEC in one socket(2): no ioctl, and no fd leaks into a child.
+  CHECK((::fcntl(socket.native_handle(), F_GETFD) & FD_CLOEXEC) != 0);
+#endif
 }
 
 TEST_CASE("a name is resolved (localhost, from /etc/hosts)") {

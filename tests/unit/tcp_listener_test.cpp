@@ -55,6 +55,12 @@ TEST_CASE("accept_loop hands each connection over and returns when the acceptor 
                  amb::accept_loop(acceptor,
                                   [&](tcp::socket s) {
                                     CHECK(s.is_open());
+#if AMB_REACTOR_WAIT
+                                    // amb's own fd, never dup()ed: closing it takes it out of epoll,
+                                    // and Asio makes no epoll_ctl(EPOLL_CTL_DEL) first.
+                                    const auto state = amb::detail::socket_reactor_access::impl(s).state_;
+                                    CHECK((state & asio::detail::socket_ops::possible_dup) == 0);
+#endif
                                     if (++accepted == 3) acceptor.close();
                                   }),
                  [&](std::exception_ptr e) {

@@ -1,10 +1,15 @@
 // SPDX-License-Identifier: MIT
 // The one place amb reaches into Asio's internals: a readiness wait queued on the epoll reactor with
-// no syscall, for the relay's hot path. Everything else in amb uses Asio's public API.
+// no syscall, for the relay's hot path, and two facts about sockets amb made itself that Asio cannot
+// know (a socket amb opened is non-blocking and holds nothing to read yet; a socket amb accepted or
+// opened is never dup()ed). Everything else in amb uses Asio's public API.
 //
 // Why: Asio 1.22's public socket::async_wait re-arms the descriptor with epoll_ctl(EPOLL_CTL_MOD) on
 // every call, and async_read_some first tries a read that mostly fails with EAGAIN. A relayed
 // request/reply pays one of those per message; this wait pays neither (relay.hpp counts the cost).
+// The two facts save three syscalls of each proxied connection's set-up: the ioctl that makes the
+// upstream non-blocking, the first read on it (which would find nothing), and the epoll_ctl that
+// takes the accepted socket out of the epoll set before it is closed (closing does that).
 //
 // Fenced: AMB_REACTOR_WAIT is 1 only where this was written and tested: Asio's epoll reactor
 // (Linux, not io_uring) in the Asio releases 1.22.x (Debian 12 ships 1.22.1). Anywhere else, or when
@@ -26,6 +31,10 @@
     !defined(ASIO_HAS_IOCP) && ASIO_VERSION >= 102200 && ASIO_VERSION < 102300
 #define AMB_REACTOR_WAIT 1
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #else
 #define AMB_REACTOR_WAIT 0
 #endif
@@ -36,9 +45,8 @@ namespace amb::detail {
 /// Reaches the reactor's per-descriptor record of a socket (a protected member of basic_socket,
 /// read through a member pointer taken in a derived class, which the language allows).
 struct socket_reactor_access : asio::ip::tcp::socket {
-  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) {
-    return (s.*(&socket_reactor_access::impl_)).get_implementation().reactor_data_;
-  }
+  static auto& impl(asio::ip::tcp::socket& s) { return (s.*(&socket_reactor_access::impl_)).get_implementation(); }
+  static asio::detail::reactor::per_descriptor_data& of(asio::ip::tcp::socket& s) { return impl(s).reactor_data_; }
 };
 
 /// Reads and writes two private fields of Asio's epoll reactor (explicit instantiations may name
@@ -54,29 +62,79 @@ struct reported_tag {
   using type = unsigned int asio::detail::scheduler_operation::*;
   friend type member(reported_tag);
 };
+struct speculative_tag {
+  using type = bool (state::*)[asio::detail::epoll_reactor::max_ops];
+  friend type member(speculative_tag);
+};
 template <class Tag, typename Tag::type M>
 struct expose {
   friend typename Tag::type member(Tag) { return M; }
 };
 template struct expose<registered_tag, &state::registered_events_>;
 template struct expose<reported_tag, &asio::detail::scheduler_operation::task_result_>;
+template struct expose<speculative_tag, &state::try_speculative_>;
 
 /// The registration, to add EPOLLRDHUP (Asio keeps it in later epoll_ctl calls).
 inline std::uint32_t& registered(state* s) { return s->*member(registered_tag{}); }
 /// What the last epoll_wait said about the descriptor (descriptor_state derives privately from
 /// scheduler_operation; a C-style cast is the conversion the language allows for that).
 inline unsigned int reported(state* s) { return ((asio::detail::scheduler_operation*)s)->*member(reported_tag{}); }
+/// Asio's note that data may be waiting (true for every socket it registers, and after an event that
+/// found no operation queued): the next operation then completes at once instead of waiting (for a
+/// wait: a wake-up whose read may find nothing).
+inline bool& may_be_readable(state* s) { return (s->*member(speculative_tag{}))[asio::detail::epoll_reactor::read_op]; }
 }  // namespace reactor_fields
 #endif
 
+/// Opens `socket` for `protocol` in non-blocking mode: one socket(2) with SOCK_NONBLOCK|SOCK_CLOEXEC
+/// where Asio's open() and non_blocking(true) make a socket(2) and an ioctl(FIONBIO). Also tells the
+/// reactor that nothing can be waiting to be read: the socket is new, and every byte that arrives
+/// from now on makes an epoll event (Asio assumes the opposite of any socket it registers, so the
+/// first wait would complete at once and its read find nothing).
+inline std::error_code open_non_blocking(asio::ip::tcp::socket& socket, const asio::ip::tcp& protocol) {
+  std::error_code ec;
+#if AMB_REACTOR_WAIT
+  const int fd = ::socket(protocol.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, protocol.protocol());
+  if (fd < 0) return std::error_code(errno, asio::error::get_system_category());
+  if (socket.assign(protocol, fd, ec)) {
+    ::close(fd);
+    return ec;
+  }
+  auto& impl = socket_reactor_access::impl(socket);
+  // assign() cannot know the fd is non-blocking, nor that nothing else holds a copy of it (it marks
+  // every assigned fd possible_dup, and so removes it from epoll with a syscall of its own before
+  // closing it); this fd is new and amb never dup()s it.
+  impl.state_ = (impl.state_ & ~asio::detail::socket_ops::possible_dup) | asio::detail::socket_ops::non_blocking;
+  if (auto* data = socket_reactor_access::of(socket)) reactor_fields::may_be_readable(data) = false;
+#else
+  if (!socket.open(protocol, ec)) socket.non_blocking(true, ec);
+#endif
+  return ec;
+}
+
+/// For a socket amb accepted: nothing else holds a copy of its fd, so closing it also takes it out of
+/// the epoll set, and Asio need not make an epoll_ctl(EPOLL_CTL_DEL) first (it makes one for every
+/// socket it accepted, since an accepted fd is assigned, and an assigned one might be a dup()). No
+/// syscall; nothing without the reactor wait.
+inline void own_accepted_fd(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+  auto& impl = socket_reactor_access::impl(socket);
+  impl.state_ &= ~asio::detail::socket_ops::possible_dup;
+#else
+  (void)socket;
+#endif
+}
+
 /// "Call me back when this socket becomes readable", reusable for every wait of one direction of
 /// one connection (waiting allocates nothing). Precondition of every wait(): the caller read the
-/// socket empty just before (a short read, EAGAIN, or a splice that found nothing).
+/// socket empty just before (a short read, EAGAIN, or a splice that found nothing), or the socket is
+/// new (open_non_blocking).
 ///
 /// With AMB_REACTOR_WAIT: Asio registers each socket once, edge-triggered, for reading. Every new
 /// arrival of data (or a FIN, or an error) makes an event; an event that finds no operation queued
-/// is remembered (try_speculative) and completes the next operation at once. This op's perform()
-/// does nothing and says "done, socket exhausted", so it waits without epoll_ctl or read. A FIN that
+/// is remembered (try_speculative) and completes the next operation at once (as does every socket's
+/// first operation, unless open_non_blocking made it). This op's perform() does nothing and says
+/// "done, socket exhausted", so it waits without epoll_ctl or read. A FIN that
 /// arrived together with the last data makes no later edge, so the first wait adds EPOLLRDHUP to the
 /// registration, and peer_closed() tells the caller to read on after a short read.
 /// Without: Asio's public async_wait, and peer_closed() always says "read on until EAGAIN".
