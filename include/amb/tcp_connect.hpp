@@ -38,8 +38,8 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
 
 /// One connect attempt: a non-blocking connect(2) and one wait for the socket to become writable,
 /// then SO_ERROR. Asio's async_connect makes an ioctl, a poll(2) and a getsockopt around the same
-/// wait; this makes the getsockopt only (the socket is opened non-blocking, and stays so; with
-/// AMB_NO_ASIO_INTERNALS an ioctl makes it so). The wait's epoll_ctl also registers EPOLLRDHUP for
+/// wait; this makes none of them where the reactor's report already says the connect succeeded
+/// (else the getsockopt), and opens the socket non-blocking (with AMB_NO_ASIO_INTERNALS: an ioctl). The wait's epoll_ctl also registers EPOLLRDHUP for
 /// the relay (reactor_wait.hpp).
 inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
                                                      const asio::ip::tcp::endpoint& address) {
@@ -50,6 +50,7 @@ inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& sock
   readable_wait::register_peer_close_with_next_wait(socket);
   auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
   if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
+  if (connected_per_report(socket)) co_return std::error_code{};  // writable, no error: no SO_ERROR to ask
   int error = 0;
   socklen_t length = sizeof error;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;

@@ -2099,7 +2099,8 @@ private:
 // request/reply pays one of those per message; this wait pays neither (relay.hpp counts the cost).
 // The two facts save three syscalls of each proxied connection's set-up: the ioctl that makes the
 // upstream non-blocking, the first read on it (which would find nothing), and the epoll_ctl that
-// takes the accepted socket out of the epoll set before it is closed (closing does that).
+// takes the accepted socket out of the epoll set before it is closed (closing does that). The
+// reactor's report of the connect's wait saves a fourth, getsockopt(SO_ERROR), when it says success.
 //
 // Fenced: AMB_REACTOR_WAIT is 1 only where this was written and tested: Asio's epoll reactor
 // (Linux, not io_uring) in the Asio releases 1.22.x (Debian 12 ships 1.22.1). Anywhere else, or when
@@ -2210,6 +2211,22 @@ inline void own_accepted_fd(asio::ip::tcp::socket& socket) noexcept {
   impl.state_ &= ~asio::detail::socket_ops::possible_dup;
 #else
   (void)socket;
+#endif
+}
+
+/// After a wait for a connecting socket to become writable: true when the reactor's report of that
+/// wait proves the connection was made (writable, with neither an error nor a hang-up: a connect that
+/// failed is always reported with EPOLLERR), so getsockopt(SO_ERROR) need not ask. false when the
+/// report is not that clear, and always without the reactor wait: then ask SO_ERROR.
+inline bool connected_per_report(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+  auto* data = socket_reactor_access::of(socket);
+  if (!data) return false;
+  const auto events = reactor_fields::reported(data);
+  return (events & EPOLLOUT) != 0 && (events & (EPOLLERR | EPOLLHUP)) == 0;
+#else
+  (void)socket;
+  return false;
 #endif
 }
 
@@ -2361,8 +2378,8 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
 
 /// One connect attempt: a non-blocking connect(2) and one wait for the socket to become writable,
 /// then SO_ERROR. Asio's async_connect makes an ioctl, a poll(2) and a getsockopt around the same
-/// wait; this makes the getsockopt only (the socket is opened non-blocking, and stays so; with
-/// AMB_NO_ASIO_INTERNALS an ioctl makes it so). The wait's epoll_ctl also registers EPOLLRDHUP for
+/// wait; this makes none of them where the reactor's report already says the connect succeeded
+/// (else the getsockopt), and opens the socket non-blocking (with AMB_NO_ASIO_INTERNALS: an ioctl). The wait's epoll_ctl also registers EPOLLRDHUP for
 /// the relay (reactor_wait.hpp).
 inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
                                                      const asio::ip::tcp::endpoint& address) {
@@ -2373,6 +2390,7 @@ inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& sock
   readable_wait::register_peer_close_with_next_wait(socket);
   auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
   if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
+  if (connected_per_report(socket)) co_return std::error_code{};  // writable, no error: no SO_ERROR to ask
   int error = 0;
   socklen_t length = sizeof error;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;

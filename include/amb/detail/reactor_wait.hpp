@@ -9,7 +9,8 @@
 // request/reply pays one of those per message; this wait pays neither (relay.hpp counts the cost).
 // The two facts save three syscalls of each proxied connection's set-up: the ioctl that makes the
 // upstream non-blocking, the first read on it (which would find nothing), and the epoll_ctl that
-// takes the accepted socket out of the epoll set before it is closed (closing does that).
+// takes the accepted socket out of the epoll set before it is closed (closing does that). The
+// reactor's report of the connect's wait saves a fourth, getsockopt(SO_ERROR), when it says success.
 //
 // Fenced: AMB_REACTOR_WAIT is 1 only where this was written and tested: Asio's epoll reactor
 // (Linux, not io_uring) in the Asio releases 1.22.x (Debian 12 ships 1.22.1). Anywhere else, or when
@@ -122,6 +123,22 @@ inline void own_accepted_fd(asio::ip::tcp::socket& socket) noexcept {
   impl.state_ &= ~asio::detail::socket_ops::possible_dup;
 #else
   (void)socket;
+#endif
+}
+
+/// After a wait for a connecting socket to become writable: true when the reactor's report of that
+/// wait proves the connection was made (writable, with neither an error nor a hang-up: a connect that
+/// failed is always reported with EPOLLERR), so getsockopt(SO_ERROR) need not ask. false when the
+/// report is not that clear, and always without the reactor wait: then ask SO_ERROR.
+inline bool connected_per_report(asio::ip::tcp::socket& socket) noexcept {
+#if AMB_REACTOR_WAIT
+  auto* data = socket_reactor_access::of(socket);
+  if (!data) return false;
+  const auto events = reactor_fields::reported(data);
+  return (events & EPOLLOUT) != 0 && (events & (EPOLLERR | EPOLLHUP)) == 0;
+#else
+  (void)socket;
+  return false;
 #endif
 }
 
