@@ -75,8 +75,9 @@ struct fixture {
     tcp::socket up(relay_io);
     if (amb_connects) {
       auto acceptor = amb::test::test_acceptor<tcp::acceptor>(test_io);
+      const amb::host_port target{"127.0.0.1", acceptor.local_endpoint().port()};  // outlives the coroutine
       std::optional<std::error_code> connected;
-      asio::co_spawn(relay_io, amb::connect_tcp(up, {"127.0.0.1", acceptor.local_endpoint().port()}, 5s),
+      asio::co_spawn(relay_io, amb::connect_tcp(up, target, 5s),
                      [&](std::exception_ptr, std::error_code ec) { connected = ec; });
       while (!connected) relay_io.run_one();  // the relay's thread does not run yet
       REQUIRE(!*connected);

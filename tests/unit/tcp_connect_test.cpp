@@ -52,8 +52,9 @@ TEST_CASE("the connected socket is non-blocking, for Asio too, and (with the rea
   asio::io_context io;
   auto acceptor = amb::test::test_acceptor<tcp::acceptor>(io);
   tcp::socket socket(io);
+  const amb::host_port target{"127.0.0.1", acceptor.local_endpoint().port()};  // outlives the coroutine
   std::optional<std::error_code> result;
-  asio::co_spawn(io, amb::connect_tcp(socket, {"127.0.0.1", acceptor.local_endpoint().port()}, 5s),
+  asio::co_spawn(io, amb::connect_tcp(socket, target, 5s),
                  [&](std::exception_ptr, std::error_code ec) { result = ec; });
   io.run();
   REQUIRE(result);
