@@ -89,6 +89,13 @@ if [ -z "$programs" ]; then
     echo "make-images: could not remove the builder image $builder: remove it with '$engine rmi $builder'" >&2
   fi
 fi
+# A rebuild leaves untagged ("<none>") the images it replaced, and the prebuilt stage's image: every
+# run would add a few. They all carry the Dockerfile's label amb.image, so exactly those go (other
+# untagged images on the machine are not ours); one still used by a container stays, and is named.
+for stale in $($engine images -q --filter dangling=true --filter label=amb.image); do
+  $engine rmi "$stale" >/dev/null 2>&1 ||
+    echo "make-images: kept the untagged amb image $stale (a container still uses it)" >&2
+done
 for program in simple-amb docker-register dynamic-etcd-amb; do
   size=$($engine image inspect --format '{{.Size}}' "amb/$program:latest")
   printf 'make-images: amb/%-17s %8d bytes\n' "$program" "$size"
