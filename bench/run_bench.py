@@ -17,6 +17,7 @@ Usage: bench/run_bench.py [--quick] [--reps N] [--mode shared|pinned|both] [--bi
 """
 import argparse
 import base64
+import fcntl
 import json
 import os
 import random
@@ -87,13 +88,35 @@ class Procs:
 PROCS = Procs()
 
 
+PORT_CLAIMS = []  # the open files whose locks claim the ports this run drew (claim_port)
+
+
+def claim_port(port):
+    """Claims `port` among the processes that draw ports from 20000-32767 at once (amb's tests do the
+    same, tests/support/process.hpp: make test runs this script beside them): an exclusive flock(2) on
+    a file named after the port in a folder they all share, held until this script ends. False when
+    another process holds it: it gave the port to a server that may not have bound it yet."""
+    folder = os.path.join(os.environ.get("TMPDIR") or "/tmp", "amb-test-ports")
+    os.makedirs(folder, exist_ok=True)
+    f = open(os.path.join(folder, str(port)), "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return False
+    PORT_CLAIMS.append(f)
+    return True
+
+
 def bind_free_port(sock):
-    """Binds `sock` to 127.0.0.1 and a random free port in 20000-32767; returns the port. Below the kernel's
-    ephemeral range (32768-60999 here): no outgoing connection (from a proxy under test, say) can take it
-    before the server binds it, and podman's DNAT rules for the host ports it publishes (from that range)
-    cannot catch connections meant for it."""
+    """Binds `sock` to 127.0.0.1 and a random free port in 20000-32767 that no other process claimed
+    (claim_port); returns the port. Below the kernel's ephemeral range (32768-60999 here): no outgoing
+    connection (from a proxy under test, say) can take it before the server binds it, and podman's DNAT
+    rules for the host ports it publishes (from that range) cannot catch connections meant for it."""
     for _ in range(200):
         port = random.randint(20000, 32767)
+        if not claim_port(port):
+            continue
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

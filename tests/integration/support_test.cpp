@@ -63,4 +63,30 @@ TEST_CASE("test servers listen below the ephemeral range, where podman publishes
   CHECK(other <= amb::test::test_port_high);
 }
 
+namespace {
+/// claim_test_port(port) in a child process: its answer (the child ends at once, and its claims with it).
+bool child_claims(std::uint16_t port) {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) ::_exit(amb::test::claim_test_port(port) ? 0 : 1);
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  return WEXITSTATUS(status) == 0;
+}
+}  // namespace
+
+TEST_CASE("a port a test process drew is not drawn by another until that process ends") {
+  // free_port's port is bound by its server later: until then no other test process may draw it.
+  const auto port = amb::test::free_port();
+  CHECK_FALSE(child_claims(port));
+  CHECK_FALSE(amb::test::claim_test_port(port));  // nor this process again
+  // A claim ends with its process, however it ends: a port one child claimed, the next child claims.
+  std::uint16_t other = 0;
+  for (int p = amb::test::test_port_low; p <= amb::test::test_port_high && other == 0; ++p)
+    if (p != port && child_claims(static_cast<std::uint16_t>(p))) other = static_cast<std::uint16_t>(p);
+  REQUIRE(other != 0);
+  CHECK(child_claims(other));
+}
+
 }  // namespace support_test

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -21,10 +22,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -155,13 +158,56 @@ inline bool port_open(std::uint16_t port, const std::string& ip = "127.0.0.1") {
 /// Below the ephemeral range only another test's pick can collide: 1 in 12,768 per pair of picks.
 inline constexpr int test_port_low = 20000, test_port_high = 32767;
 
+/// The folder where test processes claim ports (claim_test_port), shared by all of them.
+inline std::string test_port_claims_dir() {
+  const char* tmp = std::getenv("TMPDIR");
+  return std::string(tmp && *tmp ? tmp : "/tmp") + "/amb-test-ports";
+}
+
+/// Claims `port` among the test processes that run at once (ctest -j, make test's two streams). They
+/// draw from one range, and a port given to a server that binds it later (free_port) can be drawn
+/// again until then: two tests could give one port to two servers (seen in CI: "metrics listen on
+/// 127.0.0.1:20022: Address already in use"). A claim is an exclusive flock(2) on a file named after
+/// the port, in a folder all of them share; false when another process, or this one, holds it. The
+/// lock belongs to this process's open file: it goes when the file is closed (after 64 newer claims
+/// of this process, long after its server bound the port) or when the process ends, however it ends,
+/// so no claim outlives its owner.
+inline bool claim_test_port(std::uint16_t port) {
+  static std::mutex guard;
+  static std::deque<int> held;  // this process's newest claims, oldest first
+  const std::string dir = test_port_claims_dir();
+  const std::string file = dir + "/" + std::to_string(port);
+  int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0 && errno == ENOENT && (::mkdir(dir.c_str(), 0777) == 0 || errno == EEXIST))
+    fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) throw std::runtime_error("test set-up: cannot claim a port in " + dir + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd);
+    return false;
+  }
+  std::lock_guard lock(guard);
+  held.push_back(fd);
+  if (held.size() > 64) {
+    ::close(held.front());
+    held.pop_front();
+  }
+  return true;
+}
+
 /// Binds the TCP socket `fd` to `ip` (127.0.0.1 by default, or ::1) and a random free port in the test
-/// range; returns the port. Throws when none binds in 200 tries.
+/// range that no other test process has claimed (claim_test_port); returns the port. Throws when none
+/// binds in 200 tries.
 inline std::uint16_t bind_test_port(int fd, const std::string& ip = "127.0.0.1") {
+  static std::mutex guard;
   static std::mt19937 random{std::random_device{}() ^ static_cast<unsigned>(::getpid())};
   std::uniform_int_distribution<int> in_range(test_port_low, test_port_high);
   for (int attempt = 0; attempt < 200; ++attempt) {
-    const auto port = static_cast<std::uint16_t>(in_range(random));
+    std::uint16_t port = 0;
+    {
+      std::lock_guard lock(guard);
+      port = static_cast<std::uint16_t>(in_range(random));
+    }
+    if (!claim_test_port(port)) continue;  // drawn by a test process that runs now (maybe this one)
     auto a = make_socket_address(ip, port);
     if (::bind(fd, a.get(), a.length) == 0) return port;
     if (errno != EADDRINUSE) break;
