@@ -200,8 +200,9 @@ def tree_pids(root):
     return out
 
 
-def cpu_seconds(root):
-    """utime+stime of the proxy's live process tree, plus what its reaped children used (socat forks)."""
+def cpu_seconds(root, user_only=False):
+    """utime+stime of the proxy's live process tree, plus what its reaped children used (socat forks);
+    with user_only, utime (+cutime) alone: the part of the proxy's CPU that is its own code, not the kernel's."""
     total = 0
     for p in tree_pids(root):
         try:
@@ -210,9 +211,9 @@ def cpu_seconds(root):
         except OSError:
             continue
         # fields[0] is state (field 3); utime, stime, cutime, cstime are fields 14..17.
-        total += int(fields[11]) + int(fields[12])
+        total += int(fields[11]) + (0 if user_only else int(fields[12]))
         if p == root:
-            total += int(fields[13]) + int(fields[14])
+            total += int(fields[13]) + (0 if user_only else int(fields[14]))
     return total / CLK_TCK
 
 
@@ -722,13 +723,16 @@ def throughput(env, kinds, mode, cpus, reps, skip, quick):
                 for ld in lds:
                     proc, port = (pr, portr) if ld.target == "redis" else (pi, porti)
                     c0 = cpu_seconds(proc.pid) if proc else None
+                    u0 = cpu_seconds(proc.pid, user_only=True) if proc else None
                     r = ld.run(env, port, ld.n)
                     cpu = cpu_seconds(proc.pid) - c0 if proc else None
+                    user = cpu_seconds(proc.pid, user_only=True) - u0 if proc else None
                     for what in ("value", "p50", "p99"):
                         if what in r:
                             add(ld.key, what, k.name, r[what])
                     if cpu is not None:
                         add(ld.key, "cpu", k.name, ld.cpu_per(cpu, r["units"]))
+                        add(ld.key, "user", k.name, ld.cpu_per(user, r["units"]))
 
         t1 = time.time()
         sys_counts = {}  # (row, proxy) -> {syscall: calls per unit}
@@ -786,7 +790,10 @@ def throughput(env, kinds, mode, cpus, reps, skip, quick):
                 ("spread %", {n: spread(samples.get((ld.key, "value", n), [])) for n in names}, "{:.1f}")]
         if ld.target == "redis" and ld.key != "churn":
             cols += [("p50 ms", med(ld.key, "p50"), "{:.3f}"), ("p99 ms", med(ld.key, "p99"), "{:.3f}")]
-        cols.append((ld.cpu_head, med(ld.key, "cpu"), "{:.3f}" if ld.key.startswith(("P16", "iperf")) else "{:.2f}"))
+        cpu_fmt = "{:.3f}" if ld.key.startswith(("P16", "iperf")) else "{:.2f}"
+        cols.append((ld.cpu_head, med(ld.key, "cpu"), cpu_fmt))
+        # The kernel's share (TCP, epoll, copies) is the same work for every proxy; user is what differs.
+        cols.append(("of which user", med(ld.key, "user"), cpu_fmt))
         if "syscalls" not in skip:
             cols.append((ld.sys_head, {n: sum(sys_counts[(ld.key, n)].values()) for n in names
                                        if (ld.key, n) in sys_counts}, "{:.2f}"))
