@@ -5,12 +5,15 @@
 #include "amb/log.hpp"
 #include "amb/address.hpp"
 
+#include "amb/detail/asio.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -53,12 +56,24 @@ inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
   return r;
 }
 
+/// `where` as a socket address when its host is an IP literal; std::nullopt for a name (which every
+/// connect resolves again, so a changed DNS answer is followed).
+inline std::optional<asio::ip::tcp::endpoint> numeric_endpoint(const host_port& where) {
+  std::error_code ec;
+  const auto ip = asio::ip::make_address(where.host, ec);
+  if (ec) return std::nullopt;
+  return asio::ip::tcp::endpoint(ip, where.port);
+}
+
 /// One registered instance. Connections hold it by shared_ptr, so a removed or replaced
 /// instance lives on (with its counters) until its last connection ends.
 struct instance {
   using clock = std::chrono::steady_clock;
-  std::string id;                       ///< the etcd key it came from
-  host_port address;                    ///< where to connect
+  std::string id;     ///< the etcd key it came from
+  host_port address;  ///< where to connect
+  /// `address` parsed once, when it is numeric: the proxy connects to it without parsing the text
+  /// again for every connection (numeric_endpoint(); the balancer sets it, for a new address).
+  std::optional<asio::ip::tcp::endpoint> endpoint;
   std::uint32_t weight = 1;             ///< relative share (1..)
   std::size_t active = 0;               ///< live connections right now
   std::uint32_t consecutive_fails = 0;  ///< connect failures since the last success
@@ -157,6 +172,7 @@ public:
       auto i = std::make_shared<instance>();
       i->id = id;
       i->address = address;
+      i->endpoint = numeric_endpoint(address);
       i->weight = weight;
       i->draining = draining;
       if (is_new)
@@ -243,28 +259,33 @@ public:
   std::shared_ptr<instance> pick(std::string_view client_key = {},
                                  const std::vector<std::shared_ptr<instance>>& tried = {},
                                  clock::time_point now = clock::now()) {
-    std::vector<instance*> groups[4];
-    for (const auto& p : set_) {
-      // An instance failing its active checks is out of service, even when nothing else is left
-      // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
-      if (p->check_down || std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
-      groups[(p->is_ejected(now) ? 2 : 0) + (p->draining ? 1 : 0)].push_back(p.get());
-    }
-    auto* first = std::find_if(std::begin(groups), std::end(groups), [](const auto& g) { return !g.empty(); });
-    if (first == std::end(groups)) return nullptr;
-    auto& candidates = *first;
+    // An instance failing its active checks is out of service, even when nothing else is left
+    // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
+    auto offered = [&](const std::shared_ptr<instance>& p) {
+      return !p->check_down && std::find(tried.begin(), tried.end(), p) == tried.end();
+    };
+    auto group = [&](const instance& p) { return (p.is_ejected(now) ? 2 : 0) + (p.draining ? 1 : 0); };
+    int best = 4;  // the best group any offered instance is in (4: none offered)
+    for (const auto& p : set_)
+      if (offered(p)) best = std::min(best, group(*p));
+    if (best == 4) return nullptr;
+    // A member, not a local: once grown, a pick allocates nothing (it runs for every connection).
+    candidates_.clear();
+    for (const auto& p : set_)
+      if (offered(p) && group(*p) == best) candidates_.push_back(p.get());
     instance* chosen = nullptr;
     // A failover pick must not move the turn: otherwise every client after a dead instance's
     // turn would land on it first, instead of once per round.
-    const std::string turn = next_id_;
+    std::string turn;
+    if (!tried.empty()) turn = next_id_;
     switch (opts_.policy) {
-      case balance_policy::round_robin: chosen = pick_round_robin(candidates); break;
-      case balance_policy::weighted: chosen = pick_weighted(candidates); break;
-      case balance_policy::least_conn: chosen = pick_least_conn(candidates); break;
-      case balance_policy::p2c: chosen = pick_p2c(candidates); break;
-      case balance_policy::source_hash: chosen = pick_hash(client_key, candidates); break;
+      case balance_policy::round_robin: chosen = pick_round_robin(candidates_); break;
+      case balance_policy::weighted: chosen = pick_weighted(candidates_); break;
+      case balance_policy::least_conn: chosen = pick_least_conn(candidates_); break;
+      case balance_policy::p2c: chosen = pick_p2c(candidates_); break;
+      case balance_policy::source_hash: chosen = pick_hash(client_key, candidates_); break;
     }
-    if (!tried.empty()) next_id_ = turn;
+    if (!tried.empty()) next_id_ = std::move(turn);
     return chosen ? get_shared(chosen) : nullptr;
   }
 
@@ -316,7 +337,8 @@ private:
         chosen = i;
         break;
       }
-    next_id_ = chosen->id + '\0';  // the smallest string greater than chosen->id
+    next_id_.assign(chosen->id);  // reusing the string's storage
+    next_id_ += '\0';             // the smallest string greater than chosen->id
     return chosen;
   }
 
@@ -342,10 +364,10 @@ private:
     const instance* best = c.front();
     for (auto* i : c)
       if (load_less(i, best)) best = i;
-    std::vector<instance*> tied;
+    tied_.clear();
     for (auto* i : c)
-      if (!load_less(best, i) && !load_less(i, best)) tied.push_back(i);
-    return pick_round_robin(tied);
+      if (!load_less(best, i) && !load_less(i, best)) tied_.push_back(i);
+    return pick_round_robin(tied_);
   }
 
   instance* pick_p2c(const std::vector<instance*>& c) {
@@ -407,6 +429,7 @@ private:
   std::vector<std::pair<std::uint64_t, instance*>> ring_;
   std::string next_id_;
   std::mt19937_64 rng_;
+  std::vector<instance*> candidates_, tied_;  // pick()'s scratch space, kept to save allocations
 };
 
 }  // namespace amb

@@ -36,25 +36,41 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
   });
 }
 
-/// One connect attempt: a non-blocking connect(2) and one wait for the socket to become writable,
-/// then SO_ERROR. Asio's async_connect makes an ioctl, a poll(2) and a getsockopt around the same
-/// wait; this makes none of them where the reactor's report already says the connect succeeded
-/// (else the getsockopt), and opens the socket non-blocking (with AMB_NO_ASIO_INTERNALS: an ioctl). The wait's epoll_ctl also registers EPOLLRDHUP for
-/// the relay (reactor_wait.hpp).
-inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
-                                                     const asio::ip::tcp::endpoint& address) {
-  if (auto ec = open_non_blocking(socket, address.protocol())) co_return ec;
-  if (::connect(socket.native_handle(), address.data(), static_cast<socklen_t>(address.size())) == 0)
-    co_return std::error_code{};
-  if (errno != EINPROGRESS) co_return std::error_code(errno, asio::error::get_system_category());
+/// Starts a connect to `address` on `socket` (opened here, non-blocking, with SOCK_CLOEXEC where the
+/// reactor wait allows: reactor_wait.hpp). Returns {} with `in_progress` false when connected at once,
+/// {} with `in_progress` true when the connect goes on (wait for the socket to become writable, then
+/// ask connect_outcome()), else the error. Asio's async_connect makes an ioctl, a poll(2) and a
+/// getsockopt around the same wait; this makes none of them where it can (see connect_outcome()).
+/// The wait's epoll_ctl also registers EPOLLRDHUP for the relay (reactor_wait.hpp).
+inline std::error_code start_connect(asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& address,
+                                     bool& in_progress) {
+  in_progress = false;
+  if (auto ec = open_non_blocking(socket, address.protocol())) return ec;
+  if (::connect(socket.native_handle(), address.data(), static_cast<socklen_t>(address.size())) == 0) return {};
+  if (errno != EINPROGRESS) return std::error_code(errno, asio::error::get_system_category());
+  in_progress = true;
   readable_wait::register_peer_close_with_next_wait(socket);
-  auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
-  if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
-  if (connected_per_report(socket)) co_return std::error_code{};  // writable, no error: no SO_ERROR to ask
+  return {};
+}
+
+/// After the wait for a connecting socket to become writable: whether the connect succeeded. No
+/// syscall where the reactor's report of the wait says so, else getsockopt(SO_ERROR).
+inline std::error_code connect_outcome(asio::ip::tcp::socket& socket) {
+  if (connected_per_report(socket)) return {};  // writable, no error: no SO_ERROR to ask
   int error = 0;
   socklen_t length = sizeof error;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
-  co_return error ? std::error_code(error, asio::error::get_system_category()) : std::error_code{};
+  return error ? std::error_code(error, asio::error::get_system_category()) : std::error_code{};
+}
+
+/// One connect attempt: start_connect(), one wait for the socket to become writable, connect_outcome().
+inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
+                                                     const asio::ip::tcp::endpoint& address) {
+  bool in_progress = false;
+  if (auto ec = start_connect(socket, address, in_progress); ec || !in_progress) co_return ec;
+  auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
+  if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
+  co_return connect_outcome(socket);
 }
 
 }  // namespace detail

@@ -543,12 +543,42 @@ inline parsed<std::vector<endpoint>> parse_endpoint_list(std::string_view text) 
 // Balancer: the instance set an ambassador forwards to, and the policies that choose from it.
 
 
+
+// ---- begin amb/detail/asio.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_ASIO_HPP
+#define AMB_INLINED_AMB_DETAIL_ASIO_HPP
+// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
+// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
+
+// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
+// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
+// The macros must be set before Asio's first header: if Asio came first without them, say so.
+#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
+#if defined(ASIO_VERSION)
+#error \
+    "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
+#endif
+#define ASIO_HAS_CO_AWAIT 1
+#define ASIO_HAS_STD_COROUTINE 1
+#endif
+
+#include <asio.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+
+#if !defined(ASIO_HAS_CO_AWAIT)
+#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
+#endif
+#endif // AMB_INLINED_AMB_DETAIL_ASIO_HPP
+// ---- end amb/detail/asio.hpp ----
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -591,12 +621,24 @@ inline parsed<balance_policy> parse_balance_policy(std::string_view text) {
   return r;
 }
 
+/// `where` as a socket address when its host is an IP literal; std::nullopt for a name (which every
+/// connect resolves again, so a changed DNS answer is followed).
+inline std::optional<asio::ip::tcp::endpoint> numeric_endpoint(const host_port& where) {
+  std::error_code ec;
+  const auto ip = asio::ip::make_address(where.host, ec);
+  if (ec) return std::nullopt;
+  return asio::ip::tcp::endpoint(ip, where.port);
+}
+
 /// One registered instance. Connections hold it by shared_ptr, so a removed or replaced
 /// instance lives on (with its counters) until its last connection ends.
 struct instance {
   using clock = std::chrono::steady_clock;
-  std::string id;                       ///< the etcd key it came from
-  host_port address;                    ///< where to connect
+  std::string id;     ///< the etcd key it came from
+  host_port address;  ///< where to connect
+  /// `address` parsed once, when it is numeric: the proxy connects to it without parsing the text
+  /// again for every connection (numeric_endpoint(); the balancer sets it, for a new address).
+  std::optional<asio::ip::tcp::endpoint> endpoint;
   std::uint32_t weight = 1;             ///< relative share (1..)
   std::size_t active = 0;               ///< live connections right now
   std::uint32_t consecutive_fails = 0;  ///< connect failures since the last success
@@ -695,6 +737,7 @@ public:
       auto i = std::make_shared<instance>();
       i->id = id;
       i->address = address;
+      i->endpoint = numeric_endpoint(address);
       i->weight = weight;
       i->draining = draining;
       if (is_new)
@@ -781,28 +824,33 @@ public:
   std::shared_ptr<instance> pick(std::string_view client_key = {},
                                  const std::vector<std::shared_ptr<instance>>& tried = {},
                                  clock::time_point now = clock::now()) {
-    std::vector<instance*> groups[4];
-    for (const auto& p : set_) {
-      // An instance failing its active checks is out of service, even when nothing else is left
-      // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
-      if (p->check_down || std::find(tried.begin(), tried.end(), p) != tried.end()) continue;
-      groups[(p->is_ejected(now) ? 2 : 0) + (p->draining ? 1 : 0)].push_back(p.get());
-    }
-    auto* first = std::find_if(std::begin(groups), std::end(groups), [](const auto& g) { return !g.empty(); });
-    if (first == std::end(groups)) return nullptr;
-    auto& candidates = *first;
+    // An instance failing its active checks is out of service, even when nothing else is left
+    // (haproxy's rule): unlike a passive ejection, a check keeps looking, and says when it is back.
+    auto offered = [&](const std::shared_ptr<instance>& p) {
+      return !p->check_down && std::find(tried.begin(), tried.end(), p) == tried.end();
+    };
+    auto group = [&](const instance& p) { return (p.is_ejected(now) ? 2 : 0) + (p.draining ? 1 : 0); };
+    int best = 4;  // the best group any offered instance is in (4: none offered)
+    for (const auto& p : set_)
+      if (offered(p)) best = std::min(best, group(*p));
+    if (best == 4) return nullptr;
+    // A member, not a local: once grown, a pick allocates nothing (it runs for every connection).
+    candidates_.clear();
+    for (const auto& p : set_)
+      if (offered(p) && group(*p) == best) candidates_.push_back(p.get());
     instance* chosen = nullptr;
     // A failover pick must not move the turn: otherwise every client after a dead instance's
     // turn would land on it first, instead of once per round.
-    const std::string turn = next_id_;
+    std::string turn;
+    if (!tried.empty()) turn = next_id_;
     switch (opts_.policy) {
-      case balance_policy::round_robin: chosen = pick_round_robin(candidates); break;
-      case balance_policy::weighted: chosen = pick_weighted(candidates); break;
-      case balance_policy::least_conn: chosen = pick_least_conn(candidates); break;
-      case balance_policy::p2c: chosen = pick_p2c(candidates); break;
-      case balance_policy::source_hash: chosen = pick_hash(client_key, candidates); break;
+      case balance_policy::round_robin: chosen = pick_round_robin(candidates_); break;
+      case balance_policy::weighted: chosen = pick_weighted(candidates_); break;
+      case balance_policy::least_conn: chosen = pick_least_conn(candidates_); break;
+      case balance_policy::p2c: chosen = pick_p2c(candidates_); break;
+      case balance_policy::source_hash: chosen = pick_hash(client_key, candidates_); break;
     }
-    if (!tried.empty()) next_id_ = turn;
+    if (!tried.empty()) next_id_ = std::move(turn);
     return chosen ? get_shared(chosen) : nullptr;
   }
 
@@ -854,7 +902,8 @@ private:
         chosen = i;
         break;
       }
-    next_id_ = chosen->id + '\0';  // the smallest string greater than chosen->id
+    next_id_.assign(chosen->id);  // reusing the string's storage
+    next_id_ += '\0';             // the smallest string greater than chosen->id
     return chosen;
   }
 
@@ -880,10 +929,10 @@ private:
     const instance* best = c.front();
     for (auto* i : c)
       if (load_less(i, best)) best = i;
-    std::vector<instance*> tied;
+    tied_.clear();
     for (auto* i : c)
-      if (!load_less(best, i) && !load_less(i, best)) tied.push_back(i);
-    return pick_round_robin(tied);
+      if (!load_less(best, i) && !load_less(i, best)) tied_.push_back(i);
+    return pick_round_robin(tied_);
   }
 
   instance* pick_p2c(const std::vector<instance*>& c) {
@@ -945,6 +994,7 @@ private:
   std::vector<std::pair<std::uint64_t, instance*>> ring_;
   std::string next_id_;
   std::mt19937_64 rng_;
+  std::vector<instance*> candidates_, tied_;  // pick()'s scratch space, kept to save allocations
 };
 
 }  // namespace amb
@@ -956,34 +1006,6 @@ private:
 #define AMB_INLINED_AMB_EVENT_LOOP_HPP
 // Ending an io_context in a safe order: its queued coroutine frames first, then the objects they point into.
 
-
-// ---- begin amb/detail/asio.hpp ----
-#ifndef AMB_INLINED_AMB_DETAIL_ASIO_HPP
-#define AMB_INLINED_AMB_DETAIL_ASIO_HPP
-// The one place amb includes standalone Asio: turns on its C++20 coroutine support where Asio 1.22
-// does not detect it by itself (Clang), so amb's headers work on GCC and Clang as they are.
-
-// Asio 1.22 enables co_await under Clang only for the old Coroutines TS (<experimental/coroutine>),
-// which Clang 14 with libstdc++ does not have; C++20's own coroutines work, once Asio is told.
-// The macros must be set before Asio's first header: if Asio came first without them, say so.
-#if defined(__clang__) && defined(__cpp_impl_coroutine) && !defined(ASIO_HAS_CO_AWAIT)
-#if defined(ASIO_VERSION)
-#error \
-    "amb: Asio was included before amb without coroutine support; include amb first, or define ASIO_HAS_CO_AWAIT=1 and ASIO_HAS_STD_COROUTINE=1 (e.g. -DASIO_HAS_CO_AWAIT=1 -DASIO_HAS_STD_COROUTINE=1)"
-#endif
-#define ASIO_HAS_CO_AWAIT 1
-#define ASIO_HAS_STD_COROUTINE 1
-#endif
-
-#include <asio.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
-
-#if !defined(ASIO_HAS_CO_AWAIT)
-#error "amb: needs Asio's C++20 coroutines (asio::awaitable): compile with -std=c++20 (GCC >= 11, Clang >= 14)"
-#endif
-#endif // AMB_INLINED_AMB_DETAIL_ASIO_HPP
-// ---- end amb/detail/asio.hpp ----
 
 namespace amb {
 
@@ -1441,25 +1463,41 @@ void arm_deadline(asio::steady_timer& timer, std::chrono::steady_clock::time_poi
   });
 }
 
-/// One connect attempt: a non-blocking connect(2) and one wait for the socket to become writable,
-/// then SO_ERROR. Asio's async_connect makes an ioctl, a poll(2) and a getsockopt around the same
-/// wait; this makes none of them where the reactor's report already says the connect succeeded
-/// (else the getsockopt), and opens the socket non-blocking (with AMB_NO_ASIO_INTERNALS: an ioctl). The wait's epoll_ctl also registers EPOLLRDHUP for
-/// the relay (reactor_wait.hpp).
-inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
-                                                     const asio::ip::tcp::endpoint& address) {
-  if (auto ec = open_non_blocking(socket, address.protocol())) co_return ec;
-  if (::connect(socket.native_handle(), address.data(), static_cast<socklen_t>(address.size())) == 0)
-    co_return std::error_code{};
-  if (errno != EINPROGRESS) co_return std::error_code(errno, asio::error::get_system_category());
+/// Starts a connect to `address` on `socket` (opened here, non-blocking, with SOCK_CLOEXEC where the
+/// reactor wait allows: reactor_wait.hpp). Returns {} with `in_progress` false when connected at once,
+/// {} with `in_progress` true when the connect goes on (wait for the socket to become writable, then
+/// ask connect_outcome()), else the error. Asio's async_connect makes an ioctl, a poll(2) and a
+/// getsockopt around the same wait; this makes none of them where it can (see connect_outcome()).
+/// The wait's epoll_ctl also registers EPOLLRDHUP for the relay (reactor_wait.hpp).
+inline std::error_code start_connect(asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& address,
+                                     bool& in_progress) {
+  in_progress = false;
+  if (auto ec = open_non_blocking(socket, address.protocol())) return ec;
+  if (::connect(socket.native_handle(), address.data(), static_cast<socklen_t>(address.size())) == 0) return {};
+  if (errno != EINPROGRESS) return std::error_code(errno, asio::error::get_system_category());
+  in_progress = true;
   readable_wait::register_peer_close_with_next_wait(socket);
-  auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
-  if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
-  if (connected_per_report(socket)) co_return std::error_code{};  // writable, no error: no SO_ERROR to ask
+  return {};
+}
+
+/// After the wait for a connecting socket to become writable: whether the connect succeeded. No
+/// syscall where the reactor's report of the wait says so, else getsockopt(SO_ERROR).
+inline std::error_code connect_outcome(asio::ip::tcp::socket& socket) {
+  if (connected_per_report(socket)) return {};  // writable, no error: no SO_ERROR to ask
   int error = 0;
   socklen_t length = sizeof error;
   if (::getsockopt(socket.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
-  co_return error ? std::error_code(error, asio::error::get_system_category()) : std::error_code{};
+  return error ? std::error_code(error, asio::error::get_system_category()) : std::error_code{};
+}
+
+/// One connect attempt: start_connect(), one wait for the socket to become writable, connect_outcome().
+inline asio::awaitable<std::error_code> connect_once(asio::ip::tcp::socket& socket,
+                                                     const asio::ip::tcp::endpoint& address) {
+  bool in_progress = false;
+  if (auto ec = start_connect(socket, address, in_progress); ec || !in_progress) co_return ec;
+  auto [wait_ec] = co_await socket.async_wait(asio::socket_base::wait_write, use_nothrow_awaitable);
+  if (wait_ec) co_return wait_ec;  // operation_aborted when the deadline closed the socket
+  co_return connect_outcome(socket);
 }
 
 }  // namespace detail
@@ -1797,6 +1835,126 @@ private:
 #define AMB_INLINED_AMB_PROXY_HPP
 // The balancing proxy's data path: accept -> pick an instance -> connect (failing over) -> relay.
 
+
+// ---- begin amb/detail/deadline_queue.hpp ----
+#ifndef AMB_INLINED_AMB_DETAIL_DEADLINE_QUEUE_HPP
+#define AMB_INLINED_AMB_DETAIL_DEADLINE_QUEUE_HPP
+// Deadlines of equal length under one timer: the proxy's connect timeouts, without a timer per connect.
+//
+// Every upstream connect of a proxy has the same timeout, so the deadlines expire in the order the
+// connects started: a first-in, first-out list is already sorted, adding and removing are O(1), and
+// one timer, set for the oldest deadline, serves them all. A timer of its own per connect would
+// cost each connection a service look-up, a handler, a cancellation and (when it is the loop's
+// earliest timer) a timerfd_settime; this costs none of that. The timer is re-armed only when it
+// fires, for the deadline then oldest: connects that finish in microseconds never touch it, and
+// under a steady flow of them it fires about once per timeout.
+//
+// Threads: one-thread use only (the proxy's loop), like the proxy itself.
+
+
+#include <chrono>
+#include <memory>
+#include <system_error>
+
+namespace amb::detail {
+
+class deadline_queue {
+public:
+  using clock = std::chrono::steady_clock;
+
+  /// One deadline, embedded in the object it guards (no allocation). Not copyable or movable
+  /// while queued; its destructor takes it out of the queue.
+  class entry {
+  public:
+    /// `on_expiry(owner)` runs on the loop's thread when the deadline passes while still queued
+    /// (the entry is out of the queue by then); it must not throw.
+    using expiry_callback = void (*)(void* owner) noexcept;
+    entry(void* owner, expiry_callback on_expiry) noexcept : owner_(owner), on_expiry_(on_expiry) {}
+    entry(const entry&) = delete;
+    entry& operator=(const entry&) = delete;
+    ~entry() {
+      if (queue_) queue_->remove(*this);
+    }
+    /// True from add() until remove() or expiry.
+    bool queued() const noexcept { return queue_ != nullptr; }
+
+  private:
+    friend class deadline_queue;
+    void* owner_;
+    expiry_callback on_expiry_;
+    deadline_queue* queue_ = nullptr;
+    entry* older_ = nullptr;
+    entry* newer_ = nullptr;
+    clock::time_point at_{};
+  };
+
+  explicit deadline_queue(asio::any_io_executor executor) : timer_(std::move(executor)) {}
+  deadline_queue(const deadline_queue&) = delete;
+  deadline_queue& operator=(const deadline_queue&) = delete;
+  /// Entries still queued are let go without expiring (their owners may outlive the queue).
+  ~deadline_queue() {
+    *alive_ = false;
+    while (oldest_) remove(*oldest_);
+  }
+
+  /// Queues `e` to expire at `at`, which must not be earlier than any deadline already queued (the
+  /// same timeout from now always is). A queued `e` is moved to the end.
+  void add(entry& e, clock::time_point at) {
+    if (e.queue_) remove(e);
+    e.queue_ = this;
+    e.at_ = at;
+    e.older_ = newest_;
+    e.newer_ = nullptr;
+    (newest_ ? newest_->newer_ : oldest_) = &e;
+    newest_ = &e;
+    if (!armed_) arm();
+  }
+
+  /// Takes `e` out of the queue (nothing when it is not queued). The timer is left as it is: when
+  /// it fires it finds the new oldest deadline and waits again, or stops when the queue is empty.
+  void remove(entry& e) noexcept {
+    if (e.queue_ != this) return;
+    (e.older_ ? e.older_->newer_ : oldest_) = e.newer_;
+    (e.newer_ ? e.newer_->older_ : newest_) = e.older_;
+    e.queue_ = nullptr;
+    e.older_ = e.newer_ = nullptr;
+  }
+
+  /// True when nothing is queued.
+  bool empty() const noexcept { return oldest_ == nullptr; }
+
+private:
+  void arm() {
+    armed_ = true;
+    timer_.expires_at(oldest_->at_);
+    timer_.async_wait([this, alive = alive_](std::error_code ec) {
+      if (!*alive) return;  // the queue is gone (its destructor cancelled this wait)
+      armed_ = false;
+      if (ec) return;
+      expire_due();
+    });
+  }
+
+  void expire_due() {
+    const auto now = clock::now();
+    while (oldest_ && oldest_->at_ <= now) {
+      entry& e = *oldest_;
+      remove(e);
+      e.on_expiry_(e.owner_);
+    }
+    if (oldest_ && !armed_) arm();
+  }
+
+  asio::steady_timer timer_;
+  bool armed_ = false;
+  entry* oldest_ = nullptr;
+  entry* newest_ = nullptr;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once the queue is destroyed
+};
+
+}  // namespace amb::detail
+#endif // AMB_INLINED_AMB_DETAIL_DEADLINE_QUEUE_HPP
+// ---- end amb/detail/deadline_queue.hpp ----
 
 // ---- begin amb/proxy_protocol.hpp ----
 #ifndef AMB_INLINED_AMB_PROXY_PROTOCOL_HPP
@@ -2487,6 +2645,7 @@ inline asio::awaitable<relay_counters> relay(asio::ip::tcp::socket downstream, a
 // ---- end amb/relay.hpp ----
 
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -2526,6 +2685,14 @@ struct proxy_stats {
 /// A refused or timed-out connect is counted against the instance and the next instance is tried;
 /// the client notices nothing unless every instance fails. Changing the balancer's set never touches
 /// established connections: each holds its own instance object and sockets.
+///
+/// Two paths share the steps (connected(), failed()). The common case, where an instance is there,
+/// its address is numeric and the first connect works, runs on completion handlers: handle() picks
+/// and starts the connect, the wait's handler starts the relay. That costs one small heap object
+/// while the connect is in flight, a place in one deadline queue for all connects, and no coroutine:
+/// a proxied connection's own CPU is mostly this set-up (bench/RESULTS.md). Everything else (no
+/// instance yet, failing over after a failed connect, a host name to resolve) goes on in the
+/// coroutine session(), which reads top to bottom.
 /// Single-threaded: use from the io_context's one thread. Must outlive its sessions (see drain()).
 class proxy {
 public:
@@ -2533,45 +2700,38 @@ public:
       : executor_(std::move(ex)),
         balancer_(b),
         opts_(std::move(o)),
+        connect_deadlines_(executor_),
         changed_(executor_),
-        idle_(executor_),
-        timer_floor_(executor_) {
-    changed_.expires_at(std::chrono::steady_clock::time_point::max());
-    idle_.expires_at(std::chrono::steady_clock::time_point::max());
+        idle_(executor_) {
+    changed_.expires_at(clock::time_point::max());
+    idle_.expires_at(clock::time_point::max());
   }
   proxy(const proxy&) = delete;
   proxy& operator=(const proxy&) = delete;
-  ~proxy() { *alive_ = false; }
 
   /// Starts a session for an accepted client (suits accept_loop's callback; never throws).
   void handle(asio::ip::tcp::socket client) noexcept {
     try {
       ++stats_.accepted;
       ++stats_.active;
-      // The session ends once the relay has started (the relay then counts the connection down):
-      // no coroutine frame stays alive for an established connection.
-      asio::co_spawn(executor_, session(std::move(client)), [this](std::exception_ptr e, bool relaying) {
-        if (e) {
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& ex) {
-            log::error("connection: ", ex.what());
-          } catch (...) {
-            log::error("connection: unknown error");
-          }
-        }
-        if (!relaying || e) connection_ended();
-      });
+      const auto now = clock::now();
+      std::string client_ip;
+      if (balancer_.config().policy == balance_policy::source_hash) client_ip = ip_of(client);
+      auto inst = balancer_.pick(client_ip, {}, now);
+      if (inst && inst->endpoint)
+        connect_first(std::move(client), std::move(inst), now);
+      else
+        spawn_session(std::move(client), std::move(inst), {}, now);
     } catch (const std::exception& e) {
-      --stats_.active;
       log::error("cannot start a connection: ", e.what());
+      connection_ended();
     }
   }
 
   /// Call after the balancer's set changed: clients waiting for an instance try again at once.
   void instances_changed() {
     changed_.cancel();
-    changed_.expires_at(std::chrono::steady_clock::time_point::max());
+    changed_.expires_at(clock::time_point::max());
   }
 
   /// Whether the balancer's set reflects its source yet (e.g. etcd was read once); until then a client
@@ -2582,8 +2742,8 @@ public:
   asio::awaitable<std::uint64_t> drain(std::chrono::milliseconds timeout) {
     using namespace asio::experimental::awaitable_operators;
     asio::steady_timer deadline(executor_, timeout);
-    while (stats_.active > 0 && std::chrono::steady_clock::now() < deadline.expiry()) {
-      idle_.expires_at(std::chrono::steady_clock::time_point::max());
+    while (stats_.active > 0 && clock::now() < deadline.expiry()) {
+      idle_.expires_at(clock::time_point::max());
       co_await (idle_.async_wait(detail::use_nothrow_awaitable) || deadline.async_wait(detail::use_nothrow_awaitable));
     }
     co_return stats_.active;
@@ -2601,10 +2761,247 @@ public:
   }
 
 private:
+  using clock = std::chrono::steady_clock;
+  using tcp = asio::ip::tcp;
+  using instance_list = std::vector<std::shared_ptr<instance>>;
+
+  /// What to do after a connect's outcome was handled.
+  enum class step { relaying, turned_away, try_next };
+
+  /// A client whose first connect is in flight, on the handler path: owned by the wait's handler.
+  struct first_connect {
+    first_connect(proxy& p, tcp::socket c, std::shared_ptr<instance> i, clock::time_point at)
+        : owner(p), client(std::move(c)), upstream(p.executor_), inst(std::move(i)), accepted(at) {}
+    proxy& owner;
+    tcp::socket client;
+    tcp::socket upstream;
+    std::shared_ptr<instance> inst;
+    clock::time_point accepted;
+    bool timed_out = false;
+    detail::deadline_queue::entry deadline{this, &expired};
+    // Closing the socket ends the wait (operation_aborted); the handler then sees timed_out.
+    static void expired(void* self) noexcept {
+      auto& c = *static_cast<first_connect*>(self);
+      c.timed_out = true;
+      std::error_code ignored;  // closing aborts the connect; nothing else to do
+      c.upstream.close(ignored);
+    }
+  };
+
+  /// The handler path: a non-blocking connect and one wait, under the shared deadline queue.
+  void connect_first(tcp::socket client, std::shared_ptr<instance> inst, clock::time_point now) {
+    auto c = std::make_unique<first_connect>(*this, std::move(client), std::move(inst), now);
+    bool in_progress = false;
+    auto ec = detail::start_connect(c->upstream, *c->inst->endpoint, in_progress);
+    if (ec || !in_progress) return first_connect_done(std::move(c), ec);
+    if (opts_.connect_timeout.count() > 0) connect_deadlines_.add(c->deadline, now + opts_.connect_timeout);
+    auto& upstream = c->upstream;
+    upstream.async_wait(tcp::socket::wait_write, [c = std::move(c)](std::error_code wait_ec) mutable {
+      if (!wait_ec && !c->timed_out) wait_ec = detail::connect_outcome(c->upstream);
+      auto& self = c->owner;
+      self.first_connect_done(std::move(c), wait_ec);
+    });
+  }
+
+  void first_connect_done(std::unique_ptr<first_connect> c, std::error_code ec) noexcept {
+    try {
+      connect_deadlines_.remove(c->deadline);
+      if (c->timed_out) ec = make_error_code(errc::timeout);
+      instance_list tried;  // stays empty (no allocation) unless the connect failed
+      step next = step::try_next;
+      if (ec) {
+        next = failed(c->inst, ec, c->client, tried);
+      } else {
+        std::error_code ignored;  // latency over batching; failure is harmless
+        c->upstream.set_option(tcp::no_delay(true), ignored);
+        next = connected(c->client, c->upstream, c->inst, tried);
+      }
+      if (next == step::relaying) return;
+      if (next == step::turned_away) return connection_ended();
+      spawn_session(std::move(c->client), nullptr, std::move(tried), c->accepted);
+    } catch (const std::exception& e) {
+      log::error("connection: ", e.what());
+      connection_ended();
+    }
+  }
+
+  void spawn_session(tcp::socket client, std::shared_ptr<instance> first, instance_list tried,
+                     clock::time_point accepted) {
+    // The session ends once the relay has started (the relay then counts the connection down):
+    // no coroutine frame stays alive for an established connection.
+    asio::co_spawn(executor_, session(std::move(client), std::move(first), std::move(tried), accepted),
+                   [this](std::exception_ptr e, bool relaying) {
+                     if (e) {
+                       try {
+                         std::rethrow_exception(e);
+                       } catch (const std::exception& ex) {
+                         log::error("connection: ", ex.what());
+                       } catch (...) {
+                         log::error("connection: unknown error");
+                       }
+                     }
+                     if (!relaying || e) connection_ended();
+                   });
+  }
+
+  /// The general path: picks (`first` is the instance handle() picked, if any), connects, fails over,
+  /// and holds the client while no instance is there (wait_for_backend); true when the relay was
+  /// started (it then calls connection_ended() itself), false when the client was turned away.
+  asio::awaitable<bool> session(tcp::socket client, std::shared_ptr<instance> first, instance_list tried,
+                                clock::time_point accepted) {
+    using namespace asio::experimental::awaitable_operators;
+    std::string client_ip;
+    if (balancer_.config().policy == balance_policy::source_hash) client_ip = ip_of(client);
+    const auto give_up_at = accepted + opts_.wait_for_backend;
+    for (;;) {
+      auto inst = first ? std::move(first) : balancer_.pick(client_ip, tried);
+      if (!inst) {
+        auto now = clock::now();
+        if (now >= give_up_at) {
+          turn_away(client, tried);
+          co_return false;
+        }
+        // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
+        asio::steady_timer retry(executor_,
+                                 std::min<clock::duration>(give_up_at - now, std::chrono::milliseconds(500)));
+        co_await (changed_.async_wait(detail::use_nothrow_awaitable) ||
+                  retry.async_wait(detail::use_nothrow_awaitable));
+        tried.clear();
+        continue;
+      }
+      tcp::socket upstream(executor_);
+      const auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
+      const auto next = ec ? failed(inst, ec, client, tried) : connected(client, upstream, inst, tried);
+      if (next == step::relaying) co_return true;
+      if (next == step::turned_away) co_return false;
+    }
+  }
+
+  /// No instance is left to try: says why in one line, and closes the client.
+  void turn_away(tcp::socket& client, const instance_list& tried) {
+    ++stats_.rejected;
+    if (tried.empty() && !instances_known_)
+      log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
+                "); closing connection from ", client_name(client));
+    else if (tried.empty() && !balancer_.empty())
+      log::warn("no instance under ", log::escaped(opts_.service), " is in service (",
+                log::count(balancer_.size(), "instance"), " failing health checks); closing connection from ",
+                client_name(client));
+    else if (tried.empty())
+      log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ",
+                client_name(client));
+    else
+      log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
+                " tried); closing connection from ", client_name(client));
+    drain_and_shut(client);  // closing the socket tells the client at once
+  }
+
+  /// The connect to `inst` succeeded: announces the client to it when asked to, then starts the relay.
+  step connected(tcp::socket& client, tcp::socket& upstream, const std::shared_ptr<instance>& inst,
+                 instance_list& tried) {
+    if (opts_.send_proxy != proxy_protocol::none) {
+      // The header goes first, before any byte of the client's. A fresh connection's send buffer
+      // takes it whole, so one non-blocking send does; less than all of it counts as a failed
+      // connect. The client's addresses come from the accepted socket (one getpeername and one
+      // getsockname, only when the header is wanted).
+      std::error_code peer_ec, local_ec;
+      const auto from = client.remote_endpoint(peer_ec);
+      const auto to = client.local_endpoint(local_ec);
+      if (peer_ec || local_ec) return step::turned_away;  // the client left while we connected
+      const std::string header = proxy_protocol_header(opts_.send_proxy, from, to);
+      std::error_code write_ec;
+      const auto written = upstream.send(asio::buffer(header), 0, write_ec);
+      if (!write_ec && written < header.size()) write_ec = make_error_code(asio::error::no_buffer_space);
+      if (write_ec) {  // the instance closed at once: as a failed connect, try the next one
+        tried.push_back(inst);
+        ++stats_.connect_failures[inst->id];
+        log::debug("PROXY header to ", log::escaped(inst->id), ": ", write_ec.message(), "; trying the next instance");
+        return step::try_next;
+      }
+    }
+    if (balancer_.report_success(*inst))
+      log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
+                " is reachable again");
+    if (log::enabled(log::level::debug))
+      log::debug("connection from ", client_name(client), " -> ", log::escaped(inst->id), " at ",
+                 log::escaped(inst->address.to_string()));
+    relay_options ro;
+    ro.idle_timeout = opts_.idle_timeout;
+    ro.counters = &stats_.bytes;
+    ro.upstream_nodelay_set = true;  // connect_tcp, or the handler path, set it
+    // The slot counts the connection on its instance (least-conn) for as long as the relay runs.
+    start_relay(std::move(client), std::move(upstream), ro,
+                [this, slot = connection_slot(inst)](const relay_counters&) mutable {
+                  slot.release();
+                  connection_ended();
+                });
+    return step::relaying;
+  }
+
+  /// The connect to `inst` failed with `ec`: counts it against the instance (unless the shortage is
+  /// the ambassador's own), and says whether to try the next instance or that the client was turned
+  /// away (closed here).
+  step failed(const std::shared_ptr<instance>& inst, std::error_code ec, tcp::socket& client, instance_list& tried) {
+    if (is_own_shortage(ec)) {
+      // Out of descriptors, buffers or local ports: the ambassador's own limit, not the instance's
+      // fault. Counting it would eject healthy instances under a flood of connections.
+      ++stats_.rejected;
+      // One line a second at most: a flood past the fd limit fails every connect at once.
+      const auto at = clock::now();
+      if (at - last_shortage_line_ >= std::chrono::seconds(1)) {
+        log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
+                  ec.message(),
+                  " (a limit of this ambassador, not a failure of the instance); closing connection from ",
+                  client_name(client),
+                  shortages_unlogged_ ? " (" + std::to_string(shortages_unlogged_) + " more since the last such line)"
+                                      : std::string());
+        last_shortage_line_ = at;
+        shortages_unlogged_ = 0;
+      } else {
+        ++shortages_unlogged_;
+      }
+      drain_and_shut(client);
+      return step::turned_away;
+    }
+    if (opts_.fixed_target) {
+      ++stats_.rejected;
+      ++stats_.connect_failures[inst->id];
+      // Closing the client is all there is to do: it sees the connection end; the listener stays up.
+      log::warn("connection from ", client_name(client), ": connect ", log::escaped(inst->address.to_string()), ": ",
+                ec.message());
+      drain_and_shut(client);
+      return step::turned_away;
+    }
+    tried.push_back(inst);
+    ++stats_.connect_failures[inst->id];
+    if (log::enabled(log::level::debug))
+      log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
+                 client_name(client), ": ", ec.message(), "; trying the next instance");
+    if (balancer_.report_failure(*inst))
+      log::warn("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
+                log::duration(std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout)),
+                " after ", log::count(inst->consecutive_fails, "failed connect"), " (last: ", ec.message(), ")");
+    return step::try_next;
+  }
+
+  /// The client's address as HOST:PORT, for log lines only: a new connection costs no getpeername
+  /// and no strings unless a line is written.
+  static std::string client_name(tcp::socket& client) {
+    std::error_code ignored;  // the client may have gone already; the line still helps
+    auto remote = client.remote_endpoint(ignored);
+    return host_port{remote.address().to_string(), remote.port()}.to_string();
+  }
+
+  /// The client's IP, for source-hash (a client that already left hashes as "", and fails on first use anyway).
+  static std::string ip_of(tcp::socket& client) {
+    std::error_code ignored;
+    return client.remote_endpoint(ignored).address().to_string();
+  }
+
   /// Reads what the client already sent, so that closing sends a clean FIN rather than a reset.
   /// A plain function, not part of session(): a local array in a coroutine lives in its frame,
   /// which would cost every connection 4 kB for as long as it is open.
-  static void drain_and_shut(asio::ip::tcp::socket& client) noexcept {
+  static void drain_and_shut(tcp::socket& client) noexcept {
     std::error_code ignored;  // nothing to read, or the client is gone: either way close now
     client.non_blocking(true, ignored);
     char sink[4096];
@@ -2616,177 +3013,15 @@ private:
     if (--stats_.active == 0) idle_.cancel();
   }
 
-  /// While connects are being made (until a second after the last), a timer stays pending a second
-  /// ahead: a connect's own deadline (seconds away) is then never the earliest timer of this loop, and
-  /// Asio arms the timerfd for none of them, one syscall less per connection. The floor costs about
-  /// three syscalls a second while clients arrive, and none when they do not.
-  static constexpr std::chrono::seconds timer_floor_every{1};
-  void hold_timer_floor() {
-    last_connect_ = std::chrono::steady_clock::now();
-    if (timer_floor_running_ || opts_.connect_timeout <= timer_floor_every) return;
-    timer_floor_running_ = true;
-    arm_timer_floor();
-  }
-  void arm_timer_floor() {
-    timer_floor_.expires_after(timer_floor_every);
-    timer_floor_.async_wait([this, alive = alive_](std::error_code ec) {
-      if (!*alive) return;  // the proxy is gone (its destructor cancelled this wait)
-      if (ec || std::chrono::steady_clock::now() - last_connect_ > timer_floor_every) {
-        timer_floor_running_ = false;
-        return;
-      }
-      arm_timer_floor();
-    });
-  }
-
-  /// Picks, connects (failing over) and starts the relay; true when the relay was started (it then
-  /// calls connection_ended() itself), false when the client was turned away.
-  asio::awaitable<bool> session(asio::ip::tcp::socket client) {
-    using namespace asio::experimental::awaitable_operators;
-    // The client's address, only when it is used (source-hash, or a line that is logged): a new
-    // connection then costs no getpeername and no strings.
-    auto client_name = [&client] {
-      std::error_code ignored;  // the client may have gone already; the line still helps
-      auto remote = client.remote_endpoint(ignored);
-      return host_port{remote.address().to_string(), remote.port()}.to_string();
-    };
-    std::string client_ip;
-    if (balancer_.config().policy == balance_policy::source_hash) {
-      std::error_code ignored;  // a client that already left hashes as "", and will fail on first use anyway
-      client_ip = client.remote_endpoint(ignored).address().to_string();
-    }
-    const auto give_up_at = std::chrono::steady_clock::now() + opts_.wait_for_backend;
-
-    std::vector<std::shared_ptr<instance>> tried;
-    for (;;) {
-      auto inst = balancer_.pick(client_ip, tried);
-      if (!inst) {
-        auto now = std::chrono::steady_clock::now();
-        if (now >= give_up_at) {
-          ++stats_.rejected;
-          if (tried.empty() && !instances_known_)
-            log::warn("etcd not reached yet (no instance known for ", log::escaped(opts_.service),
-                      "); closing connection from ", client_name());
-          else if (tried.empty() && !balancer_.empty())
-            log::warn("no instance under ", log::escaped(opts_.service), " is in service (",
-                      log::count(balancer_.size(), "instance"), " failing health checks); closing connection from ",
-                      client_name());
-          else if (tried.empty())
-            log::warn("no instance registered under ", log::escaped(opts_.service), "; closing connection from ",
-                      client_name());
-          else
-            log::warn("no instance under ", log::escaped(opts_.service), " could be reached (", tried.size(),
-                      " tried); closing connection from ", client_name());
-          drain_and_shut(client);
-          co_return false;  // closing the socket tells the client at once
-        }
-        // Hold the client: wake on a change of the set, or retry every half second, until the deadline.
-        asio::steady_timer retry(
-            executor_, std::min<std::chrono::steady_clock::duration>(give_up_at - now, std::chrono::milliseconds(500)));
-        co_await (changed_.async_wait(detail::use_nothrow_awaitable) ||
-                  retry.async_wait(detail::use_nothrow_awaitable));
-        tried.clear();
-        continue;
-      }
-      asio::ip::tcp::socket upstream(executor_);
-      hold_timer_floor();
-      auto ec = co_await connect_tcp(upstream, inst->address, opts_.connect_timeout);
-      if (ec && is_own_shortage(ec)) {
-        // Out of descriptors, buffers or local ports: the ambassador's own limit, not the instance's
-        // fault. Counting it would eject healthy instances under a flood of connections.
-        ++stats_.rejected;
-        // One line a second at most: a flood past the fd limit fails every connect at once.
-        const auto at = std::chrono::steady_clock::now();
-        if (at - last_shortage_line_ >= std::chrono::seconds(1)) {
-          log::warn("cannot connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), ": ",
-                    ec.message(),
-                    " (a limit of this ambassador, not a failure of the instance); closing connection from ",
-                    client_name(),
-                    shortages_unlogged_ ? " (" + std::to_string(shortages_unlogged_) + " more since the last such line)"
-                                        : std::string());
-          last_shortage_line_ = at;
-          shortages_unlogged_ = 0;
-        } else {
-          ++shortages_unlogged_;
-        }
-        drain_and_shut(client);
-        co_return false;
-      }
-      if (ec && opts_.fixed_target) {
-        ++stats_.rejected;
-        ++stats_.connect_failures[inst->id];
-        // Closing the client is all there is to do: it sees the connection end; the listener stays up.
-        log::warn("connection from ", client_name(), ": connect ", log::escaped(inst->address.to_string()), ": ",
-                  ec.message());
-        drain_and_shut(client);
-        co_return false;
-      }
-      if (ec) {
-        tried.push_back(inst);
-        ++stats_.connect_failures[inst->id];
-        if (log::enabled(log::level::debug))
-          log::debug("connect to ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " for ",
-                     client_name(), ": ", ec.message(), "; trying the next instance");
-        if (balancer_.report_failure(*inst))
-          log::warn(
-              "instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()), " ejected for ",
-              log::duration(std::chrono::duration_cast<std::chrono::milliseconds>(balancer_.config().fail_timeout)),
-              " after ", log::count(inst->consecutive_fails, "failed connect"), " (last: ", ec.message(), ")");
-        continue;
-      }
-      if (opts_.send_proxy != proxy_protocol::none) {
-        // The header goes first, before any byte of the client's: a fresh connection's send buffer
-        // takes it whole. The client's addresses come from the accepted socket (one getpeername and
-        // one getsockname, only when the header is wanted).
-        std::error_code peer_ec, local_ec;
-        const auto from = client.remote_endpoint(peer_ec);
-        const auto to = client.local_endpoint(local_ec);
-        if (peer_ec || local_ec) {  // the client left while we connected: nothing to announce or relay
-          co_return false;
-        }
-        const std::string header = proxy_protocol_header(opts_.send_proxy, from, to);
-        auto [write_ec, written] =
-            co_await asio::async_write(upstream, asio::buffer(header), detail::use_nothrow_awaitable);
-        if (write_ec) {  // the instance closed at once: as a failed connect, try the next one
-          tried.push_back(inst);
-          ++stats_.connect_failures[inst->id];
-          log::debug("PROXY header to ", log::escaped(inst->id), ": ", write_ec.message(),
-                     "; trying the next instance");
-          continue;
-        }
-      }
-      if (balancer_.report_success(*inst))
-        log::info("instance ", log::escaped(inst->id), " at ", log::escaped(inst->address.to_string()),
-                  " is reachable again");
-      if (log::enabled(log::level::debug))
-        log::debug("connection from ", client_name(), " -> ", log::escaped(inst->id), " at ",
-                   log::escaped(inst->address.to_string()));
-      relay_options ro;
-      ro.idle_timeout = opts_.idle_timeout;
-      ro.counters = &stats_.bytes;
-      ro.upstream_nodelay_set = true;  // connect_tcp set it
-      // The slot counts the connection on its instance (least-conn) for as long as the relay runs.
-      start_relay(std::move(client), std::move(upstream), ro,
-                  [this, slot = connection_slot(inst)](const relay_counters&) mutable {
-                    slot.release();
-                    connection_ended();
-                  });
-      co_return true;
-    }
-  }
-
   asio::any_io_executor executor_;
   balancer& balancer_;
   proxy_options opts_;
   proxy_stats stats_;
-  std::chrono::steady_clock::time_point last_shortage_line_{};  // the last "limit of this ambassador" line
-  std::uint64_t shortages_unlogged_ = 0;                        // such connects since, not logged
-  asio::steady_timer changed_;                                  // cancelled to wake clients waiting for an instance
-  asio::steady_timer idle_;                                     // cancelled when the last connection ends (drain)
-  asio::steady_timer timer_floor_;                              // see hold_timer_floor()
-  bool timer_floor_running_ = false;
-  std::chrono::steady_clock::time_point last_connect_{};
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // false once the proxy is destroyed
+  clock::time_point last_shortage_line_{};    // the last "limit of this ambassador" line
+  std::uint64_t shortages_unlogged_ = 0;      // such connects since, not logged
+  detail::deadline_queue connect_deadlines_;  // the handler path's connect timeouts
+  asio::steady_timer changed_;                // cancelled to wake clients waiting for an instance
+  asio::steady_timer idle_;                   // cancelled when the last connection ends (drain)
   bool instances_known_ = true;
 };
 
