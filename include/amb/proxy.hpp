@@ -138,7 +138,7 @@ private:
 
   /// A client whose first connect is in flight, on the handler path: owned by the wait's handler.
   struct first_connect {
-    first_connect(proxy& p, tcp::socket c, std::shared_ptr<instance> i, clock::time_point at)
+    first_connect(proxy& p, tcp::socket&& c, std::shared_ptr<instance> i, clock::time_point at)
         : owner(p), client(std::move(c)), upstream(p.executor_), inst(std::move(i)), accepted(at) {}
     proxy& owner;
     tcp::socket client;
@@ -157,7 +157,7 @@ private:
   };
 
   /// The handler path: a non-blocking connect and one wait, under the shared deadline queue.
-  void connect_first(tcp::socket client, std::shared_ptr<instance> inst, clock::time_point now) {
+  void connect_first(tcp::socket&& client, std::shared_ptr<instance> inst, clock::time_point now) {
     auto c = std::make_unique<first_connect>(*this, std::move(client), std::move(inst), now);
     bool in_progress = false;
     auto ec = detail::start_connect(c->upstream, *c->inst->endpoint, in_progress);
