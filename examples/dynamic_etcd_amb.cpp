@@ -34,7 +34,9 @@ int main(int argc, char** argv) {
 
   // Threading: this thread runs `io`: the control plane (watch, metrics, signals) and the
   // ambassador's first loop; with --threads N the ambassador runs N-1 more on threads of its own.
-  asio::io_context io(1);
+  // Only this thread touches io's sockets, so Asio need not lock them (UNSAFE_IO: its scheduler
+  // still locks, for the posts of other threads).
+  asio::io_context io(ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   auto ex = io.get_executor();
   amb::ambassador_options options;
   options.listen = s.listen;

@@ -30,7 +30,9 @@ int main(int argc, char** argv) {
 
   // Threading model: this thread runs `io`, the ambassador's first loop and the signals; with
   // --threads N the ambassador runs N-1 more loops on threads of its own (see amb/ambassador.hpp).
-  asio::io_context io(1);
+  // Only this thread touches io's sockets, so Asio need not lock them (UNSAFE_IO: its scheduler
+  // still locks, for the posts of other threads).
+  asio::io_context io(ASIO_CONCURRENCY_HINT_UNSAFE_IO);
   amb::ambassador_options options;
   options.listen = c.listen;
   options.threads = c.threads;

@@ -78,7 +78,7 @@ public:
   proxy& operator=(const proxy&) = delete;
 
   /// Starts a session for an accepted client (suits accept_loop's callback; never throws).
-  void handle(asio::ip::tcp::socket client) noexcept {
+  void handle(asio::ip::tcp::socket&& client) noexcept {
     try {
       ++stats_.accepted;
       ++stats_.active;

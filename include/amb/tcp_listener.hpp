@@ -114,7 +114,7 @@ private:
   static constexpr std::chrono::seconds warn_every{10};
   static constexpr std::chrono::milliseconds pause_after_failure{100};
 
-  void accepted(std::unique_ptr<accept_chain>& self, std::error_code ec, asio::ip::tcp::socket socket) {
+  void accepted(std::unique_ptr<accept_chain>& self, std::error_code ec, asio::ip::tcp::socket&& socket) {
     if (!ec) {
       own_accepted_fd(socket);  // closing it then needs no epoll_ctl (reactor_wait.hpp)
       if (failed_in_burst_) log::debug("accepting again after ", log::count(failed_in_burst_, "failed accept"));
