@@ -355,9 +355,14 @@ TEST_CASE("draining: the kill event rewrites the value at once, die removes it; 
       std::vector<etcd_change> cycle;
       for (auto& c : changes.changes(key))
         if (c.at >= call) cycle.push_back(c);
+      REQUIRE(!cycle.empty());
+      CHECK(cycle.back().deleted);
+      // Cycle 0's events may reach a registrar seconds late (the replay above), after the container
+      // exited: it then removes the key at once, rightly, with no draining mark first. Later cycles
+      // must show the mark.
+      if (i == 0 && cycle.size() == 1) continue;
       REQUIRE(cycle.size() >= 2);
       CHECK(cycle[0].value == json_value("127.0.0.1", port, ",\"draining\":true"));
-      CHECK(cycle.back().deleted);
       if (i == 0) continue;
       CHECK(cycle[0].at < die_at);
       samples.push_back(
