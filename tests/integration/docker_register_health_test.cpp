@@ -325,6 +325,7 @@ TEST_CASE("draining: the kill event rewrites the value at once, die removes it; 
   // Cycle 0 is not measured: a new events stream with since= makes podman replay its whole event log
   // file first (thousands of lines on a busy test machine), which can take seconds.
   constexpr int cycles = 4;
+  int late_first_seed = 0, late_first_all = 0;  // 1 when cycle 0's kill reached that registrar after the exit
   for (int i = 0; i < cycles; ++i) {
     INFO("cycle ", i);
     const auto port = pm.published_port(name, 80);
@@ -360,7 +361,10 @@ TEST_CASE("draining: the kill event rewrites the value at once, die removes it; 
       // Cycle 0's events may reach a registrar seconds late (the replay above), after the container
       // exited: it then removes the key at once, rightly, with no draining mark first. Later cycles
       // must show the mark.
-      if (i == 0 && cycle.size() == 1) continue;
+      if (i == 0 && cycle.size() == 1) {
+        ++(reg == &seed ? late_first_seed : late_first_all);
+        continue;
+      }
       REQUIRE(cycle.size() >= 2);
       CHECK(cycle[0].value == json_value("127.0.0.1", port, ",\"draining\":true"));
       if (i == 0) continue;
@@ -415,10 +419,11 @@ TEST_CASE("draining: the kill event rewrites the value at once, die removes it; 
   for (auto d : delivered) CHECK(d >= 0);
   // The target is 100ms for the registrar's share; a loaded test machine gets room.
   CHECK(*std::max_element(own.begin(), own.end()) < 1000);
-  CHECK(count_lines_with(seed.output(), "draining " + seed_key + " = ") == cycles + 1);  // and the HUP
+  // One draining line per cycle (less a late cycle 0), and one for the HUP.
+  CHECK(count_lines_with(seed.output(), "draining " + seed_key + " = ") == cycles + 1 - late_first_seed);
   CHECK(count_lines_with(seed.output(), "(the engine is stopping the container; the key goes when it exits)") ==
-        cycles + 1);
-  CHECK(count_lines_with(all.output(), "draining " + auto_key + " = ") == cycles + 1);
+        cycles + 1 - late_first_seed);
+  CHECK(count_lines_with(all.output(), "draining " + auto_key + " = ") == cycles + 1 - late_first_all);
   CHECK(count_lines_with(hostport.output(), "is being stopped: " + hostport_key +
                                                 " removed (the hostport form has no draining field)") >= 1);
   for (auto* r : {&seed, &hostport, &all}) r->signal(SIGTERM);
