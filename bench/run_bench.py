@@ -217,6 +217,18 @@ def cpu_seconds(root, user_only=False):
     return total / CLK_TCK
 
 
+# What a Release program of `make bench` may load: libc and the dynamic loader. libstdc++, libgcc
+# and libm are linked in (examples/CMakeLists.txt): each shared library a program maps adds its
+# pages to the program's idle PSS, and few other processes on a host share libstdc++'s or libm's.
+RELEASE_LIBRARIES = {"libc.so.6", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1"}
+
+
+def shared_libraries(program):
+    """The DT_NEEDED entries of `program`, as readelf -d lists them."""
+    out = subprocess.run(["readelf", "-d", program], capture_output=True, text=True, check=True).stdout
+    return [line.split("[", 1)[1].split("]", 1)[0] for line in out.splitlines() if "(NEEDED)" in line]
+
+
 def pss_kb(root):
     total = 0
     for p in tree_pids(root):
@@ -1230,6 +1242,12 @@ def main():
             sys.exit(f"run_bench: {tool} is missing (make bench installs it)")
     if not a.bin_simple or not a.bin_dyn:
         print(f"run_bench: warning: simple-amb or dynamic-etcd-amb not found in {a.bin}", file=sys.stderr)
+    needed = {os.path.basename(p): shared_libraries(p) for p in (a.bin_simple, a.bin_dyn, a.bin_reg) if p}
+    extra = {name: sorted(set(libs) - RELEASE_LIBRARIES) for name, libs in needed.items()}
+    if a.bin == ap.get_default("bin") and any(extra.values()):
+        sys.exit("run_bench: the Release programs load more than libc: "
+                 + "; ".join(f"{name} needs {', '.join(libs)}" for name, libs in extra.items() if libs)
+                 + " (examples/CMakeLists.txt links libstdc++, libgcc and libm in)")
 
     # 1000+ connections through the proxy need fds here, in redis and in each proxy (they inherit it).
     # Root may raise the hard limit too: a proxy holding --conns connections needs 2 fds for each.
@@ -1252,6 +1270,8 @@ def main():
         print(f"run_bench: proxies: {', '.join(names)}; {reps} repetition(s); {' then '.join(modes)}; logs in {env.tmp}",
               file=sys.stderr)
         md.append(f"load average before: {open('/proc/loadavg').read().split()[:3]}\n")
+        md.append("shared libraries of the programs: "
+                  + "; ".join(f"{name}: {', '.join(libs)}" for name, libs in needed.items()) + "\n")
 
         for mode in modes:
             md += throughput(env, kinds, mode, cpus, reps, skip, a.quick)
