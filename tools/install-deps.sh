@@ -19,8 +19,9 @@ fuzz_packages=(clang libclang-rt-14-dev cmake make libasio-dev picojson-dev)
 # `make bench`: the load generators (redis-benchmark, iperf3), the servers behind the proxies, and the
 # peer proxies measured side by side with amb (haproxy, socat, nginx with its stream module, rinetd),
 # the registration row's engine and test image (podman, runc, busybox-static), strace (the syscall
-# counts) and taskset (util-linux, base system; the pinned mode).
-bench_packages=("${build_packages[@]}" "${image_packages[@]}" busybox-static etcd-server etcd-client redis-server redis-tools iperf3 haproxy socat nginx-light libnginx-mod-stream rinetd procps strace util-linux)
+# counts), taskset (util-linux, base system; the pinned mode) and readelf (binutils: the shared
+# libraries each Release program needs).
+bench_packages=("${build_packages[@]}" "${image_packages[@]}" busybox-static etcd-server etcd-client redis-server redis-tools iperf3 haproxy socat nginx-light libnginx-mod-stream rinetd procps strace util-linux binutils)
 # `make test` runs everything above inside ctest (the images and the demo, the fuzzers, a slice of the
 # bench), so its set is all of them, plus what only the tests use: podman's rootless helpers, systemd
 # (systemd-analyze checks the units), python3-yaml (the compose file), curl, openssl and libssl-dev
